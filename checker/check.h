@@ -1,0 +1,101 @@
+/* check: one proxy check as a non-blocking state machine on a libevent loop.
+ *
+ * connect -> proxy handshake (HTTP absolute-URI GET, HTTP CONNECT, SOCKS4/4a,
+ * SOCKS5 with RFC 1929 auth) -> request to the judge -> read and validate the
+ * answer -> one outcome. Every phase has a timeout. Knows nothing about the
+ * pool, scheduling or retries; the caller decides what an outcome means.
+ */
+#ifndef PROXYFS_CHECK_H
+#define PROXYFS_CHECK_H
+
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proxy.h"
+
+enum chk_result {
+	CHK_OK,          /* alive: judge's answer whole, status 200, contains expect */
+	CHK_TIMEOUT,     /* connect or whole-check timeout */
+	CHK_REFUSED,     /* connection refused / host unreachable */
+	CHK_RESET,       /* connection reset or closed early */
+	CHK_PROTO_ERR,   /* the proxy broke its protocol (bad SOCKS reply, garbage status line) */
+	CHK_BAD_ANSWER,  /* well-formed answer but not the judge's (status != 200, expect missing, too big) */
+	CHK_AUTH,        /* the proxy refused our credentials */
+	CHK_LOCAL_ERR,   /* our side failed (EMFILE, ENFILE, EADDRNOTAVAIL, ENOBUFS, ENOMEM): not the proxy's fault */
+	CHK_RESULT_COUNT
+};
+
+/* "ok", "timeout", "refused", "reset", "protocol_error", "wrong_answer",
+ * "auth", "local_error". */
+const char *chk_result_name(enum chk_result r);
+
+/* The judge: where the check fetches its answer. Built once by
+ * chk_judge_init(), then shared read-only by every check. */
+struct chk_judge {
+	char host[256];  /* as in the URL, without brackets */
+	uint16_t port;
+	char *path;      /* "/..." with query */
+	char *expect;    /* substring the body must contain; "" = any 200 */
+	bool have_addr;  /* host resolved at init (needed for SOCKS4 and direct) */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char *req_absolute; /* request for an HTTP proxy: GET http://host:port/path */
+	char *req_origin;   /* request through a tunnel: GET /path */
+	size_t req_absolute_len, req_origin_len;
+};
+
+/* Parses an http:// judge URL, resolves its host (blocking; at start only)
+ * and builds the requests. 0, or -EINVAL (bad URL, https not yet supported)
+ * or -EHOSTUNREACH (does not resolve) with a message in err. */
+int chk_judge_init(struct chk_judge *j, const char *url, const char *expect, char *err,
+		   size_t errlen);
+void chk_judge_free(struct chk_judge *j);
+
+struct chk_opts {
+	int connect_timeout_ms;
+	int timeout_ms;       /* the whole check, from connect() to the last byte */
+	size_t max_answer;    /* bytes of the judge's answer read at most; default 64 KiB if 0 */
+};
+
+/* The proxy to check. addr is the proxy's own address (numeric). */
+struct chk_target {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum proxy_proto proto; /* PROXY_HTTP, PROXY_SOCKS4 or PROXY_SOCKS5 */
+	bool tunnel;            /* PROXY_HTTP: use CONNECT instead of an absolute-URI GET */
+	bool remote_dns;        /* socks4a / socks5h: send the judge's name, not its address */
+	const char *user;       /* "" or NULL when none */
+	const char *pass;
+};
+
+struct chk_outcome {
+	enum chk_result result;
+	int err;             /* errno behind a REFUSED/RESET/LOCAL_ERR, else 0 */
+	uint32_t latency_ms; /* connect() to the last byte of the answer (CHK_OK only) */
+	uint16_t status;     /* HTTP status from the judge's answer, 0 if none */
+};
+
+typedef void (*chk_done_fn)(void *arg, const struct chk_outcome *out);
+
+struct chk;
+
+/* Starts a check. Copies what it needs from target (user/pass too); judge
+ * and opts must outlive the check. Returns the check, or NULL with errno
+ * set when it could not even start (EMFILE, ENOMEM, ...: always our side).
+ * done is called exactly once, from the loop, never from inside chk_start;
+ * the check frees itself right after done returns. */
+struct chk *chk_start(struct event_base *base, const struct chk_target *target,
+		      const struct chk_judge *judge, const struct chk_opts *opts, chk_done_fn done,
+		      void *arg);
+
+/* Stops a check early without calling done, and frees it. Not from inside
+ * its own done callback. */
+void chk_cancel(struct chk *c);
+
+/* True if err is a failure of our own side (fd or port exhaustion, memory). */
+bool chk_errno_is_local(int err);
+
+#endif

@@ -1,0 +1,63 @@
+/* config: the settings, read from an INI file with inih.
+ *
+ * Every setting has a default that works. A file is read whole into a new
+ * struct cfg; on any error nothing of it is used, and the message names the
+ * file, line and key. Does not apply settings; the caller does.
+ */
+#ifndef PROXYFS_CONFIG_H
+#define PROXYFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+#include "proxy.h"
+
+#define CFG_DEFAULT_DB "/var/lib/proxyfs/proxyfs.db"
+
+struct cfg_source {
+	char *name;     /* [source:NAME]; letters, digits, '.', '_', '-' only */
+	char *url;      /* as written: a path, file://path, later http(s):// */
+	char *path;     /* resolved local path (relative to the config file's dir), or NULL for http(s) */
+	enum proxy_proto proto; /* for lines without a scheme; default http */
+	int interval_s;         /* re-read period; default = check.interval_s */
+};
+
+struct cfg {
+	char *file; /* the file read, or NULL for defaults only */
+
+	/* [proxyfs] */
+	char *db;                /* default CFG_DEFAULT_DB */
+	enum log_level log_level; /* default info */
+
+	/* [check] */
+	char *judge;            /* URL fetched through each proxy; default http://azenv.net/ */
+	char *expect;           /* answer body must contain it; default "REMOTE_ADDR" */
+	int timeout_ms;         /* whole check; default 5000 */
+	int connect_timeout_ms; /* default 2000 */
+	int concurrency;        /* checks in flight; default 1000 */
+	int interval_s;         /* full rescan period; default 300 */
+	int publish_ms;         /* snapshot publish period during a scan; default 500 */
+	int retries;            /* retries after timeout/reset; default 1 */
+
+	struct cfg_source *sources;
+	size_t nsources;
+};
+
+/* Fills c with the defaults (allocates the default strings). */
+void cfg_init(struct cfg *c);
+/* Frees everything c owns and leaves it zeroed. */
+void cfg_free(struct cfg *c);
+
+/* Reads path into *out (which must be cfg_init'ed; on success it holds the
+ * defaults overridden by the file; on failure it is left as it was).
+ * Returns 0, or -errno: -ENOENT/-EACCES for an unreadable file, -EINVAL for
+ * an unknown section or key, a bad value, or a duplicate source. err gets a
+ * one-line message "FILE:LINE: [section] key: why" (or "FILE: why"). */
+int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen);
+
+/* Checks the cross-field rules (judge URL parses, timeouts positive, ...)
+ * after command-line overrides; 0 or -EINVAL with a message. */
+int cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,25 @@
+/* log: leveled messages to stderr, or to syslog once daemonized.
+ *
+ * Safe from any thread. Never called on the filesystem read path (counters
+ * are used there instead).
+ */
+#ifndef PROXYFS_LOG_H
+#define PROXYFS_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+/* Returns 0 and sets *out, or -EINVAL for a name other than
+ * error, warn(ing), info, debug. */
+int log_level_parse(const char *name, enum log_level *out);
+void log_set_level(enum log_level lvl);
+void log_use_syslog(bool on);
+__attribute__((format(printf, 2, 3))) void log_msg(enum log_level lvl, const char *fmt, ...);
+
+#define log_err(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+
+#endif

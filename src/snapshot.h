@@ -1,0 +1,149 @@
+/* snapshot: an immutable, reference-counted picture of the pool.
+ *
+ * The engine builds one (snap_builder_*), publishes it (snap_publish), and
+ * from then on nobody changes it. FUSE threads take a reference at open
+ * (snap_current) and drop it at release (snap_unref), so a reader sees one
+ * consistent pool from the first byte to EOF. Heavy renderings are made once
+ * per snapshot on first use (snap_cached) and shared by all readers. This
+ * file knows nothing about formats.
+ */
+#ifndef PROXYFS_SNAPSHOT_H
+#define PROXYFS_SNAPSHOT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "proxy.h"
+#include "sbuf.h"
+
+enum snap_anon { SNAP_ANON_UNKNOWN, SNAP_ANON_TRANSPARENT, SNAP_ANON_ANONYMOUS, SNAP_ANON_ELITE };
+
+/* One live proxy. Strings point into the snapshot's own arena. */
+struct snap_proxy {
+	const char *uri;     /* canonical URI, no newline */
+	const char *host;    /* without brackets */
+	const char *exit_ip; /* "" when unknown */
+	const char *sources; /* source names joined with ',' ("" for control/add only) */
+	uint16_t port;
+	uint8_t proto;       /* enum proxy_proto of the URI (HTTP, SOCKS4, SOCKS5) */
+	uint8_t folders;     /* bit (1 << enum proxy_proto) per folder it is listed in */
+	uint8_t anonymity;   /* enum snap_anon */
+	uint32_t latency_ms;
+	int64_t last_checked; /* unix seconds */
+};
+
+#define SNAP_SAMPLE_INVALID 3
+
+struct snap_source {
+	const char *name;
+	const char *url;
+	uint32_t proxies;  /* valid distinct proxy lines last read */
+	uint32_t invalid;  /* lines that did not parse */
+	uint32_t alive;
+	const char *error; /* "" when the last read was fine */
+	int64_t last_read; /* unix seconds, 0 = never */
+	const char *invalid_sample[SNAP_SAMPLE_INVALID]; /* first bad lines, NULL-padded */
+};
+
+/* Engine figures at the time of the snapshot. Indexes are enum chk_result. */
+#define SNAP_RESULT_CLASSES 8
+
+struct snap_stats {
+	uint64_t generation;     /* snapshot number, increases by one per publish */
+	struct timespec built;   /* when built; the files' st_mtime */
+	int64_t started;         /* daemon start, unix seconds */
+
+	uint32_t total, alive, dead, unknown; /* the pool */
+	uint32_t alive_by_folder[PROXY_PROTO_COUNT];
+	uint32_t removed;        /* proxies kept out by control/remove */
+
+	bool scan_running;
+	uint64_t scan_generation;  /* scans started so far */
+	uint32_t scan_checked, scan_total;
+	int64_t scan_started, scan_finished; /* unix seconds, 0 = never */
+	double last_scan_seconds;
+
+	uint32_t in_flight;
+	uint32_t concurrency;       /* the current (adaptive) limit */
+	uint32_t concurrency_conf;  /* what the config asked for */
+	uint32_t in_flight_max;
+	uint64_t checks_total[SNAP_RESULT_CLASSES];
+	uint64_t local_requeues_total; /* checks put back because our side failed */
+	uint64_t retries_total;
+
+	uint64_t store_writes_total;
+	uint64_t store_errors_total;
+	const char *store_error;   /* "" when fine */
+	const char *health;        /* "ok" or "degraded: <why>" (no newline) */
+	uint64_t snapshots_total;
+};
+
+/* Render slots a snapshot caches (filled by whoever renders). */
+#define SNAP_CACHE_SLOTS 16
+
+struct snapshot {
+	atomic_uint refs;
+	struct snap_stats stats;
+
+	const struct snap_proxy *live; /* alive proxies, fastest first */
+	uint32_t nlive;
+	/* Indexes into live[] of the proxies in each folder, same order. */
+	const uint32_t *by_folder[PROXY_PROTO_COUNT];
+	uint32_t nby_folder[PROXY_PROTO_COUNT];
+
+	const struct snap_source *sources;
+	uint32_t nsources;
+
+	/* Lazily rendered files; cache_lock guards cache[] and ready[]. */
+	pthread_mutex_t cache_lock;
+	struct sbuf cache[SNAP_CACHE_SLOTS];
+	bool ready[SNAP_CACHE_SLOTS];
+
+	void *arena; /* owns every string and array above */
+};
+
+/* --- readers (any thread) --- */
+
+/* The published snapshot with a reference taken; never NULL after
+ * snap_system_init(). Drop it with snap_unref(). */
+struct snapshot *snap_current(void);
+struct snapshot *snap_ref(struct snapshot *s);
+void snap_unref(struct snapshot *s);
+
+typedef void (*snap_render_fn)(const struct snapshot *s, int arg, struct sbuf *out);
+
+/* The rendering in slot (0..SNAP_CACHE_SLOTS-1), made by render(s, arg, ...)
+ * on first use and kept for the snapshot's life. The caller keeps its
+ * snapshot reference while it uses the result. Returns NULL if the
+ * rendering failed for lack of memory. */
+const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn render, int arg);
+
+/* --- the engine --- */
+
+/* Publishes an empty snapshot so snap_current() always has one. */
+int snap_system_init(void);
+/* Drops the published snapshot (at exit, after the filesystem stopped). */
+void snap_system_fini(void);
+
+struct snap_builder;
+
+struct snap_builder *snap_builder_new(void);
+/* Copies the proxy's strings; p's own pointers need not outlive the call. */
+int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p);
+int snap_builder_add_source(struct snap_builder *b, const struct snap_source *src);
+/* Copies stats (and its strings). */
+void snap_builder_set_stats(struct snap_builder *b, const struct snap_stats *st);
+/* Sorts by latency, builds the folder indexes, and returns the finished
+ * snapshot (refs = 1) or NULL on allocation failure; frees the builder
+ * either way. */
+struct snapshot *snap_builder_finish(struct snap_builder *b);
+void snap_builder_free(struct snap_builder *b);
+
+/* Makes s the current snapshot (takes over the caller's reference) and
+ * drops the reference on the previous one. */
+void snap_publish(struct snapshot *s);
+
+#endif
