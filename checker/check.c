@@ -1,2 +1,782 @@
-/* placeholder */
+/* check: one proxy check as a non-blocking state machine on a libevent loop.
+ *
+ * A check is one allocation: the struct below plus a short tail holding the
+ * protocol messages this check sends (built once at start, so credentials
+ * need not be kept). It owns one socket and one struct event; the event
+ * carries both the socket and the current deadline as its timeout (libevent
+ * lets an I/O event time out), so no second timer is needed. The deadline is
+ * the connect timeout while connecting, then what is left of the whole-check
+ * timeout. Answers are read into a buffer on the stack and fed to
+ * incremental parsers that keep a few counters in the check, so a check in
+ * flight costs a few hundred bytes and one descriptor.
+ *
+ * Each protocol is a small table of functions (struct chk_proto): build its
+ * messages, begin once connected, read its handshake replies. After the
+ * handshake every protocol sends the judge's request and reads the answer
+ * the same way. Helpers never finish a check themselves: they record the
+ * outcome and set CHK_ST_DONE, and the event callback, as its last act,
+ * closes the socket, frees the check and calls done. Not here: retries,
+ * scheduling, what an outcome means for the pool.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
 #include "check.h"
+#include "http_answer.h"
+#include "socks.h"
+
+#define CHK_TIMEOUT_DEFAULT_MS 10000
+#define CHK_READ_CHUNK (16 * 1024)
+#define CHK_MSGS 3
+
+enum chk_state {
+	CHK_ST_CONNECTING, /* waiting for connect() to finish */
+	CHK_ST_SENDING,    /* out[out_off..out_len) still to send */
+	CHK_ST_READING,    /* waiting for the peer */
+	CHK_ST_DONE,       /* outcome recorded; finished by the callback */
+};
+
+enum chk_phase {
+	CHK_PH_HANDSHAKE, /* talking to the proxy */
+	CHK_PH_ANSWER,    /* the judge's request is out (or going), reading its answer */
+};
+
+struct chk_proto;
+
+struct chk {
+	struct event ev;  /* the socket, with the current deadline as timeout */
+	const struct chk_proto *proto;
+	const struct chk_judge *judge;
+	const struct chk_opts *opts;
+	chk_done_fn done;
+	void *arg;
+	const uint8_t *out; /* being sent: a message in tail, or the judge's request */
+	uint32_t out_len, out_off;
+	uint64_t start_ns;
+	int fd;
+	uint8_t state;    /* enum chk_state */
+	uint8_t phase;    /* enum chk_phase */
+	bool with_auth;   /* credentials were sent in an HTTP header */
+	short armed;      /* the events ev was last assigned for */
+	struct chk_outcome res;
+	struct chk_answer ans;     /* the CONNECT reply's head, then the judge's answer */
+	struct chk_socks_reply sr; /* the SOCKS reply being read */
+	uint32_t msg_len[CHK_MSGS]; /* messages in tail, one after another */
+	uint8_t tail[];
+};
+
+struct chk_proto {
+	/* At least the bytes build() writes into the tail. */
+	size_t (*msg_size)(const struct chk_target *t, const struct chk_judge *j);
+	/* Builds this check's messages into c->tail; 0 or -errno. */
+	int (*build)(struct chk *c, const struct chk_target *t);
+	/* Connected: sets the first thing to send. */
+	void (*connected)(struct chk *c);
+	/* Handshake bytes from the proxy; returns how many were used, which is
+	 * at least one unless the check is over. */
+	size_t (*feed)(struct chk *c, const uint8_t *p, size_t n);
+	/* The proxy's own HTTP layer answers the judge's request, so a 407
+	 * (or a 401 to our credentials) in the answer is the proxy's refusal. */
+	bool proxy_answers;
+};
+
+static uint64_t chk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool chk_has_user(const struct chk_target *t)
+{
+	return t->user && t->user[0];
+}
+
+static const char *chk_pass(const struct chk_target *t)
+{
+	return t->pass ? t->pass : "";
+}
+
+static uint8_t *chk_msg(struct chk *c, unsigned i)
+{
+	uint8_t *p = c->tail;
+
+	for (unsigned k = 0; k < i; k++)
+		p += c->msg_len[k];
+	return p;
+}
+
+/* Records the outcome; the first one wins. */
+static void chk_end(struct chk *c, enum chk_result r, int err)
+{
+	if (c->state == CHK_ST_DONE)
+		return;
+	c->res.result = r;
+	c->res.err = err;
+	if (r == CHK_OK)
+		c->res.latency_ms = (uint32_t)((chk_now_ns() - c->start_ns) / 1000000u);
+	c->state = CHK_ST_DONE;
+}
+
+/* What an errno from the socket says about the proxy. */
+static enum chk_result chk_errno_result(int err)
+{
+	if (chk_errno_is_local(err))
+		return CHK_LOCAL_ERR;
+	switch (err) {
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case ENETDOWN:
+	case EACCES:
+	case EPERM:
+		return CHK_REFUSED;
+	case ETIMEDOUT:
+		return CHK_TIMEOUT;
+	default:
+		return CHK_RESET;
+	}
+}
+
+static void chk_end_errno(struct chk *c, int err)
+{
+	enum chk_result r = chk_errno_result(err);
+
+	chk_end(c, r, r == CHK_TIMEOUT ? 0 : err);
+}
+
+static void chk_send_msg(struct chk *c, const void *msg, size_t len)
+{
+	c->out = msg;
+	c->out_len = (uint32_t)len;
+	c->out_off = 0;
+	c->state = CHK_ST_SENDING;
+}
+
+/* The handshake is over: send the judge's request, read its answer. */
+static void chk_begin_answer(struct chk *c, const void *req, size_t len)
+{
+	const struct chk_judge *j = c->judge;
+
+	c->phase = CHK_PH_ANSWER;
+	chk_answer_init(&c->ans, j->expect, j->expect_len, j->expect_kmp, c->opts->max_answer,
+			false);
+	chk_send_msg(c, req, len);
+}
+
+/* An HTTP status from the proxy itself that refuses our credentials. */
+static bool chk_status_is_auth(const struct chk *c, uint16_t status)
+{
+	return status == 407 || (status == 401 && c->with_auth);
+}
+
+static void chk_answer_over(struct chk *c)
+{
+	enum chk_result r = (enum chk_result)c->ans.result;
+
+	c->res.status = c->ans.status;
+	if (r == CHK_BAD_ANSWER && c->proto->proxy_answers && chk_status_is_auth(c, c->ans.status))
+		r = CHK_AUTH;
+	chk_end(c, r, 0);
+}
+
+/* ---- HTTP: absolute-URI GET, or CONNECT then the origin-form GET ---- */
+
+static size_t chk_b64_len(size_t n)
+{
+	return (n + 2) / 3 * 4;
+}
+
+static size_t chk_b64(char *dst, const uint8_t *src, size_t n)
+{
+	static const char abc[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)src[i] << 16;
+
+		if (i + 1 < n)
+			v |= (uint32_t)src[i + 1] << 8;
+		if (i + 2 < n)
+			v |= src[i + 2];
+		dst[o++] = abc[v >> 18 & 63];
+		dst[o++] = abc[v >> 12 & 63];
+		dst[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
+		dst[o++] = i + 2 < n ? abc[v & 63] : '=';
+	}
+	return o;
+}
+
+static const char chk_auth_name[] = "Proxy-Authorization: Basic ";
+
+static size_t chk_auth_size(const struct chk_target *t)
+{
+	if (!chk_has_user(t))
+		return 0;
+	return sizeof(chk_auth_name) - 1 +
+	       chk_b64_len(strlen(t->user) + 1 + strlen(chk_pass(t))) + 2;
+}
+
+/* Writes the Proxy-Authorization line (with CRLF), when there is a user. */
+static size_t chk_auth_write(char *dst, const struct chk_target *t)
+{
+	size_t ulen, plen, o;
+	uint8_t *cred;
+
+	if (!chk_has_user(t))
+		return 0;
+	ulen = strlen(t->user);
+	plen = strlen(chk_pass(t));
+	cred = malloc(ulen + 1 + plen);
+	if (!cred)
+		return 0;
+	memcpy(cred, t->user, ulen);
+	cred[ulen] = ':';
+	memcpy(cred + ulen + 1, chk_pass(t), plen);
+	o = sizeof(chk_auth_name) - 1;
+	memcpy(dst, chk_auth_name, o);
+	o += chk_b64(dst + o, cred, ulen + 1 + plen);
+	memcpy(dst + o, "\r\n", 2);
+	free(cred);
+	return o + 2;
+}
+
+static size_t http_plain_size(const struct chk_target *t, const struct chk_judge *j)
+{
+	return chk_has_user(t) ? j->req_absolute_len + chk_auth_size(t) : 0;
+}
+
+/* With credentials: the judge's absolute request with the auth line added
+ * before its final empty line. */
+static int http_plain_build(struct chk *c, const struct chk_target *t)
+{
+	const struct chk_judge *j = c->judge;
+	char *dst = (char *)c->tail;
+	size_t head, auth;
+
+	if (!chk_has_user(t))
+		return 0;
+	head = j->req_absolute_len - 2;
+	memcpy(dst, j->req_absolute, head);
+	auth = chk_auth_write(dst + head, t);
+	if (auth == 0)
+		return -ENOMEM;
+	memcpy(dst + head + auth, "\r\n", 2);
+	c->msg_len[0] = (uint32_t)(head + auth + 2);
+	c->with_auth = true;
+	return 0;
+}
+
+static void http_plain_connected(struct chk *c)
+{
+	if (c->msg_len[0])
+		chk_begin_answer(c, c->tail, c->msg_len[0]);
+	else
+		chk_begin_answer(c, c->judge->req_absolute, c->judge->req_absolute_len);
+}
+
+static size_t http_plain_feed(struct chk *c, const uint8_t *p, size_t n)
+{
+	return n; /* no handshake: never called */
+}
+
+static const char chk_connect_fmt[] = "CONNECT %s HTTP/1.1\r\nHost: %s\r\n";
+
+static size_t http_connect_size(const struct chk_target *t, const struct chk_judge *j)
+{
+	size_t authority = strlen(j->host) + 2 + 6;
+
+	return sizeof(chk_connect_fmt) + 2 * authority + chk_auth_size(t) + 2;
+}
+
+static int http_connect_build(struct chk *c, const struct chk_target *t)
+{
+	const struct chk_judge *j = c->judge;
+	bool v6 = strchr(j->host, ':') != NULL;
+	char authority[sizeof(j->host) + 8];
+	char *dst = (char *)c->tail;
+	size_t len, auth;
+
+	snprintf(authority, sizeof(authority), "%s%s%s:%u", v6 ? "[" : "", j->host, v6 ? "]" : "",
+		 j->port);
+	len = (size_t)snprintf(dst, http_connect_size(t, j), chk_connect_fmt, authority, authority);
+	auth = chk_auth_write(dst + len, t);
+	if (chk_has_user(t) && auth == 0)
+		return -ENOMEM;
+	c->with_auth = auth > 0;
+	memcpy(dst + len + auth, "\r\n", 2);
+	c->msg_len[0] = (uint32_t)(len + auth + 2);
+	return 0;
+}
+
+static void http_connect_connected(struct chk *c)
+{
+	chk_answer_init(&c->ans, NULL, 0, NULL, c->opts->max_answer, true);
+	chk_send_msg(c, c->tail, c->msg_len[0]);
+}
+
+/* The CONNECT reply's head: 2xx opens the tunnel. */
+static size_t http_connect_feed(struct chk *c, const uint8_t *p, size_t n)
+{
+	size_t used = chk_answer_feed(&c->ans, p, n);
+	uint16_t status = c->ans.status;
+
+	if (!c->ans.done)
+		return used;
+	c->res.status = status;
+	if (c->ans.result != CHK_OK)
+		chk_end(c, (enum chk_result)c->ans.result, 0);
+	else if (chk_status_is_auth(c, status))
+		chk_end(c, CHK_AUTH, 0);
+	else if (status < 200 || status > 299)
+		chk_end(c, CHK_BAD_ANSWER, 0);
+	else
+		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+	return used;
+}
+
+static const struct chk_proto chk_http_plain = {
+	.msg_size = http_plain_size,
+	.build = http_plain_build,
+	.connected = http_plain_connected,
+	.feed = http_plain_feed,
+	.proxy_answers = true,
+};
+
+static const struct chk_proto chk_http_connect = {
+	.msg_size = http_connect_size,
+	.build = http_connect_build,
+	.connected = http_connect_connected,
+	.feed = http_connect_feed,
+};
+
+/* ---- SOCKS4 / SOCKS4a ---- */
+
+static size_t socks4_size(const struct chk_target *t, const struct chk_judge *j)
+{
+	return 8 + (t->user ? strlen(t->user) : 0) + 1 + strlen(j->host) + 1;
+}
+
+/* SOCKS4 needs the judge's IPv4 address; without one, ask by name (4a). */
+static int socks4_build(struct chk *c, const struct chk_target *t)
+{
+	const struct chk_judge *j = c->judge;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&j->addr;
+	bool by_name = t->remote_dns || !j->have_addr || j->addr.ss_family != AF_INET;
+	int n;
+
+	n = chk_socks4_request(c->tail, socks4_size(t, j), (const uint8_t *)&sin->sin_addr,
+			       by_name ? j->host : NULL, j->port, t->user);
+	if (n < 0)
+		return n;
+	c->msg_len[0] = (uint32_t)n;
+	return 0;
+}
+
+static void socks4_connected(struct chk *c)
+{
+	chk_socks_reply_init(&c->sr, CHK_SOCKS4_REPLY);
+	chk_send_msg(c, c->tail, c->msg_len[0]);
+}
+
+static size_t socks4_feed(struct chk *c, const uint8_t *p, size_t n)
+{
+	size_t used = chk_socks_reply_feed(&c->sr, p, n);
+
+	if (!c->sr.done)
+		return used;
+	if (c->sr.result != CHK_OK)
+		chk_end(c, (enum chk_result)c->sr.result, 0);
+	else
+		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+	return used;
+}
+
+static const struct chk_proto chk_socks4 = {
+	.msg_size = socks4_size,
+	.build = socks4_build,
+	.connected = socks4_connected,
+	.feed = socks4_feed,
+};
+
+/* ---- SOCKS5: greeting, RFC 1929 auth when asked, CONNECT ---- */
+
+enum { S5_GREETING, S5_AUTH, S5_CONNECT };
+
+static size_t socks5_auth_size(const struct chk_target *t)
+{
+	return chk_has_user(t) ? 3 + strlen(t->user) + strlen(chk_pass(t)) : 0;
+}
+
+/* A CONNECT by name or by address (IPv6: 22 bytes). */
+static size_t socks5_request_size(const struct chk_judge *j)
+{
+	size_t by_name = 7 + strlen(j->host);
+
+	return by_name > 22 ? by_name : 22;
+}
+
+static size_t socks5_size(const struct chk_target *t, const struct chk_judge *j)
+{
+	return 4 + socks5_auth_size(t) + socks5_request_size(j);
+}
+
+static int socks5_build(struct chk *c, const struct chk_target *t)
+{
+	const struct chk_judge *j = c->judge;
+	bool by_name = t->remote_dns || !j->have_addr;
+	int n;
+
+	n = chk_socks5_greeting(chk_msg(c, S5_GREETING), 4, chk_has_user(t));
+	if (n < 0)
+		return n;
+	c->msg_len[S5_GREETING] = (uint32_t)n;
+	if (chk_has_user(t)) {
+		n = chk_socks5_auth(chk_msg(c, S5_AUTH), socks5_auth_size(t), t->user, chk_pass(t));
+		if (n < 0)
+			return n;
+		c->msg_len[S5_AUTH] = (uint32_t)n;
+	}
+	n = chk_socks5_request(chk_msg(c, S5_CONNECT), socks5_request_size(j),
+			       by_name ? NULL : (const struct sockaddr *)&j->addr, j->host, j->port);
+	if (n < 0)
+		return n;
+	c->msg_len[S5_CONNECT] = (uint32_t)n;
+	return 0;
+}
+
+static void socks5_send(struct chk *c, unsigned msg, enum chk_socks_step reply)
+{
+	chk_socks_reply_init(&c->sr, reply);
+	chk_send_msg(c, chk_msg(c, msg), c->msg_len[msg]);
+}
+
+static void socks5_connected(struct chk *c)
+{
+	socks5_send(c, S5_GREETING,
+		    c->msg_len[S5_AUTH] ? CHK_SOCKS5_METHOD_AUTH : CHK_SOCKS5_METHOD);
+}
+
+static size_t socks5_feed(struct chk *c, const uint8_t *p, size_t n)
+{
+	size_t used = chk_socks_reply_feed(&c->sr, p, n);
+
+	if (!c->sr.done)
+		return used;
+	if (c->sr.result != CHK_OK) {
+		chk_end(c, (enum chk_result)c->sr.result, 0);
+		return used;
+	}
+	switch (c->sr.step) {
+	case CHK_SOCKS5_METHOD:
+	case CHK_SOCKS5_METHOD_AUTH:
+		if (c->sr.code == 2)
+			socks5_send(c, S5_AUTH, CHK_SOCKS5_AUTH);
+		else
+			socks5_send(c, S5_CONNECT, CHK_SOCKS5_REPLY);
+		break;
+	case CHK_SOCKS5_AUTH:
+		socks5_send(c, S5_CONNECT, CHK_SOCKS5_REPLY);
+		break;
+	default:
+		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		break;
+	}
+	return used;
+}
+
+static const struct chk_proto chk_socks5 = {
+	.msg_size = socks5_size,
+	.build = socks5_build,
+	.connected = socks5_connected,
+	.feed = socks5_feed,
+};
+
+/* ---- the state machine ---- */
+
+static const struct chk_proto *chk_proto_for(const struct chk_target *t)
+{
+	switch (t->proto) {
+	case PROXY_HTTP:
+		return t->tunnel ? &chk_http_connect : &chk_http_plain;
+	case PROXY_HTTPS:
+		return &chk_http_connect;
+	case PROXY_SOCKS4:
+		return &chk_socks4;
+	case PROXY_SOCKS5:
+		return &chk_socks5;
+	default:
+		return NULL;
+	}
+}
+
+static void chk_send(struct chk *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				chk_end_errno(c, errno);
+			return;
+		}
+		c->out_off += (uint32_t)n;
+	}
+	c->state = CHK_ST_READING;
+}
+
+static void chk_consume(struct chk *c, const uint8_t *p, size_t n)
+{
+	while (n > 0 && c->state != CHK_ST_DONE) {
+		size_t used;
+
+		if (c->phase == CHK_PH_ANSWER) {
+			chk_answer_feed(&c->ans, p, n);
+			if (c->ans.done)
+				chk_answer_over(c);
+			return;
+		}
+		used = c->proto->feed(c, p, n);
+		if (used == 0) {
+			chk_end(c, CHK_PROTO_ERR, 0); /* a parser that stalls: never loop */
+			return;
+		}
+		p += used;
+		n -= used;
+	}
+}
+
+static void chk_eof(struct chk *c)
+{
+	if (c->phase == CHK_PH_ANSWER) {
+		chk_answer_eof(&c->ans);
+		chk_answer_over(c);
+	} else {
+		chk_end(c, CHK_RESET, 0);
+	}
+}
+
+static void chk_recv(struct chk *c)
+{
+	uint8_t buf[CHK_READ_CHUNK];
+	ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+
+	if (n > 0)
+		chk_consume(c, buf, (size_t)n);
+	else if (n == 0)
+		chk_eof(c);
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		chk_end_errno(c, errno);
+	if (c->state == CHK_ST_SENDING)
+		chk_send(c);
+}
+
+static void chk_connected(struct chk *c)
+{
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		chk_end_errno(c, err);
+		return;
+	}
+	c->proto->connected(c);
+	chk_send(c);
+}
+
+static void chk_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Waits for the socket as the state needs, until the current deadline. */
+static int chk_arm(struct chk *c)
+{
+	short what = c->state == CHK_ST_READING ? EV_READ : EV_WRITE;
+	const struct chk_opts *o = c->opts;
+	int64_t total = o->timeout_ms > 0 ? o->timeout_ms : CHK_TIMEOUT_DEFAULT_MS;
+	int64_t limit = total, left;
+	struct timeval tv = { 0, 0 };
+
+	if (c->state == CHK_ST_CONNECTING && o->connect_timeout_ms > 0 &&
+	    o->connect_timeout_ms < total)
+		limit = o->connect_timeout_ms;
+	left = (int64_t)(c->start_ns + (uint64_t)limit * 1000000u) - (int64_t)chk_now_ns();
+	if (left > 0) {
+		tv.tv_sec = (time_t)(left / 1000000000);
+		tv.tv_usec = (suseconds_t)(left % 1000000000 / 1000);
+	}
+	if (what != c->armed) {
+		struct event_base *base = event_get_base(&c->ev);
+
+		event_assign(&c->ev, base, c->fd, what, chk_cb, c);
+		c->armed = what;
+	}
+	return event_add(&c->ev, &tv);
+}
+
+/* Closes without TIME_WAIT: an abortive close is fine for a check. */
+static void chk_close(struct chk *c)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (c->fd < 0)
+		return;
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(c->fd);
+	c->fd = -1;
+}
+
+static void chk_destroy(struct chk *c)
+{
+	event_del(&c->ev);
+	chk_close(c);
+	free(c);
+}
+
+/* Last act of a callback: the check is gone before done runs, so done may
+ * start new checks freely. */
+static void chk_finish(struct chk *c)
+{
+	struct chk_outcome out = c->res;
+	chk_done_fn done = c->done;
+	void *arg = c->arg;
+
+	chk_destroy(c);
+	done(arg, &out);
+}
+
+static void chk_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct chk *c = arg;
+
+	if (c->state != CHK_ST_DONE) {
+		if (what & EV_TIMEOUT)
+			chk_end(c, CHK_TIMEOUT, 0);
+		else if (c->state == CHK_ST_CONNECTING)
+			chk_connected(c);
+		else if (c->state == CHK_ST_SENDING)
+			chk_send(c);
+		else
+			chk_recv(c);
+	}
+	if (c->state != CHK_ST_DONE && chk_arm(c) < 0)
+		chk_end(c, CHK_LOCAL_ERR, ENOMEM);
+	if (c->state == CHK_ST_DONE)
+		chk_finish(c);
+}
+
+/* connect() failed at once for a reason that is the proxy's: report it
+ * from the loop, as the contract wants. */
+static bool chk_connect_err_is_proxys(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case ENETDOWN:
+	case EACCES:
+	case EPERM:
+	case ETIMEDOUT:
+	case ECONNRESET:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static const struct chk_opts chk_opts_default = { 0 };
+
+static struct chk *chk_alloc(const struct chk_target *t, const struct chk_judge *judge,
+			     const struct chk_opts *opts, chk_done_fn done, void *arg)
+{
+	const struct chk_proto *proto = chk_proto_for(t);
+	struct chk *c;
+
+	if (!proto) {
+		errno = EINVAL;
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c) + proto->msg_size(t, judge));
+	if (!c)
+		return NULL;
+	c->proto = proto;
+	c->judge = judge;
+	c->opts = opts ? opts : &chk_opts_default;
+	c->done = done;
+	c->arg = arg;
+	c->fd = -1;
+	return c;
+}
+
+struct chk *chk_start(struct event_base *base, const struct chk_target *target,
+		      const struct chk_judge *judge, const struct chk_opts *opts, chk_done_fn done,
+		      void *arg)
+{
+	int family = target->addr.ss_family;
+	struct chk *c;
+	int err;
+
+	if (family != AF_INET && family != AF_INET6) {
+		errno = EAFNOSUPPORT;
+		return NULL;
+	}
+	c = chk_alloc(target, judge, opts, done, arg);
+	if (!c)
+		return NULL;
+	err = c->proto->build(c, target);
+	if (err)
+		goto out_free;
+	c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		err = -errno;
+		goto out_free;
+	}
+	c->start_ns = chk_now_ns();
+	c->state = CHK_ST_CONNECTING;
+	if (connect(c->fd, (const struct sockaddr *)&target->addr, target->addrlen) < 0 &&
+	    errno != EINPROGRESS && errno != EINTR) {
+		err = -errno;
+		if (!chk_connect_err_is_proxys(-err))
+			goto out_close;
+		chk_end_errno(c, -err);
+		chk_close(c);
+		event_assign(&c->ev, base, -1, 0, chk_cb, c);
+		event_active(&c->ev, EV_TIMEOUT, 1);
+		return c;
+	}
+	event_assign(&c->ev, base, c->fd, EV_WRITE, chk_cb, c);
+	c->armed = EV_WRITE;
+	if (chk_arm(c) < 0) {
+		err = -ENOMEM;
+		goto out_close;
+	}
+	return c;
+
+out_close:
+	chk_close(c);
+out_free:
+	free(c);
+	errno = -err;
+	return NULL;
+}
+
+void chk_cancel(struct chk *c)
+{
+	if (c)
+		chk_destroy(c);
+}

@@ -45,6 +45,8 @@ struct chk_judge {
 	char *req_absolute; /* request for an HTTP proxy: GET http://host:port/path */
 	char *req_origin;   /* request through a tunnel: GET /path */
 	size_t req_absolute_len, req_origin_len;
+	size_t expect_len;
+	uint32_t *expect_kmp; /* KMP failure table of expect, expect_len entries */
 };
 
 /* Parses an http:// judge URL, resolves its host (blocking; at start only)

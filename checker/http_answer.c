@@ -1,2 +1,436 @@
-/* placeholder */
-#include "check.h"
+/* http_answer: an incremental parser for the judge's HTTP answer.
+ *
+ * The head is read byte by byte through a small state machine (no line is
+ * ever buffered); body bytes are taken in runs and searched for the expected
+ * text with KMP, so a match split across reads or chunks is still found.
+ * Accepts "HTTP/1.0 NNN" and "HTTP/1.1 NNN", Content-Length, chunked
+ * transfer coding (extensions and trailers skipped) and bodies ended by EOF.
+ * Lenient about bare LF line ends and header lines without a colon; strict
+ * about everything that decides where the answer ends. Does no I/O.
+ */
+#include <string.h>
+
+#include "http_answer.h"
+
+#define ANSWER_MAX_DEFAULT (64 * 1024)
+
+enum ans_phase {
+	AP_STATUS,       /* the fixed part: "HTTP/1.x NNN" */
+	AP_STATUS_REST,  /* reason phrase up to LF */
+	AP_LINE_START,   /* first byte of a header line, or the empty line */
+	AP_NAME,         /* header name up to ':' */
+	AP_VALUE,        /* value of Content-Length or Transfer-Encoding */
+	AP_SKIP_LINE,    /* rest of a header line we do not care about */
+	AP_BODY_LEN,     /* body of a known length */
+	AP_BODY_EOF,     /* body ended by the peer's close */
+	AP_CHUNK_SIZE,   /* hex size of the next chunk */
+	AP_CHUNK_EXT,    /* chunk extension up to LF */
+	AP_CHUNK_DATA,
+	AP_CHUNK_END,    /* CRLF after a chunk's data */
+	AP_TRAILER_START,
+	AP_TRAILER_SKIP,
+};
+
+enum ans_field { AF_OTHER, AF_LENGTH, AF_ENCODING };
+
+static const char *const ans_field_names[] = {
+	[AF_LENGTH] = "content-length",
+	[AF_ENCODING] = "transfer-encoding",
+};
+
+static const char ans_status_prefix[] = "HTTP/1.";
+static const char ans_chunked[] = "chunked";
+
+void chk_kmp_build(const char *pat, size_t len, uint32_t *kmp)
+{
+	uint32_t k = 0;
+
+	if (len == 0)
+		return;
+	kmp[0] = 0;
+	for (size_t i = 1; i < len; i++) {
+		while (k > 0 && pat[i] != pat[k])
+			k = kmp[k - 1];
+		if (pat[i] == pat[k])
+			k++;
+		kmp[i] = k;
+	}
+}
+
+void chk_answer_init(struct chk_answer *a, const char *expect, size_t expect_len,
+		     const uint32_t *kmp, size_t max, bool head_only)
+{
+	memset(a, 0, sizeof(*a));
+	a->expect = expect;
+	a->kmp = kmp;
+	a->expect_len = (uint32_t)expect_len;
+	if (max == 0 || max > UINT32_MAX)
+		max = max ? UINT32_MAX : ANSWER_MAX_DEFAULT;
+	a->max = (uint32_t)max;
+	a->head_only = head_only;
+	a->found = expect_len == 0;
+	a->phase = AP_STATUS;
+}
+
+static void ans_end(struct chk_answer *a, enum chk_result r)
+{
+	a->done = true;
+	a->result = (uint8_t)r;
+}
+
+/* The body is whole: alive if the expected text was in it. */
+static void ans_end_body(struct chk_answer *a)
+{
+	ans_end(a, a->found ? CHK_OK : CHK_BAD_ANSWER);
+}
+
+/* Advances the KMP search over body bytes. */
+static void ans_match(struct chk_answer *a, const uint8_t *p, size_t n)
+{
+	const unsigned char *pat = (const unsigned char *)a->expect;
+	uint32_t m = a->match;
+	size_t i = 0;
+
+	if (a->found)
+		return;
+	while (i < n) {
+		if (m == 0) {
+			const uint8_t *q = memchr(p + i, pat[0], n - i);
+
+			if (!q)
+				break;
+			i = (size_t)(q - p);
+		}
+		while (m > 0 && p[i] != pat[m])
+			m = a->kmp[m - 1];
+		if (p[i] == pat[m])
+			m++;
+		i++;
+		if (m == a->expect_len) {
+			a->found = true;
+			return;
+		}
+	}
+	a->match = m;
+}
+
+/* Takes body bytes in a run; returns how many. */
+static size_t ans_body(struct chk_answer *a, const uint8_t *p, size_t n)
+{
+	if (a->phase == AP_BODY_EOF) {
+		ans_match(a, p, n);
+		return n;
+	}
+	if (n > a->left)
+		n = (size_t)a->left;
+	ans_match(a, p, n);
+	a->left -= n;
+	if (a->left > 0)
+		return n;
+	if (a->phase == AP_CHUNK_DATA) {
+		a->phase = AP_CHUNK_END;
+		a->pos = 0;
+	} else {
+		ans_end_body(a);
+	}
+	return n;
+}
+
+static bool ans_is_space(uint8_t c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static int ans_hex(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static uint8_t ans_lower(uint8_t c)
+{
+	return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
+}
+
+/* Adds a digit to a->left, saturating just above the answer limit. */
+static void ans_accumulate(struct chk_answer *a, unsigned base, unsigned digit)
+{
+	a->left = a->left * base + digit;
+	if (a->left > (uint64_t)a->max + 1)
+		a->left = (uint64_t)a->max + 1;
+}
+
+static void ans_status_byte(struct chk_answer *a, uint8_t c)
+{
+	unsigned pos = a->pos++;
+
+	if (pos < sizeof(ans_status_prefix) - 1) {
+		if (c != (uint8_t)ans_status_prefix[pos])
+			ans_end(a, CHK_PROTO_ERR);
+	} else if (pos == 7) {
+		if (c != '0' && c != '1')
+			ans_end(a, CHK_PROTO_ERR);
+	} else if (pos == 8) {
+		if (c != ' ')
+			ans_end(a, CHK_PROTO_ERR);
+	} else if (pos <= 11) {
+		if (c < '0' || c > '9') {
+			ans_end(a, CHK_PROTO_ERR);
+			return;
+		}
+		a->left = a->left * 10 + (uint64_t)(c - '0');
+		if (pos == 11)
+			a->status = (uint16_t)a->left;
+	} else if (c == '\n') {
+		a->phase = AP_LINE_START;
+	} else if (c == ' ' || c == '\r') {
+		a->phase = AP_STATUS_REST;
+	} else {
+		ans_end(a, CHK_PROTO_ERR);
+	}
+}
+
+/* The empty line: decides how the body is delimited. */
+static void ans_head_end(struct chk_answer *a)
+{
+	if (a->head_only) {
+		ans_end(a, CHK_OK);
+	} else if (a->status != 200) {
+		ans_end(a, CHK_BAD_ANSWER);
+	} else if (a->chunked) {
+		a->phase = AP_CHUNK_SIZE;
+		a->left = 0;
+		a->pos = 0;
+	} else if (a->have_length) {
+		if (a->length > a->max - a->total) {
+			ans_end(a, CHK_BAD_ANSWER);
+		} else if (a->length == 0) {
+			ans_end_body(a);
+		} else {
+			a->phase = AP_BODY_LEN;
+			a->left = a->length;
+		}
+	} else {
+		a->phase = AP_BODY_EOF;
+	}
+}
+
+static void ans_name_byte(struct chk_answer *a, uint8_t c)
+{
+	const char *name = ans_field_names[a->field];
+
+	if (c == ':') {
+		if (a->field != AF_OTHER && name[a->pos] == '\0') {
+			a->phase = AP_VALUE;
+			a->pos = 0;
+			a->left = 0;
+		} else {
+			a->phase = AP_SKIP_LINE;
+		}
+	} else if (c == '\n') {
+		a->phase = AP_LINE_START; /* no colon: ignore the line */
+	} else if (a->field != AF_OTHER && name[a->pos] != '\0' &&
+		   ans_lower(c) == (uint8_t)name[a->pos]) {
+		a->pos++;
+	} else if (c != '\r') {
+		a->field = AF_OTHER;
+	}
+}
+
+/* Content-Length: optional white space, digits, optional white space.
+ * pos: 0 before the digits, 1 in them, 2 after them. */
+static void ans_length_byte(struct chk_answer *a, uint8_t c)
+{
+	if (c >= '0' && c <= '9' && a->pos < 2) {
+		a->pos = 1;
+		ans_accumulate(a, 10, c - '0');
+	} else if (ans_is_space(c) || c == '\r') {
+		if (a->pos == 1)
+			a->pos = 2;
+	} else if (c == '\n' && a->pos > 0) {
+		if (a->have_length && a->length != a->left) {
+			ans_end(a, CHK_PROTO_ERR);
+			return;
+		}
+		a->have_length = true;
+		a->length = a->left;
+		a->phase = AP_LINE_START;
+	} else {
+		ans_end(a, CHK_PROTO_ERR);
+	}
+}
+
+/* Transfer-Encoding: chunked when its last coding is "chunked".
+ * pos: letters of "chunked" matched since the last comma; 8 = another coding. */
+static void ans_encoding_byte(struct chk_answer *a, uint8_t c)
+{
+	if (c == '\n') {
+		a->chunked = a->pos == sizeof(ans_chunked) - 1;
+		a->phase = AP_LINE_START;
+	} else if (c == ',') {
+		a->pos = 0;
+	} else if (ans_is_space(c) || c == '\r') {
+		if (a->pos > 0 && a->pos < sizeof(ans_chunked) - 1)
+			a->pos = 8;
+	} else if (a->pos < sizeof(ans_chunked) - 1 && ans_lower(c) == (uint8_t)ans_chunked[a->pos]) {
+		a->pos++;
+	} else {
+		a->pos = 8;
+	}
+}
+
+static void ans_head_byte(struct chk_answer *a, uint8_t c)
+{
+	if (++a->head_len > CHK_ANSWER_HEAD_MAX) {
+		ans_end(a, CHK_BAD_ANSWER);
+		return;
+	}
+	switch (a->phase) {
+	case AP_STATUS:
+		ans_status_byte(a, c);
+		break;
+	case AP_STATUS_REST:
+	case AP_SKIP_LINE:
+		if (c == '\n')
+			a->phase = AP_LINE_START;
+		break;
+	case AP_LINE_START:
+		if (c == '\n') {
+			ans_head_end(a);
+		} else if (c != '\r') {
+			a->phase = AP_NAME;
+			a->field = AF_OTHER;
+			a->pos = 1;
+			if (ans_lower(c) == 'c')
+				a->field = AF_LENGTH;
+			else if (ans_lower(c) == 't')
+				a->field = AF_ENCODING;
+		}
+		break;
+	case AP_NAME:
+		ans_name_byte(a, c);
+		break;
+	case AP_VALUE:
+		if (a->field == AF_LENGTH)
+			ans_length_byte(a, c);
+		else
+			ans_encoding_byte(a, c);
+		break;
+	}
+}
+
+/* The LF ending a chunk-size line: a->left holds the size. */
+static void ans_chunk_size_end(struct chk_answer *a)
+{
+	if (a->left > a->max - a->total) {
+		ans_end(a, CHK_BAD_ANSWER);
+	} else if (a->left == 0) {
+		a->phase = AP_TRAILER_START;
+	} else {
+		a->phase = AP_CHUNK_DATA;
+	}
+}
+
+/* Chunk framing. In AP_CHUNK_SIZE pos is 0 before the digits, 1 in them,
+ * 2 after them; in AP_CHUNK_END it is 1 once the CR was seen. */
+static void ans_chunk_byte(struct chk_answer *a, uint8_t c)
+{
+	int d = ans_hex(c);
+
+	switch (a->phase) {
+	case AP_CHUNK_SIZE:
+		if (d >= 0 && a->pos < 2) {
+			a->pos = 1;
+			ans_accumulate(a, 16, (unsigned)d);
+		} else if ((ans_is_space(c) || c == '\r') && a->pos > 0) {
+			a->pos = 2;
+		} else if ((c == ';' || c == '\n') && a->pos > 0) {
+			if (c == ';')
+				a->phase = AP_CHUNK_EXT;
+			else
+				ans_chunk_size_end(a);
+		} else {
+			ans_end(a, CHK_PROTO_ERR);
+		}
+		break;
+	case AP_CHUNK_EXT:
+		if (c == '\n')
+			ans_chunk_size_end(a);
+		break;
+	case AP_CHUNK_END:
+		if (c == '\r' && a->pos == 0) {
+			a->pos = 1;
+		} else if (c == '\n') {
+			a->phase = AP_CHUNK_SIZE;
+			a->pos = 0;
+			a->left = 0;
+		} else {
+			ans_end(a, CHK_PROTO_ERR);
+		}
+		break;
+	case AP_TRAILER_START:
+		if (c == '\n')
+			ans_end_body(a);
+		else if (c != '\r')
+			a->phase = AP_TRAILER_SKIP;
+		break;
+	case AP_TRAILER_SKIP:
+		if (c == '\n')
+			a->phase = AP_TRAILER_START;
+		break;
+	}
+}
+
+size_t chk_answer_feed(struct chk_answer *a, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	size_t room, lim, i = 0;
+
+	if (a->done)
+		return 0;
+	room = a->max - a->total;
+	lim = n < room ? n : room;
+	while (i < lim && !a->done) {
+		size_t k;
+
+		switch (a->phase) {
+		case AP_BODY_LEN:
+		case AP_BODY_EOF:
+		case AP_CHUNK_DATA:
+			k = ans_body(a, p + i, lim - i);
+			a->total += (uint32_t)k;
+			i += k;
+			break;
+		case AP_CHUNK_SIZE:
+		case AP_CHUNK_EXT:
+		case AP_CHUNK_END:
+		case AP_TRAILER_START:
+		case AP_TRAILER_SKIP:
+			a->total++;
+			ans_chunk_byte(a, p[i++]);
+			break;
+		default:
+			a->total++;
+			ans_head_byte(a, p[i++]);
+			break;
+		}
+	}
+	if (!a->done && i < n)
+		ans_end(a, CHK_BAD_ANSWER); /* more than max bytes */
+	return i;
+}
+
+void chk_answer_eof(struct chk_answer *a)
+{
+	if (a->done)
+		return;
+	if (a->phase == AP_BODY_EOF)
+		ans_end_body(a);
+	else
+		ans_end(a, CHK_RESET);
+}

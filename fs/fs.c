@@ -1,2 +1,516 @@
-/* placeholder */
+/* fs: the FUSE operations and the path table; see fs.h.
+ *
+ * Every path the tree has is one row of fs_nodes[]: its kind, its renderer
+ * and folder, the snapshot cache slot it shares, its mode. The ops look the
+ * path up in that table and act on the row; nothing else knows path names.
+ *
+ * Reading: open takes a snapshot reference and the content (a rendering the
+ * snapshot caches for all readers, or one made for this open) into a handle
+ * in fi->fh; read copies from it; release drops both. direct_io is set on
+ * every file, so reads reach us whatever st_size said, and the page cache
+ * never serves an older rendering. Nothing on this path logs.
+ *
+ * Writing: only the control files, by the mounting user or root. add and
+ * remove take whole lines; a trailing partial line waits in the handle for
+ * the next write or for flush. Each write is all or nothing.
+ */
+#include "fs.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "proxy.h"
+#include "render.h"
 #include "snapshot.h"
+
+/* Most bytes a control write may carry, with the partial line before it. */
+#define FS_CONTROL_MAX (1024 * 1024)
+
+enum fs_kind {
+	FS_DIR,
+	FS_CACHED,   /* rendered once per snapshot, shared by all readers */
+	FS_RENDERED, /* rendered per open */
+	FS_RANDOM,   /* one proxy, picked at random per open */
+	FS_NEXT,     /* one proxy, the next in turn per open */
+	FS_RELOAD,   /* control files from here on */
+	FS_ADD,
+	FS_REMOVE,
+};
+
+struct fs_node {
+	const char *path;
+	enum fs_kind kind;
+	snap_render_fn render; /* FS_CACHED, FS_RENDERED */
+	int arg;	       /* folder: enum proxy_proto or RENDER_ALL */
+	int slot;	       /* FS_CACHED: the snapshot's cache slot */
+	mode_t mode;
+};
+
+/* Cache slots: the two top-level lists, then live.txt per folder. */
+enum { SLOT_LIVE_TXT, SLOT_LIVE_JSON, SLOT_FOLDER_LIVE_TXT };
+
+/* One row per line reads best here. */
+/* clang-format off */
+#define DIR_NODE(p) { .path = (p), .kind = FS_DIR, .mode = 0555 }
+#define FOLDER_NODES(name, f)                                                           \
+	DIR_NODE("/" name),                                                             \
+	{ .path = "/" name "/random", .kind = FS_RANDOM, .arg = (f), .mode = 0444 },    \
+	{ .path = "/" name "/next", .kind = FS_NEXT, .arg = (f), .mode = 0444 },        \
+	{ .path = "/" name "/live.txt", .kind = FS_CACHED, .render = render_live_txt,   \
+	  .arg = (f), .slot = SLOT_FOLDER_LIVE_TXT + (f), .mode = 0444 }
+
+static const struct fs_node fs_nodes[] = {
+	DIR_NODE("/"),
+	{ .path = "/random", .kind = FS_RANDOM, .arg = RENDER_ALL, .mode = 0444 },
+	{ .path = "/next", .kind = FS_NEXT, .arg = RENDER_ALL, .mode = 0444 },
+	{ .path = "/live.txt", .kind = FS_CACHED, .render = render_live_txt, .arg = RENDER_ALL,
+	  .slot = SLOT_LIVE_TXT, .mode = 0444 },
+	{ .path = "/live.json", .kind = FS_CACHED, .render = render_live_json, .arg = RENDER_ALL,
+	  .slot = SLOT_LIVE_JSON, .mode = 0444 },
+	{ .path = "/stat.json", .kind = FS_RENDERED, .render = render_stat_json, .mode = 0444 },
+	{ .path = "/metrics", .kind = FS_RENDERED, .render = render_metrics, .mode = 0444 },
+	{ .path = "/health", .kind = FS_RENDERED, .render = render_health, .mode = 0444 },
+	FOLDER_NODES("http", PROXY_HTTP),
+	FOLDER_NODES("https", PROXY_HTTPS),
+	FOLDER_NODES("socks4", PROXY_SOCKS4),
+	FOLDER_NODES("socks5", PROXY_SOCKS5),
+	DIR_NODE("/prometheus"),
+	{ .path = "/prometheus/proxyfs.prom", .kind = FS_RENDERED, .render = render_metrics,
+	  .mode = 0444 },
+	DIR_NODE("/control"),
+	{ .path = "/control/reload", .kind = FS_RELOAD, .mode = 0200 },
+	{ .path = "/control/add", .kind = FS_ADD, .mode = 0200 },
+	{ .path = "/control/remove", .kind = FS_REMOVE, .mode = 0200 },
+};
+/* clang-format on */
+
+_Static_assert(SLOT_FOLDER_LIVE_TXT + PROXY_PROTO_COUNT <= SNAP_CACHE_SLOTS,
+	       "the snapshot has a cache slot for every cached file");
+
+#define FS_NNODES (sizeof(fs_nodes) / sizeof(fs_nodes[0]))
+
+/* The tree's owner, the user who mounted it. Written once by fs_init before
+ * libfuse serves any request, read-only afterwards. */
+static uid_t owner_uid;
+static gid_t owner_gid;
+
+/* /next: how many opens each folder has served (index folder + 1, 0 for the
+ * top level). Atomic: FUSE threads open concurrently. */
+static atomic_uint_fast64_t next_counter[PROXY_PROTO_COUNT + 1];
+
+/* What one open file holds (fi->fh). */
+struct fs_handle {
+	const struct fs_node *node;
+	struct snapshot *snap;	    /* readers: the snapshot shown, referenced */
+	const struct sbuf *content; /* readers: &buf or a snapshot cache slot */
+	struct sbuf buf;	    /* readers: own rendering; add/remove: partial line */
+	pthread_mutex_t lock;	    /* add/remove: guards buf between write and flush */
+};
+
+static const struct fs_node *node_find(const char *path)
+{
+	for (size_t i = 0; i < FS_NNODES; i++)
+		if (strcmp(fs_nodes[i].path, path) == 0)
+			return &fs_nodes[i];
+	return NULL;
+}
+
+static bool node_is_control(const struct fs_node *n)
+{
+	return n->kind >= FS_RELOAD;
+}
+
+/* The name of path inside dir, or NULL if path is not directly in dir. */
+static const char *child_name(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	const char *name;
+
+	if (strcmp(path, "/") == 0)
+		return NULL;
+	if (strcmp(dir, "/") == 0)
+		name = path + 1;
+	else if (strncmp(path, dir, n) == 0 && path[n] == '/')
+		name = path + n + 1;
+	else
+		return NULL;
+	return strchr(name, '/') ? NULL : name;
+}
+
+static struct fs_handle *handle_of(const struct fuse_file_info *fi)
+{
+	return (struct fs_handle *)(uintptr_t)fi->fh;
+}
+
+static struct engine *engine_of(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* May the caller of this request write the control files? */
+static bool caller_may_control(void)
+{
+	uid_t uid = fuse_get_context()->uid;
+
+	return uid == 0 || uid == owner_uid;
+}
+
+/* --- rendering --- */
+
+/* Which proxy /random or /next shows on this open. */
+static uint32_t pick_index(const struct fs_node *n, const struct snapshot *s)
+{
+	uint32_t count = render_count(s, n->arg);
+
+	if (count == 0)
+		return 0;
+	if (n->kind == FS_RANDOM)
+		return arc4random_uniform(count);
+	return (uint32_t)(atomic_fetch_add(&next_counter[n->arg + 1], 1) % count);
+}
+
+/* Points h->content at the node's content over h->snap. 0 or -ENOMEM. */
+static int handle_render(struct fs_handle *h)
+{
+	const struct fs_node *n = h->node;
+
+	if (n->kind == FS_CACHED) {
+		h->content = snap_cached(h->snap, n->slot, n->render, n->arg);
+		return h->content ? 0 : -ENOMEM;
+	}
+	if (n->kind == FS_RENDERED)
+		n->render(h->snap, n->arg, &h->buf);
+	else
+		render_pick(h->snap, n->arg, pick_index(n, h->snap), &h->buf);
+	h->content = &h->buf;
+	return sbuf_failed(&h->buf) ? -ENOMEM : 0;
+}
+
+/* The length of the node's content over s, where cheap to know; 0 for
+ * /random and /next (picked at open; direct_io reads them whole). */
+static off_t node_size(const struct fs_node *n, struct snapshot *s)
+{
+	const struct sbuf *c;
+	struct sbuf tmp;
+	off_t size = 0;
+
+	if (n->kind == FS_CACHED) {
+		c = snap_cached(s, n->slot, n->render, n->arg);
+		size = c ? (off_t)c->len : 0;
+	} else if (n->kind == FS_RENDERED) {
+		sbuf_init(&tmp);
+		n->render(s, n->arg, &tmp);
+		size = (off_t)tmp.len;
+		sbuf_free(&tmp);
+	}
+	return size;
+}
+
+/* --- control writes --- */
+
+/* Parses len bytes of complete lines and hands the proxies to the engine
+ * (add or remove). Nothing is applied if any line is bad: -EINVAL. */
+static int control_apply(enum fs_kind kind, const char *text, size_t len)
+{
+	struct proxy_addr *list = NULL, *grown;
+	size_t n = 0, cap = 0;
+	const char *p = text, *end = text + len, *eol;
+	int err = 0;
+
+	while (p < end && !err) {
+		eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			eol = end;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			grown = realloc(list, cap * sizeof(*list));
+			if (!grown) {
+				err = -ENOMEM;
+				break;
+			}
+			list = grown;
+		}
+		switch (proxy_parse_line(p, (size_t)(eol - p), PROXY_HTTP, &list[n])) {
+		case PROXY_LINE_OK:
+			n++;
+			break;
+		case PROXY_LINE_SKIP:
+			break;
+		default:
+			err = -EINVAL;
+		}
+		p = eol + 1;
+	}
+	if (!err && n)
+		err = kind == FS_ADD ? engine_add(engine_of(), list, n)
+				     : engine_remove(engine_of(), list, n);
+	free(list);
+	return err;
+}
+
+/* Adds data to the handle's partial line and applies every complete line;
+ * with last, the remainder too. On error the handle is as before the call
+ * (last: the remainder is dropped either way). Caller holds h->lock. */
+static int control_feed(struct fs_handle *h, const char *data, size_t size, bool last)
+{
+	struct sbuf *b = &h->buf;
+	size_t before = b->len, done;
+	const char *nl;
+	int err;
+
+	if (size > FS_CONTROL_MAX || before + size > FS_CONTROL_MAX)
+		return -EINVAL;
+	sbuf_add(b, data, size);
+	if (sbuf_failed(b)) {
+		sbuf_reset(b);
+		return -ENOMEM;
+	}
+	nl = b->len ? memrchr(b->data, '\n', b->len) : NULL;
+	done = last ? b->len : nl ? (size_t)(nl - b->data) + 1 : 0;
+	err = done ? control_apply(h->node->kind, b->data, done) : 0;
+	if (last || !err) {
+		memmove(b->data, b->data + done, b->len - done);
+		b->len -= done;
+	} else {
+		b->len = before;
+	}
+	if (b->data)
+		b->data[b->len] = '\0';
+	return err;
+}
+
+/* "sync", white space around it ignored, waits for the rescan. */
+static int control_reload(const char *buf, size_t size)
+{
+	const char *end = buf + size;
+
+	while (buf < end && isspace((unsigned char)*buf))
+		buf++;
+	while (end > buf && isspace((unsigned char)end[-1]))
+		end--;
+	return engine_rescan(engine_of(), end - buf == 4 && memcmp(buf, "sync", 4) == 0);
+}
+
+/* --- the operations --- */
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	cfg->attr_timeout = 0;
+	cfg->entry_timeout = 0;
+	cfg->negative_timeout = 0;
+	cfg->direct_io = 1;
+	cfg->kernel_cache = 0;
+	cfg->auto_cache = 0;
+	owner_uid = getuid();
+	owner_gid = getgid();
+	return fuse_get_context()->private_data;
+}
+
+static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	const struct fs_node *n = node_find(path);
+	struct fs_handle *h = fi ? handle_of(fi) : NULL;
+	struct snapshot *s;
+
+	if (!n)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->st_uid = owner_uid;
+	st->st_gid = owner_gid;
+	if (n->kind == FS_DIR) {
+		st->st_mode = S_IFDIR | n->mode;
+		st->st_nlink = 2;
+	} else {
+		st->st_mode = S_IFREG | n->mode;
+		st->st_nlink = 1;
+	}
+	/* An open reader's own snapshot and content, else the current one. */
+	s = h && h->snap ? snap_ref(h->snap) : snap_current();
+	st->st_size = h && h->content ? (off_t)h->content->len : node_size(n, s);
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtim = s->stats.built;
+	st->st_ctim = s->stats.built;
+	st->st_atim = s->stats.built;
+	snap_unref(s);
+	return 0;
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	const struct fs_node *dir = node_find(path);
+	const char *name;
+
+	if (!dir)
+		return -ENOENT;
+	if (dir->kind != FS_DIR)
+		return -ENOTDIR;
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	for (size_t i = 0; i < FS_NNODES; i++) {
+		name = child_name(dir->path, fs_nodes[i].path);
+		if (name && filler(buf, name, NULL, 0, 0))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Readers open read-only; control files write-only, by their owner or root. */
+static int open_allowed(const struct fs_node *n, int flags)
+{
+	if (n->kind == FS_DIR)
+		return -EISDIR;
+	if (!node_is_control(n))
+		return (flags & O_ACCMODE) == O_RDONLY ? 0 : -EACCES;
+	if ((flags & O_ACCMODE) != O_WRONLY || !caller_may_control())
+		return -EACCES;
+	return 0;
+}
+
+static void handle_free(struct fs_handle *h)
+{
+	snap_unref(h->snap);
+	sbuf_free(&h->buf);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+	const struct fs_node *n = node_find(path);
+	struct fs_handle *h;
+	int err;
+
+	if (!n)
+		return -ENOENT;
+	err = open_allowed(n, fi->flags);
+	if (err)
+		return err;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->node = n;
+	sbuf_init(&h->buf);
+	pthread_mutex_init(&h->lock, NULL);
+	if (!node_is_control(n)) {
+		h->snap = snap_current();
+		err = handle_render(h);
+		if (err)
+			goto out_free_handle;
+	}
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	return 0;
+out_free_handle:
+	handle_free(h);
+	return err;
+}
+
+static int fs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	const struct sbuf *c = handle_of(fi)->content;
+	size_t n;
+
+	if (!c)
+		return -EBADF;
+	if (off < 0)
+		return -EINVAL;
+	if ((uint64_t)off >= c->len)
+		return 0;
+	n = c->len - (size_t)off;
+	if (n > size)
+		n = size;
+	memcpy(buf, c->data + off, n);
+	return (int)n;
+}
+
+static int fs_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs_handle *h = handle_of(fi);
+	int err;
+
+	if (!node_is_control(h->node))
+		return -EBADF;
+	if (size > INT32_MAX)
+		return -EINVAL;
+	if (h->node->kind == FS_RELOAD) {
+		err = control_reload(buf, size);
+	} else {
+		pthread_mutex_lock(&h->lock);
+		err = control_feed(h, buf, size, false);
+		pthread_mutex_unlock(&h->lock);
+	}
+	return err ? err : (int)size;
+}
+
+/* Applies a partial last line left by the writes; called at each close. */
+static int control_finish(struct fs_handle *h)
+{
+	int err = 0;
+
+	if (h->node->kind != FS_ADD && h->node->kind != FS_REMOVE)
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	if (h->buf.len)
+		err = control_feed(h, "", 0, true);
+	pthread_mutex_unlock(&h->lock);
+	return err;
+}
+
+static int fs_flush(const char *path, struct fuse_file_info *fi)
+{
+	return control_finish(handle_of(fi));
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	struct fs_handle *h = handle_of(fi);
+
+	control_finish(h);
+	handle_free(h);
+	return 0;
+}
+
+/* Shells open with O_TRUNC before they write: a no-op on control files. */
+static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	const struct fs_node *n = node_find(path);
+
+	if (!n)
+		return -ENOENT;
+	if (n->kind == FS_DIR)
+		return -EISDIR;
+	if (!node_is_control(n) || !caller_may_control())
+		return -EACCES;
+	return 0;
+}
+
+/* clang-format off */
+static const struct fuse_operations fs_ops = {
+	.init = fs_init,
+	.getattr = fs_getattr,
+	.readdir = fs_readdir,
+	.open = fs_open,
+	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.release = fs_release,
+	.truncate = fs_truncate,
+};
+/* clang-format on */
+
+const struct fuse_operations *fs_operations(void)
+{
+	return &fs_ops;
+}

@@ -1,2 +1,423 @@
-/* placeholder */
-#include "snapshot.h"
+/* render: the bytes of every file in the mounted tree; see render.h.
+ *
+ * Three groups: the pool lists (random/next, live.txt, live.json), the
+ * figures as JSON (stat.json) and as Prometheus text (metrics), and health.
+ * Everything here is a pure function of the snapshot; nothing is logged and
+ * nothing is cached here (snap_cached does that for the caller).
+ */
+#include "render.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "check.h"
+#include "proxy.h"
+
+/* --- the pool lists --- */
+
+uint32_t render_count(const struct snapshot *s, int folder)
+{
+	if (folder < 0 || folder >= PROXY_PROTO_COUNT)
+		return s->nlive;
+	return s->nby_folder[folder];
+}
+
+/* The folder's proxy number i (i < render_count). */
+static const struct snap_proxy *folder_proxy(const struct snapshot *s, int folder, uint32_t i)
+{
+	if (folder < 0 || folder >= PROXY_PROTO_COUNT)
+		return &s->live[i];
+	return &s->live[s->by_folder[folder][i]];
+}
+
+void render_pick(const struct snapshot *s, int folder, uint32_t index, struct sbuf *out)
+{
+	uint32_t n = render_count(s, folder);
+
+	if (n == 0)
+		return;
+	sbuf_adds(out, folder_proxy(s, folder, index % n)->uri);
+	sbuf_addc(out, '\n');
+}
+
+void render_live_txt(const struct snapshot *s, int folder, struct sbuf *out)
+{
+	uint32_t n = render_count(s, folder);
+
+	for (uint32_t i = 0; i < n; i++) {
+		sbuf_adds(out, folder_proxy(s, folder, i)->uri);
+		sbuf_addc(out, '\n');
+	}
+}
+
+static const char *anon_name(int anonymity)
+{
+	switch (anonymity) {
+	case SNAP_ANON_TRANSPARENT:
+		return "transparent";
+	case SNAP_ANON_ANONYMOUS:
+		return "anonymous";
+	case SNAP_ANON_ELITE:
+		return "elite";
+	default:
+		return "unknown";
+	}
+}
+
+/* A JSON string, or null when s is empty. */
+static void json_str_or_null(struct sbuf *out, const char *s)
+{
+	if (s && *s)
+		sbuf_add_json_str(out, s);
+	else
+		sbuf_adds(out, "null");
+}
+
+/* The comma-joined source names as a JSON array of strings. scratch is a
+ * buffer the caller reuses across proxies. */
+static void json_source_list(struct sbuf *out, const char *joined, struct sbuf *scratch)
+{
+	const char *p = joined, *comma;
+	bool first = true;
+
+	sbuf_addc(out, '[');
+	while (p && *p) {
+		comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+
+		if (n) {
+			sbuf_reset(scratch);
+			sbuf_add(scratch, p, n);
+			if (!first)
+				sbuf_addc(out, ',');
+			sbuf_add_json_str(out, sbuf_cstr(scratch));
+			first = false;
+		}
+		if (sbuf_failed(scratch))
+			out->failed = true;
+		p = comma ? comma + 1 : NULL;
+	}
+	sbuf_addc(out, ']');
+}
+
+static void json_proxy(struct sbuf *out, const struct snap_proxy *p, struct sbuf *scratch)
+{
+	sbuf_adds(out, "{\"uri\":");
+	sbuf_add_json_str(out, p->uri);
+	sbuf_printf(out, ",\"protocol\":\"%s\",\"host\":", proxy_proto_name(p->proto));
+	sbuf_add_json_str(out, p->host);
+	sbuf_printf(out,
+		    ",\"port\":%u,\"latency_ms\":%" PRIu32 ",\"anonymity\":\"%s\",\"exit_ip\":",
+		    p->port, p->latency_ms, anon_name(p->anonymity));
+	json_str_or_null(out, p->exit_ip);
+	sbuf_printf(out, ",\"last_checked\":%" PRId64 ",\"sources\":", p->last_checked);
+	json_source_list(out, p->sources, scratch);
+	sbuf_addc(out, '}');
+}
+
+void render_live_json(const struct snapshot *s, int folder, struct sbuf *out)
+{
+	uint32_t n = render_count(s, folder);
+	struct sbuf scratch;
+
+	sbuf_init(&scratch);
+	sbuf_adds(out, "[\n");
+	for (uint32_t i = 0; i < n; i++) {
+		json_proxy(out, folder_proxy(s, folder, i), &scratch);
+		sbuf_adds(out, i + 1 < n ? ",\n" : "\n");
+	}
+	sbuf_adds(out, "]\n");
+	sbuf_free(&scratch);
+}
+
+/* --- stat.json --- */
+
+/* Unix seconds with milliseconds, exact (no float rounding). */
+static void add_time(struct sbuf *out, struct timespec t)
+{
+	sbuf_printf(out, "%lld.%03ld", (long long)t.tv_sec, t.tv_nsec / 1000000);
+}
+
+/* A duration for JSON or Prometheus: never NaN or infinite. */
+static double finite_or_zero(double v)
+{
+	return isfinite(v) ? v : 0.0;
+}
+
+static void stat_pool(const struct snap_stats *st, struct sbuf *out)
+{
+	sbuf_printf(out,
+		    "  \"pool\": {\"total\": %" PRIu32 ", \"alive\": %" PRIu32
+		    ", \"dead\": %" PRIu32 ", \"unknown\": %" PRIu32 ", \"removed\": %" PRIu32
+		    ", \"alive_by_protocol\": {",
+		    st->total, st->alive, st->dead, st->unknown, st->removed);
+	for (int f = 0; f < PROXY_PROTO_COUNT; f++)
+		sbuf_printf(out, "%s\"%s\": %" PRIu32, f ? ", " : "", proxy_proto_name(f),
+			    st->alive_by_folder[f]);
+	sbuf_adds(out, "}},\n");
+}
+
+static void stat_scan(const struct snap_stats *st, struct sbuf *out)
+{
+	sbuf_printf(out,
+		    "  \"scan\": {\"generation\": %" PRIu64
+		    ", \"running\": %s, \"checked\": %" PRIu32 ", \"total\": %" PRIu32
+		    ", \"started\": %" PRId64 ", \"finished\": %" PRId64
+		    ", \"last_duration_seconds\": %.3f},\n",
+		    st->scan_generation, st->scan_running ? "true" : "false", st->scan_checked,
+		    st->scan_total, st->scan_started, st->scan_finished,
+		    finite_or_zero(st->last_scan_seconds));
+}
+
+static void stat_engine(const struct snap_stats *st, struct sbuf *out)
+{
+	sbuf_printf(out,
+		    "  \"engine\": {\"in_flight\": %" PRIu32 ", \"in_flight_max\": %" PRIu32
+		    ", \"concurrency\": %" PRIu32 ", \"concurrency_configured\": %" PRIu32
+		    ", \"checks\": {",
+		    st->in_flight, st->in_flight_max, st->concurrency, st->concurrency_conf);
+	for (int r = 0; r < SNAP_RESULT_CLASSES && r < CHK_RESULT_COUNT; r++)
+		sbuf_printf(out, "%s\"%s\": %" PRIu64, r ? ", " : "", chk_result_name(r),
+			    st->checks_total[r]);
+	sbuf_printf(out, "}, \"local_requeues\": %" PRIu64 ", \"retries\": %" PRIu64 "},\n",
+		    st->local_requeues_total, st->retries_total);
+}
+
+static void stat_source(const struct snap_source *src, struct sbuf *out)
+{
+	bool first = true;
+
+	sbuf_adds(out, "    {\"name\": ");
+	sbuf_add_json_str(out, src->name);
+	sbuf_adds(out, ", \"url\": ");
+	sbuf_add_json_str(out, src->url);
+	sbuf_printf(out,
+		    ", \"proxies\": %" PRIu32 ", \"invalid\": %" PRIu32 ", \"alive\": %" PRIu32
+		    ", \"error\": ",
+		    src->proxies, src->invalid, src->alive);
+	json_str_or_null(out, src->error);
+	sbuf_printf(out, ", \"last_read\": %" PRId64 ", \"invalid_sample\": [", src->last_read);
+	for (int i = 0; i < SNAP_SAMPLE_INVALID; i++) {
+		if (!src->invalid_sample[i])
+			continue;
+		if (!first)
+			sbuf_adds(out, ", ");
+		sbuf_add_json_str(out, src->invalid_sample[i]);
+		first = false;
+	}
+	sbuf_adds(out, "]}");
+}
+
+static void stat_sources(const struct snapshot *s, struct sbuf *out)
+{
+	if (s->nsources == 0) {
+		sbuf_adds(out, "  \"sources\": []\n");
+		return;
+	}
+	sbuf_adds(out, "  \"sources\": [\n");
+	for (uint32_t i = 0; i < s->nsources; i++) {
+		stat_source(&s->sources[i], out);
+		sbuf_adds(out, i + 1 < s->nsources ? ",\n" : "\n");
+	}
+	sbuf_adds(out, "  ]\n");
+}
+
+void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
+{
+	const struct snap_stats *st = &s->stats;
+	int64_t uptime = (int64_t)st->built.tv_sec - st->started;
+
+	sbuf_printf(out, "{\n  \"version\": \"%s\",\n  \"generation\": %" PRIu64 ",\n  \"built\": ",
+		    PROXYFS_VERSION, st->generation);
+	add_time(out, st->built);
+	sbuf_printf(out, ",\n  \"started\": %" PRId64 ",\n  \"uptime_seconds\": %" PRId64 ",\n",
+		    st->started, uptime > 0 ? uptime : 0);
+	stat_pool(st, out);
+	stat_scan(st, out);
+	stat_engine(st, out);
+	sbuf_printf(out,
+		    "  \"store\": {\"writes\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"error\": ",
+		    st->store_writes_total, st->store_errors_total);
+	json_str_or_null(out, st->store_error);
+	sbuf_adds(out, "},\n  \"health\": ");
+	sbuf_add_json_str(out, st->health);
+	sbuf_adds(out, ",\n");
+	stat_sources(s, out);
+	sbuf_adds(out, "}\n");
+}
+
+/* --- metrics --- */
+
+static void family(struct sbuf *out, const char *name, const char *type, const char *help)
+{
+	sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A family of one unlabelled sample. */
+static void scalar(struct sbuf *out, const char *name, const char *type, const char *help,
+		   uint64_t v)
+{
+	family(out, name, type, help);
+	sbuf_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+/* A label value, escaped as the exposition format asks. */
+static void label_value(struct sbuf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\')
+			sbuf_adds(out, "\\\\");
+		else if (*v == '"')
+			sbuf_adds(out, "\\\"");
+		else if (*v == '\n')
+			sbuf_adds(out, "\\n");
+		else
+			sbuf_addc(out, *v);
+	}
+}
+
+static void labelled(struct sbuf *out, const char *name, const char *label, const char *value,
+		     uint64_t v)
+{
+	sbuf_printf(out, "%s{%s=\"", name, label);
+	label_value(out, value);
+	sbuf_printf(out, "\"} %" PRIu64 "\n", v);
+}
+
+static void metrics_pool(const struct snap_stats *st, struct sbuf *out)
+{
+	family(out, "proxyfs_proxies", "gauge", "Proxies in the pool by check state.");
+	labelled(out, "proxyfs_proxies", "state", "alive", st->alive);
+	labelled(out, "proxyfs_proxies", "state", "dead", st->dead);
+	labelled(out, "proxyfs_proxies", "state", "unknown", st->unknown);
+	family(out, "proxyfs_proxies_alive", "gauge", "Live proxies by protocol folder.");
+	for (int f = 0; f < PROXY_PROTO_COUNT; f++)
+		labelled(out, "proxyfs_proxies_alive", "protocol", proxy_proto_name(f),
+			 st->alive_by_folder[f]);
+	scalar(out, "proxyfs_proxies_removed", "gauge",
+	       "Proxies kept out of the pool by control/remove.", st->removed);
+}
+
+static void metrics_scan(const struct snap_stats *st, struct sbuf *out)
+{
+	scalar(out, "proxyfs_scan_running", "gauge", "1 while a scan of the pool runs.",
+	       st->scan_running);
+	scalar(out, "proxyfs_scans_total", "counter", "Scans of the pool started.",
+	       st->scan_generation);
+	scalar(out, "proxyfs_scan_checked", "gauge", "Proxies checked so far by the current scan.",
+	       st->scan_checked);
+	scalar(out, "proxyfs_scan_size", "gauge", "Proxies the current scan checks.",
+	       st->scan_total);
+	family(out, "proxyfs_scan_last_duration_seconds", "gauge",
+	       "Duration of the last finished scan.");
+	sbuf_printf(out, "proxyfs_scan_last_duration_seconds %.3f\n",
+		    finite_or_zero(st->last_scan_seconds));
+}
+
+static void metrics_engine(const struct snap_stats *st, struct sbuf *out)
+{
+	family(out, "proxyfs_checks_total", "counter", "Finished checks by result.");
+	for (int r = 0; r < SNAP_RESULT_CLASSES && r < CHK_RESULT_COUNT; r++)
+		labelled(out, "proxyfs_checks_total", "result", chk_result_name(r),
+			 st->checks_total[r]);
+	scalar(out, "proxyfs_checks_in_flight", "gauge", "Checks in flight.", st->in_flight);
+	scalar(out, "proxyfs_checks_in_flight_max", "gauge", "Most checks in flight at once.",
+	       st->in_flight_max);
+	scalar(out, "proxyfs_check_concurrency_limit", "gauge",
+	       "Current (adaptive) limit of checks in flight.", st->concurrency);
+	scalar(out, "proxyfs_check_concurrency_configured", "gauge",
+	       "Limit of checks in flight the configuration asks for.", st->concurrency_conf);
+	scalar(out, "proxyfs_local_requeues_total", "counter",
+	       "Checks requeued because our own side failed.", st->local_requeues_total);
+	scalar(out, "proxyfs_check_retries_total", "counter", "Checks retried after a failure.",
+	       st->retries_total);
+}
+
+static void metrics_life(const struct snap_stats *st, struct sbuf *out)
+{
+	scalar(out, "proxyfs_store_writes_total", "counter", "Results written to the store.",
+	       st->store_writes_total);
+	scalar(out, "proxyfs_store_errors_total", "counter", "Failed store writes.",
+	       st->store_errors_total);
+	scalar(out, "proxyfs_snapshots_total", "counter", "Snapshots of the pool published.",
+	       st->snapshots_total);
+	family(out, "proxyfs_snapshot_timestamp_seconds", "gauge",
+	       "Unix time the current snapshot was built.");
+	sbuf_adds(out, "proxyfs_snapshot_timestamp_seconds ");
+	add_time(out, st->built);
+	sbuf_addc(out, '\n');
+	family(out, "proxyfs_start_time_seconds", "gauge", "Unix time the daemon started.");
+	sbuf_printf(out, "proxyfs_start_time_seconds %" PRId64 "\n", st->started);
+	scalar(out, "proxyfs_healthy", "gauge", "1 when health is ok, else 0.",
+	       strcmp(st->health, "ok") == 0);
+}
+
+/* One family with a sample per source; field picks the figure. */
+static void metrics_per_source(const struct snapshot *s, struct sbuf *out, const char *name,
+			       const char *help, uint64_t (*field)(const struct snap_source *))
+{
+	family(out, name, "gauge", help);
+	for (uint32_t i = 0; i < s->nsources; i++)
+		labelled(out, name, "source", s->sources[i].name, field(&s->sources[i]));
+}
+
+static uint64_t src_proxies(const struct snap_source *src)
+{
+	return src->proxies;
+}
+
+static uint64_t src_invalid(const struct snap_source *src)
+{
+	return src->invalid;
+}
+
+static uint64_t src_alive(const struct snap_source *src)
+{
+	return src->alive;
+}
+
+static uint64_t src_up(const struct snap_source *src)
+{
+	return !src->error || !*src->error;
+}
+
+static uint64_t src_last_read(const struct snap_source *src)
+{
+	return src->last_read > 0 ? (uint64_t)src->last_read : 0;
+}
+
+static void metrics_sources(const struct snapshot *s, struct sbuf *out)
+{
+	metrics_per_source(s, out, "proxyfs_source_proxies",
+			   "Valid distinct proxy lines in the source's last read.", src_proxies);
+	metrics_per_source(s, out, "proxyfs_source_invalid_lines",
+			   "Lines of the source's last read that did not parse.", src_invalid);
+	metrics_per_source(s, out, "proxyfs_source_proxies_alive", "Live proxies the source lists.",
+			   src_alive);
+	metrics_per_source(s, out, "proxyfs_source_up", "1 when the source's last read succeeded.",
+			   src_up);
+	metrics_per_source(s, out, "proxyfs_source_last_read_timestamp_seconds",
+			   "Unix time of the source's last read, 0 if never.", src_last_read);
+}
+
+void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
+{
+	const struct snap_stats *st = &s->stats;
+
+	family(out, "proxyfs_build_info", "gauge", "proxyfs version, always 1.");
+	sbuf_printf(out, "proxyfs_build_info{version=\"%s\"} 1\n", PROXYFS_VERSION);
+	metrics_pool(st, out);
+	metrics_scan(st, out);
+	metrics_engine(st, out);
+	metrics_life(st, out);
+	metrics_sources(s, out);
+}
+
+/* --- health --- */
+
+void render_health(const struct snapshot *s, int arg, struct sbuf *out)
+{
+	sbuf_adds(out, s->stats.health);
+	sbuf_addc(out, '\n');
+}

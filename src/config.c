@@ -1,2 +1,726 @@
-/* placeholder */
+/* config: reading the INI file into a struct cfg.
+ *
+ * inih splits lines into sections and key = value pairs; this file feeds it
+ * one line at a time through its own reader, which counts lines (the
+ * Debian build of inih does not pass line numbers to the handler), strips
+ * leading blanks (so an indented key is never taken for a continuation of
+ * the previous value) and handles section headers itself, so that empty,
+ * unknown and repeated sections are caught too. Every key is looked up in
+ * one table giving its section, type and range. The file is read into a
+ * fresh struct that replaces the caller's only when all of it was good.
+ * Does not apply settings and does not read the source lists.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CFG_DEFAULT_JUDGE "http://azenv.net/"
+#define CFG_DEFAULT_EXPECT "REMOTE_ADDR"
+#define SOURCE_PREFIX "source:"
+#define SOURCE_NAME_MAX 64
+#define SECTION_MAX 80 /* longer than any valid section name */
+#define VALUE_SHOWN 80 /* bytes of a bad value quoted in a message */
+
+enum cfg_section { SECT_NONE, SECT_PROXYFS, SECT_CHECK, SECT_SOURCE };
+
+enum cfg_key_type { KEY_INT, KEY_STR, KEY_HTTP_URL, KEY_PATH, KEY_URL, KEY_LOG_LEVEL, KEY_PROTO };
+
+/* One settable key. off is into struct cfg, or into struct cfg_source for
+ * SECT_SOURCE keys; min and max bound KEY_INT values. */
+struct cfg_key {
+	enum cfg_section sect;
+	const char *name;
+	enum cfg_key_type type;
+	size_t off;
+	int min, max;
+};
+
+static const struct cfg_key cfg_keys[] = {
+    {SECT_PROXYFS, "db", KEY_PATH, offsetof(struct cfg, db), 0, 0},
+    {SECT_PROXYFS, "log_level", KEY_LOG_LEVEL, offsetof(struct cfg, log_level), 0, 0},
+    {SECT_CHECK, "judge", KEY_HTTP_URL, offsetof(struct cfg, judge), 0, 0},
+    {SECT_CHECK, "expect", KEY_STR, offsetof(struct cfg, expect), 0, 0},
+    {SECT_CHECK, "timeout_ms", KEY_INT, offsetof(struct cfg, timeout_ms), 100, 600000},
+    {SECT_CHECK, "connect_timeout_ms", KEY_INT, offsetof(struct cfg, connect_timeout_ms), 50,
+     600000},
+    {SECT_CHECK, "concurrency", KEY_INT, offsetof(struct cfg, concurrency), 1, 1000000},
+    {SECT_CHECK, "interval_s", KEY_INT, offsetof(struct cfg, interval_s), 1, 31536000},
+    {SECT_CHECK, "publish_ms", KEY_INT, offsetof(struct cfg, publish_ms), 10, 600000},
+    {SECT_CHECK, "retries", KEY_INT, offsetof(struct cfg, retries), 0, 10},
+    {SECT_SOURCE, "url", KEY_URL, offsetof(struct cfg_source, url), 0, 0},
+    {SECT_SOURCE, "protocol", KEY_PROTO, offsetof(struct cfg_source, proto), 0, 0},
+    {SECT_SOURCE, "interval_s", KEY_INT, offsetof(struct cfg_source, interval_s), 1, 31536000},
+};
+
+#define N_CFG_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+/* The state of one cfg_load(): the file, where in it we are, and the
+ * struct being filled. */
+struct cfg_parse {
+	const char *file;
+	FILE *fp;
+	char *buf; /* getline's buffer */
+	size_t cap;
+	int read_errno;
+	char *dir; /* absolute directory of the file, for relative paths */
+
+	int lineno;
+	enum cfg_section sect;
+	char section[SECTION_MAX + 1]; /* as written between the brackets */
+	int section_line;
+	uint32_t seen;		      /* bit i: cfg_keys[i] given in this section */
+	int proxyfs_line, check_line; /* where those sections began, or 0 */
+
+	struct cfg *c;
+	char *err;
+	size_t errlen;
+	int err_line; /* 0 until the first error */
+	int rc;	      /* that error: -EINVAL or -ENOMEM */
+};
+
+static __attribute__((format(printf, 3, 4))) void put_err(char *err, size_t errlen, const char *fmt,
+							  ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Records "FILE:LINE: [section] key: why" (key may be NULL). */
+static __attribute__((format(printf, 3, 4))) void parse_fail(struct cfg_parse *p, const char *key,
+							     const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	if (p->err_line)
+		return;
+	p->err_line = p->lineno;
+	p->rc = -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (!p->section[0] && !key)
+		put_err(p->err, p->errlen, "%s:%d: %s", p->file, p->lineno, why);
+	else if (!p->section[0])
+		put_err(p->err, p->errlen, "%s:%d: %s: %s", p->file, p->lineno, key, why);
+	else
+		put_err(p->err, p->errlen, "%s:%d: [%s]%s%s: %s", p->file, p->lineno, p->section,
+			key ? " " : "", key ? key : "", why);
+}
+
+static void parse_oom(struct cfg_parse *p, const char *key)
+{
+	if (p->err_line)
+		return;
+	parse_fail(p, key, "out of memory");
+	p->rc = -ENOMEM;
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\v' || c == '\f';
+}
+
+static bool is_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* --- values --- */
+
+static bool has_prefix_nocase(const char *s, const char *prefix)
+{
+	return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* ":digits" up to end, 1..65535 */
+static const char *http_port_problem(const char *colon, const char *end)
+{
+	size_t len = (size_t)(end - colon - 1);
+	long port;
+
+	if (*colon != ':' || len == 0 || len > 5 || strspn(colon + 1, "0123456789") < len)
+		return "has a bad port";
+	port = strtol(colon + 1, NULL, 10);
+	return port >= 1 && port <= 65535 ? NULL : "has a bad port";
+}
+
+/* Why an http(s) URL is unusable, or NULL if it looks right. */
+static const char *http_url_problem(const char *url)
+{
+	const char *host, *end, *at, *port;
+
+	for (const char *s = url; *s; s++) {
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s == 0x7f)
+			return "contains spaces or control characters";
+	}
+	if (has_prefix_nocase(url, "http://"))
+		host = url + 7;
+	else if (has_prefix_nocase(url, "https://"))
+		host = url + 8;
+	else
+		return "must start with http:// or https://";
+	end = host + strcspn(host, "/?#");
+	at = memchr(host, '@', (size_t)(end - host));
+	if (at)
+		host = at + 1;
+	if (*host == '[') {
+		port = memchr(host, ']', (size_t)(end - host));
+		if (!port || port == host + 1)
+			return "has no host";
+		port++;
+	} else {
+		port = memchr(host, ':', (size_t)(end - host));
+		if (!port)
+			port = end;
+		if (port == host)
+			return "has no host";
+	}
+	return port == end ? NULL : http_port_problem(port, end);
+}
+
+/* Decimal digits only; fails with a message naming the range. */
+static int parse_int(struct cfg_parse *p, const struct cfg_key *k, const char *v, int *out)
+{
+	char *end = NULL;
+	long n = 0;
+
+	errno = 0;
+	if (*v >= '0' && *v <= '9')
+		n = strtol(v, &end, 10);
+	if (!end || *end) {
+		parse_fail(p, k->name, "'%.*s' is not a decimal number", VALUE_SHOWN, v);
+		return -EINVAL;
+	}
+	if (errno == ERANGE || n < k->min || n > k->max) {
+		parse_fail(p, k->name, "%.*s is out of range %d..%d", VALUE_SHOWN, v, k->min,
+			   k->max);
+		return -EINVAL;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+/* An absolute path for what the file names relative to its directory. */
+static char *resolve_path(const struct cfg_parse *p, const char *path)
+{
+	char *abs;
+
+	if (path[0] == '/')
+		return strdup(path);
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	if (asprintf(&abs, "%s/%s", p->dir, path) < 0)
+		return NULL;
+	return abs;
+}
+
+static int set_str(char **field, const char *v)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return -ENOMEM;
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+static int set_path(struct cfg_parse *p, const struct cfg_key *k, char **field, const char *v)
+{
+	char *s;
+
+	if (!*v) {
+		parse_fail(p, k->name, "empty path");
+		return -EINVAL;
+	}
+	s = resolve_path(p, v);
+	if (!s)
+		return -ENOMEM;
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+/* url = PATH | file://PATH | http(s)://...; sets path for local files. */
+static int set_url(struct cfg_parse *p, const struct cfg_key *k, struct cfg_source *s,
+		   const char *v)
+{
+	size_t scheme =
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+	const char *local = v; /* the path of a local file, NULL for http(s) */
+	const char *why = NULL;
+
+	if (!*v) {
+		why = "empty";
+	} else if (has_prefix_nocase(v, "http://") || has_prefix_nocase(v, "https://")) {
+		why = http_url_problem(v);
+		local = NULL;
+	} else if (has_prefix_nocase(v, "file://")) {
+		local = v + 7;
+		why = *local ? NULL : "file:// without a path";
+	} else if (scheme > 0 && strncmp(v + scheme, "://", 3) == 0) {
+		why = "unsupported URL scheme (use a path, file://, http:// or https://)";
+	}
+	if (why) {
+		parse_fail(p, k->name, "'%.*s' %s", VALUE_SHOWN, v, why);
+		return -EINVAL;
+	}
+	if (set_str(&s->url, v) < 0)
+		return -ENOMEM;
+	free(s->path);
+	s->path = local ? resolve_path(p, local) : NULL;
+	return local && !s->path ? -ENOMEM : 0;
+}
+
+static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, const char *v)
+{
+	void *field = (char *)base + k->off;
+	const char *why;
+	int proto;
+
+	switch (k->type) {
+	case KEY_INT:
+		return parse_int(p, k, v, field);
+	case KEY_STR:
+		return set_str(field, v);
+	case KEY_HTTP_URL:
+		why = http_url_problem(v);
+		if (why) {
+			parse_fail(p, k->name, "'%.*s' %s", VALUE_SHOWN, v, why);
+			return -EINVAL;
+		}
+		return set_str(field, v);
+	case KEY_PATH:
+		return set_path(p, k, field, v);
+	case KEY_URL:
+		return set_url(p, k, base, v);
+	case KEY_LOG_LEVEL:
+		if (log_level_parse(v, field) == 0)
+			return 0;
+		parse_fail(p, k->name, "'%.*s' is not one of error, warn, info, debug", VALUE_SHOWN,
+			   v);
+		return -EINVAL;
+	case KEY_PROTO:
+		proto = proxy_proto_from_name(v);
+		if (proto >= 0) {
+			*(enum proxy_proto *)field = (enum proxy_proto)proto;
+			return 0;
+		}
+		parse_fail(p, k->name,
+			   "'%.*s' is not one of http, https, socks4, socks4a, socks5, socks5h",
+			   VALUE_SHOWN, v);
+		return -EINVAL;
+	}
+	return -EINVAL;
+}
+
+/* inih's handler: one key = value of the current section. */
+static int cfg_key_cb(void *user, const char *section, const char *name, const char *value)
+{
+	struct cfg_parse *p = user;
+	void *base =
+	    p->sect == SECT_SOURCE ? (void *)&p->c->sources[p->c->nsources - 1] : (void *)p->c;
+	size_t i;
+	int rc;
+
+	if (p->err_line)
+		return 0;
+	if (p->sect == SECT_NONE) {
+		parse_fail(p, name, "key outside any [section]");
+		return 0;
+	}
+	for (i = 0; i < N_CFG_KEYS; i++) {
+		if (cfg_keys[i].sect == p->sect && strcmp(cfg_keys[i].name, name) == 0)
+			break;
+	}
+	if (i == N_CFG_KEYS) {
+		parse_fail(p, name, "unknown key");
+		return 0;
+	}
+	if (p->seen & (UINT32_C(1) << i)) {
+		parse_fail(p, name, "given twice in this section");
+		return 0;
+	}
+	p->seen |= UINT32_C(1) << i;
+	rc = set_value(p, &cfg_keys[i], base, value);
+	if (rc == -ENOMEM)
+		parse_oom(p, name);
+	return rc == 0;
+}
+
+/* --- sections --- */
+
+static bool valid_source_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > SOURCE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!is_alnum(name[i]) && !strchr("._-", name[i]))
+			return false;
+	}
+	return true;
+}
+
+/* The checks that need the whole section: a source needs a url. */
+static int end_section(struct cfg_parse *p)
+{
+	int line = p->lineno;
+
+	if (p->sect != SECT_SOURCE || p->c->sources[p->c->nsources - 1].url)
+		return 0;
+	p->lineno = p->section_line;
+	parse_fail(p, NULL, "no url in this source");
+	p->lineno = line;
+	return -EINVAL;
+}
+
+static int add_source(struct cfg_parse *p, const char *name)
+{
+	struct cfg *c = p->c;
+	struct cfg_source *s;
+
+	if (!valid_source_name(name)) {
+		parse_fail(p, NULL, "source name must be 1..%d characters of A-Z a-z 0-9 . _ -",
+			   SOURCE_NAME_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->nsources; i++) {
+		if (strcmp(c->sources[i].name, name) == 0) {
+			parse_fail(p, NULL, "section given twice");
+			return -EINVAL;
+		}
+	}
+	s = reallocarray(c->sources, c->nsources + 1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	c->sources = s;
+	s = &c->sources[c->nsources];
+	memset(s, 0, sizeof(*s));
+	s->proto = PROXY_HTTP;
+	s->name = strdup(name);
+	if (!s->name)
+		return -ENOMEM;
+	c->nsources++;
+	return 0;
+}
+
+/* [proxyfs] and [check] may each appear once. */
+static int enter_once(struct cfg_parse *p, int *first_line)
+{
+	if (*first_line) {
+		parse_fail(p, NULL, "section given twice (first on line %d)", *first_line);
+		return -EINVAL;
+	}
+	*first_line = p->lineno;
+	return 0;
+}
+
+static int enter_section(struct cfg_parse *p, const char *name, size_t len)
+{
+	int rc;
+
+	snprintf(p->section, sizeof(p->section), "%.*s", (int)len, name);
+	p->section_line = p->lineno;
+	p->seen = 0;
+	p->sect = SECT_NONE;
+	if (strcmp(p->section, "proxyfs") == 0)
+		p->sect = SECT_PROXYFS;
+	else if (strcmp(p->section, "check") == 0)
+		p->sect = SECT_CHECK;
+	else if (strncmp(p->section, SOURCE_PREFIX, strlen(SOURCE_PREFIX)) == 0)
+		p->sect = SECT_SOURCE;
+	if (p->sect == SECT_PROXYFS)
+		return enter_once(p, &p->proxyfs_line);
+	if (p->sect == SECT_CHECK)
+		return enter_once(p, &p->check_line);
+	if (p->sect == SECT_NONE) {
+		parse_fail(p, NULL, "unknown section");
+		return -EINVAL;
+	}
+	rc = add_source(p, p->section + strlen(SOURCE_PREFIX));
+	if (rc == -ENOMEM)
+		parse_oom(p, NULL);
+	if (rc < 0)
+		p->sect = SECT_NONE;
+	return rc;
+}
+
+/* line starts with '['; inih will see the same header. */
+static int section_line(struct cfg_parse *p, const char *line)
+{
+	const char *close = strchr(line, ']');
+	const char *rest;
+
+	if (end_section(p) < 0)
+		return -EINVAL;
+	p->section[0] = '\0';
+	p->sect = SECT_NONE;
+	if (!close) {
+		parse_fail(p, NULL, "missing ']' in section header");
+		return -EINVAL;
+	}
+	rest = close + 1 + strspn(close + 1, " \t\r\n");
+	if (*rest && *rest != ';' && *rest != '#') {
+		parse_fail(p, NULL, "text after ']' in section header");
+		return -EINVAL;
+	}
+	return enter_section(p, line + 1, (size_t)(close - line - 1));
+}
+
+/* inih's reader: hands over one whole line, counted, without leading
+ * blanks; section headers are handled here. NULL ends the parse. */
+static char *cfg_line_cb(char *str, int num, void *stream)
+{
+	struct cfg_parse *p = stream;
+	ssize_t n;
+	char *s;
+
+	if (p->err_line)
+		return NULL;
+	n = getline(&p->buf, &p->cap, p->fp);
+	if (n < 0) {
+		p->read_errno = ferror(p->fp) ? errno : 0;
+		return NULL;
+	}
+	p->lineno++;
+	s = p->buf;
+	if (p->lineno == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+		s += 3;
+		n -= 3;
+	}
+	while (n > 0 && is_blank(*s)) {
+		s++;
+		n--;
+	}
+	if (memchr(s, '\0', (size_t)n))
+		parse_fail(p, NULL, "NUL byte in line");
+	else if (n >= num)
+		parse_fail(p, NULL, "line longer than %d characters", num - 2);
+	else if (*s == '[')
+		section_line(p, s);
+	if (p->err_line)
+		return NULL;
+	memcpy(str, s, (size_t)n + 1);
+	return str;
+}
+
+/* --- loading --- */
+
+static int dir_of(const char *path, char **out)
+{
+	char *copy = strdup(path);
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	*out = realpath(dirname(copy), NULL);
+	if (!*out)
+		rc = -errno;
+	free(copy);
+	return rc;
+}
+
+static void apply_source_defaults(struct cfg *c)
+{
+	for (size_t i = 0; i < c->nsources; i++) {
+		if (c->sources[i].interval_s == 0)
+			c->sources[i].interval_s = c->interval_s;
+	}
+}
+
+/* Runs inih over the open file; 0 or -errno with the message set. */
+static int parse_file(struct cfg_parse *p)
+{
+	int rc = ini_parse_stream(cfg_line_cb, p, cfg_key_cb, p);
+
+	if (rc == 0 && !p->err_line && !p->read_errno)
+		end_section(p);
+	if (rc > 0 && (!p->err_line || rc < p->err_line)) {
+		put_err(p->err, p->errlen,
+			"%s:%d: syntax error (expected [section] or key = value)", p->file, rc);
+		return -EINVAL;
+	}
+	if (p->err_line)
+		return p->rc;
+	if (p->read_errno) {
+		put_err(p->err, p->errlen, "%s: %s", p->file, strerror(p->read_errno));
+		return -p->read_errno;
+	}
+	if (rc < 0) {
+		put_err(p->err, p->errlen, "%s: out of memory", p->file);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void cfg_init(struct cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->db = strdup(CFG_DEFAULT_DB);
+	c->log_level = LOG_LVL_INFO;
+	c->judge = strdup(CFG_DEFAULT_JUDGE);
+	c->expect = strdup(CFG_DEFAULT_EXPECT);
+	c->timeout_ms = 5000;
+	c->connect_timeout_ms = 2000;
+	c->concurrency = 1000;
+	c->interval_s = 300;
+	c->publish_ms = 500;
+	c->retries = 1;
+}
+
+void cfg_free(struct cfg *c)
+{
+	for (size_t i = 0; i < c->nsources; i++) {
+		free(c->sources[i].name);
+		free(c->sources[i].url);
+		free(c->sources[i].path);
+	}
+	free(c->sources);
+	free(c->file);
+	free(c->db);
+	free(c->judge);
+	free(c->expect);
+	memset(c, 0, sizeof(*c));
+}
+
+int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen)
+{
+	struct cfg tmp;
+	struct cfg_parse p = {.file = path, .c = &tmp, .err = err, .errlen = errlen};
+	char scratch[512];
+	int rc;
+
+	if (!err || errlen == 0) {
+		p.err = scratch;
+		p.errlen = sizeof(scratch);
+	}
+	p.err[0] = '\0';
+	cfg_init(&tmp);
+	tmp.file = strdup(path);
+	if (!tmp.db || !tmp.judge || !tmp.expect || !tmp.file) {
+		put_err(p.err, p.errlen, "%s: out of memory", path);
+		rc = -ENOMEM;
+		goto out_free_tmp;
+	}
+	p.fp = fopen(path, "re");
+	if (!p.fp) {
+		rc = -errno;
+		put_err(p.err, p.errlen, "%s: %s", path, strerror(-rc));
+		goto out_free_tmp;
+	}
+	rc = dir_of(path, &p.dir);
+	if (rc < 0) {
+		put_err(p.err, p.errlen, "%s: %s", path, strerror(-rc));
+		goto out_close;
+	}
+	rc = parse_file(&p);
+	if (rc < 0)
+		goto out_free_dir;
+	apply_source_defaults(&tmp);
+	cfg_free(out);
+	*out = tmp;
+	memset(&tmp, 0, sizeof(tmp));
+out_free_dir:
+	free(p.dir);
+out_close:
+	free(p.buf);
+	fclose(p.fp);
+out_free_tmp:
+	cfg_free(&tmp);
+	return rc;
+}
+
+/* --- validation --- */
+
+static bool int_in_range(const char *key, int v, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < N_CFG_KEYS; i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+
+		if (k->type != KEY_INT || strcmp(k->name, key) != 0)
+			continue;
+		if (v >= k->min && v <= k->max)
+			return true;
+		put_err(err, errlen, "[%s] %s: %d is out of range %d..%d",
+			k->sect == SECT_CHECK ? "check" : "source", key, v, k->min, k->max);
+		return false;
+	}
+	return true;
+}
+
+static int validate_sources(const struct cfg *c, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->nsources; i++) {
+		const struct cfg_source *s = &c->sources[i];
+
+		if (!s->name || !valid_source_name(s->name)) {
+			put_err(err, errlen, "source %zu: bad name", i + 1);
+			return -EINVAL;
+		}
+		if (!s->url || !*s->url) {
+			put_err(err, errlen, "[source:%s]: no url", s->name);
+			return -EINVAL;
+		}
+		if ((unsigned)s->proto >= PROXY_PROTO_COUNT) {
+			put_err(err, errlen, "[source:%s] protocol: unknown", s->name);
+			return -EINVAL;
+		}
+		if (s->interval_s < 1 || s->interval_s > 31536000) {
+			put_err(err, errlen,
+				"[source:%s] interval_s: %d is out of range 1..31536000", s->name,
+				s->interval_s);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int cfg_validate(const struct cfg *c, char *err, size_t errlen)
+{
+	const char *why;
+
+	if (!c->db || !*c->db) {
+		put_err(err, errlen, "[proxyfs] db: empty");
+		return -EINVAL;
+	}
+	why = c->judge ? http_url_problem(c->judge) : "not set";
+	if (why) {
+		put_err(err, errlen, "[check] judge: '%.*s' %s", VALUE_SHOWN,
+			c->judge ? c->judge : "", why);
+		return -EINVAL;
+	}
+	if (!c->expect) {
+		put_err(err, errlen, "[check] expect: not set");
+		return -EINVAL;
+	}
+	if (!int_in_range("timeout_ms", c->timeout_ms, err, errlen) ||
+	    !int_in_range("connect_timeout_ms", c->connect_timeout_ms, err, errlen) ||
+	    !int_in_range("concurrency", c->concurrency, err, errlen) ||
+	    !int_in_range("publish_ms", c->publish_ms, err, errlen) ||
+	    !int_in_range("retries", c->retries, err, errlen) ||
+	    !int_in_range("interval_s", c->interval_s, err, errlen))
+		return -EINVAL;
+	if (c->connect_timeout_ms > c->timeout_ms) {
+		put_err(err, errlen, "[check] connect_timeout_ms: %d is more than timeout_ms (%d)",
+			c->connect_timeout_ms, c->timeout_ms);
+		return -EINVAL;
+	}
+	return validate_sources(c, err, errlen);
+}

@@ -22,6 +22,8 @@ enum proxy_proto {
 
 #define PROXY_HOST_MAX 255
 #define PROXY_CRED_MAX 255
+/* Longest canonical URI: percent-encoded credentials, bracketed host, port. */
+#define PROXY_URI_MAX 2048
 
 /* One parsed proxy. Fixed buffers so parsing allocates nothing. */
 struct proxy_addr {

@@ -1,2 +1,361 @@
-/* placeholder */
+/* snapshot: immutable, reference-counted pool pictures; see snapshot.h.
+ *
+ * A snapshot's strings and arrays live in one arena of chunks, freed
+ * together with it. The published pointer is guarded by a mutex held only
+ * for the swap and for taking a reference, so a reader can never take a
+ * reference on a snapshot that is being freed.
+ */
 #include "snapshot.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_CHUNK 65536
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, size;
+	max_align_t data[];
+};
+
+struct arena {
+	struct arena_chunk *head;
+};
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+	struct arena_chunk *c = a->head;
+	size_t align = sizeof(max_align_t);
+
+	n = (n + align - 1) / align * align;
+	if (!c || c->size - c->used < n) {
+		size_t size = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
+
+		c = malloc(sizeof(*c) + size);
+		if (!c)
+			return NULL;
+		c->size = size;
+		c->used = 0;
+		/* A dedicated big block goes behind the current chunk so the
+		 * current one keeps serving small strings. */
+		if (size != ARENA_CHUNK && a->head) {
+			c->next = a->head->next;
+			a->head->next = c;
+		} else {
+			c->next = a->head;
+			a->head = c;
+		}
+	}
+	void *p = (char *)c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+static const char *arena_strdup(struct arena *a, const char *s)
+{
+	size_t n;
+	char *p;
+
+	if (!s || !*s)
+		return "";
+	n = strlen(s) + 1;
+	p = arena_alloc(a, n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+static void arena_free(struct arena *a)
+{
+	struct arena_chunk *c, *next;
+
+	if (!a)
+		return;
+	for (c = a->head; c; c = next) {
+		next = c->next;
+		free(c);
+	}
+	free(a);
+}
+
+/* --- builder --- */
+
+struct snap_builder {
+	struct arena *arena;
+	struct snap_proxy *live;
+	uint32_t nlive, cap;
+	struct snap_source *sources;
+	uint32_t nsources, srccap;
+	struct snap_stats stats;
+	bool failed; /* an allocation failed; finish returns NULL */
+};
+
+struct snap_builder *snap_builder_new(void)
+{
+	struct snap_builder *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->arena = calloc(1, sizeof(*b->arena));
+	if (!b->arena) {
+		free(b);
+		return NULL;
+	}
+	b->stats.health = "ok";
+	b->stats.store_error = "";
+	return b;
+}
+
+void snap_builder_free(struct snap_builder *b)
+{
+	if (!b)
+		return;
+	arena_free(b->arena);
+	free(b->live);
+	free(b->sources);
+	free(b);
+}
+
+static bool grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+	uint32_t ncap;
+	void *p;
+
+	if (need <= *cap)
+		return true;
+	ncap = *cap ? *cap * 2 : 64;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(*arr, (size_t)ncap * elem);
+	if (!p)
+		return false;
+	*arr = p;
+	*cap = ncap;
+	return true;
+}
+
+int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p)
+{
+	struct snap_proxy *d;
+
+	if (!grow((void **)&b->live, &b->cap, b->nlive + 1, sizeof(*b->live)))
+		goto out_nomem;
+	d = &b->live[b->nlive];
+	*d = *p;
+	d->uri = arena_strdup(b->arena, p->uri);
+	d->host = arena_strdup(b->arena, p->host);
+	d->exit_ip = arena_strdup(b->arena, p->exit_ip);
+	d->sources = arena_strdup(b->arena, p->sources);
+	if (!d->uri || !d->host || !d->exit_ip || !d->sources)
+		goto out_nomem;
+	b->nlive++;
+	return 0;
+out_nomem:
+	b->failed = true;
+	return -ENOMEM;
+}
+
+int snap_builder_add_source(struct snap_builder *b, const struct snap_source *src)
+{
+	struct snap_source *d;
+	bool ok;
+
+	if (!grow((void **)&b->sources, &b->srccap, b->nsources + 1, sizeof(*b->sources)))
+		goto out_nomem;
+	d = &b->sources[b->nsources];
+	*d = *src;
+	d->name = arena_strdup(b->arena, src->name);
+	d->url = arena_strdup(b->arena, src->url);
+	d->error = arena_strdup(b->arena, src->error);
+	ok = d->name && d->url && d->error;
+	for (int i = 0; i < SNAP_SAMPLE_INVALID; i++) {
+		if (src->invalid_sample[i]) {
+			d->invalid_sample[i] = arena_strdup(b->arena, src->invalid_sample[i]);
+			ok = ok && d->invalid_sample[i];
+		}
+	}
+	if (!ok)
+		goto out_nomem;
+	b->nsources++;
+	return 0;
+out_nomem:
+	b->failed = true;
+	return -ENOMEM;
+}
+
+void snap_builder_set_stats(struct snap_builder *b, const struct snap_stats *st)
+{
+	b->stats = *st;
+	b->stats.health = arena_strdup(b->arena, st->health ? st->health : "ok");
+	b->stats.store_error = arena_strdup(b->arena, st->store_error);
+	if (!b->stats.health || !b->stats.store_error)
+		b->failed = true;
+}
+
+static int by_latency(const void *pa, const void *pb)
+{
+	const struct snap_proxy *a = pa, *b = pb;
+
+	if (a->latency_ms != b->latency_ms)
+		return a->latency_ms < b->latency_ms ? -1 : 1;
+	return strcmp(a->uri, b->uri);
+}
+
+/* Copies a builder-owned array into the arena so the snapshot frees it. */
+static void *arena_copy(struct arena *a, const void *src, size_t n)
+{
+	void *p;
+
+	if (n == 0)
+		return NULL;
+	p = arena_alloc(a, n);
+	if (p)
+		memcpy(p, src, n);
+	return p;
+}
+
+static int build_folders(struct snapshot *s, struct arena *a)
+{
+	for (int f = 0; f < PROXY_PROTO_COUNT; f++) {
+		uint32_t n = 0, *idx;
+
+		for (uint32_t i = 0; i < s->nlive; i++)
+			n += (s->live[i].folders >> f) & 1;
+		if (n == 0)
+			continue;
+		idx = arena_alloc(a, (size_t)n * sizeof(*idx));
+		if (!idx)
+			return -ENOMEM;
+		n = 0;
+		for (uint32_t i = 0; i < s->nlive; i++)
+			if ((s->live[i].folders >> f) & 1)
+				idx[n++] = i;
+		s->by_folder[f] = idx;
+		s->nby_folder[f] = n;
+	}
+	return 0;
+}
+
+struct snapshot *snap_builder_finish(struct snap_builder *b)
+{
+	struct snapshot *s = NULL;
+
+	if (b->failed)
+		goto out;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto out;
+	if (b->nlive)
+		qsort(b->live, b->nlive, sizeof(*b->live), by_latency);
+	s->live = arena_copy(b->arena, b->live, (size_t)b->nlive * sizeof(*b->live));
+	s->sources = arena_copy(b->arena, b->sources, (size_t)b->nsources * sizeof(*b->sources));
+	if ((b->nlive && !s->live) || (b->nsources && !s->sources))
+		goto out_free_snap;
+	s->nlive = b->nlive;
+	s->nsources = b->nsources;
+	if (build_folders(s, b->arena) < 0)
+		goto out_free_snap;
+	s->stats = b->stats;
+	atomic_init(&s->refs, 1);
+	pthread_mutex_init(&s->cache_lock, NULL);
+	for (int i = 0; i < SNAP_CACHE_SLOTS; i++)
+		sbuf_init(&s->cache[i]);
+	s->arena = b->arena;
+	b->arena = NULL;
+	goto out;
+out_free_snap:
+	free(s);
+	s = NULL;
+out:
+	snap_builder_free(b);
+	return s;
+}
+
+/* --- references --- */
+
+struct snapshot *snap_ref(struct snapshot *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	return s;
+}
+
+void snap_unref(struct snapshot *s)
+{
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (int i = 0; i < SNAP_CACHE_SLOTS; i++)
+		sbuf_free(&s->cache[i]);
+	pthread_mutex_destroy(&s->cache_lock);
+	arena_free(s->arena);
+	free(s);
+}
+
+const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn render, int arg)
+{
+	const struct sbuf *out = NULL;
+
+	if (slot < 0 || slot >= SNAP_CACHE_SLOTS)
+		return NULL;
+	pthread_mutex_lock(&s->cache_lock);
+	if (!s->ready[slot]) {
+		sbuf_reset(&s->cache[slot]);
+		render(s, arg, &s->cache[slot]);
+		s->ready[slot] = !sbuf_failed(&s->cache[slot]);
+	}
+	if (s->ready[slot])
+		out = &s->cache[slot];
+	pthread_mutex_unlock(&s->cache_lock);
+	return out;
+}
+
+/* --- the published snapshot --- */
+
+/* Guards current: the swap in snap_publish and taking a reference in
+ * snap_current. Held for a few instructions only. */
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snapshot *current;
+
+struct snapshot *snap_current(void)
+{
+	struct snapshot *s;
+
+	pthread_mutex_lock(&current_lock);
+	s = snap_ref(current);
+	pthread_mutex_unlock(&current_lock);
+	return s;
+}
+
+void snap_publish(struct snapshot *s)
+{
+	struct snapshot *old;
+
+	pthread_mutex_lock(&current_lock);
+	old = current;
+	current = s;
+	pthread_mutex_unlock(&current_lock);
+	snap_unref(old);
+}
+
+int snap_system_init(void)
+{
+	struct snap_builder *b = snap_builder_new();
+	struct snapshot *s;
+	struct snap_stats st = { .health = "degraded: starting" };
+
+	if (!b)
+		return -ENOMEM;
+	clock_gettime(CLOCK_REALTIME, &st.built);
+	st.started = st.built.tv_sec;
+	snap_builder_set_stats(b, &st);
+	s = snap_builder_finish(b);
+	if (!s)
+		return -ENOMEM;
+	snap_publish(s);
+	return 0;
+}
+
+void snap_system_fini(void)
+{
+	snap_publish(NULL);
+}

@@ -26,7 +26,7 @@ struct snap_proxy {
 	const char *uri;     /* canonical URI, no newline */
 	const char *host;    /* without brackets */
 	const char *exit_ip; /* "" when unknown */
-	const char *sources; /* source names joined with ',' ("" for control/add only) */
+	const char *sources; /* source names joined with ','; "@control" marks control/add */
 	uint16_t port;
 	uint8_t proto;       /* enum proxy_proto of the URI (HTTP, SOCKS4, SOCKS5) */
 	uint8_t folders;     /* bit (1 << enum proxy_proto) per folder it is listed in */

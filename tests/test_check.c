@@ -1,5 +1,808 @@
-/* placeholder: skipped */
+/* test_check: whole checks against scripted peers on loopback.
+ *
+ * One event_base runs both sides: the check under test, and a tiny server
+ * playing a proxy from a script (expect these exact bytes, send those, hold,
+ * close), optionally cutting its output short after n bytes or sending one
+ * byte per loop turn. The scripted proxy answers as if it had fetched the
+ * judge, so no real judge is needed. Every case also checks that done ran
+ * exactly once, never inside chk_start, and that no descriptor was left
+ * open. Also covers judge URL parsing, chk_cancel and fd exhaustion.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "check.h"
+#include "testutil.h"
+
+#ifndef PROXYFS_VERSION
+#define PROXYFS_VERSION "dev"
+#endif
+
+#define JUDGE_URL "http://127.0.0.1:8080/judge?q=1"
+#define EXPECT "proxyfs-judge-ok"
+#define UA_HEADERS "User-Agent: proxyfs/" PROXYFS_VERSION "\r\nAccept: */*\r\nConnection: close\r\n"
+#define UA UA_HEADERS "\r\n"
+#define REQ_ABSOLUTE "GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" UA
+#define REQ_ORIGIN "GET /judge?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" UA
+#define ANSWER                                                                       \
+	"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 47\r\n\r\n" \
+	"<html>you are 127.0.0.1 " EXPECT "</html>"
+#define ANSWER_CHUNKED                                                         \
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"               \
+	"7\r\nproxyfs\r\n9;x=y\r\n-judge-ok\r\n0\r\n\r\n"
+#define CONNECT_REQ "CONNECT 127.0.0.1:8080 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+#define CONNECT_OK "HTTP/1.1 200 Connection established\r\n\r\n"
+/* base64("user:pass") */
+#define AUTH_LINE "Proxy-Authorization: Basic dXNlcjpwYXNz\r\n"
+
+/* ---- the scripted peer ---- */
+
+enum step_kind { S_END, S_EXPECT, S_SEND, S_HOLD };
+
+struct step {
+	enum step_kind kind;
+	const void *data;
+	size_t len;
+};
+
+#define BYTES(...) (const uint8_t[]){ __VA_ARGS__ }, sizeof((const uint8_t[]){ __VA_ARGS__ })
+#define EXPECT_B(...) { S_EXPECT, BYTES(__VA_ARGS__) }
+#define SEND_B(...) { S_SEND, BYTES(__VA_ARGS__) }
+#define EXPECT_S(s) { S_EXPECT, (s), sizeof(s) - 1 }
+#define SEND_S(s) { S_SEND, (s), sizeof(s) - 1 }
+#define END { S_END, NULL, 0 }
+#define HOLD { S_HOLD, NULL, 0 }
+
+#define CONN_MAX 8
+
+struct conn {
+	int fd;
+	struct event *ev;   /* readable */
+	struct event *drip; /* the next byte, when dribbling */
+	size_t step;
+	size_t off;         /* bytes of the current S_SEND already sent */
+	uint8_t in[4096];
+	size_t in_len;
+};
+
+static struct event_base *base;
+static struct chk_judge judge;
+static struct event *listen_ev, *guard_ev;
+static struct sockaddr_in peer_addr;
+
+/* The case being played; one at a time. */
+static const struct step *script;
+static size_t send_limit; /* close once this many bytes were sent in all */
+static size_t sent_total;
+static bool dribble;      /* one byte per loop turn */
+static struct conn *conns[CONN_MAX];
+
+static void conn_close(struct conn *k)
+{
+	for (int i = 0; i < CONN_MAX; i++) {
+		if (conns[i] == k)
+			conns[i] = NULL;
+	}
+	event_free(k->ev);
+	event_free(k->drip);
+	close(k->fd);
+	free(k);
+}
+
+static void conns_close_all(void)
+{
+	for (int i = 0; i < CONN_MAX; i++) {
+		if (conns[i])
+			conn_close(conns[i]);
+	}
+}
+
+static void print_escaped(const char *what, const uint8_t *p, size_t n)
+{
+	fprintf(stderr, "  %s: \"", what);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] >= ' ' && p[i] < 127)
+			fputc(p[i], stderr);
+		else
+			fprintf(stderr, "\\x%02x", p[i]);
+	}
+	fprintf(stderr, "\"\n");
+}
+
+/* Returns false once the connection is closed. */
+static bool conn_expect(struct conn *k, const struct step *st)
+{
+	if (k->in_len < st->len)
+		return true; /* wait for more */
+	if (memcmp(k->in, st->data, st->len) != 0) {
+		CHECK(!"the check sent what the script did not expect");
+		print_escaped("expected", st->data, st->len);
+		print_escaped("got", k->in, st->len);
+		conn_close(k);
+		return false;
+	}
+	memmove(k->in, k->in + st->len, k->in_len - st->len);
+	k->in_len -= st->len;
+	k->step++;
+	return true;
+}
+
+/* Returns false when it must wait (or closed). */
+static bool conn_send(struct conn *k, const struct step *st)
+{
+	size_t n = st->len - k->off;
+	ssize_t w;
+
+	if (sent_total >= send_limit) {
+		conn_close(k);
+		return false;
+	}
+	if (n > send_limit - sent_total)
+		n = send_limit - sent_total;
+	if (dribble)
+		n = 1;
+	w = send(k->fd, (const uint8_t *)st->data + k->off, n, MSG_NOSIGNAL);
+	if (w < 0) {
+		conn_close(k);
+		return false;
+	}
+	k->off += (size_t)w;
+	sent_total += (size_t)w;
+	if (k->off == st->len) {
+		k->step++;
+		k->off = 0;
+	}
+	if (dribble) {
+		struct timeval tv = { 0, 0 };
+
+		evtimer_add(k->drip, &tv);
+		return false;
+	}
+	return true;
+}
+
+/* Plays the script as far as it can go now. */
+static void conn_run(struct conn *k)
+{
+	for (;;) {
+		const struct step *st = &script[k->step];
+		bool go_on;
+
+		switch (st->kind) {
+		case S_EXPECT:
+			if (k->in_len < st->len)
+				return;
+			go_on = conn_expect(k, st);
+			break;
+		case S_SEND:
+			go_on = conn_send(k, st);
+			break;
+		case S_HOLD:
+			return;
+		default:
+			conn_close(k);
+			return;
+		}
+		if (!go_on)
+			return;
+	}
+}
+
+static void conn_drip_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_run(arg);
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *k = arg;
+	ssize_t n = recv(fd, k->in + k->in_len, sizeof(k->in) - k->in_len, 0);
+
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		conn_close(k);
+		return;
+	}
+	k->in_len += (size_t)n;
+	conn_run(k);
+}
+
+static void listen_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int one = 1, cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct conn *k;
+	int slot = -1;
+
+	if (cfd < 0)
+		return;
+	for (int i = 0; i < CONN_MAX; i++) {
+		if (!conns[i])
+			slot = i;
+	}
+	k = calloc(1, sizeof(*k));
+	if (slot < 0 || !k) {
+		CHECK(!"too many peer connections");
+		free(k);
+		close(cfd);
+		return;
+	}
+	setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	k->fd = cfd;
+	k->ev = event_new(base, cfd, EV_READ | EV_PERSIST, conn_read_cb, k);
+	k->drip = evtimer_new(base, conn_drip_cb, k);
+	event_add(k->ev, NULL);
+	conns[slot] = k;
+	conn_run(k);
+}
+
+/* ---- running one check ---- */
+
+struct result {
+	int calls;
+	struct chk_outcome out;
+};
+
+static void done_cb(void *arg, const struct chk_outcome *o)
+{
+	struct result *r = arg;
+
+	r->calls++;
+	r->out = *o;
+	event_base_loopbreak(base);
+}
+
+static void guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+	CHECK(!"a check took longer than 5 s");
+	event_base_loopbreak(base);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static struct chk_target target(enum proxy_proto proto, const char *user, const char *pass)
+{
+	struct chk_target t = { .proto = proto, .user = user, .pass = pass };
+
+	memcpy(&t.addr, &peer_addr, sizeof(peer_addr));
+	t.addrlen = sizeof(peer_addr);
+	return t;
+}
+
+static const struct chk_opts default_opts = { .connect_timeout_ms = 1000, .timeout_ms = 3000 };
+
+/* Runs one check to its end against the script; returns its outcome. */
+static struct chk_outcome play(const struct chk_target *t, const struct chk_opts *o,
+			       const struct step *s, size_t limit, bool drip)
+{
+	struct timeval five = { 5, 0 };
+	struct result r = { 0 };
+	int fds = count_fds();
+	struct chk *c;
+
+	script = s;
+	send_limit = limit;
+	sent_total = 0;
+	dribble = drip;
+	c = chk_start(base, t, &judge, o ? o : &default_opts, done_cb, &r);
+	CHECK(c != NULL);
+	if (!c) {
+		r.out.result = CHK_RESULT_COUNT;
+		return r.out;
+	}
+	CHECK_INT(r.calls, 0); /* never from inside chk_start */
+	event_add(guard_ev, &five);
+	event_base_dispatch(base);
+	event_del(guard_ev);
+	CHECK_INT(r.calls, 1);
+	if (r.calls == 0)
+		chk_cancel(c);
+	conns_close_all();
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK_INT(r.calls, 1);
+	CHECK_INT(count_fds(), fds);
+	return r.out;
+}
+
+static void expect_outcome(int line, const struct chk_target *t, const struct step *s,
+			   enum chk_result want, uint16_t status)
+{
+	struct chk_outcome out = play(t, NULL, s, SIZE_MAX, false);
+
+	if (out.result != want || out.status != status)
+		fprintf(stderr, "line %d: %s (status %u), expected %s (status %u)\n", line,
+			chk_result_name(out.result), out.status, chk_result_name(want), status);
+	CHECK_INT(out.result, want);
+	CHECK_INT(out.status, status);
+}
+
+#define EXPECT_OUTCOME(t, s, want, status) expect_outcome(__LINE__, t, s, want, status)
+
+/* Bytes the peer sends in a whole run of the script. */
+static size_t script_output(const struct step *s)
+{
+	size_t n = 0;
+
+	for (; s->kind != S_END; s++) {
+		if (s->kind == S_SEND)
+			n += s->len;
+	}
+	return n;
+}
+
+/* The good script is OK whole and when dribbled; cut short after any
+ * number of bytes it is never OK and never crashes or hangs. */
+static void expect_cuts(int line, const struct chk_target *t, const struct step *s)
+{
+	size_t total = script_output(s);
+	struct chk_outcome out;
+
+	out = play(t, NULL, s, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_OK);
+	out = play(t, NULL, s, SIZE_MAX, true);
+	CHECK_INT(out.result, CHK_OK);
+	for (size_t cut = 0; cut < total; cut++) {
+		out = play(t, NULL, s, cut, false);
+		if (out.result == CHK_OK)
+			fprintf(stderr, "line %d: OK when cut after %zu of %zu bytes\n", line, cut,
+				total);
+		CHECK(out.result != CHK_OK);
+	}
+}
+
+/* ---- the cases ---- */
+
+static void test_http(void)
+{
+	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target ta = target(PROXY_HTTP, "user", "pass");
+	struct step good[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER), END };
+	struct step chunked[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER_CHUNKED), HOLD };
+	struct step to_eof[] = { EXPECT_S(REQ_ABSOLUTE),
+				 SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT), END };
+	struct step wrong[] = { EXPECT_S(REQ_ABSOLUTE),
+				SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), END };
+	struct step missing[] = { EXPECT_S(REQ_ABSOLUTE),
+				  SEND_S("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+				  HOLD };
+	struct step authed[] = { EXPECT_S("GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\n"
+					  "Host: 127.0.0.1:8080\r\n" UA_HEADERS AUTH_LINE "\r\n"),
+				 SEND_S(ANSWER), END };
+	struct step need_auth[] = {
+		EXPECT_S(REQ_ABSOLUTE),
+		SEND_S("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
+		HOLD
+	};
+	struct step bad_auth[] = { EXPECT_S("GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\n"
+					    "Host: 127.0.0.1:8080\r\n" UA_HEADERS AUTH_LINE "\r\n"),
+				   SEND_S("HTTP/1.0 401 Unauthorized\r\n\r\n"), END };
+	struct chk_outcome out;
+
+	out = play(&t, NULL, good, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_OK);
+	CHECK_INT(out.status, 200);
+	CHECK_INT(out.err, 0);
+	CHECK(out.latency_ms < 1000);
+	/* done as soon as the body is whole, without waiting for a close */
+	EXPECT_OUTCOME(&t, chunked, CHK_OK, 200);
+	EXPECT_OUTCOME(&t, to_eof, CHK_OK, 200);
+	EXPECT_OUTCOME(&t, wrong, CHK_BAD_ANSWER, 200);
+	EXPECT_OUTCOME(&t, missing, CHK_BAD_ANSWER, 404);
+	EXPECT_OUTCOME(&ta, authed, CHK_OK, 200);
+	EXPECT_OUTCOME(&t, need_auth, CHK_AUTH, 407);
+	EXPECT_OUTCOME(&ta, bad_auth, CHK_AUTH, 401);
+	expect_cuts(__LINE__, &t, good);
+	expect_cuts(__LINE__, &t, (struct step[]){ EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER_CHUNKED),
+						   END });
+}
+
+static void test_connect(void)
+{
+	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target ta = target(PROXY_HTTP, "user", "pass");
+	struct step good[] = { EXPECT_S(CONNECT_REQ "\r\n"), SEND_S(CONNECT_OK),
+			       EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
+	struct step authed[] = { EXPECT_S(CONNECT_REQ AUTH_LINE "\r\n"), SEND_S(CONNECT_OK),
+				 EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
+	struct step need_auth[] = { EXPECT_S(CONNECT_REQ "\r\n"),
+				    SEND_S("HTTP/1.1 407 Proxy Authentication Required\r\n"
+					   "Proxy-Authenticate: Basic realm=\"x\"\r\n\r\n"),
+				    HOLD };
+	struct step forbidden[] = { EXPECT_S(CONNECT_REQ "\r\n"),
+				    SEND_S("HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\n"
+					   "forbidden"),
+				    END };
+	/* the tunnel's answer arrives with the CONNECT reply */
+	struct step eager[] = { EXPECT_S(CONNECT_REQ "\r\n"), SEND_S(CONNECT_OK ANSWER),
+				EXPECT_S(REQ_ORIGIN), HOLD };
+
+	t.tunnel = true;
+	ta.tunnel = true;
+	EXPECT_OUTCOME(&t, good, CHK_OK, 200);
+	EXPECT_OUTCOME(&ta, authed, CHK_OK, 200);
+	EXPECT_OUTCOME(&t, need_auth, CHK_AUTH, 407);
+	EXPECT_OUTCOME(&t, forbidden, CHK_BAD_ANSWER, 403);
+	EXPECT_OUTCOME(&t, eager, CHK_OK, 200);
+	t.proto = PROXY_HTTPS;
+	EXPECT_OUTCOME(&t, good, CHK_OK, 200);
+	expect_cuts(__LINE__, &t, good);
+}
+
+static void test_socks5(void)
+{
+	struct chk_target t = target(PROXY_SOCKS5, NULL, NULL);
+	struct chk_target ta = target(PROXY_SOCKS5, "user", "pass");
+	struct step good[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
+			       EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+			       SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39),
+			       EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
+	struct step by_name[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
+				  EXPECT_B(5, 1, 0, 3, 9, '1', '2', '7', '.', '0', '.', '0', '.',
+					   '1', 0x1f, 0x90),
+				  SEND_B(5, 0, 0, 3, 3, 'a', 'b', 'c', 0x30, 0x39),
+				  EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
+	struct step authed[] = { EXPECT_B(5, 2, 0, 2), SEND_B(5, 2),
+				 EXPECT_B(1, 4, 'u', 's', 'e', 'r', 4, 'p', 'a', 's', 's'),
+				 SEND_B(1, 0),
+				 EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+				 SEND_B(5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+					0x30, 0x39),
+				 EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
+	/* offered auth, but the proxy needs none */
+	struct step no_auth_needed[] = { EXPECT_B(5, 2, 0, 2), SEND_B(5, 0),
+					 EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+					 SEND_B(5, 0, 0, 1, 0, 0, 0, 0, 0, 0),
+					 EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
+	struct step wrong_pass[] = { EXPECT_B(5, 2, 0, 2), SEND_B(5, 2),
+				     EXPECT_B(1, 4, 'u', 's', 'e', 'r', 4, 'p', 'a', 's', 's'),
+				     SEND_B(1, 1), END };
+	struct step no_method[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0xff), END };
+	struct step unasked_auth[] = { EXPECT_B(5, 1, 0), SEND_B(5, 2), HOLD };
+	struct step refused[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
+				  EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+				  SEND_B(5, 5, 0, 1, 0, 0, 0, 0, 0, 0), HOLD };
+	/* the judge's answer arrives with the CONNECT reply */
+	struct step eager[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
+				EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+				{ S_SEND, "\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00" ANSWER,
+				  10 + sizeof(ANSWER) - 1 },
+				HOLD };
+
+	EXPECT_OUTCOME(&t, good, CHK_OK, 200);
+	EXPECT_OUTCOME(&ta, authed, CHK_OK, 200);
+	EXPECT_OUTCOME(&ta, no_auth_needed, CHK_OK, 200);
+	EXPECT_OUTCOME(&ta, wrong_pass, CHK_AUTH, 0);
+	EXPECT_OUTCOME(&t, no_method, CHK_AUTH, 0);
+	EXPECT_OUTCOME(&t, unasked_auth, CHK_PROTO_ERR, 0);
+	EXPECT_OUTCOME(&t, refused, CHK_REFUSED, 0);
+	EXPECT_OUTCOME(&t, eager, CHK_OK, 200);
+	t.remote_dns = true;
+	EXPECT_OUTCOME(&t, by_name, CHK_OK, 200);
+	t.remote_dns = false;
+	expect_cuts(__LINE__, &t, good);
+	expect_cuts(__LINE__, &ta, authed);
+}
+
+static void test_socks4(void)
+{
+	struct chk_target t = target(PROXY_SOCKS4, NULL, NULL);
+	struct chk_target tu = target(PROXY_SOCKS4, "u", NULL);
+	struct step good[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
+			       SEND_B(0, 90, 0, 0, 0, 0, 0, 0), EXPECT_S(REQ_ORIGIN),
+			       SEND_S(ANSWER), END };
+	struct step socks4a[] = { EXPECT_B(4, 1, 0x1f, 0x90, 0, 0, 0, 1, 'u', 0, '1', '2', '7',
+					   '.', '0', '.', '0', '.', '1', 0),
+				  SEND_B(0, 90, 0, 0, 0, 0, 0, 0), EXPECT_S(REQ_ORIGIN),
+				  SEND_S(ANSWER), END };
+	struct step rejected[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
+				   SEND_B(0, 91, 0, 0, 0, 0, 0, 0), END };
+	struct step ident[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0), SEND_B(0, 92), END };
+	struct step garbage[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
+				  SEND_S("HTTP/1.1 400 Bad Request\r\n\r\n"), END };
+
+	EXPECT_OUTCOME(&t, good, CHK_OK, 200);
+	EXPECT_OUTCOME(&t, rejected, CHK_REFUSED, 0);
+	EXPECT_OUTCOME(&t, ident, CHK_AUTH, 0);
+	EXPECT_OUTCOME(&t, garbage, CHK_PROTO_ERR, 0);
+	tu.remote_dns = true;
+	EXPECT_OUTCOME(&tu, socks4a, CHK_OK, 200);
+	expect_cuts(__LINE__, &t, good);
+}
+
+static void test_garbage(void)
+{
+	static const char flood[] = "HTTP/1.1 200 OK\r\nX-Flood: ";
+	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target t5 = target(PROXY_SOCKS5, NULL, NULL);
+	struct step tls[] = { EXPECT_S(REQ_ABSOLUTE),
+			      SEND_B(0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc), END };
+	struct step text[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S("SSH-2.0-OpenSSH_9.2\r\n"), HOLD };
+	struct step s5[] = { EXPECT_B(5, 1, 0), SEND_S("HTTP/1.1 400 Bad Request\r\n\r\n"),
+			     HOLD };
+	struct step early[] = { SEND_S("220 smtp ready\r\n"), HOLD };
+	char *big = malloc(70000);
+	struct step endless[] = { EXPECT_S(REQ_ABSOLUTE), { S_SEND, big, 20000 }, HOLD };
+	struct step huge[] = { EXPECT_S(REQ_ABSOLUTE), { S_SEND, big, 70000 }, HOLD };
+
+	EXPECT_OUTCOME(&t, tls, CHK_PROTO_ERR, 0);
+	EXPECT_OUTCOME(&t, text, CHK_PROTO_ERR, 0);
+	EXPECT_OUTCOME(&t5, s5, CHK_PROTO_ERR, 0);
+	EXPECT_OUTCOME(&t5, early, CHK_PROTO_ERR, 0);
+	memset(big, 'a', 70000);
+	memcpy(big, flood, sizeof(flood) - 1);
+	EXPECT_OUTCOME(&t, endless, CHK_BAD_ANSWER, 200);
+	memcpy(big, "HTTP/1.1 200 OK\r\n\r\n", 19);
+	EXPECT_OUTCOME(&t, huge, CHK_BAD_ANSWER, 200);
+	free(big);
+}
+
+static double ms_since(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (double)(b.tv_sec - a->tv_sec) * 1e3 + (double)(b.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static void test_refused_and_timeouts(void)
+{
+	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
+	struct chk_opts quick = { .connect_timeout_ms = 200, .timeout_ms = 300 };
+	struct step silent[] = { EXPECT_S(REQ_ABSOLUTE), HOLD };
+	struct step slow[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S("HTTP/1.1 200 OK\r\n"), HOLD };
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+	struct chk_outcome out;
+	struct timespec t0;
+	int fd, full;
+
+	/* a port nobody listens on */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &alen);
+	close(fd);
+	memcpy(&t.addr, &a, sizeof(a));
+	out = play(&t, NULL, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_REFUSED);
+	CHECK_INT(out.err, ECONNREFUSED);
+
+	/* connect() fails at once (no route to a multicast address): done
+	 * still comes from the loop */
+	inet_pton(AF_INET, "224.0.0.1", &a.sin_addr);
+	memcpy(&t.addr, &a, sizeof(a));
+	out = play(&t, NULL, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_REFUSED);
+	CHECK_INT(out.err, ENETUNREACH);
+
+	/* accepts, reads the request, never answers; answers half */
+	t = target(PROXY_HTTP, NULL, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	out = play(&t, &quick, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_TIMEOUT);
+	CHECK(ms_since(&t0) >= 290 && ms_since(&t0) < 1000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	out = play(&t, &quick, slow, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_TIMEOUT);
+	CHECK_INT(out.status, 0);
+	CHECK(ms_since(&t0) >= 290 && ms_since(&t0) < 1000);
+
+	/* connect never completes: a listener whose queue is full */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	a.sin_port = 0;
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	listen(fd, 0);
+	alen = sizeof(a);
+	getsockname(fd, (struct sockaddr *)&a, &alen);
+	full = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	connect(full, (struct sockaddr *)&a, sizeof(a));
+	memcpy(&t.addr, &a, sizeof(a));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	out = play(&t, &quick, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_TIMEOUT);
+	CHECK(ms_since(&t0) >= 190 && ms_since(&t0) < 280);
+	close(full);
+	close(fd);
+}
+
+static void test_cancel(void)
+{
+	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
+	struct step silent[] = { EXPECT_S(REQ_ABSOLUTE), HOLD };
+	struct timeval tv = { 0, 50000 };
+	struct sockaddr_in a = peer_addr;
+	struct result r = { 0 };
+	int fds = count_fds();
+	struct chk *c;
+
+	/* in flight */
+	script = silent;
+	send_limit = SIZE_MAX;
+	dribble = false;
+	c = chk_start(base, &t, &judge, &default_opts, done_cb, &r);
+	CHECK(c != NULL);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	chk_cancel(c);
+	conns_close_all();
+	/* before the loop ever ran */
+	c = chk_start(base, &t, &judge, &default_opts, done_cb, &r);
+	CHECK(c != NULL);
+	chk_cancel(c);
+	/* with its refusal already queued */
+	inet_pton(AF_INET, "224.0.0.1", &a.sin_addr);
+	memcpy(&t.addr, &a, sizeof(a));
+	c = chk_start(base, &t, &judge, &default_opts, done_cb, &r);
+	CHECK(c != NULL);
+	chk_cancel(c);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	CHECK_INT(r.calls, 0);
+	conns_close_all();
+	CHECK_INT(count_fds(), fds);
+}
+
+/* Out of descriptors: NULL with errno, never a done call. */
+static void test_local_error(void)
+{
+	struct chk_target t = target(PROXY_SOCKS5, NULL, NULL);
+	struct result r = { 0 };
+	struct rlimit old, low;
+	struct chk *c;
+	int lowest = dup(0);
+
+	close(lowest);
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)lowest;
+	setrlimit(RLIMIT_NOFILE, &low);
+	errno = 0;
+	c = chk_start(base, &t, &judge, &default_opts, done_cb, &r);
+	setrlimit(RLIMIT_NOFILE, &old);
+	CHECK(c == NULL);
+	CHECK_INT(errno, EMFILE);
+	CHECK(chk_errno_is_local(errno));
+	if (c)
+		chk_cancel(c);
+	t.proto = PROXY_PROTO_COUNT;
+	CHECK(chk_start(base, &t, &judge, &default_opts, done_cb, &r) == NULL);
+	CHECK_INT(r.calls, 0);
+}
+
+/* ---- the judge ---- */
+
+static void test_judge(void)
+{
+	static const char *const bad[] = {
+		"https://127.0.0.1/", "ftp://127.0.0.1/", "http://", "http:///x",
+		"http://1.2.3.4:0/", "http://1.2.3.4:65536/", "http://1.2.3.4:/",
+		"http://1.2.3.4:8x/", "http://[::1/", "http://[zz]/", "http://a b/",
+		"http://u:p@1.2.3.4/", "http://1.2.3.4/a b", "http://1.2.3.4/\r\nX: y",
+		"127.0.0.1:80",
+	};
+	struct chk_judge j;
+	char err[128];
+
+	CHECK_INT(chk_judge_init(&j, JUDGE_URL, EXPECT, err, sizeof(err)), 0);
+	CHECK_STR(j.host, "127.0.0.1");
+	CHECK_INT(j.port, 8080);
+	CHECK_STR(j.path, "/judge?q=1");
+	CHECK_STR(j.expect, EXPECT);
+	CHECK(j.have_addr && j.addr.ss_family == AF_INET);
+	CHECK_INT(ntohs(((struct sockaddr_in *)&j.addr)->sin_port), 8080);
+	CHECK_STR(j.req_absolute, REQ_ABSOLUTE);
+	CHECK_STR(j.req_origin, REQ_ORIGIN);
+	CHECK_INT(j.req_absolute_len, strlen(REQ_ABSOLUTE));
+	CHECK_INT(j.req_origin_len, strlen(REQ_ORIGIN));
+	chk_judge_free(&j);
+
+	CHECK_INT(chk_judge_init(&j, "HTTP://[::1]", NULL, err, sizeof(err)), 0);
+	CHECK_STR(j.host, "::1");
+	CHECK_INT(j.port, 80);
+	CHECK_STR(j.expect, "");
+	CHECK(j.have_addr && j.addr.ss_family == AF_INET6);
+	CHECK_STR(j.req_absolute, "GET http://[::1]/ HTTP/1.1\r\nHost: [::1]\r\n" UA);
+	CHECK_STR(j.req_origin, "GET / HTTP/1.1\r\nHost: [::1]\r\n" UA);
+	chk_judge_free(&j);
+
+	CHECK_INT(chk_judge_init(&j, "http://localhost:81?x=1#frag", "a", err, sizeof(err)), 0);
+	CHECK_STR(j.path, "/?x=1");
+	CHECK(j.have_addr);
+	chk_judge_free(&j);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		CHECK_INT(chk_judge_init(&j, bad[i], "x", err, sizeof(err)), -EINVAL);
+		CHECK(err[0] != '\0');
+		chk_judge_free(&j);
+	}
+	chk_judge_init(&j, "https://x/", "", err, sizeof(err));
+	CHECK(strstr(err, "https") != NULL);
+}
+
+static void test_names(void)
+{
+	CHECK_STR(chk_result_name(CHK_OK), "ok");
+	CHECK_STR(chk_result_name(CHK_TIMEOUT), "timeout");
+	CHECK_STR(chk_result_name(CHK_REFUSED), "refused");
+	CHECK_STR(chk_result_name(CHK_RESET), "reset");
+	CHECK_STR(chk_result_name(CHK_PROTO_ERR), "protocol_error");
+	CHECK_STR(chk_result_name(CHK_BAD_ANSWER), "wrong_answer");
+	CHECK_STR(chk_result_name(CHK_AUTH), "auth");
+	CHECK_STR(chk_result_name(CHK_LOCAL_ERR), "local_error");
+	CHECK(chk_errno_is_local(EMFILE) && chk_errno_is_local(ENFILE));
+	CHECK(chk_errno_is_local(EADDRNOTAVAIL) && chk_errno_is_local(ENOBUFS));
+	CHECK(chk_errno_is_local(ENOMEM));
+	CHECK(!chk_errno_is_local(ECONNREFUSED) && !chk_errno_is_local(ECONNRESET));
+	CHECK(!chk_errno_is_local(0));
+}
+
+static int peer_listen(void)
+{
+	socklen_t len = sizeof(peer_addr);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	peer_addr.sin_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.1", &peer_addr.sin_addr);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&peer_addr, sizeof(peer_addr)) < 0 ||
+	    listen(fd, 64) < 0 || getsockname(fd, (struct sockaddr *)&peer_addr, &len) < 0)
+		return -1;
+	return fd;
+}
+
 int main(void)
 {
-	return 77;
+	char err[128];
+	int lfd;
+
+	test_names();
+	test_judge();
+	base = event_base_new();
+	lfd = peer_listen();
+	if (!base || lfd < 0 || chk_judge_init(&judge, JUDGE_URL, EXPECT, err, sizeof(err))) {
+		fprintf(stderr, "setup failed: %s\n", err);
+		return 1;
+	}
+	listen_ev = event_new(base, lfd, EV_READ | EV_PERSIST, listen_cb, NULL);
+	guard_ev = evtimer_new(base, guard_cb, NULL);
+	event_add(listen_ev, NULL);
+
+	test_http();
+	test_connect();
+	test_socks5();
+	test_socks4();
+	test_garbage();
+	test_refused_and_timeouts();
+	test_cancel();
+	test_local_error();
+
+	event_free(guard_ev);
+	event_free(listen_ev);
+	close(lfd);
+	chk_judge_free(&judge);
+	event_base_free(base);
+	return test_exit_code();
 }

@@ -1,5 +1,508 @@
-/* placeholder: skipped */
+/* Unit tests for the renderers: every file of the tree rendered from
+ * snapshots of 0, 1 and 3 proxies (IPv6, credentials, a proxy in two
+ * folders), checked byte for byte where the format is fixed, parsed where it
+ * is JSON, and handed to promtool when /tmp/prom/usr/bin/promtool (or
+ * $PROMTOOL) exists. */
+#include "check.h"
+#include "render.h"
+#include "testutil.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BUILT_SEC 1700000100
+#define STARTED 1700000000
+
+static void fill_stats(struct snap_stats *st, uint32_t alive)
+{
+	memset(st, 0, sizeof(*st));
+	st->generation = 42;
+	st->built.tv_sec = BUILT_SEC;
+	st->built.tv_nsec = 250000000;
+	st->started = STARTED;
+	st->total = alive + 7;
+	st->alive = alive;
+	st->dead = 5;
+	st->unknown = 2;
+	st->removed = 1;
+	st->scan_running = true;
+	st->scan_generation = 3;
+	st->scan_checked = 9;
+	st->scan_total = 11;
+	st->scan_started = 1700000050;
+	st->scan_finished = 1700000040;
+	st->last_scan_seconds = 12.5;
+	st->in_flight = 4;
+	st->in_flight_max = 80;
+	st->concurrency = 64;
+	st->concurrency_conf = 100;
+	for (int r = 0; r < SNAP_RESULT_CLASSES; r++)
+		st->checks_total[r] = 100 + (uint64_t)r;
+	st->local_requeues_total = 6;
+	st->retries_total = 8;
+	st->store_writes_total = 1000;
+	st->store_errors_total = 0;
+	st->store_error = "";
+	st->health = alive ? "ok" : "degraded: no live proxies (5 checked, all dead)";
+	st->snapshots_total = 42;
+}
+
+static const struct snap_proxy three[] = {
+    {.uri = "socks5h://user:pw@[2001:db8::1]:1080",
+     .host = "2001:db8::1",
+     .port = 1080,
+     .proto = PROXY_SOCKS5,
+     .folders = 1u << PROXY_SOCKS5,
+     .anonymity = SNAP_ANON_ELITE,
+     .latency_ms = 300,
+     .last_checked = 1700000090,
+     .exit_ip = "2001:db8::99",
+     .sources = "list-a,list-b"},
+    {.uri = "http://10.0.0.1:8080",
+     .host = "10.0.0.1",
+     .port = 8080,
+     .proto = PROXY_HTTP,
+     .folders = (1u << PROXY_HTTP) | (1u << PROXY_HTTPS),
+     .anonymity = SNAP_ANON_ANONYMOUS,
+     .latency_ms = 20,
+     .last_checked = 1700000080,
+     .exit_ip = "",
+     .sources = "list-a"},
+    {.uri = "socks4://10.0.0.2:1081",
+     .host = "10.0.0.2",
+     .port = 1081,
+     .proto = PROXY_SOCKS4,
+     .folders = 1u << PROXY_SOCKS4,
+     .anonymity = SNAP_ANON_UNKNOWN,
+     .latency_ms = 150,
+     .last_checked = 1700000070,
+     .exit_ip = "",
+     .sources = ""},
+};
+
+static struct snapshot *make(uint32_t n)
+{
+	struct snap_builder *b = snap_builder_new();
+	struct snap_stats st;
+	struct snap_source a = {.name = "list-a",
+				.url = "/etc/proxyfs/a.txt",
+				.proxies = 2,
+				.invalid = 2,
+				.alive = 2,
+				.error = "",
+				.last_read = 1700000010,
+				.invalid_sample = {"not a proxy", "1.2.3.4:99999"}};
+	struct snap_source q = {
+	    .name = "we\"ird\\src", .url = "http://127.0.0.1:1/x", .error = "connect: refused"};
+
+	CHECK(b != NULL);
+	if (!b)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++)
+		CHECK_INT(snap_builder_add(b, &three[i]), 0);
+	if (n > 0) {
+		CHECK_INT(snap_builder_add_source(b, &a), 0);
+		CHECK_INT(snap_builder_add_source(b, &q), 0);
+	}
+	fill_stats(&st, n);
+	for (uint32_t i = 0; i < n; i++)
+		for (int f = 0; f < PROXY_PROTO_COUNT; f++)
+			st.alive_by_folder[f] += three[i].folders >> f & 1;
+	snap_builder_set_stats(b, &st);
+	return snap_builder_finish(b);
+}
+
+/* Renders one file into a fresh string the caller frees. */
+static char *render(snap_render_fn fn, const struct snapshot *s, int arg)
+{
+	struct sbuf b;
+	char *text;
+
+	sbuf_init(&b);
+	fn(s, arg, &b);
+	CHECK(!sbuf_failed(&b));
+	text = strdup(sbuf_cstr(&b));
+	sbuf_free(&b);
+	return text;
+}
+
+static char *pick(const struct snapshot *s, int folder, uint32_t index)
+{
+	struct sbuf b;
+	char *text;
+
+	sbuf_init(&b);
+	render_pick(s, folder, index, &b);
+	CHECK(!sbuf_failed(&b));
+	text = strdup(sbuf_cstr(&b));
+	sbuf_free(&b);
+	return text;
+}
+
+/* --- a small JSON validity check (RFC 8259 grammar, no semantics) --- */
+
+static const char *json_value(const char *p, int depth);
+
+static const char *json_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+		p++;
+	return p;
+}
+
+static const char *json_string(const char *p)
+{
+	if (*p++ != '"')
+		return NULL;
+	for (; *p != '"'; p++) {
+		if (*p == '\0' || (unsigned char)*p < 0x20)
+			return NULL;
+		if (*p != '\\')
+			continue;
+		p++;
+		if (*p == 'u') {
+			for (int i = 1; i <= 4; i++)
+				if (!isxdigit((unsigned char)p[i]))
+					return NULL;
+			p += 4;
+		} else if (!strchr("\"\\/bfnrt", *p) || *p == '\0') {
+			return NULL;
+		}
+	}
+	return p + 1;
+}
+
+static const char *json_number(const char *p)
+{
+	const char *start;
+
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (isdigit((unsigned char)*p))
+		while (isdigit((unsigned char)*p))
+			p++;
+	else
+		return NULL;
+	if (*p == '.') {
+		start = ++p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == start)
+			return NULL;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		start = p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == start)
+			return NULL;
+	}
+	return p;
+}
+
+/* Objects and arrays: members separated by ',', between open and close. */
+static const char *json_compound(const char *p, int depth, char close, bool object)
+{
+	p = json_ws(p + 1);
+	if (*p == close)
+		return p + 1;
+	for (;;) {
+		if (object) {
+			p = json_string(json_ws(p));
+			if (!p || *(p = json_ws(p)) != ':')
+				return NULL;
+			p++;
+		}
+		p = json_value(p, depth + 1);
+		if (!p)
+			return NULL;
+		p = json_ws(p);
+		if (*p == close)
+			return p + 1;
+		if (*p++ != ',')
+			return NULL;
+	}
+}
+
+static const char *json_value(const char *p, int depth)
+{
+	if (depth > 32)
+		return NULL;
+	p = json_ws(p);
+	if (*p == '{')
+		return json_compound(p, depth, '}', true);
+	if (*p == '[')
+		return json_compound(p, depth, ']', false);
+	if (*p == '"')
+		return json_string(p);
+	if (strncmp(p, "true", 4) == 0 || strncmp(p, "null", 4) == 0)
+		return p + 4;
+	if (strncmp(p, "false", 5) == 0)
+		return p + 5;
+	return json_number(p);
+}
+
+static bool json_valid(const char *text)
+{
+	const char *end = json_value(text, 0);
+
+	return end && *json_ws(end) == '\0';
+}
+
+static void check_contains(const char *text, const char *what)
+{
+	test_checks++;
+	if (!strstr(text, what)) {
+		test_failures++;
+		fprintf(stderr, "missing: %s\n--- in:\n%s---\n", what, text);
+	}
+}
+
+/* --- promtool --- */
+
+/* Runs promtool check metrics on text: its exit status, or -1 if no
+ * promtool is there to run. */
+static int promtool(const char *text)
+{
+	const char *tool = getenv("PROMTOOL");
+	char cmd[512];
+	FILE *p;
+	int status;
+
+	if (!tool)
+		tool = "/tmp/prom/usr/bin/promtool";
+	if (access(tool, X_OK) != 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "'%s' check metrics", tool);
+	p = popen(cmd, "w");
+	if (!p)
+		return -1;
+	fputs(text, p);
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* --- the tests --- */
+
+static void test_empty(void)
+{
+	struct snapshot *s = make(0);
+	char *t;
+	int rc;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK_INT(render_count(s, RENDER_ALL), 0);
+	t = pick(s, RENDER_ALL, 7);
+	CHECK_STR(t, "");
+	free(t);
+	t = pick(s, PROXY_SOCKS4, 0);
+	CHECK_STR(t, "");
+	free(t);
+	t = render(render_live_txt, s, RENDER_ALL);
+	CHECK_STR(t, "");
+	free(t);
+	t = render(render_live_json, s, RENDER_ALL);
+	CHECK_STR(t, "[\n]\n");
+	CHECK(json_valid(t));
+	free(t);
+	t = render(render_health, s, 0);
+	CHECK_STR(t, "degraded: no live proxies (5 checked, all dead)\n");
+	free(t);
+	t = render(render_stat_json, s, 0);
+	CHECK(json_valid(t));
+	check_contains(t, "\"sources\": []\n");
+	check_contains(t, "\"health\": \"degraded: no live proxies (5 checked, all dead)\"");
+	free(t);
+	t = render(render_metrics, s, 0);
+	check_contains(t, "\nproxyfs_healthy 0\n");
+	check_contains(t, "# TYPE proxyfs_source_up gauge\n# HELP proxyfs_source_last_read");
+	rc = promtool(t);
+	CHECK(rc == 0 || rc == -1);
+	free(t);
+	snap_unref(s);
+}
+
+static void test_one(void)
+{
+	struct snapshot *s = make(1);
+	char *t;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < 3; i++) {
+		t = pick(s, RENDER_ALL, i);
+		CHECK_STR(t, "socks5h://user:pw@[2001:db8::1]:1080\n");
+		free(t);
+	}
+	t = pick(s, PROXY_SOCKS5, 5);
+	CHECK_STR(t, "socks5h://user:pw@[2001:db8::1]:1080\n");
+	free(t);
+	t = pick(s, PROXY_HTTP, 0);
+	CHECK_STR(t, "");
+	free(t);
+	t = render(render_live_json, s, RENDER_ALL);
+	CHECK_STR(t, "[\n"
+		     "{\"uri\":\"socks5h://user:pw@[2001:db8::1]:1080\",\"protocol\":\"socks5\","
+		     "\"host\":\"2001:db8::1\",\"port\":1080,\"latency_ms\":300,"
+		     "\"anonymity\":\"elite\",\"exit_ip\":\"2001:db8::99\","
+		     "\"last_checked\":1700000090,\"sources\":[\"list-a\",\"list-b\"]}\n"
+		     "]\n");
+	CHECK(json_valid(t));
+	free(t);
+	t = render(render_health, s, 0);
+	CHECK_STR(t, "ok\n");
+	free(t);
+	snap_unref(s);
+}
+
+static void test_lists(void)
+{
+	struct snapshot *s = make(3);
+	char *t;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	t = render(render_live_txt, s, RENDER_ALL);
+	CHECK_STR(t, "http://10.0.0.1:8080\n"
+		     "socks4://10.0.0.2:1081\n"
+		     "socks5h://user:pw@[2001:db8::1]:1080\n");
+	free(t);
+	t = render(render_live_txt, s, PROXY_HTTP);
+	CHECK_STR(t, "http://10.0.0.1:8080\n");
+	free(t);
+	t = render(render_live_txt, s, PROXY_HTTPS);
+	CHECK_STR(t, "http://10.0.0.1:8080\n");
+	free(t);
+	t = render(render_live_txt, s, PROXY_SOCKS5);
+	CHECK_STR(t, "socks5h://user:pw@[2001:db8::1]:1080\n");
+	free(t);
+	/* round-robin order is the list order, wrapping */
+	t = pick(s, RENDER_ALL, 4);
+	CHECK_STR(t, "socks4://10.0.0.2:1081\n");
+	free(t);
+	t = pick(s, PROXY_HTTPS, 4000000000u);
+	CHECK_STR(t, "http://10.0.0.1:8080\n");
+	free(t);
+	t = render(render_live_json, s, RENDER_ALL);
+	CHECK(json_valid(t));
+	check_contains(t, "[\n{\"uri\":\"http://10.0.0.1:8080\",\"protocol\":\"http\","
+			  "\"host\":\"10.0.0.1\",\"port\":8080,\"latency_ms\":20,"
+			  "\"anonymity\":\"anonymous\",\"exit_ip\":null,"
+			  "\"last_checked\":1700000080,\"sources\":[\"list-a\"]},\n");
+	check_contains(t, "\n{\"uri\":\"socks4://10.0.0.2:1081\",\"protocol\":\"socks4\","
+			  "\"host\":\"10.0.0.2\",\"port\":1081,\"latency_ms\":150,"
+			  "\"anonymity\":\"unknown\",\"exit_ip\":null,"
+			  "\"last_checked\":1700000070,\"sources\":[]},\n");
+	check_contains(t, "\"sources\":[\"list-a\",\"list-b\"]}\n]\n");
+	free(t);
+	t = render(render_live_json, s, PROXY_SOCKS4);
+	CHECK(json_valid(t));
+	CHECK(strstr(t, "10.0.0.1") == NULL);
+	free(t);
+	snap_unref(s);
+}
+
+static void test_stat_json(void)
+{
+	struct snapshot *s = make(3);
+	char *t;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	t = render(render_stat_json, s, 0);
+	CHECK(json_valid(t));
+	check_contains(t, "{\n  \"version\": \"" PROXYFS_VERSION "\",\n  \"generation\": 42,\n"
+			  "  \"built\": 1700000100.250,\n  \"started\": 1700000000,\n"
+			  "  \"uptime_seconds\": 100,\n");
+	check_contains(t, "\"pool\": {\"total\": 10, \"alive\": 3, \"dead\": 5, \"unknown\": 2, "
+			  "\"removed\": 1, \"alive_by_protocol\": {\"http\": 1, \"https\": 1, "
+			  "\"socks4\": 1, \"socks5\": 1}}");
+	check_contains(t, "\"scan\": {\"generation\": 3, \"running\": true, \"checked\": 9, "
+			  "\"total\": 11, \"started\": 1700000050, \"finished\": 1700000040, "
+			  "\"last_duration_seconds\": 12.500}");
+	check_contains(t, "\"engine\": {\"in_flight\": 4, \"in_flight_max\": 80, "
+			  "\"concurrency\": 64, \"concurrency_configured\": 100, \"checks\": {");
+	for (int r = 0; r < CHK_RESULT_COUNT; r++) {
+		char want[64];
+
+		snprintf(want, sizeof(want), "\"%s\": %d", chk_result_name(r), 100 + r);
+		check_contains(t, want);
+	}
+	check_contains(t, "}, \"local_requeues\": 6, \"retries\": 8}");
+	check_contains(t, "\"store\": {\"writes\": 1000, \"errors\": 0, \"error\": null}");
+	check_contains(t, "\"health\": \"ok\"");
+	check_contains(t, "{\"name\": \"list-a\", \"url\": \"/etc/proxyfs/a.txt\", \"proxies\": 2, "
+			  "\"invalid\": 2, \"alive\": 2, \"error\": null, "
+			  "\"last_read\": 1700000010, "
+			  "\"invalid_sample\": [\"not a proxy\", \"1.2.3.4:99999\"]}");
+	check_contains(t, "{\"name\": \"we\\\"ird\\\\src\", \"url\": \"http://127.0.0.1:1/x\", "
+			  "\"proxies\": 0, \"invalid\": 0, \"alive\": 0, "
+			  "\"error\": \"connect: refused\", \"last_read\": 0, "
+			  "\"invalid_sample\": []}");
+	free(t);
+	snap_unref(s);
+}
+
+static void test_metrics(void)
+{
+	struct snapshot *s = make(3);
+	char *t;
+	int rc;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	t = render(render_metrics, s, 0);
+	check_contains(t, "# HELP proxyfs_build_info proxyfs version, always 1.\n"
+			  "# TYPE proxyfs_build_info gauge\n"
+			  "proxyfs_build_info{version=\"" PROXYFS_VERSION "\"} 1\n");
+	check_contains(t, "# TYPE proxyfs_proxies gauge\n"
+			  "proxyfs_proxies{state=\"alive\"} 3\n"
+			  "proxyfs_proxies{state=\"dead\"} 5\n"
+			  "proxyfs_proxies{state=\"unknown\"} 2\n");
+	check_contains(t, "proxyfs_proxies_alive{protocol=\"http\"} 1\n"
+			  "proxyfs_proxies_alive{protocol=\"https\"} 1\n"
+			  "proxyfs_proxies_alive{protocol=\"socks4\"} 1\n"
+			  "proxyfs_proxies_alive{protocol=\"socks5\"} 1\n");
+	check_contains(t, "# TYPE proxyfs_scans_total counter\nproxyfs_scans_total 3\n");
+	check_contains(t, "\nproxyfs_scan_last_duration_seconds 12.500\n");
+	check_contains(t, "# TYPE proxyfs_checks_total counter\n"
+			  "proxyfs_checks_total{result=\"ok\"} 100\n"
+			  "proxyfs_checks_total{result=\"timeout\"} 101\n");
+	check_contains(t, "\nproxyfs_snapshot_timestamp_seconds 1700000100.250\n");
+	check_contains(t, "\nproxyfs_start_time_seconds 1700000000\n");
+	check_contains(t, "\nproxyfs_healthy 1\n");
+	check_contains(t, "proxyfs_source_up{source=\"list-a\"} 1\n"
+			  "proxyfs_source_up{source=\"we\\\"ird\\\\src\"} 0\n");
+	check_contains(t, "proxyfs_source_invalid_lines{source=\"list-a\"} 2\n");
+	CHECK(t[strlen(t) - 1] == '\n');
+	rc = promtool(t);
+	if (rc == -1)
+		printf("promtool not found: metrics lint skipped\n");
+	else
+		CHECK_INT(rc, 0);
+	free(t);
+	snap_unref(s);
+}
+
 int main(void)
 {
-	return 77;
+	test_empty();
+	test_one();
+	test_lists();
+	test_stat_json();
+	test_metrics();
+	return test_exit_code();
 }

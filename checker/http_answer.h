@@ -1,0 +1,66 @@
+/* http_answer: an incremental parser for the judge's HTTP answer.
+ *
+ * Bytes go in as they arrive, in pieces of any size; the parser keeps only a
+ * few counters (status, header state, body length or chunk state, and a KMP
+ * position for the expected text) and allocates nothing. It decides when the
+ * answer is whole and what it means as a chk_result. It also reads the head
+ * of a CONNECT reply (head_only). It does no I/O and knows nothing about
+ * proxies.
+ */
+#ifndef PROXYFS_HTTP_ANSWER_H
+#define PROXYFS_HTTP_ANSWER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "check.h"
+
+/* Status line and headers together may take at most this many bytes. */
+#define CHK_ANSWER_HEAD_MAX 8192
+
+struct chk_answer {
+	/* set by chk_answer_init, read-only afterwards */
+	const char *expect;     /* not owned: the judge's */
+	const uint32_t *kmp;    /* expect's KMP failure table, expect_len entries */
+	uint32_t expect_len;
+	uint32_t max;           /* answer bytes (head and body) accepted at most */
+	bool head_only;         /* stop after the headers (CONNECT reply) */
+
+	/* outcome: valid once done */
+	bool done;
+	uint8_t result;         /* enum chk_result */
+	uint16_t status;        /* 0 until the status code is read */
+
+	/* parse state */
+	bool found;             /* expect seen in the body */
+	bool chunked;
+	bool have_length;
+	uint8_t phase;
+	uint8_t pos;            /* position inside a fixed token or header name */
+	uint8_t field;          /* which known header the current line is */
+	uint32_t match;         /* KMP: bytes of expect matched so far */
+	uint32_t head_len;
+	uint32_t total;         /* answer bytes used so far, the current one included */
+	uint64_t length;        /* Content-Length */
+	uint64_t left;          /* body or chunk bytes still to come; also a number being read */
+};
+
+/* Fills kmp (len entries) with the failure table of pat. */
+void chk_kmp_build(const char *pat, size_t len, uint32_t *kmp);
+
+/* Prepares a to read one answer. expect/kmp may be NULL with expect_len 0
+ * (any body). max is the most answer bytes accepted (0: 64 KiB). */
+void chk_answer_init(struct chk_answer *a, const char *expect, size_t expect_len,
+		     const uint32_t *kmp, size_t max, bool head_only);
+
+/* Feeds the next n bytes. Returns how many were used: all of them, unless
+ * the answer ended inside this piece (then a->done is set and the rest does
+ * not belong to it). Once done, uses nothing. */
+size_t chk_answer_feed(struct chk_answer *a, const void *buf, size_t n);
+
+/* The peer closed the connection: ends a body read to EOF, or marks the
+ * answer as cut short (CHK_RESET). Sets a->done. */
+void chk_answer_eof(struct chk_answer *a);
+
+#endif

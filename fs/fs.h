@@ -1,0 +1,23 @@
+/* fs: the FUSE front (libfuse3 high-level API).
+ *
+ * Serves the tree of DESIGN.md §1 from the published snapshot: one path
+ * table drives getattr, readdir, open, read and the control writes. A file's
+ * content is rendered at open and kept with the open file, so a reader sees
+ * one snapshot from the first byte to EOF. Knows nothing about how the pool
+ * is kept; control writes go to the engine through engine.h.
+ *
+ * Use: fuse_new(&args, fs_operations(), sizeof(struct fuse_operations),
+ * engine), with the engine started and snap_system_init() done. The engine
+ * pointer comes back in every op through fuse_get_context()->private_data.
+ * The user running the daemon at mount time owns the tree and alone (with
+ * root) may write the control files.
+ */
+#ifndef PROXYFS_FS_H
+#define PROXYFS_FS_H
+
+#include <fuse.h>
+
+/* The filesystem's operations; a static table, valid for the whole run. */
+const struct fuse_operations *fs_operations(void);
+
+#endif
