@@ -600,6 +600,27 @@ void cfg_free(struct cfg *c)
 	memset(c, 0, sizeof(*c));
 }
 
+int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto)
+{
+	struct cfg_source *list, *s;
+
+	list = realloc(c->sources, (c->nsources + 1) * sizeof(*list));
+	if (!list)
+		return -ENOMEM;
+	c->sources = list;
+	s = &list[c->nsources];
+	memset(s, 0, sizeof(*s));
+	s->name = strdup(name);
+	s->url = strdup(path);
+	s->path = strdup(path);
+	s->proto = proto;
+	s->interval_s = c->interval_s;
+	c->nsources++;
+	if (!s->name || !s->url || !s->path)
+		return -ENOMEM;
+	return 0;
+}
+
 int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen)
 {
 	struct cfg tmp;

@@ -56,6 +56,10 @@ void cfg_free(struct cfg *c);
  * one-line message "FILE:LINE: [section] key: why" (or "FILE: why"). */
 int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen);
 
+/* Appends a source reading the local list at path (as given, relative to
+ * the current directory), for proxyfs check. 0 or -ENOMEM. */
+int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto);
+
 /* Checks the cross-field rules (judge URL parses, timeouts positive, ...)
  * after command-line overrides; 0 or -EINVAL with a message. */
 int cfg_validate(const struct cfg *c, char *err, size_t errlen);

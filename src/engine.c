@@ -103,6 +103,11 @@ struct engine {
 	uint64_t checks_total[CHK_RESULT_COUNT];
 	uint64_t local_requeues, retries_total;
 
+	/* One-shot mode (engine_run_once): no publishing, no rescans. */
+	const struct engine_once_ops *once;
+	void *once_arg;
+	uint32_t scan_alive;
+
 	/* Publishing. */
 	bool dirty;
 	uint64_t last_publish_ms;
@@ -438,6 +443,7 @@ static void scan_start(struct engine *e)
 	e->scan_running = true;
 	e->rescan_pending = false;
 	e->scan_checked = 0;
+	e->scan_alive = 0;
 	e->scan_total = 0;
 	e->scan_started = wall_s();
 	e->scan_started_ms = now_ms();
@@ -472,7 +478,9 @@ static void scan_maybe_finish(struct engine *e)
 		 e->scan_checked, e->last_scan_seconds);
 	publish(e);
 	finish_waiters(e, e->scan_gen, 0);
-	if (e->rescan_pending)
+	if (e->once)
+		event_base_loopbreak(e->base);
+	else if (e->rescan_pending)
 		scan_start(e);
 }
 
@@ -493,8 +501,19 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct c
 		pe->fails_in_row++;
 		pe->folders = 0;
 	}
-	if ((uint32_t)e->scan_gen == pe->scan && e->scan_running)
+	if ((uint32_t)e->scan_gen == pe->scan && e->scan_running) {
 		e->scan_checked++;
+		e->scan_alive += o->result == CHK_OK;
+	}
+	if (e->once) {
+		struct engine_result r = {
+			.uri = pe->uri, .proto = (enum proxy_proto)pe->proto,
+			.alive = o->result == CHK_OK, .latency_ms = o->latency_ms,
+			.result = chk_result_name(o->result),
+		};
+
+		e->once->result(e->once_arg, &r);
+	}
 	store_entry(e, pe);
 	e->dirty = true;
 }
@@ -641,7 +660,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t t = now_ms();
 
 	recover_limit(e);
-	if (!e->scan_running && (e->rescan_pending || t >= e->next_scan_ms))
+	if (!e->once && !e->scan_running && (e->rescan_pending || t >= e->next_scan_ms))
 		scan_start(e);
 	dispatch(e);
 	if (e->dirty && t - e->last_publish_ms >= (uint64_t)e->cfg->publish_ms)
@@ -1005,6 +1024,64 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 out_free:
 	engine_free(e);
 	return NULL;
+}
+
+static void progress_fill(const struct engine *e, struct engine_progress *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->checked = e->scan_checked;
+	p->total = e->scan_total;
+	p->alive = e->scan_alive;
+	p->in_flight = e->in_flight;
+	p->in_flight_max = e->in_flight_max;
+	p->limit = e->limit;
+	p->limit_max = e->limit_max;
+	p->limit_conf = (uint32_t)e->cfg->concurrency;
+	p->local_requeues = e->local_requeues;
+	p->retries = e->retries_total;
+	for (int i = 0; i < CHK_RESULT_COUNT && i < 8; i++)
+		p->by_result[i] = e->checks_total[i];
+	p->elapsed_s = (double)(now_ms() - e->scan_started_ms) / 1000.0;
+}
+
+static void progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+	struct engine_progress p;
+
+	progress_fill(e, &p);
+	e->once->progress(e->once_arg, &p);
+}
+
+int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *arg,
+		    struct engine_progress *out)
+{
+	struct event *prog = NULL;
+	int rc = 0;
+
+	if (e->running || e->store)
+		return -EINVAL;
+	e->once = ops;
+	e->once_arg = arg;
+	if (ops->progress && ops->progress_ms > 0) {
+		struct timeval tv = { ops->progress_ms / 1000, (ops->progress_ms % 1000) * 1000 };
+
+		prog = event_new(e->base, -1, EV_PERSIST, progress_cb, e);
+		if (!prog || event_add(prog, &tv) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	scan_start(e);
+	scan_maybe_finish(e);
+	if (e->scan_running && event_base_dispatch(e->base) < 0)
+		rc = -EIO;
+	progress_fill(e, out);
+out:
+	if (prog)
+		event_free(prog);
+	e->once = NULL;
+	return rc;
 }
 
 static void *engine_main(void *arg)

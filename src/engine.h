@@ -27,6 +27,40 @@ int engine_start(struct engine *e);
  * already queued to the store) and frees everything. */
 void engine_free(struct engine *e);
 
+/* --- one-shot checking (proxyfs check) --- */
+
+struct engine_result {
+	const char *uri;
+	enum proxy_proto proto;   /* the URI's protocol */
+	bool alive;
+	uint32_t latency_ms;      /* when alive */
+	const char *result;       /* chk_result_name() of the final outcome */
+};
+
+struct engine_progress {
+	uint32_t checked, total, alive;
+	uint32_t in_flight, in_flight_max;
+	uint32_t limit;           /* the adaptive concurrency limit now */
+	uint32_t limit_max;       /* what the open-file limit leaves of limit_conf */
+	uint32_t limit_conf;      /* what the config asked for */
+	uint64_t local_requeues, retries;
+	uint64_t by_result[8];    /* final outcomes, indexed by enum chk_result */
+	double elapsed_s;
+};
+
+struct engine_once_ops {
+	void (*result)(void *arg, const struct engine_result *r);
+	void (*progress)(void *arg, const struct engine_progress *p); /* may be NULL */
+	int progress_ms;
+};
+
+/* Checks every proxy of the sources once, in the caller's thread, calling
+ * ops->result for each final outcome, and returns when all are done with
+ * the final figures in *out. The engine must come from engine_new() with
+ * no store and must not have been started. 0 or -errno. */
+int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *arg,
+		    struct engine_progress *out);
+
 /* --- from any thread --- */
 
 /* Queues a rescan of every proxy. When wait is true, returns only when that

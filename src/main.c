@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "cli_check.h"
 #include "config.h"
 #include "engine.h"
 #include "fs.h"
@@ -44,6 +45,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] MOUNTPOINT\n"
+		"       proxyfs check [--judge URL] [--expect TEXT] [--concurrency N] [FILE ...]\n"
 		"       proxyfs --help | --version\n"
 		"\n"
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
@@ -306,6 +308,8 @@ int main(int argc, char **argv)
 	struct cfg c;
 	int rc;
 
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return check_main(argc - 1, argv + 1);
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0) {
 		free(o.fuse_opts);
