@@ -30,6 +30,7 @@
 #define RETRY_BASE_MS 250
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
+#define DISPATCH_BATCH 512  /* checks started per loop turn */
 #define CONTROL_SOURCE "@control"
 
 /* A FUSE thread waiting for a rescan to be published. */
@@ -69,6 +70,7 @@ struct engine {
 	struct event_base *base;
 	struct event *cmd_ev;    /* made active by other threads */
 	struct event *tick_ev;   /* dispatch, retries, concurrency recovery */
+	struct event *dispatch_ev; /* more checks to start, after pending I/O */
 	struct event *sig_ev;    /* reads sig_pipe */
 	int sig_pipe[2];
 
@@ -538,6 +540,17 @@ static bool retryable(enum chk_result r)
 	return r == CHK_TIMEOUT || r == CHK_RESET;
 }
 
+/* A check that cannot even start for the proxy's own reason (a host name
+ * we do not resolve yet, a protocol field too long) fails at once. */
+static bool fail_unstarted(struct engine *e, struct pool_entry *pe, enum chk_result r, int err)
+{
+	struct chk_outcome o = { .result = r, .err = err };
+
+	e->checks_total[r]++;
+	result_apply(e, pe, &o);
+	return true;
+}
+
 /* Starts one check; false when our side could not (the entry is requeued). */
 static bool start_check(struct engine *e, struct pool_entry *pe)
 {
@@ -546,15 +559,8 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		.remote_dns = pe->remote_dns, .user = pe->user, .pass = pe->pass,
 	};
 
-	if (!pe->have_addr) {
-		/* Host names are not resolved yet: such a proxy counts as
-		 * unreachable. */
-		struct chk_outcome o = { .result = CHK_REFUSED, .err = EHOSTUNREACH };
-
-		e->checks_total[o.result]++;
-		result_apply(e, pe, &o);
-		return true;
-	}
+	if (!pe->have_addr)
+		return fail_unstarted(e, pe, CHK_REFUSED, EHOSTUNREACH);
 	memcpy(&t.addr, &pe->addr, sizeof(pe->addr));
 	t.addrlen = pe->addr.sa.sa_family == AF_INET6 ? sizeof(pe->addr.in6)
 						       : sizeof(pe->addr.in);
@@ -562,11 +568,11 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 	if (!pe->chk) {
 		int err = errno;
 
+		if (!chk_errno_is_local(err))
+			return fail_unstarted(e, pe, CHK_PROTO_ERR, err);
 		e->local_requeues++;
 		lower_limit(e);
 		queue_push(&e->urgent, pe, 0, false);
-		if (!chk_errno_is_local(err))
-			log_warn("check of %s could not start: %s", pe->uri, strerror(err));
 		return false;
 	}
 	pe->tries++;
@@ -631,16 +637,36 @@ static struct pool_entry *next_entry(struct engine *e)
 	}
 }
 
+/* Starts checks up to the limit, DISPATCH_BATCH at a time: starting one
+ * costs a socket() and a connect(), so starting thousands in one go would
+ * keep the loop from reading answers that are already there. The rest
+ * follows from dispatch_ev, which runs after pending I/O. */
 static void dispatch(struct engine *e)
 {
-	while (e->in_flight < e->limit) {
-		struct pool_entry *pe = next_entry(e);
+	int started = 0;
 
+	while (e->in_flight < e->limit) {
+		struct pool_entry *pe;
+
+		if (started == DISPATCH_BATCH) {
+			event_active(e->dispatch_ev, EV_TIMEOUT, 0);
+			return;
+		}
+		pe = next_entry(e);
 		if (!pe)
 			break;
 		if (!start_check(e, pe))
 			break; /* our side is short of something: wait for the tick */
+		started++;
 	}
+}
+
+static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+
+	dispatch(e);
+	scan_maybe_finish(e);
 }
 
 static void recover_limit(struct engine *e)
@@ -961,15 +987,19 @@ static int make_events(struct engine *e)
 	struct timeval tick = { 0, TICK_MS * 1000 };
 
 	e->base = event_base_new();
-	if (!e->base)
+	if (!e->base || event_base_priority_init(e->base, 3) < 0)
 		return -ENOMEM;
 	if (pipe2(e->sig_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
 	e->cmd_ev = event_new(e->base, -1, 0, cmd_cb, e);
 	e->tick_ev = event_new(e->base, -1, EV_PERSIST, tick_cb, e);
 	e->sig_ev = event_new(e->base, e->sig_pipe[0], EV_READ | EV_PERSIST, sig_cb, e);
-	if (!e->cmd_ev || !e->tick_ev || !e->sig_ev)
+	e->dispatch_ev = event_new(e->base, -1, 0, dispatch_cb, e);
+	if (!e->cmd_ev || !e->tick_ev || !e->sig_ev || !e->dispatch_ev)
 		return -ENOMEM;
+	/* Of 3 levels every event gets the middle one by default; starting
+	 * more checks waits below the checks' own I/O. */
+	event_priority_set(e->dispatch_ev, 2);
 	if (event_add(e->tick_ev, &tick) < 0 || event_add(e->sig_ev, NULL) < 0)
 		return -EIO;
 	return 0;
@@ -1173,6 +1203,8 @@ void engine_free(struct engine *e)
 		event_free(e->tick_ev);
 	if (e->sig_ev)
 		event_free(e->sig_ev);
+	if (e->dispatch_ev)
+		event_free(e->dispatch_ev);
 	if (e->base)
 		event_base_free(e->base);
 	if (e->sig_pipe[0] >= 0)

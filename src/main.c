@@ -248,6 +248,7 @@ static int run(const struct options *o, const struct cfg *c)
 	struct store *store = NULL;
 	struct engine *e = NULL;
 	struct fuse *f = NULL;
+	char *mountpoint = NULL;
 	char err[512];
 	int rc, status = 1;
 
@@ -256,10 +257,16 @@ static int run(const struct options *o, const struct cfg *c)
 		fprintf(stderr, "proxyfs: %s: %s\n", o->mountpoint, strerror(-rc));
 		return 1;
 	}
+	/* Daemonizing moves to /: keep the mountpoint absolute. */
+	mountpoint = realpath(o->mountpoint, NULL);
+	if (!mountpoint) {
+		fprintf(stderr, "proxyfs: %s: %s\n", o->mountpoint, strerror(errno));
+		return 1;
+	}
 	store = store_open(c->db, err, sizeof(err));
 	if (!store) {
 		fprintf(stderr, "proxyfs: %s\n", err);
-		return 1;
+		goto out_mountpoint;
 	}
 	if (snap_system_init() < 0)
 		goto out_store;
@@ -269,7 +276,7 @@ static int run(const struct options *o, const struct cfg *c)
 	f = make_fuse(o, e);
 	if (!f)
 		goto out_engine;
-	if (fuse_mount(f, o->mountpoint) != 0)
+	if (fuse_mount(f, mountpoint) != 0)
 		goto out_fuse;
 	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)
 		goto out_unmount;
@@ -282,10 +289,10 @@ static int run(const struct options *o, const struct cfg *c)
 		log_err("cannot start the store or engine thread");
 		goto out_signals;
 	}
-	log_info("mounted on %s", o->mountpoint);
+	log_info("mounted on %s", mountpoint);
 	rc = serve(f, o);
 	status = rc == 0 ? 0 : 1;
-	log_info("unmounting %s", o->mountpoint);
+	log_info("unmounting %s", mountpoint);
 out_signals:
 	hup_engine = NULL;
 	fuse_remove_signal_handlers(fuse_get_session(f));
@@ -299,6 +306,8 @@ out_snap:
 	snap_system_fini();
 out_store:
 	store_close(store);
+out_mountpoint:
+	free(mountpoint);
 	return status;
 }
 
