@@ -38,22 +38,25 @@
 #define CHK_READ_CHUNK (16 * 1024)
 #define CHK_MSGS 3
 
+/* Used when the caller passes no options: every field at its default. */
+static const struct chk_opts chk_opts_default = {0};
+
 enum chk_state {
 	CHK_ST_CONNECTING, /* waiting for connect() to finish */
-	CHK_ST_SENDING,    /* out[out_off..out_len) still to send */
-	CHK_ST_READING,    /* waiting for the peer */
-	CHK_ST_DONE,       /* outcome recorded; finished by the callback */
+	CHK_ST_SENDING,	   /* out[out_off..out_len) still to send */
+	CHK_ST_READING,	   /* waiting for the peer */
+	CHK_ST_DONE,	   /* outcome recorded; finished by the callback */
 };
 
 enum chk_phase {
 	CHK_PH_HANDSHAKE, /* talking to the proxy */
-	CHK_PH_ANSWER,    /* the judge's request is out (or going), reading its answer */
+	CHK_PH_ANSWER,	  /* the judge's request is out (or going), reading its answer */
 };
 
 struct chk_proto;
 
 struct chk {
-	struct event ev;  /* the socket, with the current deadline as timeout */
+	struct event ev; /* the socket, with the current deadline as timeout */
 	const struct chk_proto *proto;
 	const struct chk_judge *judge;
 	const struct chk_opts *opts;
@@ -63,13 +66,13 @@ struct chk {
 	uint32_t out_len, out_off;
 	uint64_t start_ns;
 	int fd;
-	uint8_t state;    /* enum chk_state */
-	uint8_t phase;    /* enum chk_phase */
-	bool with_auth;   /* credentials were sent in an HTTP header */
-	short armed;      /* the events ev was last assigned for */
+	uint8_t state;	/* enum chk_state */
+	uint8_t phase;	/* enum chk_phase */
+	bool with_auth; /* credentials were sent in an HTTP header */
+	short armed;	/* the events ev was last assigned for */
 	struct chk_outcome res;
-	struct chk_answer ans;     /* the CONNECT reply's head, then the judge's answer */
-	struct chk_socks_reply sr; /* the SOCKS reply being read */
+	struct chk_answer ans;	    /* the CONNECT reply's head, then the judge's answer */
+	struct chk_socks_reply sr;  /* the SOCKS reply being read */
 	uint32_t msg_len[CHK_MSGS]; /* messages in tail, one after another */
 	uint8_t tail[];
 };
@@ -201,7 +204,7 @@ static size_t chk_b64_len(size_t n)
 static size_t chk_b64(char *dst, const uint8_t *src, size_t n)
 {
 	static const char abc[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o = 0;
 
 	for (size_t i = 0; i < n; i += 3) {
@@ -225,8 +228,8 @@ static size_t chk_auth_size(const struct chk_target *t)
 {
 	if (!chk_has_user(t))
 		return 0;
-	return sizeof(chk_auth_name) - 1 +
-	       chk_b64_len(strlen(t->user) + 1 + strlen(chk_pass(t))) + 2;
+	return sizeof(chk_auth_name) - 1 + chk_b64_len(strlen(t->user) + 1 + strlen(chk_pass(t))) +
+	       2;
 }
 
 /* Writes the Proxy-Authorization line (with CRLF), when there is a user. */
@@ -335,31 +338,31 @@ static size_t http_connect_feed(struct chk *c, const uint8_t *p, size_t n)
 
 	if (!c->ans.done)
 		return used;
+	if (c->ans.result == CHK_OK && status >= 200 && status <= 299) {
+		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		return used;
+	}
 	c->res.status = status;
 	if (c->ans.result != CHK_OK)
 		chk_end(c, (enum chk_result)c->ans.result, 0);
-	else if (chk_status_is_auth(c, status))
-		chk_end(c, CHK_AUTH, 0);
-	else if (status < 200 || status > 299)
-		chk_end(c, CHK_BAD_ANSWER, 0);
 	else
-		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		chk_end(c, chk_status_is_auth(c, status) ? CHK_AUTH : CHK_BAD_ANSWER, 0);
 	return used;
 }
 
 static const struct chk_proto chk_http_plain = {
-	.msg_size = http_plain_size,
-	.build = http_plain_build,
-	.connected = http_plain_connected,
-	.feed = http_plain_feed,
-	.proxy_answers = true,
+    .msg_size = http_plain_size,
+    .build = http_plain_build,
+    .connected = http_plain_connected,
+    .feed = http_plain_feed,
+    .proxy_answers = true,
 };
 
 static const struct chk_proto chk_http_connect = {
-	.msg_size = http_connect_size,
-	.build = http_connect_build,
-	.connected = http_connect_connected,
-	.feed = http_connect_feed,
+    .msg_size = http_connect_size,
+    .build = http_connect_build,
+    .connected = http_connect_connected,
+    .feed = http_connect_feed,
 };
 
 /* ---- SOCKS4 / SOCKS4a ---- */
@@ -405,10 +408,10 @@ static size_t socks4_feed(struct chk *c, const uint8_t *p, size_t n)
 }
 
 static const struct chk_proto chk_socks4 = {
-	.msg_size = socks4_size,
-	.build = socks4_build,
-	.connected = socks4_connected,
-	.feed = socks4_feed,
+    .msg_size = socks4_size,
+    .build = socks4_build,
+    .connected = socks4_connected,
+    .feed = socks4_feed,
 };
 
 /* ---- SOCKS5: greeting, RFC 1929 auth when asked, CONNECT ---- */
@@ -450,7 +453,8 @@ static int socks5_build(struct chk *c, const struct chk_target *t)
 		c->msg_len[S5_AUTH] = (uint32_t)n;
 	}
 	n = chk_socks5_request(chk_msg(c, S5_CONNECT), socks5_request_size(j),
-			       by_name ? NULL : (const struct sockaddr *)&j->addr, j->host, j->port);
+			       by_name ? NULL : (const struct sockaddr *)&j->addr, j->host,
+			       j->port);
 	if (n < 0)
 		return n;
 	c->msg_len[S5_CONNECT] = (uint32_t)n;
@@ -498,10 +502,10 @@ static size_t socks5_feed(struct chk *c, const uint8_t *p, size_t n)
 }
 
 static const struct chk_proto chk_socks5 = {
-	.msg_size = socks5_size,
-	.build = socks5_build,
-	.connected = socks5_connected,
-	.feed = socks5_feed,
+    .msg_size = socks5_size,
+    .build = socks5_build,
+    .connected = socks5_connected,
+    .feed = socks5_feed,
 };
 
 /* ---- the state machine ---- */
@@ -609,7 +613,7 @@ static int chk_arm(struct chk *c)
 	const struct chk_opts *o = c->opts;
 	int64_t total = o->timeout_ms > 0 ? o->timeout_ms : CHK_TIMEOUT_DEFAULT_MS;
 	int64_t limit = total, left;
-	struct timeval tv = { 0, 0 };
+	struct timeval tv = {0, 0};
 
 	if (c->state == CHK_ST_CONNECTING && o->connect_timeout_ms > 0 &&
 	    o->connect_timeout_ms < total)
@@ -631,7 +635,7 @@ static int chk_arm(struct chk *c)
 /* Closes without TIME_WAIT: an abortive close is fine for a check. */
 static void chk_close(struct chk *c)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	if (c->fd < 0)
 		return;
@@ -698,8 +702,6 @@ static bool chk_connect_err_is_proxys(int err)
 		return false;
 	}
 }
-
-static const struct chk_opts chk_opts_default = { 0 };
 
 static struct chk *chk_alloc(const struct chk_target *t, const struct chk_judge *judge,
 			     const struct chk_opts *opts, chk_done_fn done, void *arg)

@@ -15,28 +15,26 @@
 #define ANSWER_MAX_DEFAULT (64 * 1024)
 
 enum ans_phase {
-	AP_STATUS,       /* the fixed part: "HTTP/1.x NNN" */
-	AP_STATUS_REST,  /* reason phrase up to LF */
-	AP_LINE_START,   /* first byte of a header line, or the empty line */
-	AP_NAME,         /* header name up to ':' */
-	AP_VALUE,        /* value of Content-Length or Transfer-Encoding */
-	AP_SKIP_LINE,    /* rest of a header line we do not care about */
-	AP_BODY_LEN,     /* body of a known length */
-	AP_BODY_EOF,     /* body ended by the peer's close */
-	AP_CHUNK_SIZE,   /* hex size of the next chunk */
-	AP_CHUNK_EXT,    /* chunk extension up to LF */
+	AP_STATUS,	/* the fixed part: "HTTP/1.x NNN" */
+	AP_STATUS_REST, /* reason phrase up to LF */
+	AP_LINE_START,	/* first byte of a header line, or the empty line */
+	AP_NAME,	/* header name up to ':' */
+	AP_VALUE,	/* value of Content-Length or Transfer-Encoding */
+	AP_SKIP_LINE,	/* rest of a header line we do not care about */
+	AP_BODY_LEN,	/* body of a known length */
+	AP_BODY_EOF,	/* body ended by the peer's close */
+	AP_CHUNK_SIZE,	/* hex size of the next chunk */
+	AP_CHUNK_EXT,	/* chunk extension up to LF */
 	AP_CHUNK_DATA,
-	AP_CHUNK_END,    /* CRLF after a chunk's data */
+	AP_CHUNK_END, /* CRLF after a chunk's data */
 	AP_TRAILER_START,
 	AP_TRAILER_SKIP,
 };
 
 enum ans_field { AF_OTHER, AF_LENGTH, AF_ENCODING };
 
-static const char *const ans_field_names[] = {
-	[AF_LENGTH] = "content-length",
-	[AF_ENCODING] = "transfer-encoding",
-};
+/* Indexed by enum ans_field. */
+static const char *const ans_field_names[] = {NULL, "content-length", "transfer-encoding"};
 
 static const char ans_status_prefix[] = "HTTP/1.";
 static const char ans_chunked[] = "chunked";
@@ -277,7 +275,8 @@ static void ans_encoding_byte(struct chk_answer *a, uint8_t c)
 	} else if (ans_is_space(c) || c == '\r') {
 		if (a->pos > 0 && a->pos < sizeof(ans_chunked) - 1)
 			a->pos = 8;
-	} else if (a->pos < sizeof(ans_chunked) - 1 && ans_lower(c) == (uint8_t)ans_chunked[a->pos]) {
+	} else if (a->pos < sizeof(ans_chunked) - 1 &&
+		   ans_lower(c) == (uint8_t)ans_chunked[a->pos]) {
 		a->pos++;
 	} else {
 		a->pos = 8;

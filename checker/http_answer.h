@@ -21,29 +21,29 @@
 
 struct chk_answer {
 	/* set by chk_answer_init, read-only afterwards */
-	const char *expect;     /* not owned: the judge's */
-	const uint32_t *kmp;    /* expect's KMP failure table, expect_len entries */
+	const char *expect;  /* not owned: the judge's */
+	const uint32_t *kmp; /* expect's KMP failure table, expect_len entries */
 	uint32_t expect_len;
-	uint32_t max;           /* answer bytes (head and body) accepted at most */
-	bool head_only;         /* stop after the headers (CONNECT reply) */
+	uint32_t max;	/* answer bytes (head and body) accepted at most */
+	bool head_only; /* stop after the headers (CONNECT reply) */
 
 	/* outcome: valid once done */
 	bool done;
-	uint8_t result;         /* enum chk_result */
-	uint16_t status;        /* 0 until the status code is read */
+	uint8_t result;	 /* enum chk_result */
+	uint16_t status; /* 0 until the status code is read */
 
 	/* parse state */
-	bool found;             /* expect seen in the body */
+	bool found; /* expect seen in the body */
 	bool chunked;
 	bool have_length;
 	uint8_t phase;
-	uint8_t pos;            /* position inside a fixed token or header name */
-	uint8_t field;          /* which known header the current line is */
-	uint32_t match;         /* KMP: bytes of expect matched so far */
+	uint8_t pos;	/* position inside a fixed token or header name */
+	uint8_t field;	/* which known header the current line is */
+	uint32_t match; /* KMP: bytes of expect matched so far */
 	uint32_t head_len;
-	uint32_t total;         /* answer bytes used so far, the current one included */
-	uint64_t length;        /* Content-Length */
-	uint64_t left;          /* body or chunk bytes still to come; also a number being read */
+	uint32_t total;	 /* answer bytes used so far, the current one included */
+	uint64_t length; /* Content-Length */
+	uint64_t left;	 /* body or chunk bytes still to come; also a number being read */
 };
 
 /* Fills kmp (len entries) with the failure table of pat. */

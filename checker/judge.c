@@ -26,22 +26,28 @@
 /* Longer expected texts are refused: the KMP table is 4 bytes a character. */
 #define JUDGE_EXPECT_MAX 4096
 
-static const char *const chk_result_names[CHK_RESULT_COUNT] = {
-	[CHK_OK] = "ok",
-	[CHK_TIMEOUT] = "timeout",
-	[CHK_REFUSED] = "refused",
-	[CHK_RESET] = "reset",
-	[CHK_PROTO_ERR] = "protocol_error",
-	[CHK_BAD_ANSWER] = "wrong_answer",
-	[CHK_AUTH] = "auth",
-	[CHK_LOCAL_ERR] = "local_error",
-};
-
 const char *chk_result_name(enum chk_result r)
 {
-	if ((unsigned)r >= CHK_RESULT_COUNT)
+	switch (r) {
+	case CHK_OK:
+		return "ok";
+	case CHK_TIMEOUT:
+		return "timeout";
+	case CHK_REFUSED:
+		return "refused";
+	case CHK_RESET:
+		return "reset";
+	case CHK_PROTO_ERR:
+		return "protocol_error";
+	case CHK_BAD_ANSWER:
+		return "wrong_answer";
+	case CHK_AUTH:
+		return "auth";
+	case CHK_LOCAL_ERR:
+		return "local_error";
+	default:
 		return "unknown";
-	return chk_result_names[r];
+	}
 }
 
 bool chk_errno_is_local(int err)
@@ -60,7 +66,7 @@ bool chk_errno_is_local(int err)
 }
 
 __attribute__((format(printf, 4, 5))) static int judge_fail(char *err, size_t errlen, int ret,
-							   const char *fmt, ...)
+							    const char *fmt, ...)
 {
 	va_list ap;
 
@@ -87,7 +93,8 @@ static int judge_parse_authority(struct chk_judge *j, const char *s, const char 
 	struct in6_addr a6;
 
 	if (memchr(s, '@', (size_t)(end - s)))
-		return judge_fail(err, errlen, -EINVAL, "credentials in a judge URL are not supported");
+		return judge_fail(err, errlen, -EINVAL,
+				  "credentials in a judge URL are not supported");
 	if (*s == '[') {
 		host = s + 1;
 		hend = memchr(host, ']', (size_t)(end - host));
@@ -157,7 +164,7 @@ static int judge_parse_url(struct chk_judge *j, const char *url, char *err, size
 /* Prefers an IPv4 address, which every proxy protocol can connect to. */
 static int judge_resolve(struct chk_judge *j, char *err, size_t errlen)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
 	struct addrinfo *res, *ai, *pick;
 	int rc;
 

@@ -28,8 +28,8 @@ static int socks_put(uint8_t *buf, size_t size, size_t *pos, const void *src, si
 int chk_socks4_request(uint8_t *buf, size_t size, const uint8_t ip4[4], const char *host,
 		       uint16_t port, const char *user)
 {
-	static const uint8_t socks4a_ip[4] = { 0, 0, 0, 1 };
-	uint8_t head[4] = { 4, 1, (uint8_t)(port >> 8), (uint8_t)port };
+	static const uint8_t socks4a_ip[4] = {0, 0, 0, 1};
+	uint8_t head[4] = {4, 1, (uint8_t)(port >> 8), (uint8_t)port};
 	size_t ulen = user ? strlen(user) : 0, hlen = host ? strlen(host) : 0, pos = 0;
 
 	if (ulen > SOCKS_NAME_MAX || hlen > SOCKS_NAME_MAX || (host && hlen == 0))
@@ -46,8 +46,8 @@ int chk_socks4_request(uint8_t *buf, size_t size, const uint8_t ip4[4], const ch
 
 int chk_socks5_greeting(uint8_t *buf, size_t size, bool with_auth)
 {
-	static const uint8_t plain[] = { 5, 1, 0 };
-	static const uint8_t auth[] = { 5, 2, 0, 2 };
+	static const uint8_t plain[] = {5, 1, 0};
+	static const uint8_t auth[] = {5, 2, 0, 2};
 	size_t pos = 0;
 	int err;
 
@@ -81,8 +81,8 @@ int chk_socks5_auth(uint8_t *buf, size_t size, const char *user, const char *pas
 int chk_socks5_request(uint8_t *buf, size_t size, const struct sockaddr *addr, const char *host,
 		       uint16_t port)
 {
-	uint8_t head[5] = { 5, 1, 0, 3, 0 };
-	uint8_t tail[2] = { (uint8_t)(port >> 8), (uint8_t)port };
+	uint8_t head[5] = {5, 1, 0, 3, 0};
+	uint8_t tail[2] = {(uint8_t)(port >> 8), (uint8_t)port};
 	const void *body;
 	size_t blen, hlen = 4, pos = 0;
 

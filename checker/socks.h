@@ -40,20 +40,20 @@ int chk_socks5_request(uint8_t *buf, size_t size, const struct sockaddr *addr, c
 
 /* The reply being waited for. */
 enum chk_socks_step {
-	CHK_SOCKS4_REPLY,        /* 8 bytes: VN CD port ip */
-	CHK_SOCKS5_METHOD,       /* [5, method]; only "no auth" offered */
-	CHK_SOCKS5_METHOD_AUTH,  /* [5, method]; user/password offered too */
-	CHK_SOCKS5_AUTH,         /* RFC 1929 [1, status] */
-	CHK_SOCKS5_REPLY,        /* [5, REP, 0, ATYP, addr, port] */
+	CHK_SOCKS4_REPLY,	/* 8 bytes: VN CD port ip */
+	CHK_SOCKS5_METHOD,	/* [5, method]; only "no auth" offered */
+	CHK_SOCKS5_METHOD_AUTH, /* [5, method]; user/password offered too */
+	CHK_SOCKS5_AUTH,	/* RFC 1929 [1, status] */
+	CHK_SOCKS5_REPLY,	/* [5, REP, 0, ATYP, addr, port] */
 };
 
 struct chk_socks_reply {
-	uint8_t step;    /* enum chk_socks_step */
+	uint8_t step; /* enum chk_socks_step */
 	bool done;
-	uint8_t result;  /* enum chk_result, valid once done */
-	uint8_t code;    /* CD, method, auth status or REP as received */
-	uint16_t got;    /* bytes of the reply read so far */
-	uint16_t need;   /* its whole length, as far as known */
+	uint8_t result; /* enum chk_result, valid once done */
+	uint8_t code;	/* CD, method, auth status or REP as received */
+	uint16_t got;	/* bytes of the reply read so far */
+	uint16_t need;	/* its whole length, as far as known */
 };
 
 void chk_socks_reply_init(struct chk_socks_reply *r, enum chk_socks_step step);

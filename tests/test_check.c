@@ -35,11 +35,11 @@
 #define UA UA_HEADERS "\r\n"
 #define REQ_ABSOLUTE "GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" UA
 #define REQ_ORIGIN "GET /judge?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" UA
-#define ANSWER                                                                       \
-	"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 47\r\n\r\n" \
+#define ANSWER                                                                                     \
+	"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 47\r\n\r\n"                 \
 	"<html>you are 127.0.0.1 " EXPECT "</html>"
-#define ANSWER_CHUNKED                                                         \
-	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"               \
+#define ANSWER_CHUNKED                                                                             \
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"                                    \
 	"7\r\nproxyfs\r\n9;x=y\r\n-judge-ok\r\n0\r\n\r\n"
 #define CONNECT_REQ "CONNECT 127.0.0.1:8080 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
 #define CONNECT_OK "HTTP/1.1 200 Connection established\r\n\r\n"
@@ -56,13 +56,14 @@ struct step {
 	size_t len;
 };
 
-#define BYTES(...) (const uint8_t[]){ __VA_ARGS__ }, sizeof((const uint8_t[]){ __VA_ARGS__ })
-#define EXPECT_B(...) { S_EXPECT, BYTES(__VA_ARGS__) }
-#define SEND_B(...) { S_SEND, BYTES(__VA_ARGS__) }
-#define EXPECT_S(s) { S_EXPECT, (s), sizeof(s) - 1 }
-#define SEND_S(s) { S_SEND, (s), sizeof(s) - 1 }
-#define END { S_END, NULL, 0 }
-#define HOLD { S_HOLD, NULL, 0 }
+#define BYTES(...) (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})
+#define STEP(...) ((struct step){__VA_ARGS__})
+#define EXPECT_B(...) STEP(S_EXPECT, BYTES(__VA_ARGS__))
+#define SEND_B(...) STEP(S_SEND, BYTES(__VA_ARGS__))
+#define EXPECT_S(s) STEP(S_EXPECT, (s), sizeof(s) - 1)
+#define SEND_S(s) STEP(S_SEND, (s), sizeof(s) - 1)
+#define END STEP(S_END, NULL, 0)
+#define HOLD STEP(S_HOLD, NULL, 0)
 
 #define CONN_MAX 8
 
@@ -71,7 +72,7 @@ struct conn {
 	struct event *ev;   /* readable */
 	struct event *drip; /* the next byte, when dribbling */
 	size_t step;
-	size_t off;         /* bytes of the current S_SEND already sent */
+	size_t off; /* bytes of the current S_SEND already sent */
 	uint8_t in[4096];
 	size_t in_len;
 };
@@ -85,7 +86,7 @@ static struct sockaddr_in peer_addr;
 static const struct step *script;
 static size_t send_limit; /* close once this many bytes were sent in all */
 static size_t sent_total;
-static bool dribble;      /* one byte per loop turn */
+static bool dribble; /* one byte per loop turn */
 static struct conn *conns[CONN_MAX];
 
 static void conn_close(struct conn *k)
@@ -164,7 +165,7 @@ static bool conn_send(struct conn *k, const struct step *st)
 		k->off = 0;
 	}
 	if (dribble) {
-		struct timeval tv = { 0, 0 };
+		struct timeval tv = {0, 0};
 
 		evtimer_add(k->drip, &tv);
 		return false;
@@ -284,21 +285,21 @@ static int count_fds(void)
 
 static struct chk_target target(enum proxy_proto proto, const char *user, const char *pass)
 {
-	struct chk_target t = { .proto = proto, .user = user, .pass = pass };
+	struct chk_target t = {.proto = proto, .user = user, .pass = pass};
 
 	memcpy(&t.addr, &peer_addr, sizeof(peer_addr));
 	t.addrlen = sizeof(peer_addr);
 	return t;
 }
 
-static const struct chk_opts default_opts = { .connect_timeout_ms = 1000, .timeout_ms = 3000 };
+static const struct chk_opts default_opts = {.connect_timeout_ms = 1000, .timeout_ms = 3000};
 
 /* Runs one check to its end against the script; returns its outcome. */
 static struct chk_outcome play(const struct chk_target *t, const struct chk_opts *o,
 			       const struct step *s, size_t limit, bool drip)
 {
-	struct timeval five = { 5, 0 };
-	struct result r = { 0 };
+	struct timeval five = {5, 0};
+	struct result r = {0};
 	int fds = count_fds();
 	struct chk *c;
 
@@ -378,26 +379,25 @@ static void test_http(void)
 {
 	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
 	struct chk_target ta = target(PROXY_HTTP, "user", "pass");
-	struct step good[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER), END };
-	struct step chunked[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER_CHUNKED), HOLD };
-	struct step to_eof[] = { EXPECT_S(REQ_ABSOLUTE),
-				 SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT), END };
-	struct step wrong[] = { EXPECT_S(REQ_ABSOLUTE),
-				SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), END };
-	struct step missing[] = { EXPECT_S(REQ_ABSOLUTE),
-				  SEND_S("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-				  HOLD };
-	struct step authed[] = { EXPECT_S("GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\n"
-					  "Host: 127.0.0.1:8080\r\n" UA_HEADERS AUTH_LINE "\r\n"),
-				 SEND_S(ANSWER), END };
+	struct step good[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER), END};
+	struct step chunked[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER_CHUNKED), HOLD};
+	struct step to_eof[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT),
+				END};
+	struct step wrong[] = {EXPECT_S(REQ_ABSOLUTE),
+			       SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), END};
+	struct step missing[] = {EXPECT_S(REQ_ABSOLUTE),
+				 SEND_S("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+				 HOLD};
+	struct step authed[] = {EXPECT_S("GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\n"
+					 "Host: 127.0.0.1:8080\r\n" UA_HEADERS AUTH_LINE "\r\n"),
+				SEND_S(ANSWER), END};
 	struct step need_auth[] = {
-		EXPECT_S(REQ_ABSOLUTE),
-		SEND_S("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
-		HOLD
-	};
-	struct step bad_auth[] = { EXPECT_S("GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\n"
-					    "Host: 127.0.0.1:8080\r\n" UA_HEADERS AUTH_LINE "\r\n"),
-				   SEND_S("HTTP/1.0 401 Unauthorized\r\n\r\n"), END };
+	    EXPECT_S(REQ_ABSOLUTE),
+	    SEND_S("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
+	    HOLD};
+	struct step bad_auth[] = {EXPECT_S("GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\n"
+					   "Host: 127.0.0.1:8080\r\n" UA_HEADERS AUTH_LINE "\r\n"),
+				  SEND_S("HTTP/1.0 401 Unauthorized\r\n\r\n"), END};
 	struct chk_outcome out;
 
 	out = play(&t, NULL, good, SIZE_MAX, false);
@@ -414,29 +414,29 @@ static void test_http(void)
 	EXPECT_OUTCOME(&t, need_auth, CHK_AUTH, 407);
 	EXPECT_OUTCOME(&ta, bad_auth, CHK_AUTH, 401);
 	expect_cuts(__LINE__, &t, good);
-	expect_cuts(__LINE__, &t, (struct step[]){ EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER_CHUNKED),
-						   END });
+	expect_cuts(__LINE__, &t,
+		    (struct step[]){EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER_CHUNKED), END});
 }
 
 static void test_connect(void)
 {
 	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
 	struct chk_target ta = target(PROXY_HTTP, "user", "pass");
-	struct step good[] = { EXPECT_S(CONNECT_REQ "\r\n"), SEND_S(CONNECT_OK),
-			       EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
-	struct step authed[] = { EXPECT_S(CONNECT_REQ AUTH_LINE "\r\n"), SEND_S(CONNECT_OK),
-				 EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
-	struct step need_auth[] = { EXPECT_S(CONNECT_REQ "\r\n"),
-				    SEND_S("HTTP/1.1 407 Proxy Authentication Required\r\n"
-					   "Proxy-Authenticate: Basic realm=\"x\"\r\n\r\n"),
-				    HOLD };
-	struct step forbidden[] = { EXPECT_S(CONNECT_REQ "\r\n"),
-				    SEND_S("HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\n"
-					   "forbidden"),
-				    END };
+	struct step good[] = {EXPECT_S(CONNECT_REQ "\r\n"), SEND_S(CONNECT_OK),
+			      EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END};
+	struct step authed[] = {EXPECT_S(CONNECT_REQ AUTH_LINE "\r\n"), SEND_S(CONNECT_OK),
+				EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END};
+	struct step need_auth[] = {EXPECT_S(CONNECT_REQ "\r\n"),
+				   SEND_S("HTTP/1.1 407 Proxy Authentication Required\r\n"
+					  "Proxy-Authenticate: Basic realm=\"x\"\r\n\r\n"),
+				   HOLD};
+	struct step forbidden[] = {EXPECT_S(CONNECT_REQ "\r\n"),
+				   SEND_S("HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\n"
+					  "forbidden"),
+				   END};
 	/* the tunnel's answer arrives with the CONNECT reply */
-	struct step eager[] = { EXPECT_S(CONNECT_REQ "\r\n"), SEND_S(CONNECT_OK ANSWER),
-				EXPECT_S(REQ_ORIGIN), HOLD };
+	struct step eager[] = {EXPECT_S(CONNECT_REQ "\r\n"), SEND_S(CONNECT_OK ANSWER),
+			       EXPECT_S(REQ_ORIGIN), HOLD};
 
 	t.tunnel = true;
 	ta.tunnel = true;
@@ -454,41 +454,53 @@ static void test_socks5(void)
 {
 	struct chk_target t = target(PROXY_SOCKS5, NULL, NULL);
 	struct chk_target ta = target(PROXY_SOCKS5, "user", "pass");
-	struct step good[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
-			       EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
-			       SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39),
-			       EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
-	struct step by_name[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
-				  EXPECT_B(5, 1, 0, 3, 9, '1', '2', '7', '.', '0', '.', '0', '.',
-					   '1', 0x1f, 0x90),
-				  SEND_B(5, 0, 0, 3, 3, 'a', 'b', 'c', 0x30, 0x39),
-				  EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
-	struct step authed[] = { EXPECT_B(5, 2, 0, 2), SEND_B(5, 2),
-				 EXPECT_B(1, 4, 'u', 's', 'e', 'r', 4, 'p', 'a', 's', 's'),
-				 SEND_B(1, 0),
-				 EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
-				 SEND_B(5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-					0x30, 0x39),
-				 EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
+	struct step good[] = {EXPECT_B(5, 1, 0),
+			      SEND_B(5, 0),
+			      EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+			      SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39),
+			      EXPECT_S(REQ_ORIGIN),
+			      SEND_S(ANSWER),
+			      END};
+	struct step by_name[] = {
+	    EXPECT_B(5, 1, 0),
+	    SEND_B(5, 0),
+	    EXPECT_B(5, 1, 0, 3, 9, '1', '2', '7', '.', '0', '.', '0', '.', '1', 0x1f, 0x90),
+	    SEND_B(5, 0, 0, 3, 3, 'a', 'b', 'c', 0x30, 0x39),
+	    EXPECT_S(REQ_ORIGIN),
+	    SEND_S(ANSWER),
+	    END};
+	struct step authed[] = {
+	    EXPECT_B(5, 2, 0, 2),
+	    SEND_B(5, 2),
+	    EXPECT_B(1, 4, 'u', 's', 'e', 'r', 4, 'p', 'a', 's', 's'),
+	    SEND_B(1, 0),
+	    EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+	    SEND_B(5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x30, 0x39),
+	    EXPECT_S(REQ_ORIGIN),
+	    SEND_S(ANSWER),
+	    END};
 	/* offered auth, but the proxy needs none */
-	struct step no_auth_needed[] = { EXPECT_B(5, 2, 0, 2), SEND_B(5, 0),
-					 EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
-					 SEND_B(5, 0, 0, 1, 0, 0, 0, 0, 0, 0),
-					 EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER), END };
-	struct step wrong_pass[] = { EXPECT_B(5, 2, 0, 2), SEND_B(5, 2),
-				     EXPECT_B(1, 4, 'u', 's', 'e', 'r', 4, 'p', 'a', 's', 's'),
-				     SEND_B(1, 1), END };
-	struct step no_method[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0xff), END };
-	struct step unasked_auth[] = { EXPECT_B(5, 1, 0), SEND_B(5, 2), HOLD };
-	struct step refused[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
-				  EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
-				  SEND_B(5, 5, 0, 1, 0, 0, 0, 0, 0, 0), HOLD };
+	struct step no_auth_needed[] = {EXPECT_B(5, 2, 0, 2),
+					SEND_B(5, 0),
+					EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+					SEND_B(5, 0, 0, 1, 0, 0, 0, 0, 0, 0),
+					EXPECT_S(REQ_ORIGIN),
+					SEND_S(ANSWER),
+					END};
+	struct step wrong_pass[] = {EXPECT_B(5, 2, 0, 2), SEND_B(5, 2),
+				    EXPECT_B(1, 4, 'u', 's', 'e', 'r', 4, 'p', 'a', 's', 's'),
+				    SEND_B(1, 1), END};
+	struct step no_method[] = {EXPECT_B(5, 1, 0), SEND_B(5, 0xff), END};
+	struct step unasked_auth[] = {EXPECT_B(5, 1, 0), SEND_B(5, 2), HOLD};
+	struct step refused[] = {EXPECT_B(5, 1, 0), SEND_B(5, 0),
+				 EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+				 SEND_B(5, 5, 0, 1, 0, 0, 0, 0, 0, 0), HOLD};
 	/* the judge's answer arrives with the CONNECT reply */
-	struct step eager[] = { EXPECT_B(5, 1, 0), SEND_B(5, 0),
-				EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
-				{ S_SEND, "\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00" ANSWER,
-				  10 + sizeof(ANSWER) - 1 },
-				HOLD };
+	struct step eager[] = {EXPECT_B(5, 1, 0), SEND_B(5, 0),
+			       EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+			       STEP(S_SEND, "\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00" ANSWER,
+				    10 + sizeof(ANSWER) - 1),
+			       HOLD};
 
 	EXPECT_OUTCOME(&t, good, CHK_OK, 200);
 	EXPECT_OUTCOME(&ta, authed, CHK_OK, 200);
@@ -509,18 +521,18 @@ static void test_socks4(void)
 {
 	struct chk_target t = target(PROXY_SOCKS4, NULL, NULL);
 	struct chk_target tu = target(PROXY_SOCKS4, "u", NULL);
-	struct step good[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
-			       SEND_B(0, 90, 0, 0, 0, 0, 0, 0), EXPECT_S(REQ_ORIGIN),
-			       SEND_S(ANSWER), END };
-	struct step socks4a[] = { EXPECT_B(4, 1, 0x1f, 0x90, 0, 0, 0, 1, 'u', 0, '1', '2', '7',
-					   '.', '0', '.', '0', '.', '1', 0),
-				  SEND_B(0, 90, 0, 0, 0, 0, 0, 0), EXPECT_S(REQ_ORIGIN),
-				  SEND_S(ANSWER), END };
-	struct step rejected[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
-				   SEND_B(0, 91, 0, 0, 0, 0, 0, 0), END };
-	struct step ident[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0), SEND_B(0, 92), END };
-	struct step garbage[] = { EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
-				  SEND_S("HTTP/1.1 400 Bad Request\r\n\r\n"), END };
+	struct step good[] = {EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
+			      SEND_B(0, 90, 0, 0, 0, 0, 0, 0), EXPECT_S(REQ_ORIGIN), SEND_S(ANSWER),
+			      END};
+	struct step socks4a[] = {EXPECT_B(4, 1, 0x1f, 0x90, 0, 0, 0, 1, 'u', 0, '1', '2', '7', '.',
+					  '0', '.', '0', '.', '1', 0),
+				 SEND_B(0, 90, 0, 0, 0, 0, 0, 0), EXPECT_S(REQ_ORIGIN),
+				 SEND_S(ANSWER), END};
+	struct step rejected[] = {EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
+				  SEND_B(0, 91, 0, 0, 0, 0, 0, 0), END};
+	struct step ident[] = {EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0), SEND_B(0, 92), END};
+	struct step garbage[] = {EXPECT_B(4, 1, 0x1f, 0x90, 127, 0, 0, 1, 0),
+				 SEND_S("HTTP/1.1 400 Bad Request\r\n\r\n"), END};
 
 	EXPECT_OUTCOME(&t, good, CHK_OK, 200);
 	EXPECT_OUTCOME(&t, rejected, CHK_REFUSED, 0);
@@ -536,15 +548,14 @@ static void test_garbage(void)
 	static const char flood[] = "HTTP/1.1 200 OK\r\nX-Flood: ";
 	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
 	struct chk_target t5 = target(PROXY_SOCKS5, NULL, NULL);
-	struct step tls[] = { EXPECT_S(REQ_ABSOLUTE),
-			      SEND_B(0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc), END };
-	struct step text[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S("SSH-2.0-OpenSSH_9.2\r\n"), HOLD };
-	struct step s5[] = { EXPECT_B(5, 1, 0), SEND_S("HTTP/1.1 400 Bad Request\r\n\r\n"),
-			     HOLD };
-	struct step early[] = { SEND_S("220 smtp ready\r\n"), HOLD };
+	struct step tls[] = {EXPECT_S(REQ_ABSOLUTE),
+			     SEND_B(0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc), END};
+	struct step text[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S("SSH-2.0-OpenSSH_9.2\r\n"), HOLD};
+	struct step s5[] = {EXPECT_B(5, 1, 0), SEND_S("HTTP/1.1 400 Bad Request\r\n\r\n"), HOLD};
+	struct step early[] = {SEND_S("220 smtp ready\r\n"), HOLD};
 	char *big = malloc(70000);
-	struct step endless[] = { EXPECT_S(REQ_ABSOLUTE), { S_SEND, big, 20000 }, HOLD };
-	struct step huge[] = { EXPECT_S(REQ_ABSOLUTE), { S_SEND, big, 70000 }, HOLD };
+	struct step endless[] = {EXPECT_S(REQ_ABSOLUTE), STEP(S_SEND, big, 20000), HOLD};
+	struct step huge[] = {EXPECT_S(REQ_ABSOLUTE), STEP(S_SEND, big, 70000), HOLD};
 
 	EXPECT_OUTCOME(&t, tls, CHK_PROTO_ERR, 0);
 	EXPECT_OUTCOME(&t, text, CHK_PROTO_ERR, 0);
@@ -569,10 +580,10 @@ static double ms_since(const struct timespec *a)
 static void test_refused_and_timeouts(void)
 {
 	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
-	struct chk_opts quick = { .connect_timeout_ms = 200, .timeout_ms = 300 };
-	struct step silent[] = { EXPECT_S(REQ_ABSOLUTE), HOLD };
-	struct step slow[] = { EXPECT_S(REQ_ABSOLUTE), SEND_S("HTTP/1.1 200 OK\r\n"), HOLD };
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct chk_opts quick = {.connect_timeout_ms = 200, .timeout_ms = 300};
+	struct step silent[] = {EXPECT_S(REQ_ABSOLUTE), HOLD};
+	struct step slow[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S("HTTP/1.1 200 OK\r\n"), HOLD};
+	struct sockaddr_in a = {.sin_family = AF_INET};
 	socklen_t alen = sizeof(a);
 	struct chk_outcome out;
 	struct timespec t0;
@@ -631,10 +642,10 @@ static void test_refused_and_timeouts(void)
 static void test_cancel(void)
 {
 	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
-	struct step silent[] = { EXPECT_S(REQ_ABSOLUTE), HOLD };
-	struct timeval tv = { 0, 50000 };
+	struct step silent[] = {EXPECT_S(REQ_ABSOLUTE), HOLD};
+	struct timeval tv = {0, 50000};
 	struct sockaddr_in a = peer_addr;
-	struct result r = { 0 };
+	struct result r = {0};
 	int fds = count_fds();
 	struct chk *c;
 
@@ -669,7 +680,7 @@ static void test_cancel(void)
 static void test_local_error(void)
 {
 	struct chk_target t = target(PROXY_SOCKS5, NULL, NULL);
-	struct result r = { 0 };
+	struct result r = {0};
 	struct rlimit old, low;
 	struct chk *c;
 	int lowest = dup(0);
@@ -697,11 +708,21 @@ static void test_local_error(void)
 static void test_judge(void)
 {
 	static const char *const bad[] = {
-		"https://127.0.0.1/", "ftp://127.0.0.1/", "http://", "http:///x",
-		"http://1.2.3.4:0/", "http://1.2.3.4:65536/", "http://1.2.3.4:/",
-		"http://1.2.3.4:8x/", "http://[::1/", "http://[zz]/", "http://a b/",
-		"http://u:p@1.2.3.4/", "http://1.2.3.4/a b", "http://1.2.3.4/\r\nX: y",
-		"127.0.0.1:80",
+	    "https://127.0.0.1/",
+	    "ftp://127.0.0.1/",
+	    "http://",
+	    "http:///x",
+	    "http://1.2.3.4:0/",
+	    "http://1.2.3.4:65536/",
+	    "http://1.2.3.4:/",
+	    "http://1.2.3.4:8x/",
+	    "http://[::1/",
+	    "http://[zz]/",
+	    "http://a b/",
+	    "http://u:p@1.2.3.4/",
+	    "http://1.2.3.4/a b",
+	    "http://1.2.3.4/\r\nX: y",
+	    "127.0.0.1:80",
 	};
 	struct chk_judge j;
 	char err[128];

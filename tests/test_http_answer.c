@@ -23,7 +23,7 @@ static struct run feed(const char *s, size_t len, const char *expect, size_t max
 	size_t elen = strlen(expect);
 	uint32_t *kmp = calloc(elen + 1, sizeof(*kmp));
 	struct chk_answer a;
-	struct run r = { 0 };
+	struct run r = {0};
 
 	chk_kmp_build(expect, elen, kmp);
 	chk_answer_init(&a, expect, elen, kmp, max, head_only);
@@ -47,7 +47,7 @@ static struct run feed(const char *s, size_t len, const char *expect, size_t max
 static void expect_len(int line, const char *s, size_t len, const char *expect, size_t max,
 		       bool eof, enum chk_result want, uint16_t status)
 {
-	static const size_t steps[] = { 0, 1, 2, 3, 5, 7, 13, 4096 };
+	static const size_t steps[] = {0, 1, 2, 3, 5, 7, 13, 4096};
 
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		struct run r = feed(s, len, expect, max, steps[i], eof, false);
@@ -61,7 +61,7 @@ static void expect_len(int line, const char *s, size_t len, const char *expect, 
 	}
 }
 
-#define EXPECT_RESULT(s, eof, want, status) \
+#define EXPECT_RESULT(s, eof, want, status)                                                        \
 	expect_len(__LINE__, s, strlen(s), EXPECT, 0, eof, want, status)
 
 static void test_content_length(void)
@@ -222,8 +222,8 @@ static void test_too_big(void)
 	expect_len(__LINE__, "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n" EXPECT, 55, EXPECT, 54,
 		   false, CHK_BAD_ANSWER, 200);
 	expect_len(__LINE__, "HTTP/1.1 200 OK\r\n\r\n" EXPECT, 35, EXPECT, 35, true, CHK_OK, 200);
-	expect_len(__LINE__, "HTTP/1.1 200 OK\r\n\r\n" EXPECT, 35, EXPECT, 34, true,
-		   CHK_BAD_ANSWER, 200);
+	expect_len(__LINE__, "HTTP/1.1 200 OK\r\n\r\n" EXPECT, 35, EXPECT, 34, true, CHK_BAD_ANSWER,
+		   200);
 	free(s);
 }
 
@@ -232,8 +232,8 @@ static void test_kmp(void)
 	/* self-overlapping patterns across any split */
 	expect_len(__LINE__, "HTTP/1.0 200\r\n\r\naaaab", 21, "aaab", 0, true, CHK_OK, 200);
 	expect_len(__LINE__, "HTTP/1.0 200\r\n\r\nabababcab", 25, "ababc", 0, true, CHK_OK, 200);
-	expect_len(__LINE__, "HTTP/1.0 200\r\n\r\nabababab", 24, "ababc", 0, true,
-		   CHK_BAD_ANSWER, 200);
+	expect_len(__LINE__, "HTTP/1.0 200\r\n\r\nabababab", 24, "ababc", 0, true, CHK_BAD_ANSWER,
+		   200);
 	expect_len(__LINE__, "HTTP/1.0 200\r\n\r\nx", 17, "x", 0, true, CHK_OK, 200);
 }
 

@@ -11,18 +11,19 @@
 static void check_bytes(int line, const uint8_t *got, int n, const void *want, size_t len)
 {
 	if (n != (int)len || memcmp(got, want, len) != 0)
-		fprintf(stderr, "line %d: message differs (length %d, expected %zu)\n", line, n, len);
+		fprintf(stderr, "line %d: message differs (length %d, expected %zu)\n", line, n,
+			len);
 	CHECK_INT(n, len);
 	CHECK(n == (int)len && memcmp(got, want, len) == 0);
 }
 
-#define CHECK_BYTES(got, n, ...)                                                   \
-	check_bytes(__LINE__, got, n, (const uint8_t[]){ __VA_ARGS__ },             \
-		    sizeof((const uint8_t[]){ __VA_ARGS__ }))
+#define CHECK_BYTES(got, n, ...)                                                                   \
+	check_bytes(__LINE__, got, n, (const uint8_t[]){__VA_ARGS__},                              \
+		    sizeof((const uint8_t[]){__VA_ARGS__}))
 
 static void test_socks4_request(void)
 {
-	static const uint8_t ip[4] = { 127, 0, 0, 1 };
+	static const uint8_t ip[4] = {127, 0, 0, 1};
 	uint8_t buf[CHK_SOCKS_MSG_MAX];
 	char name[257];
 	int n;
@@ -53,8 +54,8 @@ static void test_socks4_request(void)
 static void test_socks5_messages(void)
 {
 	uint8_t buf[CHK_SOCKS_MSG_MAX];
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
 	char name[257];
 	int n;
 
@@ -108,7 +109,7 @@ struct fed {
 static struct fed feed(enum chk_socks_step step, const uint8_t *p, size_t n, size_t piece)
 {
 	struct chk_socks_reply r;
-	struct fed f = { 0 };
+	struct fed f = {0};
 
 	chk_socks_reply_init(&r, step);
 	for (size_t off = 0; off < n && !r.done; off += piece)
@@ -169,8 +170,8 @@ static void check_every_byte(int line, enum chk_socks_step step, const uint8_t *
 				continue;
 			}
 			if (!f.done || (int)f.result != want)
-				fprintf(stderr, "line %d: byte %zu = %d: %s, expected %s\n", line, i,
-					v, f.done ? chk_result_name(f.result) : "not done",
+				fprintf(stderr, "line %d: byte %zu = %d: %s, expected %s\n", line,
+					i, v, f.done ? chk_result_name(f.result) : "not done",
 					chk_result_name((enum chk_result)want));
 			CHECK(f.done);
 			CHECK_INT(f.result, want);
@@ -236,15 +237,15 @@ static int reply_verdict(size_t i, uint8_t v)
 
 static void test_replies(void)
 {
-	static const uint8_t s4[] = { 0, 90, 0x1f, 0x90, 127, 0, 0, 1 };
-	static const uint8_t m0[] = { 5, 0 };
-	static const uint8_t m2[] = { 5, 2 };
-	static const uint8_t a0[] = { 1, 0 };
-	static const uint8_t r4[] = { 5, 0, 0, 1, 127, 0, 0, 1, 0x1f, 0x90 };
-	static const uint8_t r6[] = { 5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-				      0, 80 };
-	static const uint8_t rd[] = { 5, 0, 0, 3, 3, 'a', 'b', 'c', 0, 80 };
-	static const uint8_t r0[] = { 5, 0, 0, 3, 0, 0, 80 };
+	static const uint8_t s4[] = {0, 90, 0x1f, 0x90, 127, 0, 0, 1};
+	static const uint8_t m0[] = {5, 0};
+	static const uint8_t m2[] = {5, 2};
+	static const uint8_t a0[] = {1, 0};
+	static const uint8_t r4[] = {5, 0, 0, 1, 127, 0, 0, 1, 0x1f, 0x90};
+	static const uint8_t r6[] = {5, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0,
+				     0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 80};
+	static const uint8_t rd[] = {5, 0, 0, 3, 3, 'a', 'b', 'c', 0, 80};
+	static const uint8_t r0[] = {5, 0, 0, 3, 0, 0, 80};
 	struct fed f;
 
 	check_good(__LINE__, CHK_SOCKS4_REPLY, s4, sizeof(s4));
@@ -264,11 +265,11 @@ static void test_replies(void)
 	check_every_byte(__LINE__, CHK_SOCKS5_REPLY, r4, sizeof(r4), reply_verdict);
 
 	/* a "no" ends the reply at once, and keeps its code */
-	f = feed(CHK_SOCKS4_REPLY, (const uint8_t[]){ 0, 91 }, 2, 2);
+	f = feed(CHK_SOCKS4_REPLY, (const uint8_t[]){0, 91}, 2, 2);
 	CHECK(f.done);
 	CHECK_INT(f.result, CHK_REFUSED);
 	CHECK_INT(f.code, 91);
-	f = feed(CHK_SOCKS5_REPLY, (const uint8_t[]){ 5, 5 }, 2, 1);
+	f = feed(CHK_SOCKS5_REPLY, (const uint8_t[]){5, 5}, 2, 1);
 	CHECK_INT(f.result, CHK_REFUSED);
 	CHECK_INT(f.code, 5);
 	f = feed(CHK_SOCKS5_METHOD_AUTH, m2, 2, 2);
