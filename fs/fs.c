@@ -114,7 +114,38 @@ struct fs_handle {
 	const struct sbuf *content; /* readers: &buf or a snapshot cache slot */
 	struct sbuf buf;	    /* readers: own rendering; add/remove: partial line */
 	pthread_mutex_t lock;	    /* add/remove: guards buf between write and flush */
+	struct fs_handle *prev, *next; /* in open_handles */
 };
+
+/* Every handle not yet released, so the ones the kernel never releases
+ * (files still open at unmount) are freed at destroy. open_lock guards
+ * the list. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fs_handle *open_handles;
+
+static void handle_track(struct fs_handle *h)
+{
+	pthread_mutex_lock(&open_lock);
+	h->prev = NULL;
+	h->next = open_handles;
+	if (open_handles)
+		open_handles->prev = h;
+	open_handles = h;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void handle_untrack(struct fs_handle *h)
+{
+	pthread_mutex_lock(&open_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else if (open_handles == h)
+		open_handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+	pthread_mutex_unlock(&open_lock);
+}
 
 static const struct fs_node *node_find(const char *path)
 {
@@ -407,6 +438,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 		if (err)
 			goto out_free_handle;
 	}
+	handle_track(h);
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
@@ -478,8 +510,26 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 	struct fs_handle *h = handle_of(fi);
 
 	control_finish(h);
+	handle_untrack(h);
 	handle_free(h);
 	return 0;
+}
+
+/* After unmount: drop what readers left open (no release comes for it). */
+static void fs_destroy(void *private_data)
+{
+	struct fs_handle *h;
+
+	pthread_mutex_lock(&open_lock);
+	h = open_handles;
+	open_handles = NULL;
+	pthread_mutex_unlock(&open_lock);
+	while (h) {
+		struct fs_handle *next = h->next;
+
+		handle_free(h);
+		h = next;
+	}
 }
 
 /* Shells open with O_TRUNC before they write: a no-op on control files. */
@@ -499,6 +549,7 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 /* clang-format off */
 static const struct fuse_operations fs_ops = {
 	.init = fs_init,
+	.destroy = fs_destroy,
 	.getattr = fs_getattr,
 	.readdir = fs_readdir,
 	.open = fs_open,

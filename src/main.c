@@ -291,7 +291,7 @@ static int run(const struct options *o, const struct cfg *c)
 	}
 	log_info("mounted on %s", mountpoint);
 	rc = serve(f, o);
-	status = rc == 0 ? 0 : 1;
+	status = rc >= 0 ? 0 : 1; /* a signal number when a signal ended the loop */
 	log_info("unmounting %s", mountpoint);
 out_signals:
 	hup_engine = NULL;
