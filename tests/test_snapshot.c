@@ -87,6 +87,8 @@ static void test_cache(void)
 }
 
 static atomic_bool stop_readers;
+static atomic_ulong total_reads;
+static atomic_int readers_seen; /* readers that have done at least one read */
 
 static void *reader(void *arg)
 {
@@ -99,7 +101,9 @@ static void *reader(void *arg)
 		if (s->nlive != s->stats.generation)
 			return (void *)1;
 		snap_unref(s);
-		reads++;
+		if (reads++ == 0)
+			atomic_fetch_add(&readers_seen, 1);
+		atomic_fetch_add(&total_reads, 1);
 	}
 	return reads ? NULL : (void *)1;
 }
@@ -112,7 +116,10 @@ static void test_publish_threads(void)
 	snap_publish(make(0));
 	for (int i = 0; i < 4; i++)
 		pthread_create(&th[i], NULL, reader, NULL);
-	for (uint32_t g = 1; g <= 300; g++)
+	/* Publish until the readers have raced the swaps many times over,
+	 * however the threads are scheduled. */
+	for (uint32_t g = 1;
+	     g <= 300 || atomic_load(&total_reads) < 20000 || atomic_load(&readers_seen) < 4; g++)
 		snap_publish(make(g % 17));
 	atomic_store(&stop_readers, true);
 	for (int i = 0; i < 4; i++) {
