@@ -25,11 +25,12 @@ enum chk_result {
 	CHK_BAD_ANSWER,  /* well-formed answer but not the judge's (status != 200, expect missing, too big) */
 	CHK_AUTH,        /* the proxy refused our credentials */
 	CHK_LOCAL_ERR,   /* our side failed (EMFILE, ENFILE, EADDRNOTAVAIL, ENOBUFS, ENOMEM): not the proxy's fault */
+	CHK_TLS_ERR,     /* TLS through the tunnel failed: handshake, certificate or host name */
 	CHK_RESULT_COUNT
 };
 
 /* "ok", "timeout", "refused", "reset", "protocol_error", "wrong_answer",
- * "auth", "local_error". */
+ * "auth", "local_error", "tls_error". */
 const char *chk_result_name(enum chk_result r);
 
 /* The judge: where the check fetches its answer. Built once by

@@ -45,6 +45,8 @@ const char *chk_result_name(enum chk_result r)
 		return "auth";
 	case CHK_LOCAL_ERR:
 		return "local_error";
+	case CHK_TLS_ERR:
+		return "tls_error";
 	default:
 		return "unknown";
 	}

@@ -49,7 +49,7 @@ struct snap_source {
 };
 
 /* Engine figures at the time of the snapshot. Indexes are enum chk_result. */
-#define SNAP_RESULT_CLASSES 8
+#define SNAP_RESULT_CLASSES 12
 
 struct snap_stats {
 	uint64_t generation;     /* snapshot number, increases by one per publish */

@@ -1,0 +1,5 @@
+/* placeholder: skipped */
+int main(void)
+{
+	return 77;
+}
