@@ -150,8 +150,8 @@ static void stat_pool(const struct snap_stats *st, struct sbuf *out)
 	sbuf_printf(out,
 		    "  \"pool\": {\"total\": %" PRIu32 ", \"alive\": %" PRIu32
 		    ", \"dead\": %" PRIu32 ", \"unknown\": %" PRIu32 ", \"removed\": %" PRIu32
-		    ", \"alive_by_protocol\": {",
-		    st->total, st->alive, st->dead, st->unknown, st->removed);
+		    ", \"dropped\": %" PRIu32 ", \"alive_by_protocol\": {",
+		    st->total, st->alive, st->dead, st->unknown, st->removed, st->dropped);
 	for (int f = 0; f < PROXY_PROTO_COUNT; f++)
 		sbuf_printf(out, "%s\"%s\": %" PRIu32, f ? ", " : "", proxy_proto_name(f),
 			    st->alive_by_folder[f]);
@@ -297,6 +297,8 @@ static void metrics_pool(const struct snap_stats *st, struct sbuf *out)
 			 st->alive_by_folder[f]);
 	scalar(out, "proxyfs_proxies_removed", "gauge",
 	       "Proxies kept out of the pool by control/remove.", st->removed);
+	scalar(out, "proxyfs_proxies_dropped", "gauge",
+	       "Proxies dead for too long, kept but no longer checked.", st->dropped);
 }
 
 static void metrics_scan(const struct snap_stats *st, struct sbuf *out)

@@ -149,6 +149,7 @@ static int parse_check_args(int argc, char **argv, struct cfg *c, struct check_r
 		{ NULL, 0, NULL, 0 },
 	};
 	char err[512];
+	bool judge_given = false;
 	int opt, rc = 0;
 
 	/* -c first, so the flags override the file whatever their order. */
@@ -171,7 +172,11 @@ static int parse_check_args(int argc, char **argv, struct cfg *c, struct check_r
 	while (rc == 0 && (opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case O_JUDGE:
-			rc = set_str(&c->judge, optarg);
+			/* The first --judge replaces the config's judges. */
+			if (!judge_given)
+				c->judges_from_file = false;
+			judge_given = true;
+			rc = cfg_add_judge(c, optarg);
 			break;
 		case O_EXPECT:
 			rc = set_str(&c->expect, optarg);

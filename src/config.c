@@ -32,7 +32,16 @@
 
 enum cfg_section { SECT_NONE, SECT_PROXYFS, SECT_CHECK, SECT_SOURCE };
 
-enum cfg_key_type { KEY_INT, KEY_STR, KEY_HTTP_URL, KEY_PATH, KEY_URL, KEY_LOG_LEVEL, KEY_PROTO };
+enum cfg_key_type {
+	KEY_INT,
+	KEY_STR,
+	KEY_HTTP_URL,
+	KEY_JUDGE, /* a judge URL; may be given more than once */
+	KEY_PATH,
+	KEY_URL,
+	KEY_LOG_LEVEL,
+	KEY_PROTO
+};
 
 /* One settable key. off is into struct cfg, or into struct cfg_source for
  * SECT_SOURCE keys; min and max bound KEY_INT values. */
@@ -47,7 +56,14 @@ struct cfg_key {
 static const struct cfg_key cfg_keys[] = {
     {SECT_PROXYFS, "db", KEY_PATH, offsetof(struct cfg, db), 0, 0},
     {SECT_PROXYFS, "log_level", KEY_LOG_LEVEL, offsetof(struct cfg, log_level), 0, 0},
-    {SECT_CHECK, "judge", KEY_HTTP_URL, offsetof(struct cfg, judge), 0, 0},
+    {SECT_CHECK, "judge", KEY_JUDGE, offsetof(struct cfg, judge), 0, 0},
+    {SECT_CHECK, "ca_file", KEY_PATH, offsetof(struct cfg, ca_file), 0, 0},
+    {SECT_CHECK, "recheck_s", KEY_INT, offsetof(struct cfg, recheck_s), 1, 31536000},
+    {SECT_CHECK, "retry_min_s", KEY_INT, offsetof(struct cfg, retry_min_s), 1, 31536000},
+    {SECT_CHECK, "retry_max_s", KEY_INT, offsetof(struct cfg, retry_max_s), 1, 31536000},
+    {SECT_CHECK, "max_fails", KEY_INT, offsetof(struct cfg, max_fails), 1, 1000000},
+    {SECT_CHECK, "dead_ttl_s", KEY_INT, offsetof(struct cfg, dead_ttl_s), 0, 315360000},
+    {SECT_CHECK, "judge_probe_s", KEY_INT, offsetof(struct cfg, judge_probe_s), 1, 86400},
     {SECT_CHECK, "expect", KEY_STR, offsetof(struct cfg, expect), 0, 0},
     {SECT_CHECK, "timeout_ms", KEY_INT, offsetof(struct cfg, timeout_ms), 100, 600000},
     {SECT_CHECK, "connect_timeout_ms", KEY_INT, offsetof(struct cfg, connect_timeout_ms), 50,
@@ -287,6 +303,30 @@ static int set_url(struct cfg_parse *p, const struct cfg_key *k, struct cfg_sour
 	return local && !s->path ? -ENOMEM : 0;
 }
 
+/* The file's first judge replaces the default; later ones add to it. */
+int cfg_add_judge(struct cfg *c, const char *url)
+{
+	char **list;
+
+	if (!c->judges_from_file) {
+		for (size_t i = 0; i < c->njudges; i++)
+			free(c->judges[i]);
+		c->njudges = 0;
+		c->judges_from_file = true;
+	}
+	list = realloc(c->judges, (c->njudges + 1) * sizeof(*list));
+	if (!list)
+		return -ENOMEM;
+	c->judges = list;
+	list[c->njudges] = strdup(url);
+	if (!list[c->njudges])
+		return -ENOMEM;
+	c->njudges++;
+	if (c->njudges == 1)
+		return set_str(&c->judge, url);
+	return 0;
+}
+
 static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, const char *v)
 {
 	void *field = (char *)base + k->off;
@@ -305,6 +345,13 @@ static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, c
 			return -EINVAL;
 		}
 		return set_str(field, v);
+	case KEY_JUDGE:
+		why = http_url_problem(v);
+		if (why) {
+			parse_fail(p, k->name, "'%.*s' %s", VALUE_SHOWN, v, why);
+			return -EINVAL;
+		}
+		return cfg_add_judge(p->c, v);
 	case KEY_PATH:
 		return set_path(p, k, field, v);
 	case KEY_URL:
@@ -352,7 +399,7 @@ static int cfg_key_cb(void *user, const char *section, const char *name, const c
 		parse_fail(p, name, "unknown key");
 		return 0;
 	}
-	if (p->seen & (UINT32_C(1) << i)) {
+	if ((p->seen & (UINT32_C(1) << i)) && cfg_keys[i].type != KEY_JUDGE) {
 		parse_fail(p, name, "given twice in this section");
 		return 0;
 	}
@@ -583,6 +630,17 @@ void cfg_init(struct cfg *c)
 	c->interval_s = 300;
 	c->publish_ms = 500;
 	c->retries = 1;
+	c->recheck_s = 300;
+	c->retry_min_s = 60;
+	c->retry_max_s = 3600;
+	c->max_fails = 5;
+	c->dead_ttl_s = 86400;
+	c->judge_probe_s = 60;
+	c->judges = calloc(1, sizeof(*c->judges));
+	if (c->judges) {
+		c->judges[0] = strdup(CFG_DEFAULT_JUDGE);
+		c->njudges = c->judges[0] ? 1 : 0;
+	}
 }
 
 void cfg_free(struct cfg *c)
@@ -596,6 +654,10 @@ void cfg_free(struct cfg *c)
 	free(c->file);
 	free(c->db);
 	free(c->judge);
+	for (size_t i = 0; i < c->njudges; i++)
+		free(c->judges[i]);
+	free(c->judges);
+	free(c->ca_file);
 	free(c->expect);
 	memset(c, 0, sizeof(*c));
 }
@@ -738,6 +800,19 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 	    !int_in_range("retries", c->retries, err, errlen) ||
 	    !int_in_range("interval_s", c->interval_s, err, errlen))
 		return -EINVAL;
+	for (size_t i = 0; i < c->njudges; i++) {
+		why = http_url_problem(c->judges[i]);
+		if (why) {
+			put_err(err, errlen, "[check] judge: '%.*s' %s", VALUE_SHOWN, c->judges[i],
+				why);
+			return -EINVAL;
+		}
+	}
+	if (c->retry_min_s > c->retry_max_s) {
+		put_err(err, errlen, "[check] retry_min_s: %d is more than retry_max_s (%d)",
+			c->retry_min_s, c->retry_max_s);
+		return -EINVAL;
+	}
 	if (c->connect_timeout_ms > c->timeout_ms) {
 		put_err(err, errlen, "[check] connect_timeout_ms: %d is more than timeout_ms (%d)",
 			c->connect_timeout_ms, c->timeout_ms);

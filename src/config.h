@@ -39,6 +39,16 @@ struct cfg {
 	int interval_s;         /* full rescan period; default 300 */
 	int publish_ms;         /* snapshot publish period during a scan; default 500 */
 	int retries;            /* retries after timeout/reset; default 1 */
+	char **judges;          /* every judge = line, in order (judges[0] == judge) */
+	size_t njudges;
+	bool judges_from_file;  /* the file named a judge: later ones add to it */
+	char *ca_file;          /* CA bundle for https judges and sources; NULL = system */
+	int recheck_s;          /* a live proxy is re-checked this often; default 300 */
+	int retry_min_s;        /* a failed one first after this, doubling ... default 60 */
+	int retry_max_s;        /* ... up to this; default 3600 */
+	int max_fails;          /* dropped after this many failures in a row ... default 5 */
+	int dead_ttl_s;         /* ... once dead for longer than this; default 86400 */
+	int judge_probe_s;      /* judges are probed directly this often; default 60 */
 
 	struct cfg_source *sources;
 	size_t nsources;
@@ -55,6 +65,10 @@ void cfg_free(struct cfg *c);
  * an unknown section or key, a bad value, or a duplicate source. err gets a
  * one-line message "FILE:LINE: [section] key: why" (or "FILE: why"). */
 int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen);
+
+/* Adds a judge URL: the first one after cfg_init (or after judges_from_file
+ * was cleared) replaces the list, later ones add to it. 0 or -ENOMEM. */
+int cfg_add_judge(struct cfg *c, const char *url);
 
 /* Appends a source reading the local list at path (as given, relative to
  * the current directory), for proxyfs check. 0 or -ENOMEM. */

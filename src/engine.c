@@ -22,6 +22,7 @@
 #include "check.h"
 #include "log.h"
 #include "pool.h"
+#include "schedule.h"
 #include "snapshot.h"
 #include "sources.h"
 #include "store.h"
@@ -82,6 +83,9 @@ struct engine {
 	struct queue urgent;     /* control/add: checked first */
 	struct queue ready;      /* the scan */
 	struct queue retry;      /* due-time ordered (same backoff per try) */
+	struct queue recheck;    /* due by the re-check policy; after urgent, before a scan */
+	struct sched sched;      /* every checked proxy's next re-check */
+	uint64_t epoch_ms;       /* the engine clock's zero (monotonic) */
 
 	struct src_state *sources; /* one per cfg source */
 
@@ -231,7 +235,8 @@ static void store_entry(struct engine *e, const struct pool_entry *pe)
 	char sources[1024];
 	struct store_rec r = {
 		.uri = pe->uri, .proto = pe->proto, .folders = pe->folders,
-		.state = pe->state == POOL_ALIVE ? STORE_ALIVE
+		.state = pe->dropped ? STORE_DROPPED
+			 : pe->state == POOL_ALIVE ? STORE_ALIVE
 			 : pe->state == POOL_DEAD ? STORE_DEAD : STORE_UNKNOWN,
 		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
 		.successes = pe->successes, .failures = pe->failures,
@@ -327,6 +332,10 @@ static void publish(struct engine *e)
 			st.removed++;
 			continue;
 		}
+		if (pe->dropped) {
+			st.dropped++;
+			continue;
+		}
 		st.total++;
 		if (pe->state == POOL_ALIVE) {
 			st.alive++;
@@ -402,6 +411,7 @@ static void read_sources(struct engine *e)
 	while ((pe = pool_next(e->pool, &it, pe))) {
 		if (pe->sources || pe->manual || pe->removed)
 			continue;
+		sched_del(&e->sched, pe);
 		pool_unlink(e->pool, pe);
 		if (e->store)
 			store_delete(e->store, pe->uri);
@@ -450,7 +460,7 @@ static void scan_start(struct engine *e)
 	e->scan_started = wall_s();
 	e->scan_started_ms = now_ms();
 	while ((pe = pool_next(e->pool, &it, pe))) {
-		if (pe->removed || pe->queued || pe->chk)
+		if (pe->removed || pe->dropped || pe->queued || pe->chk)
 			continue;
 		pe->scan = (uint32_t)e->scan_gen;
 		pe->tries = 0;
@@ -486,23 +496,76 @@ static void scan_maybe_finish(struct engine *e)
 		scan_start(e);
 }
 
+static uint32_t clock_s(const struct engine *e)
+{
+	return (uint32_t)((now_ms() - e->epoch_ms) / 1000);
+}
+
+/* The re-check policy: a live proxy again after recheck_s; a failed one
+ * after retry_min_s, doubling per failure in a row up to retry_max_s; one
+ * failed max_fails times in a row and dead for over dead_ttl_s is dropped
+ * (kept, and remembered as dropped, but no longer checked or counted). */
+static void schedule_next(struct engine *e, struct pool_entry *pe)
+{
+	const struct cfg *c = e->cfg;
+	uint64_t wait;
+
+	if (e->once)
+		return;
+	if (pe->state == POOL_ALIVE) {
+		wait = (uint64_t)c->recheck_s;
+	} else if (pe->fails_in_row >= (uint32_t)c->max_fails &&
+		   pe->last_checked - pe->dead_since >= c->dead_ttl_s) {
+		pe->dropped = true;
+		sched_del(&e->sched, pe);
+		return;
+	} else {
+		unsigned shift = pe->fails_in_row > 20 ? 20 : pe->fails_in_row - 1;
+
+		wait = (uint64_t)c->retry_min_s << shift;
+		if (wait > (uint64_t)c->retry_max_s)
+			wait = (uint64_t)c->retry_max_s;
+	}
+	sched_put(&e->sched, pe, clock_s(e) + (uint32_t)wait);
+}
+
+/* Moves the proxies whose re-check is due into the recheck queue. */
+static void take_due(struct engine *e)
+{
+	struct pool_entry *pe;
+	uint32_t now = clock_s(e);
+
+	while ((pe = sched_pop_due(&e->sched, now))) {
+		if (pe->queued || pe->chk || pe->removed || pe->dropped || pe->unlinked)
+			continue;
+		pe->tries = 0;
+		queue_push(&e->recheck, pe, 0, false);
+	}
+}
+
 static void result_apply(struct engine *e, struct pool_entry *pe, const struct chk_outcome *o)
 {
 	pe->last_checked = wall_s();
 	if (o->result == CHK_OK) {
+		/* An average over the last checks, not one lucky one. */
+		pe->latency_ms = pe->state == POOL_ALIVE
+					 ? (pe->latency_ms * 2 + o->latency_ms + 2) / 3
+					 : o->latency_ms;
 		pe->state = POOL_ALIVE;
-		pe->latency_ms = o->latency_ms;
 		pe->successes++;
 		pe->fails_in_row = 0;
+		pe->dead_since = 0;
 		pe->folders = (uint8_t)(1u << pe->proto);
 		if (pe->proto == PROXY_HTTP && pe->tunnel)
 			pe->folders |= 1u << PROXY_HTTPS;
 	} else {
 		pe->state = POOL_DEAD;
 		pe->failures++;
-		pe->fails_in_row++;
+		if (pe->fails_in_row++ == 0 || !pe->dead_since)
+			pe->dead_since = pe->last_checked;
 		pe->folders = 0;
 	}
+	schedule_next(e, pe);
 	if ((uint32_t)e->scan_gen == pe->scan && e->scan_running) {
 		e->scan_checked++;
 		e->scan_alive += o->result == CHK_OK;
@@ -627,11 +690,13 @@ static struct pool_entry *next_entry(struct engine *e)
 			pe = queue_pop(&e->retry);
 		else if (e->urgent.len)
 			pe = queue_pop(&e->urgent);
+		else if (e->recheck.len)
+			pe = queue_pop(&e->recheck);
 		else
 			pe = queue_pop(&e->ready);
 		if (!pe)
 			return NULL;
-		if (!pe->unlinked && !pe->removed && !pe->chk)
+		if (!pe->unlinked && !pe->removed && !pe->dropped && !pe->chk)
 			return pe;
 		entry_release(pe);
 	}
@@ -686,6 +751,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t t = now_ms();
 
 	recover_limit(e);
+	take_due(e);
 	if (!e->once && !e->scan_running && (e->rescan_pending || t >= e->next_scan_ms))
 		scan_start(e);
 	dispatch(e);
@@ -711,6 +777,7 @@ static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 		if (!pe)
 			continue;
 		pe->manual = true;
+		pe->dropped = false;
 		if (pe->removed) {
 			pe->removed = false;
 			if (e->store)
@@ -737,6 +804,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 			continue;
 		pe->removed = true;
 		pe->manual = false;
+		sched_del(&e->sched, pe);
 		pe->state = POOL_UNKNOWN;
 		pe->folders = 0;
 		if (pe->chk) {
@@ -930,6 +998,9 @@ static void load_rec(void *arg, const struct store_rec *r)
 	pe->successes = r->successes;
 	pe->failures = r->failures;
 	pe->fails_in_row = r->fails_in_row;
+	pe->dropped = r->state == STORE_DROPPED;
+	if (pe->dropped)
+		pe->state = POOL_DEAD;
 	pe->anonymity = (uint8_t)r->anonymity;
 	pe->manual = false;
 	for (const char *p = r->sources; p && *p;) {
@@ -1018,6 +1089,7 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	e->cfg = cfg;
 	e->store = store;
 	e->started = wall_s();
+	e->epoch_ms = now_ms();
 	pthread_mutex_init(&e->cmd_lock, NULL);
 	e->cmds_tail = &e->cmds;
 	if (evthread_use_pthreads() < 0) {
@@ -1191,6 +1263,8 @@ void engine_free(struct engine *e)
 	queue_drain(&e->urgent);
 	queue_drain(&e->ready);
 	queue_drain(&e->retry);
+	queue_drain(&e->recheck);
+	sched_free(&e->sched);
 	pool_free(e->pool);
 	for (size_t i = 0; e->sources && i < e->cfg->nsources; i++)
 		src_state_clear(&e->sources[i]);

@@ -35,6 +35,11 @@ struct pool_entry {
 	uint32_t latency_ms;
 	uint32_t successes, failures, fails_in_row;
 	uint32_t scan;             /* the scan that last queued it */
+	uint32_t due;              /* next check, engine clock seconds (while heap_idx) */
+	uint32_t heap_idx;         /* slot in the engine's schedule + 1; 0 = not scheduled */
+	int64_t dead_since;        /* unix seconds of the first failure in a row, 0 = alive */
+	uint8_t exit_family;       /* AF_INET / AF_INET6 of exit_addr; 0 = unknown */
+	uint8_t exit_addr[16];     /* the address the judge saw through the proxy */
 	uint16_t port;
 	uint8_t proto;             /* enum proxy_proto: HTTP, SOCKS4 or SOCKS5 */
 	uint8_t state;             /* enum pool_state */
@@ -44,6 +49,7 @@ struct pool_entry {
 	bool tunnel, remote_dns, have_addr;
 	bool manual;               /* added through control/add */
 	bool removed;              /* kept out by control/remove: never checked or shown */
+	bool dropped;              /* dead too long (max_fails, dead_ttl_s): kept, not checked */
 	bool queued;               /* in a queue of the engine */
 	bool unlinked;             /* out of the table; freed once not queued nor in flight */
 };

@@ -59,6 +59,7 @@ struct snap_stats {
 	uint32_t total, alive, dead, unknown; /* the pool */
 	uint32_t alive_by_folder[PROXY_PROTO_COUNT];
 	uint32_t removed;        /* proxies kept out by control/remove */
+	uint32_t dropped;        /* dead too long: kept but no longer checked */
 
 	bool scan_running;
 	uint64_t scan_generation;  /* scans started so far */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum store_state { STORE_UNKNOWN = 0, STORE_ALIVE = 1, STORE_DEAD = 2 };
+enum store_state { STORE_UNKNOWN = 0, STORE_ALIVE = 1, STORE_DEAD = 2, STORE_DROPPED = 3 };
 
 /* One proxy as remembered. Strings are borrowed for the call. */
 struct store_rec {

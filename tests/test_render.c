@@ -427,7 +427,7 @@ static void test_stat_json(void)
 			  "  \"built\": 1700000100.250,\n  \"started\": 1700000000,\n"
 			  "  \"uptime_seconds\": 100,\n");
 	check_contains(t, "\"pool\": {\"total\": 10, \"alive\": 3, \"dead\": 5, \"unknown\": 2, "
-			  "\"removed\": 1, \"alive_by_protocol\": {\"http\": 1, \"https\": 1, "
+			  "\"removed\": 1, \"dropped\": 0, \"alive_by_protocol\": {\"http\": 1, \"https\": 1, "
 			  "\"socks4\": 1, \"socks5\": 1}}");
 	check_contains(t, "\"scan\": {\"generation\": 3, \"running\": true, \"checked\": 9, "
 			  "\"total\": 11, \"started\": 1700000050, \"finished\": 1700000040, "
