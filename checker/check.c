@@ -13,10 +13,15 @@
  * Each protocol is a small table of functions (struct chk_proto): build its
  * messages, begin once connected, read its handshake replies. After the
  * handshake every protocol sends the judge's request and reads the answer
- * the same way. Helpers never finish a check themselves: they record the
- * outcome and set CHK_ST_DONE, and the event callback, as its last act,
- * closes the socket, frees the check and calls done. Not here: retries,
- * scheduling, what an outcome means for the pool.
+ * the same way. For an https judge the tunnel first carries a TLS client on
+ * the same socket (an SSL object made only then), whose handshake, request
+ * and answer are driven by the same event: OpenSSL's WANT_READ and
+ * WANT_WRITE become the READING and SENDING states. When the judge asks for
+ * the body, up to CHK_BODY_MAX bytes of it are kept in a buffer allocated
+ * only once a 200 answer's head is read. Helpers never finish a check
+ * themselves: they record the outcome and set CHK_ST_DONE, and the event
+ * callback, as its last act, closes the socket, frees the check and calls
+ * done. Not here: retries, scheduling, what an outcome means for the pool.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,9 +31,12 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "check.h"
 #include "http_answer.h"
@@ -50,6 +58,7 @@ enum chk_state {
 
 enum chk_phase {
 	CHK_PH_HANDSHAKE, /* talking to the proxy */
+	CHK_PH_TLS,	  /* the tunnel is open: TLS handshake with the judge */
 	CHK_PH_ANSWER,	  /* the judge's request is out (or going), reading its answer */
 };
 
@@ -59,6 +68,8 @@ struct chk {
 	struct event ev; /* the socket, with the current deadline as timeout */
 	const struct chk_proto *proto;
 	const struct chk_judge *judge;
+	SSL *ssl;      /* https judge: from the tunnel's opening on, else NULL */
+	uint8_t *body; /* the answer's body being kept (judge->capture_body) */
 	const struct chk_opts *opts;
 	chk_done_fn done;
 	void *arg;
@@ -175,7 +186,46 @@ static void chk_begin_answer(struct chk *c, const void *req, size_t len)
 	c->phase = CHK_PH_ANSWER;
 	chk_answer_init(&c->ans, j->expect, j->expect_len, j->expect_kmp, c->opts->max_answer,
 			false);
+	c->ans.pause_at_body = j->capture_body;
 	chk_send_msg(c, req, len);
+}
+
+/* The tunnel to the judge is open: TLS first for an https judge. The
+ * client speaks first, so the handshake starts when the socket is
+ * writable. TLS writes its Finished and then the request back to back;
+ * without TCP_NODELAY the second would wait for the first's delayed ACK
+ * and add some 40 ms to every latency. */
+static void chk_tunnel_up(struct chk *c)
+{
+	int one = 1;
+
+	if (!c->judge->tls) {
+		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		return;
+	}
+	c->ssl = chk_judge_tls_new(c->judge, c->fd);
+	if (!c->ssl) {
+		chk_end(c, CHK_LOCAL_ERR, ENOMEM);
+		return;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->phase = CHK_PH_TLS;
+	c->state = CHK_ST_SENDING;
+}
+
+/* A 200 answer's head is read and a body follows: keep its start. */
+static void chk_capture_begin(struct chk *c)
+{
+	size_t cap = CHK_BODY_MAX;
+
+	if (!c->ans.chunked && c->ans.have_length && c->ans.length < cap)
+		cap = (size_t)c->ans.length;
+	c->body = malloc(cap + 1);
+	if (!c->body) {
+		chk_end(c, CHK_LOCAL_ERR, ENOMEM);
+		return;
+	}
+	chk_answer_capture(&c->ans, c->body, cap);
 }
 
 /* An HTTP status from the proxy itself that refuses our credentials. */
@@ -339,7 +389,7 @@ static size_t http_connect_feed(struct chk *c, const uint8_t *p, size_t n)
 	if (!c->ans.done)
 		return used;
 	if (c->ans.result == CHK_OK && status >= 200 && status <= 299) {
-		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		chk_tunnel_up(c);
 		return used;
 	}
 	c->res.status = status;
@@ -403,7 +453,7 @@ static size_t socks4_feed(struct chk *c, const uint8_t *p, size_t n)
 	if (c->sr.result != CHK_OK)
 		chk_end(c, (enum chk_result)c->sr.result, 0);
 	else
-		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		chk_tunnel_up(c);
 	return used;
 }
 
@@ -495,7 +545,7 @@ static size_t socks5_feed(struct chk *c, const uint8_t *p, size_t n)
 		socks5_send(c, S5_CONNECT, CHK_SOCKS5_REPLY);
 		break;
 	default:
-		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		chk_tunnel_up(c);
 		break;
 	}
 	return used;
@@ -510,11 +560,13 @@ static const struct chk_proto chk_socks5 = {
 
 /* ---- the state machine ---- */
 
-static const struct chk_proto *chk_proto_for(const struct chk_target *t)
+/* An https judge is reached through a tunnel whatever the target says. */
+static const struct chk_proto *chk_proto_for(const struct chk_target *t,
+					     const struct chk_judge *j)
 {
 	switch (t->proto) {
 	case PROXY_HTTP:
-		return t->tunnel ? &chk_http_connect : &chk_http_plain;
+		return t->tunnel || j->tls ? &chk_http_connect : &chk_http_plain;
 	case PROXY_HTTPS:
 		return &chk_http_connect;
 	case PROXY_SOCKS4:
@@ -543,15 +595,39 @@ static void chk_send(struct chk *c)
 	c->state = CHK_ST_READING;
 }
 
+/* Answer bytes, plain or decrypted; a pause after the head of a 200
+ * answer lets the body's buffer be made. */
+static void chk_consume_answer(struct chk *c, const uint8_t *p, size_t n)
+{
+	for (;;) {
+		size_t used = chk_answer_feed(&c->ans, p, n);
+
+		if (c->ans.done) {
+			chk_answer_over(c);
+			return;
+		}
+		if (!c->ans.at_body)
+			return;
+		chk_capture_begin(c);
+		if (c->state == CHK_ST_DONE)
+			return;
+		p += used;
+		n -= used;
+	}
+}
+
 static void chk_consume(struct chk *c, const uint8_t *p, size_t n)
 {
 	while (n > 0 && c->state != CHK_ST_DONE) {
 		size_t used;
 
 		if (c->phase == CHK_PH_ANSWER) {
-			chk_answer_feed(&c->ans, p, n);
-			if (c->ans.done)
-				chk_answer_over(c);
+			chk_consume_answer(c, p, n);
+			return;
+		}
+		if (c->phase == CHK_PH_TLS) {
+			/* before our ClientHello: not the judge's */
+			chk_end(c, CHK_TLS_ERR, 0);
 			return;
 		}
 		used = c->proto->feed(c, p, n);
@@ -574,6 +650,114 @@ static void chk_eof(struct chk *c)
 	}
 }
 
+/* ---- TLS to an https judge, through the tunnel ---- */
+
+/* A TLS call returned r <= 0 (err: errno right after it): wait for the
+ * socket as OpenSSL asks, or end the check. A close_notify is a clean
+ * EOF; a socket error is the connection's; anything else (alert, bad or
+ * unverified certificate, wrong host, garbage, EOF without close_notify)
+ * is a TLS failure. */
+static void chk_tls_stop(struct chk *c, int r, int err)
+{
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		c->state = CHK_ST_READING;
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		c->state = CHK_ST_SENDING;
+		return;
+	case SSL_ERROR_ZERO_RETURN:
+		chk_eof(c);
+		break;
+	case SSL_ERROR_SYSCALL:
+		if (err)
+			chk_end_errno(c, err);
+		else
+			chk_end(c, CHK_TLS_ERR, 0);
+		break;
+	default:
+		chk_end(c, CHK_TLS_ERR, 0);
+		break;
+	}
+	ERR_clear_error();
+}
+
+/* Each TLS call starts with an empty error queue, as SSL_get_error needs. */
+static void chk_tls_prepare(void)
+{
+	ERR_clear_error();
+	errno = 0;
+}
+
+/* True once the handshake is done and the judge's request is set to go. */
+static bool chk_tls_handshake(struct chk *c)
+{
+	int r;
+
+	chk_tls_prepare();
+	r = SSL_connect(c->ssl);
+	if (r != 1) {
+		chk_tls_stop(c, r, errno);
+		return false;
+	}
+	chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+	return true;
+}
+
+/* True once the whole request is written. A retry passes the same bytes,
+ * as SSL_write wants. */
+static bool chk_tls_write(struct chk *c)
+{
+	while (c->out_off < c->out_len) {
+		size_t n;
+		int r;
+
+		chk_tls_prepare();
+		r = SSL_write_ex(c->ssl, c->out + c->out_off, c->out_len - c->out_off, &n);
+		if (r != 1) {
+			chk_tls_stop(c, r, errno);
+			return false;
+		}
+		c->out_off += (uint32_t)n;
+	}
+	c->state = CHK_ST_READING;
+	return true;
+}
+
+/* Reads until OpenSSL has nothing more: decrypted bytes may be waiting in
+ * it while the socket is quiet, and no event would come for those. */
+static void chk_tls_read(struct chk *c)
+{
+	uint8_t buf[CHK_READ_CHUNK];
+
+	while (c->state != CHK_ST_DONE) {
+		size_t n;
+		int r;
+
+		chk_tls_prepare();
+		r = SSL_read_ex(c->ssl, buf, sizeof(buf), &n);
+		if (r != 1) {
+			chk_tls_stop(c, r, errno);
+			return;
+		}
+		chk_consume_answer(c, buf, n);
+	}
+}
+
+/* Drives TLS as far as it goes now: handshake, request, answer. */
+static void chk_tls_io(struct chk *c)
+{
+	if (c->state == CHK_ST_DONE)
+		return;
+	if (c->phase == CHK_PH_TLS && !chk_tls_handshake(c))
+		return;
+	if (c->out_off < c->out_len && !chk_tls_write(c))
+		return;
+	chk_tls_read(c);
+}
+
+/* ---- the socket ---- */
+
 static void chk_recv(struct chk *c)
 {
 	uint8_t buf[CHK_READ_CHUNK];
@@ -585,7 +769,9 @@ static void chk_recv(struct chk *c)
 		chk_eof(c);
 	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		chk_end_errno(c, errno);
-	if (c->state == CHK_ST_SENDING)
+	if (c->ssl)
+		chk_tls_io(c); /* the tunnel just opened */
+	else if (c->state == CHK_ST_SENDING)
 		chk_send(c);
 }
 
@@ -647,20 +833,31 @@ static void chk_close(struct chk *c)
 static void chk_destroy(struct chk *c)
 {
 	event_del(&c->ev);
+	SSL_free(c->ssl); /* no close_notify: the close below is abortive anyway */
 	chk_close(c);
+	free(c->body);
 	free(c);
 }
 
 /* Last act of a callback: the check is gone before done runs, so done may
- * start new checks freely. */
+ * start new checks freely; only the body lives on until done returns. */
 static void chk_finish(struct chk *c)
 {
 	struct chk_outcome out = c->res;
 	chk_done_fn done = c->done;
 	void *arg = c->arg;
+	uint8_t *body = NULL;
 
+	if (out.result == CHK_OK && c->body && c->ans.body_len > 0) {
+		body = c->body;
+		body[c->ans.body_len] = '\0';
+		out.body = (const char *)body;
+		out.body_len = c->ans.body_len;
+		c->body = NULL;
+	}
 	chk_destroy(c);
 	done(arg, &out);
+	free(body);
 }
 
 static void chk_cb(evutil_socket_t fd, short what, void *arg)
@@ -672,6 +869,8 @@ static void chk_cb(evutil_socket_t fd, short what, void *arg)
 			chk_end(c, CHK_TIMEOUT, 0);
 		else if (c->state == CHK_ST_CONNECTING)
 			chk_connected(c);
+		else if (c->ssl)
+			chk_tls_io(c);
 		else if (c->state == CHK_ST_SENDING)
 			chk_send(c);
 		else
@@ -706,7 +905,7 @@ static bool chk_connect_err_is_proxys(int err)
 static struct chk *chk_alloc(const struct chk_target *t, const struct chk_judge *judge,
 			     const struct chk_opts *opts, chk_done_fn done, void *arg)
 {
-	const struct chk_proto *proto = chk_proto_for(t);
+	const struct chk_proto *proto = chk_proto_for(t, judge);
 	struct chk *c;
 
 	if (!proto) {

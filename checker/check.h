@@ -1,9 +1,11 @@
 /* check: one proxy check as a non-blocking state machine on a libevent loop.
  *
  * connect -> proxy handshake (HTTP absolute-URI GET, HTTP CONNECT, SOCKS4/4a,
- * SOCKS5 with RFC 1929 auth) -> request to the judge -> read and validate the
- * answer -> one outcome. Every phase has a timeout. Knows nothing about the
- * pool, scheduling or retries; the caller decides what an outcome means.
+ * SOCKS5 with RFC 1929 auth) -> TLS to the judge through the tunnel when it
+ * is https -> request to the judge -> read and validate the answer -> one
+ * outcome, with the start of the answer's body when asked. Every phase has a
+ * timeout. Knows nothing about the pool, scheduling or retries; the caller
+ * decides what an outcome means.
  */
 #ifndef PROXYFS_CHECK_H
 #define PROXYFS_CHECK_H
@@ -33,6 +35,12 @@ enum chk_result {
  * "auth", "local_error", "tls_error". */
 const char *chk_result_name(enum chk_result r);
 
+/* Most bytes of the judge's answer body handed to done (chk_outcome.body). */
+#define CHK_BODY_MAX 8192
+
+struct ssl_ctx_st;
+struct bio_method_st;
+
 /* The judge: where the check fetches its answer. Built once by
  * chk_judge_init(), then shared read-only by every check. */
 struct chk_judge {
@@ -48,14 +56,35 @@ struct chk_judge {
 	size_t req_absolute_len, req_origin_len;
 	size_t expect_len;
 	uint32_t *expect_kmp; /* KMP failure table of expect, expect_len entries */
+	bool tls;	      /* https: every check speaks TLS to the judge through a tunnel */
+	bool capture_body;    /* set after init: done gets the body of an ok answer */
+	struct ssl_ctx_st *tls_ctx;	 /* https only: verifies the judge, shared by all checks */
+	struct bio_method_st *tls_bio; /* https only: TLS on a check's socket, without SIGPIPE */
 };
 
-/* Parses an http:// judge URL, resolves its host (blocking; at start only)
- * and builds the requests. 0, or -EINVAL (bad URL, https not yet supported)
- * or -EHOSTUNREACH (does not resolve) with a message in err. */
+/* Parses an http:// or https:// judge URL, resolves its host (blocking; at
+ * start only) and builds the requests. For https also builds the TLS client
+ * context: TLS 1.2 at least, the peer's certificate verified against the
+ * default trust store (which honours SSL_CERT_FILE and SSL_CERT_DIR) and the
+ * judge's host name or address. 0, or -EINVAL (bad URL, TLS setup failed),
+ * -ENOMEM or -EHOSTUNREACH (does not resolve) with a message in err. */
 int chk_judge_init(struct chk_judge *j, const char *url, const char *expect, char *err,
 		   size_t errlen);
+
+/* Trusts the CA certificates (PEM) in ca_file too, beside the default
+ * trust store; call after chk_judge_init and before any check. Does nothing
+ * for an http judge or a NULL or empty ca_file. 0, or -EINVAL (unreadable
+ * file, no certificate in it) with a message in err. */
+int chk_judge_set_ca(struct chk_judge *j, const char *ca_file, char *err, size_t errlen);
 void chk_judge_free(struct chk_judge *j);
+
+struct ssl_st;
+
+/* A TLS client for an https judge on the connected socket fd: SNI, the
+ * judge's host name or address to verify, and I/O that never raises
+ * SIGPIPE. The caller owns it (SSL_free; fd stays open). NULL when out of
+ * memory. Used by the checks. */
+struct ssl_st *chk_judge_tls_new(const struct chk_judge *j, int fd);
 
 struct chk_opts {
 	int connect_timeout_ms;
@@ -79,6 +108,12 @@ struct chk_outcome {
 	int err;             /* errno behind a REFUSED/RESET/LOCAL_ERR, else 0 */
 	uint32_t latency_ms; /* connect() to the last byte of the answer (CHK_OK only) */
 	uint16_t status;     /* HTTP status from the judge's answer, 0 if none */
+	/* With judge->capture_body, for CHK_OK: the answer's first bytes of
+	 * body (CHK_BODY_MAX at most, de-chunked, NUL-terminated beyond
+	 * body_len). Valid only during the done call; NULL and 0 otherwise,
+	 * and for an empty body. */
+	const char *body;
+	size_t body_len;
 };
 
 typedef void (*chk_done_fn)(void *arg, const struct chk_outcome *out);

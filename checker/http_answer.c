@@ -6,7 +6,10 @@
  * Accepts "HTTP/1.0 NNN" and "HTTP/1.1 NNN", Content-Length, chunked
  * transfer coding (extensions and trailers skipped) and bodies ended by EOF.
  * Lenient about bare LF line ends and header lines without a colon; strict
- * about everything that decides where the answer ends. Does no I/O.
+ * about everything that decides where the answer ends. Body bytes can also
+ * be copied, de-chunked, into a buffer of the caller's; the parser pauses
+ * after a 200's head so the caller can supply one only when it is needed.
+ * Does no I/O.
  */
 #include <string.h>
 
@@ -112,16 +115,31 @@ static void ans_match(struct chk_answer *a, const uint8_t *p, size_t n)
 	a->match = m;
 }
 
+/* Copies body bytes into the capture buffer while it has room. */
+static void ans_keep(struct chk_answer *a, const uint8_t *p, size_t n)
+{
+	size_t room = a->body_cap - a->body_len;
+
+	if (!a->body)
+		return;
+	if (n > room)
+		n = room;
+	memcpy(a->body + a->body_len, p, n);
+	a->body_len += (uint32_t)n;
+}
+
 /* Takes body bytes in a run; returns how many. */
 static size_t ans_body(struct chk_answer *a, const uint8_t *p, size_t n)
 {
 	if (a->phase == AP_BODY_EOF) {
 		ans_match(a, p, n);
+		ans_keep(a, p, n);
 		return n;
 	}
 	if (n > a->left)
 		n = (size_t)a->left;
 	ans_match(a, p, n);
+	ans_keep(a, p, n);
 	a->left -= n;
 	if (a->left > 0)
 		return n;
@@ -193,6 +211,15 @@ static void ans_status_byte(struct chk_answer *a, uint8_t c)
 	}
 }
 
+/* A body follows the head: pause there if asked to. */
+static void ans_body_begins(struct chk_answer *a)
+{
+	if (a->pause_at_body) {
+		a->pause_at_body = false;
+		a->at_body = true;
+	}
+}
+
 /* The empty line: decides how the body is delimited. */
 static void ans_head_end(struct chk_answer *a)
 {
@@ -204,6 +231,7 @@ static void ans_head_end(struct chk_answer *a)
 		a->phase = AP_CHUNK_SIZE;
 		a->left = 0;
 		a->pos = 0;
+		ans_body_begins(a);
 	} else if (a->have_length) {
 		if (a->length > a->max - a->total) {
 			ans_end(a, CHK_BAD_ANSWER);
@@ -212,9 +240,11 @@ static void ans_head_end(struct chk_answer *a)
 		} else {
 			a->phase = AP_BODY_LEN;
 			a->left = a->length;
+			ans_body_begins(a);
 		}
 	} else {
 		a->phase = AP_BODY_EOF;
+		ans_body_begins(a);
 	}
 }
 
@@ -392,9 +422,10 @@ size_t chk_answer_feed(struct chk_answer *a, const void *buf, size_t n)
 
 	if (a->done)
 		return 0;
+	a->at_body = false;
 	room = a->max - a->total;
 	lim = n < room ? n : room;
-	while (i < lim && !a->done) {
+	while (i < lim && !a->done && !a->at_body) {
 		size_t k;
 
 		switch (a->phase) {
@@ -419,9 +450,17 @@ size_t chk_answer_feed(struct chk_answer *a, const void *buf, size_t n)
 			break;
 		}
 	}
-	if (!a->done && i < n)
+	if (!a->done && !a->at_body && i < n)
 		ans_end(a, CHK_BAD_ANSWER); /* more than max bytes */
 	return i;
+}
+
+void chk_answer_capture(struct chk_answer *a, uint8_t *buf, size_t cap)
+{
+	a->body = buf;
+	a->body_cap = cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap;
+	a->body_len = 0;
+	a->at_body = false;
 }
 
 void chk_answer_eof(struct chk_answer *a)

@@ -4,8 +4,9 @@
  * few counters (status, header state, body length or chunk state, and a KMP
  * position for the expected text) and allocates nothing. It decides when the
  * answer is whole and what it means as a chk_result. It also reads the head
- * of a CONNECT reply (head_only). It does no I/O and knows nothing about
- * proxies.
+ * of a CONNECT reply (head_only), and on request copies the start of the
+ * de-chunked body into a buffer the caller supplies once the head is read.
+ * It does no I/O and knows nothing about proxies.
  */
 #ifndef PROXYFS_HTTP_ANSWER_H
 #define PROXYFS_HTTP_ANSWER_H
@@ -26,6 +27,13 @@ struct chk_answer {
 	uint32_t expect_len;
 	uint32_t max;	/* answer bytes (head and body) accepted at most */
 	bool head_only; /* stop after the headers (CONNECT reply) */
+	bool pause_at_body; /* set after init: stop feeding after a 200's head */
+
+	/* body capture, from chk_answer_capture() on */
+	bool at_body;	    /* paused: a 200's head is read and a body follows */
+	uint8_t *body;	    /* not owned: the body's first body_cap bytes go here */
+	uint32_t body_cap;
+	uint32_t body_len;
 
 	/* outcome: valid once done */
 	bool done;
@@ -56,8 +64,16 @@ void chk_answer_init(struct chk_answer *a, const char *expect, size_t expect_len
 
 /* Feeds the next n bytes. Returns how many were used: all of them, unless
  * the answer ended inside this piece (then a->done is set and the rest does
- * not belong to it). Once done, uses nothing. */
+ * not belong to it), or pause_at_body was set and the head of a 200 answer
+ * with a body ended inside it (then a->at_body is set until the next feed,
+ * pause_at_body is cleared, and the rest is the body's, to feed next). Once done, uses
+ * nothing. */
 size_t chk_answer_feed(struct chk_answer *a, const void *buf, size_t n);
+
+/* From now on copies the body's bytes, de-chunked, into buf until cap of
+ * them are there (a->body_len counts them); clears a->at_body. buf must
+ * outlive the feeding. */
+void chk_answer_capture(struct chk_answer *a, uint8_t *buf, size_t cap);
 
 /* The peer closed the connection: ends a body read to EOF, or marks the
  * answer as cut short (CHK_RESET). Sets a->done. */

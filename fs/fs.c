@@ -50,7 +50,7 @@ struct fs_node {
 	const char *path;
 	enum fs_kind kind;
 	snap_render_fn render; /* FS_CACHED, FS_RENDERED */
-	int arg;	       /* folder: enum proxy_proto or RENDER_ALL */
+	int arg;	       /* folder: enum snap_view or RENDER_ALL */
 	int slot;	       /* FS_CACHED: the snapshot's cache slot */
 	mode_t mode;
 };
@@ -83,6 +83,11 @@ static const struct fs_node fs_nodes[] = {
 	FOLDER_NODES("https", PROXY_HTTPS),
 	FOLDER_NODES("socks4", PROXY_SOCKS4),
 	FOLDER_NODES("socks5", PROXY_SOCKS5),
+	DIR_NODE("/anonymity"),
+	FOLDER_NODES("anonymity/elite", SNAP_VIEW_ELITE),
+	FOLDER_NODES("anonymity/anonymous", SNAP_VIEW_ANONYMOUS),
+	FOLDER_NODES("anonymity/transparent", SNAP_VIEW_TRANSPARENT),
+	DIR_NODE("/sources"),
 	DIR_NODE("/prometheus"),
 	{ .path = "/prometheus/proxyfs.prom", .kind = FS_RENDERED, .render = render_metrics,
 	  .mode = 0444 },
@@ -93,7 +98,7 @@ static const struct fs_node fs_nodes[] = {
 };
 /* clang-format on */
 
-_Static_assert(SLOT_FOLDER_LIVE_TXT + PROXY_PROTO_COUNT <= SNAP_CACHE_SLOTS,
+_Static_assert(SLOT_FOLDER_LIVE_TXT + SNAP_VIEW_SOURCES <= SNAP_CACHE_SLOTS,
 	       "the snapshot has a cache slot for every cached file");
 
 #define FS_NNODES (sizeof(fs_nodes) / sizeof(fs_nodes[0]))
@@ -105,7 +110,7 @@ static gid_t owner_gid;
 
 /* /next: how many opens each folder has served (index folder + 1, 0 for the
  * top level). Atomic: FUSE threads open concurrently. */
-static atomic_uint_fast64_t next_counter[PROXY_PROTO_COUNT + 1];
+static atomic_uint_fast64_t next_counter[SNAP_VIEW_SOURCES + 2]; /* the last: all sources */
 
 /* What one open file holds (fi->fh). */
 struct fs_handle {
@@ -114,6 +119,7 @@ struct fs_handle {
 	const struct sbuf *content; /* readers: &buf or a snapshot cache slot */
 	struct sbuf buf;	    /* readers: own rendering; add/remove: partial line */
 	pthread_mutex_t lock;	    /* add/remove: guards buf between write and flush */
+	struct fs_node node_copy;   /* what node points to (sources' nodes are made up) */
 	struct fs_handle *prev, *next; /* in open_handles */
 };
 
@@ -147,12 +153,63 @@ static void handle_untrack(struct fs_handle *h)
 	pthread_mutex_unlock(&open_lock);
 }
 
-static const struct fs_node *node_find(const char *path)
+/* /sources/NAME/...: one folder per source of the current snapshot, made
+ * up at lookup since the sources change with the config. */
+static const char *const source_files[] = { "live.txt", "random", "next" };
+
+/* The view of source name in s, or -1. */
+static int source_view(const struct snapshot *s, const char *name, size_t len)
 {
-	for (size_t i = 0; i < FS_NNODES; i++)
-		if (strcmp(fs_nodes[i].path, path) == 0)
-			return &fs_nodes[i];
-	return NULL;
+	for (uint32_t i = 0; i < s->nsources; i++)
+		if (strlen(s->sources[i].name) == len && strncmp(s->sources[i].name, name, len) == 0)
+			return (int)(SNAP_VIEW_SOURCES + i);
+	return -1;
+}
+
+static bool source_node(const char *path, struct fs_node *out)
+{
+	const char *name = path + strlen("/sources/"), *slash = strchr(name, '/');
+	size_t len = slash ? (size_t)(slash - name) : strlen(name);
+	struct snapshot *s = snap_current();
+	int view = source_view(s, name, len);
+
+	snap_unref(s);
+	if (view < 0)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->path = path;
+	out->arg = view;
+	if (!slash) {
+		out->kind = FS_DIR;
+		out->mode = 0555;
+		return true;
+	}
+	out->mode = 0444;
+	if (strcmp(slash + 1, "live.txt") == 0) {
+		out->kind = FS_RENDERED;
+		out->render = render_live_txt;
+	} else if (strcmp(slash + 1, "random") == 0) {
+		out->kind = FS_RANDOM;
+	} else if (strcmp(slash + 1, "next") == 0) {
+		out->kind = FS_NEXT;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* Fills *out with the node at path; false if there is none. */
+static bool node_lookup(const char *path, struct fs_node *out)
+{
+	for (size_t i = 0; i < FS_NNODES; i++) {
+		if (strcmp(fs_nodes[i].path, path) == 0) {
+			*out = fs_nodes[i];
+			return true;
+		}
+	}
+	if (strncmp(path, "/sources/", 9) == 0 && path[9])
+		return source_node(path, out);
+	return false;
 }
 
 static bool node_is_control(const struct fs_node *n)
@@ -206,7 +263,9 @@ static uint32_t pick_index(const struct fs_node *n, const struct snapshot *s)
 		return 0;
 	if (n->kind == FS_RANDOM)
 		return arc4random_uniform(count);
-	return (uint32_t)(atomic_fetch_add(&next_counter[n->arg + 1], 1) % count);
+	int c = n->arg < SNAP_VIEW_SOURCES ? n->arg + 1 : SNAP_VIEW_SOURCES + 1;
+
+	return (uint32_t)(atomic_fetch_add(&next_counter[c], 1) % count);
 }
 
 /* Points h->content at the node's content over h->snap. 0 or -ENOMEM. */
@@ -319,16 +378,22 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size, bool
 	return err;
 }
 
-/* "sync", white space around it ignored, waits for the rescan. */
+/* White space around the word ignored: "sync" waits for the rescan,
+ * "reload" re-reads the config file first (EINVAL if it does not parse),
+ * anything else queues a rescan. */
 static int control_reload(const char *buf, size_t size)
 {
 	const char *end = buf + size;
+	size_t n;
 
 	while (buf < end && isspace((unsigned char)*buf))
 		buf++;
 	while (end > buf && isspace((unsigned char)end[-1]))
 		end--;
-	return engine_rescan(engine_of(), end - buf == 4 && memcmp(buf, "sync", 4) == 0);
+	n = (size_t)(end - buf);
+	if (n == 6 && memcmp(buf, "reload", 6) == 0)
+		return engine_reload(engine_of());
+	return engine_rescan(engine_of(), n == 4 && memcmp(buf, "sync", 4) == 0);
 }
 
 /* --- the operations --- */
@@ -348,11 +413,11 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 
 static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
-	const struct fs_node *n = node_find(path);
+	struct fs_node node, *n = &node;
 	struct fs_handle *h = fi ? handle_of(fi) : NULL;
 	struct snapshot *s;
 
-	if (!n)
+	if (!node_lookup(path, n))
 		return -ENOENT;
 	memset(st, 0, sizeof(*st));
 	st->st_uid = owner_uid;
@@ -375,13 +440,25 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	return 0;
 }
 
+static int readdir_sources(void *buf, fuse_fill_dir_t filler)
+{
+	struct snapshot *s = snap_current();
+	int rc = 0;
+
+	for (uint32_t i = 0; i < s->nsources && rc == 0; i++)
+		if (filler(buf, s->sources[i].name, NULL, 0, 0))
+			rc = -ENOMEM;
+	snap_unref(s);
+	return rc;
+}
+
 static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
 		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-	const struct fs_node *dir = node_find(path);
+	struct fs_node node, *dir = &node;
 	const char *name;
 
-	if (!dir)
+	if (!node_lookup(path, dir))
 		return -ENOENT;
 	if (dir->kind != FS_DIR)
 		return -ENOTDIR;
@@ -391,6 +468,13 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 		name = child_name(dir->path, fs_nodes[i].path);
 		if (name && filler(buf, name, NULL, 0, 0))
 			return -ENOMEM;
+	}
+	if (strcmp(path, "/sources") == 0)
+		return readdir_sources(buf, filler);
+	if (strncmp(path, "/sources/", 9) == 0) {
+		for (size_t i = 0; i < sizeof(source_files) / sizeof(source_files[0]); i++)
+			if (filler(buf, source_files[i], NULL, 0, 0))
+				return -ENOMEM;
 	}
 	return 0;
 }
@@ -417,11 +501,11 @@ static void handle_free(struct fs_handle *h)
 
 static int fs_open(const char *path, struct fuse_file_info *fi)
 {
-	const struct fs_node *n = node_find(path);
+	struct fs_node node, *n = &node;
 	struct fs_handle *h;
 	int err;
 
-	if (!n)
+	if (!node_lookup(path, n))
 		return -ENOENT;
 	err = open_allowed(n, fi->flags);
 	if (err)
@@ -429,7 +513,9 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->node = n;
+	h->node_copy = node;
+	h->node_copy.path = NULL; /* path belongs to the request, not the handle */
+	h->node = &h->node_copy;
 	sbuf_init(&h->buf);
 	pthread_mutex_init(&h->lock, NULL);
 	if (!node_is_control(n)) {
@@ -535,9 +621,9 @@ static void fs_destroy(void *private_data)
 /* Shells open with O_TRUNC before they write: a no-op on control files. */
 static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	const struct fs_node *n = node_find(path);
+	struct fs_node node, *n = &node;
 
-	if (!n)
+	if (!node_lookup(path, n))
 		return -ENOENT;
 	if (n->kind == FS_DIR)
 		return -EISDIR;

@@ -18,7 +18,7 @@
 
 uint32_t render_count(const struct snapshot *s, int folder)
 {
-	if (folder < 0 || folder >= PROXY_PROTO_COUNT)
+	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return s->nlive;
 	return s->nby_folder[folder];
 }
@@ -26,7 +26,7 @@ uint32_t render_count(const struct snapshot *s, int folder)
 /* The folder's proxy number i (i < render_count). */
 static const struct snap_proxy *folder_proxy(const struct snapshot *s, int folder, uint32_t i)
 {
-	if (folder < 0 || folder >= PROXY_PROTO_COUNT)
+	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return &s->live[i];
 	return &s->live[s->by_folder[folder][i]];
 }
@@ -180,8 +180,30 @@ static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 	for (int r = 0; r < SNAP_RESULT_CLASSES && r < CHK_RESULT_COUNT; r++)
 		sbuf_printf(out, "%s\"%s\": %" PRIu64, r ? ", " : "", chk_result_name(r),
 			    st->checks_total[r]);
-	sbuf_printf(out, "}, \"local_requeues\": %" PRIu64 ", \"retries\": %" PRIu64 "},\n",
-		    st->local_requeues_total, st->retries_total);
+	sbuf_printf(out,
+		    "}, \"local_requeues\": %" PRIu64 ", \"retries\": %" PRIu64
+		    ", \"paused\": %s, \"held\": %" PRIu64 "},\n",
+		    st->local_requeues_total, st->retries_total, st->paused ? "true" : "false",
+		    st->held_total);
+}
+
+static void stat_judges(const struct snapshot *s, struct sbuf *out)
+{
+	sbuf_adds(out, "  \"judges\": [");
+	for (uint32_t i = 0; i < s->njudges; i++) {
+		const struct snap_judge *j = &s->judges[i];
+
+		sbuf_adds(out, i ? ",\n    {\"url\": " : "\n    {\"url\": ");
+		sbuf_add_json_str(out, j->url);
+		sbuf_printf(out, ", \"healthy\": %s, \"last_probe\": %" PRId64 ", \"error\": ",
+			    j->healthy ? "true" : "false", j->last_probe);
+		json_str_or_null(out, j->error);
+		sbuf_adds(out, ", \"our_address\": ");
+		json_str_or_null(out, j->our_addr);
+		sbuf_printf(out, ", \"checks\": %" PRIu64 ", \"alive\": %" PRIu64 "}", j->checks,
+			    j->ok);
+	}
+	sbuf_adds(out, s->njudges ? "\n  ],\n" : "],\n");
 }
 
 static void stat_source(const struct snap_source *src, struct sbuf *out)
@@ -197,7 +219,12 @@ static void stat_source(const struct snap_source *src, struct sbuf *out)
 		    ", \"error\": ",
 		    src->proxies, src->invalid, src->alive);
 	json_str_or_null(out, src->error);
-	sbuf_printf(out, ", \"last_read\": %" PRId64 ", \"invalid_sample\": [", src->last_read);
+	sbuf_printf(out,
+		    ", \"last_read\": %" PRId64 ", \"last_try\": %" PRId64
+		    ", \"http_status\": %ld, \"scraped\": %" PRIu32 ", \"fetches\": %" PRIu64
+		    ", \"fetch_errors\": %" PRIu64 ", \"invalid_sample\": [",
+		    src->last_read, src->last_try, src->http_status, src->scraped,
+		    src->fetches_total, src->errors_total);
 	for (int i = 0; i < SNAP_SAMPLE_INVALID; i++) {
 		if (!src->invalid_sample[i])
 			continue;
@@ -243,6 +270,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_adds(out, "},\n  \"health\": ");
 	sbuf_add_json_str(out, st->health);
 	sbuf_adds(out, ",\n");
+	stat_judges(s, out);
 	stat_sources(s, out);
 	sbuf_adds(out, "}\n");
 }
@@ -334,6 +362,27 @@ static void metrics_engine(const struct snap_stats *st, struct sbuf *out)
 	       "Checks requeued because our own side failed.", st->local_requeues_total);
 	scalar(out, "proxyfs_check_retries_total", "counter", "Checks retried after a failure.",
 	       st->retries_total);
+	scalar(out, "proxyfs_checks_paused", "gauge",
+	       "1 while checking waits for a judge to answer.", st->paused);
+	scalar(out, "proxyfs_checks_held_total", "counter",
+	       "Failed checks not applied while the judges were in doubt.", st->held_total);
+}
+
+static void metrics_judges(const struct snapshot *s, struct sbuf *out)
+{
+	family(out, "proxyfs_judge_up", "gauge", "1 when the judge answered its last direct probe.");
+	for (uint32_t i = 0; i < s->njudges; i++)
+		labelled(out, "proxyfs_judge_up", "judge", s->judges[i].url, s->judges[i].healthy);
+	family(out, "proxyfs_judge_checks_total", "counter", "Checks sent through the judge.");
+	for (uint32_t i = 0; i < s->njudges; i++)
+		labelled(out, "proxyfs_judge_checks_total", "judge", s->judges[i].url,
+			 s->judges[i].checks);
+	family(out, "proxyfs_judge_last_probe_timestamp_seconds", "gauge",
+	       "Unix time of the judge's last direct probe, 0 if never.");
+	for (uint32_t i = 0; i < s->njudges; i++)
+		labelled(out, "proxyfs_judge_last_probe_timestamp_seconds", "judge",
+			 s->judges[i].url,
+			 s->judges[i].last_probe > 0 ? (uint64_t)s->judges[i].last_probe : 0);
 }
 
 static void metrics_life(const struct snap_stats *st, struct sbuf *out)
@@ -359,7 +408,10 @@ static void metrics_life(const struct snap_stats *st, struct sbuf *out)
 static void metrics_per_source(const struct snapshot *s, struct sbuf *out, const char *name,
 			       const char *help, uint64_t (*field)(const struct snap_source *))
 {
-	family(out, name, "gauge", help);
+	size_t n = strlen(name);
+
+	family(out, name, n > 6 && strcmp(name + n - 6, "_total") == 0 ? "counter" : "gauge",
+	       help);
 	for (uint32_t i = 0; i < s->nsources; i++)
 		labelled(out, name, "source", s->sources[i].name, field(&s->sources[i]));
 }
@@ -389,8 +441,29 @@ static uint64_t src_last_read(const struct snap_source *src)
 	return src->last_read > 0 ? (uint64_t)src->last_read : 0;
 }
 
+static uint64_t src_fetches(const struct snap_source *src)
+{
+	return src->fetches_total;
+}
+
+static uint64_t src_errors(const struct snap_source *src)
+{
+	return src->errors_total;
+}
+
+static uint64_t src_status(const struct snap_source *src)
+{
+	return src->http_status > 0 ? (uint64_t)src->http_status : 0;
+}
+
 static void metrics_sources(const struct snapshot *s, struct sbuf *out)
 {
+	metrics_per_source(s, out, "proxyfs_source_fetches_total", "Downloads of the source.",
+			   src_fetches);
+	metrics_per_source(s, out, "proxyfs_source_errors_total",
+			   "Failed reads or downloads of the source.", src_errors);
+	metrics_per_source(s, out, "proxyfs_source_http_status",
+			   "HTTP status of the source's last download, 0 for files.", src_status);
 	metrics_per_source(s, out, "proxyfs_source_proxies",
 			   "Valid distinct proxy lines in the source's last read.", src_proxies);
 	metrics_per_source(s, out, "proxyfs_source_invalid_lines",
@@ -413,6 +486,7 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	metrics_scan(st, out);
 	metrics_engine(st, out);
 	metrics_life(st, out);
+	metrics_judges(s, out);
 	metrics_sources(s, out);
 }
 

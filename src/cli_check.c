@@ -18,6 +18,7 @@
 #include "check.h"
 #include "config.h"
 #include "engine.h"
+#include "fetch.h"
 #include "log.h"
 #include "sbuf.h"
 
@@ -35,11 +36,13 @@ static void check_usage(FILE *out)
 	fprintf(out,
 		"usage: proxyfs check [-c FILE] [--judge URL] [--expect TEXT] [--concurrency N]\n"
 		"                     [--timeout MS] [--connect-timeout MS] [--retries N]\n"
-		"                     [--protocol P] [--json] [FILE ...]\n"
+		"                     [--protocol P] [--ca-file PEM] [--no-probe] [--json]\n"
+		"                     [FILE|URL ...]\n"
 		"\n"
-		"Checks every proxy of the lists once (stdin when no FILE, or FILE -) and prints\n"
-		"the live ones on stdout, fastest found first as they come in. Settings come\n"
-		"from the [check] section of -c FILE, overridden by the flags.\n");
+		"Checks every proxy of the lists once (files, http(s) URLs, or stdin when none\n"
+		"or -) and prints the live ones on stdout as they are found. Settings come from\n"
+		"the [check] section of -c FILE, overridden by the flags. The judges are probed\n"
+		"directly first; --no-probe skips that (for judges only the proxies reach).\n");
 }
 
 static int parse_num(const char *opt, const char *v, int lo, int hi, int *out)
@@ -134,7 +137,18 @@ static void summary(const struct engine_progress *p, bool tty)
 static int parse_check_args(int argc, char **argv, struct cfg *c, struct check_run *run,
 			    int *first_file)
 {
-	enum { O_JUDGE = 256, O_EXPECT, O_CONC, O_TIMEOUT, O_CTIMEOUT, O_RETRIES, O_PROTO, O_JSON };
+	enum {
+		O_JUDGE = 256,
+		O_EXPECT,
+		O_CONC,
+		O_TIMEOUT,
+		O_CTIMEOUT,
+		O_RETRIES,
+		O_PROTO,
+		O_JSON,
+		O_CA,
+		O_NOPROBE,
+	};
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "judge", required_argument, NULL, O_JUDGE },
@@ -145,6 +159,8 @@ static int parse_check_args(int argc, char **argv, struct cfg *c, struct check_r
 		{ "retries", required_argument, NULL, O_RETRIES },
 		{ "protocol", required_argument, NULL, O_PROTO },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "ca-file", required_argument, NULL, O_CA },
+		{ "no-probe", no_argument, NULL, O_NOPROBE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -208,6 +224,12 @@ static int parse_check_args(int argc, char **argv, struct cfg *c, struct check_r
 		case O_JSON:
 			run->json = true;
 			break;
+		case O_CA:
+			rc = set_str(&c->ca_file, optarg);
+			break;
+		case O_NOPROBE:
+			c->probe_judges = 0;
+			break;
 		}
 	}
 	if (rc == 0 && cfg_validate(c, err, sizeof(err)) < 0) {
@@ -235,8 +257,9 @@ static int add_lists(struct cfg *c, int argc, char **argv, int first, enum proxy
 		return cfg_add_list(c, "stdin", "/dev/stdin", proto);
 	for (int i = first; i < argc; i++) {
 		const char *path = strcmp(argv[i], "-") == 0 ? "/dev/stdin" : argv[i];
+		bool remote = !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
 
-		if (access(path, R_OK) < 0) {
+		if (!remote && access(path, R_OK) < 0) {
 			fprintf(stderr, "proxyfs check: %s: %s\n", argv[i], strerror(errno));
 			return -errno;
 		}
@@ -282,6 +305,7 @@ int check_main(int argc, char **argv)
 	status = 0;
 out:
 	engine_free(e);
+	fetch_global_cleanup();
 	sbuf_free(&run.line);
 	cfg_free(&c);
 	return status;

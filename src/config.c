@@ -40,7 +40,8 @@ enum cfg_key_type {
 	KEY_PATH,
 	KEY_URL,
 	KEY_LOG_LEVEL,
-	KEY_PROTO
+	KEY_PROTO,
+	KEY_BOOL, /* yes/no, true/false, on/off, 1/0; stored as int */
 };
 
 /* One settable key. off is into struct cfg, or into struct cfg_source for
@@ -64,6 +65,7 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_CHECK, "max_fails", KEY_INT, offsetof(struct cfg, max_fails), 1, 1000000},
     {SECT_CHECK, "dead_ttl_s", KEY_INT, offsetof(struct cfg, dead_ttl_s), 0, 315360000},
     {SECT_CHECK, "judge_probe_s", KEY_INT, offsetof(struct cfg, judge_probe_s), 1, 86400},
+    {SECT_CHECK, "probe_judges", KEY_BOOL, offsetof(struct cfg, probe_judges), 0, 1},
     {SECT_CHECK, "expect", KEY_STR, offsetof(struct cfg, expect), 0, 0},
     {SECT_CHECK, "timeout_ms", KEY_INT, offsetof(struct cfg, timeout_ms), 100, 600000},
     {SECT_CHECK, "connect_timeout_ms", KEY_INT, offsetof(struct cfg, connect_timeout_ms), 50,
@@ -362,6 +364,19 @@ static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, c
 		parse_fail(p, k->name, "'%.*s' is not one of error, warn, info, debug", VALUE_SHOWN,
 			   v);
 		return -EINVAL;
+	case KEY_BOOL:
+		if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") ||
+		    !strcmp(v, "1")) {
+			*(int *)field = 1;
+			return 0;
+		}
+		if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") ||
+		    !strcmp(v, "0")) {
+			*(int *)field = 0;
+			return 0;
+		}
+		parse_fail(p, k->name, "'%.*s' is not yes or no", VALUE_SHOWN, v);
+		return -EINVAL;
 	case KEY_PROTO:
 		proto = proxy_proto_from_name(v);
 		if (proto >= 0) {
@@ -636,6 +651,7 @@ void cfg_init(struct cfg *c)
 	c->max_fails = 5;
 	c->dead_ttl_s = 86400;
 	c->judge_probe_s = 60;
+	c->probe_judges = 1;
 	c->judges = calloc(1, sizeof(*c->judges));
 	if (c->judges) {
 		c->judges[0] = strdup(CFG_DEFAULT_JUDGE);
@@ -672,13 +688,15 @@ int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_p
 	c->sources = list;
 	s = &list[c->nsources];
 	memset(s, 0, sizeof(*s));
+	bool remote = has_prefix_nocase(path, "http://") || has_prefix_nocase(path, "https://");
+
 	s->name = strdup(name);
 	s->url = strdup(path);
-	s->path = strdup(path);
+	s->path = remote ? NULL : strdup(path);
 	s->proto = proto;
 	s->interval_s = c->interval_s;
 	c->nsources++;
-	if (!s->name || !s->url || !s->path)
+	if (!s->name || !s->url || (!remote && !s->path))
 		return -ENOMEM;
 	return 0;
 }

@@ -49,6 +49,7 @@ struct cfg {
 	int max_fails;          /* dropped after this many failures in a row ... default 5 */
 	int dead_ttl_s;         /* ... once dead for longer than this; default 86400 */
 	int judge_probe_s;      /* judges are probed directly this often; default 60 */
+	int probe_judges;       /* 0: trust the judges without probing them; default 1 */
 
 	struct cfg_source *sources;
 	size_t nsources;
@@ -71,7 +72,8 @@ int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen);
 int cfg_add_judge(struct cfg *c, const char *url);
 
 /* Appends a source reading the local list at path (as given, relative to
- * the current directory), for proxyfs check. 0 or -ENOMEM. */
+ * the current directory) or downloading an http(s) URL, for proxyfs check.
+ * 0 or -ENOMEM. */
 int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto);
 
 /* Checks the cross-field rules (judge URL parses, timeouts positive, ...)

@@ -8,6 +8,7 @@
  */
 #include "engine.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -20,6 +21,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fetch.h"
+#include "judge_answer.h"
+#include "judges.h"
 #include "log.h"
 #include "pool.h"
 #include "schedule.h"
@@ -32,6 +36,7 @@
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
 #define DISPATCH_BATCH 512  /* checks started per loop turn */
+#define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt */
 #define CONTROL_SOURCE "@control"
 
 /* A FUSE thread waiting for a rescan to be published. */
@@ -42,7 +47,14 @@ struct waiter {
 	int rc;
 };
 
-enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE };
+enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE, CMD_FETCHED, CMD_PROBED, CMD_RELOAD };
+
+/* A judge set replaced by a reload; checks started under it may still point
+ * into it, so it is kept until the engine ends. */
+struct retired {
+	struct retired *next;
+	struct judge_set *judges;
+};
 
 struct cmd {
 	struct cmd *next;
@@ -50,6 +62,17 @@ struct cmd {
 	struct waiter *waiter;   /* CMD_RESCAN with wait */
 	struct proxy_addr *list; /* CMD_ADD / CMD_REMOVE, owned */
 	size_t n;
+	struct fetch_result *res; /* CMD_FETCHED / CMD_PROBED, owned */
+	size_t idx;               /* the source or judge it is for */
+	uint64_t gen;             /* the config generation it was asked under */
+};
+
+/* What a download in flight is for; freed by its callback. */
+struct fetch_ctx {
+	struct engine *e;
+	enum cmd_kind kind;
+	size_t idx;
+	uint64_t gen;
 };
 
 /* A FIFO of entries, growable ring. */
@@ -61,10 +84,17 @@ struct queue {
 
 struct engine {
 	const struct cfg *cfg;
+	struct cfg *cfg_owned;   /* cfg when a reload made it (else the caller owns cfg) */
+	uint64_t cfg_gen;        /* bumped when the config is replaced */
+	struct retired *retired;
 	struct store *store;
 	struct pool *pool;
-	struct chk_judge judge;
+	struct judge_set *judges;   /* heap: checks in flight point into it */
+	struct fetcher *fetcher; /* downloads: remote sources, judge probes */
 	struct chk_opts opts;
+	bool paused;             /* no judge answers: checking waits */
+	uint32_t alive_fail_run; /* live proxies failed in a row, no success between */
+	uint64_t held_total;     /* results not applied while the judges were in doubt */
 
 	pthread_t thread;
 	bool running;
@@ -113,6 +143,7 @@ struct engine {
 	const struct engine_once_ops *once;
 	void *once_arg;
 	uint32_t scan_alive;
+	int once_rc;             /* why a one-shot run stopped early, 0 if it did not */
 
 	/* Publishing. */
 	bool dirty;
@@ -120,6 +151,13 @@ struct engine {
 	uint64_t generation;
 	int64_t started;
 };
+
+static void dispatch(struct engine *e);
+static int cmd_send(struct engine *e, struct cmd *c);
+static bool all_probed(const struct judge_set *js);
+static uint32_t fd_room(void);
+static void wake(struct waiter *w, int rc);
+static int reload_config(struct engine *e);
 
 static uint64_t now_ms(void)
 {
@@ -230,9 +268,11 @@ static void sources_join(const struct engine *e, const struct pool_entry *pe, ch
 		buf[size - 1] = '\0';
 }
 
+static const char *exit_ip(const struct pool_entry *pe, char *buf, size_t size);
+
 static void store_entry(struct engine *e, const struct pool_entry *pe)
 {
-	char sources[1024];
+	char sources[1024], ip[INET6_ADDRSTRLEN];
 	struct store_rec r = {
 		.uri = pe->uri, .proto = pe->proto, .folders = pe->folders,
 		.state = pe->dropped ? STORE_DROPPED
@@ -240,7 +280,8 @@ static void store_entry(struct engine *e, const struct pool_entry *pe)
 			 : pe->state == POOL_DEAD ? STORE_DEAD : STORE_UNKNOWN,
 		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
 		.successes = pe->successes, .failures = pe->failures,
-		.fails_in_row = pe->fails_in_row, .sources = sources, .exit_ip = "",
+		.fails_in_row = pe->fails_in_row, .sources = sources,
+		.exit_ip = exit_ip(pe, ip, sizeof(ip)),
 		.anonymity = pe->anonymity,
 	};
 
@@ -255,7 +296,14 @@ static void store_entry(struct engine *e, const struct pool_entry *pe)
 static const char *health_text(const struct engine *e, const struct snap_stats *st,
 			       const struct store_status *ss, char *buf, size_t size)
 {
-	if (ss->error[0])
+	if (e->paused && e->judges->n && !all_probed(e->judges))
+		snprintf(buf, size, "degraded: waiting for the judges' first answer");
+	else if (e->paused && e->judges->n && !judges_any_healthy(e->judges))
+		snprintf(buf, size, "degraded: no judge reachable (%s: %s)", e->judges->v[0].url,
+			 e->judges->v[0].error);
+	else if (e->paused)
+		snprintf(buf, size, "degraded: results held while the judges are probed");
+	else if (ss->error[0])
 		snprintf(buf, size, "degraded: store: %s", ss->error);
 	else if (st->total == 0)
 		snprintf(buf, size, "degraded: no proxies (the sources list none)");
@@ -289,6 +337,8 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	for (int i = 0; i < CHK_RESULT_COUNT && i < SNAP_RESULT_CLASSES; i++)
 		st->checks_total[i] = e->checks_total[i];
 	st->local_requeues_total = e->local_requeues;
+	st->paused = e->paused;
+	st->held_total = e->held_total;
 	st->retries_total = e->retries_total;
 	st->snapshots_total = e->generation;
 	memset(ss, 0, sizeof(*ss));
@@ -299,11 +349,19 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	st->store_error = ss->error;
 }
 
+static const char *exit_ip(const struct pool_entry *pe, char *buf, size_t size)
+{
+	if (!pe->exit_family || !inet_ntop(pe->exit_family, pe->exit_addr, buf, (socklen_t)size))
+		return "";
+	return buf;
+}
+
 static int add_live(struct engine *e, struct snap_builder *b, const struct pool_entry *pe)
 {
-	char sources[1024];
+	char sources[1024], ip[INET6_ADDRSTRLEN];
 	struct snap_proxy p = {
-		.uri = pe->uri, .host = pe->host, .exit_ip = "", .sources = sources,
+		.uri = pe->uri, .host = pe->host, .exit_ip = exit_ip(pe, ip, sizeof(ip)),
+		.sources = sources,
 		.port = pe->port, .proto = pe->proto, .folders = pe->folders,
 		.anonymity = pe->anonymity, .latency_ms = pe->latency_ms,
 		.last_checked = pe->last_checked,
@@ -352,6 +410,15 @@ static void publish(struct engine *e)
 	}
 	for (size_t i = 0; i < e->cfg->nsources; i++)
 		src_snapshot(&e->sources[i], &e->cfg->sources[i], i < 64 ? alive_by_src[i] : 0, b);
+	for (size_t i = 0; i < e->judges->n; i++) {
+		const struct judge *j = &e->judges->v[i];
+		struct snap_judge sj = {
+			.url = j->url, .healthy = j->healthy, .last_probe = j->last_probe,
+			.error = j->error, .our_addr = j->our_addr, .checks = j->checks, .ok = j->ok,
+		};
+
+		snap_builder_add_judge(b, &sj);
+	}
 	fill_stats(e, &st, &ss);
 	st.health = health_text(e, &st, &ss, health, sizeof(health));
 	snap_builder_set_stats(b, &st);
@@ -393,21 +460,12 @@ static void clear_source_bit(struct engine *e, size_t src)
 		pe->sources &= ~(src < 64 ? 1ULL << src : 0);
 }
 
-/* Re-reads every source and drops the proxies no source nor control/add
- * lists any more. A source that cannot be read keeps what it listed. */
-static void read_sources(struct engine *e)
+/* Drops the proxies that no source nor control/add lists any more. */
+static void prune_unlisted(struct engine *e)
 {
 	struct pool_iter it;
 	struct pool_entry *pe = NULL;
 
-	for (size_t i = 0; i < e->cfg->nsources; i++) {
-		FILE *f = src_open(&e->sources[i], &e->cfg->sources[i]);
-
-		if (!f)
-			continue;
-		clear_source_bit(e, i);
-		src_read(&e->sources[i], &e->cfg->sources[i], f, i, source_line, e);
-	}
 	while ((pe = pool_next(e->pool, &it, pe))) {
 		if (pe->sources || pe->manual || pe->removed)
 			continue;
@@ -417,12 +475,209 @@ static void read_sources(struct engine *e)
 			store_delete(e->store, pe->uri);
 		entry_release(pe);
 	}
+}
+
+/* Queues the proxies never checked yet (just listed by a source), unless a
+ * scan is about to take them. */
+static void queue_unchecked(struct engine *e)
+{
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+
+	while ((pe = pool_next(e->pool, &it, pe))) {
+		if (pe->last_checked || pe->queued || pe->chk || pe->removed || pe->dropped)
+			continue;
+		pe->tries = 0;
+		if (!e->scan_running) {
+			queue_push(&e->recheck, pe, 0, false);
+			continue;
+		}
+		/* A running scan takes it in, so its end means this one too. */
+		pe->scan = (uint32_t)e->scan_gen;
+		if (queue_push(&e->ready, pe, 0, false) == 0)
+			e->scan_total++;
+	}
+}
+
+static void read_local(struct engine *e, size_t i)
+{
+	FILE *f = src_open(&e->sources[i], &e->cfg->sources[i]);
+
+	if (!f)
+		return;
+	clear_source_bit(e, i);
+	src_read(&e->sources[i], &e->cfg->sources[i], f, i, source_line, e);
+}
+
+static void fetch_done_cb(void *arg, struct fetch_result *res);
+
+static void fetch_remote(struct engine *e, size_t i)
+{
+	struct src_state *st = &e->sources[i];
+	struct fetch_ctx *ctx;
+	struct fetch_req req = {
+		.url = e->cfg->sources[i].url, .etag = st->etag,
+		.last_modified = st->last_modified, .ca_file = e->cfg->ca_file,
+	};
+
+	if (st->busy || !e->fetcher)
+		return;
+	ctx = malloc(sizeof(*ctx));
+	if (!ctx)
+		return;
+	*ctx = (struct fetch_ctx){ .e = e, .kind = CMD_FETCHED, .idx = i, .gen = e->cfg_gen };
+	st->busy = true;
+	st->last_try = wall_s();
+	if (fetcher_submit(e->fetcher, &req, fetch_done_cb, ctx) < 0) {
+		st->busy = false;
+		free(ctx);
+	}
+}
+
+/* Refreshes the sources that are due (all when force): local lists are
+ * read now, downloads are started and applied when they come back. */
+static void refresh_sources(struct engine *e, bool force)
+{
+	uint64_t t = now_ms();
+	bool read = false;
+
+	for (size_t i = 0; i < e->cfg->nsources; i++) {
+		struct src_state *st = &e->sources[i];
+
+		if (!force && t < st->next_ms)
+			continue;
+		st->next_ms = t + (uint64_t)e->cfg->sources[i].interval_s * 1000;
+		if (src_is_remote(&e->cfg->sources[i])) {
+			fetch_remote(e, i);
+		} else {
+			read_local(e, i);
+			read = true;
+		}
+	}
+	if (read) {
+		prune_unlisted(e);
+		e->dirty = true;
+	}
+}
+
+/* A download came back (engine thread): a new list replaces the source's
+ * old one; a failure or an unchanged list keeps it. */
+static void apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r)
+{
+	struct src_state *st;
+
+	if (gen != e->cfg_gen || i >= e->cfg->nsources)
+		return;
+	st = &e->sources[i];
+	st->busy = false;
+	st->fetches_total++;
+	st->http_status = r->http_status;
+	if (r->err) {
+		src_failed(st, r->error, r->http_status);
+		log_warn("source %s: %s", e->cfg->sources[i].name, r->error);
+	} else if (r->not_modified) {
+		st->error[0] = '\0';
+		st->last_read = wall_s();
+	} else {
+		clear_source_bit(e, i);
+		src_read_text(st, &e->cfg->sources[i], r->data, r->len, i, source_line, e);
+		prune_unlisted(e);
+		queue_unchecked(e);
+	}
+	if (!r->err) {
+		free(st->etag);
+		free(st->last_modified);
+		st->etag = r->etag;
+		st->last_modified = r->last_modified;
+		r->etag = r->last_modified = NULL;
+	}
 	e->dirty = true;
+	dispatch(e);
+}
+
+/* --- judges --- */
+
+static void probe_judges(struct engine *e, bool force)
+{
+	int64_t now = wall_s();
+
+	if (!e->fetcher)
+		return;
+	for (size_t i = 0; i < e->judges->n; i++) {
+		struct judge *j = &e->judges->v[i];
+		struct fetch_ctx *ctx;
+		struct fetch_req req;
+
+		if (j->probing || (!force && now < j->next_probe))
+			continue;
+		ctx = malloc(sizeof(*ctx));
+		if (!ctx)
+			return;
+		*ctx = (struct fetch_ctx){ .e = e, .kind = CMD_PROBED, .idx = i, .gen = e->cfg_gen };
+		judges_probe_req(j, e->cfg, &req);
+		j->probing = true;
+		if (fetcher_submit(e->fetcher, &req, fetch_done_cb, ctx) < 0) {
+			j->probing = false;
+			free(ctx);
+		}
+	}
+}
+
+static bool all_probed(const struct judge_set *js)
+{
+	for (size_t i = 0; i < js->n; i++)
+		if (!js->v[i].last_probe)
+			return false;
+	return true;
+}
+
+static void apply_probe(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r)
+{
+	if (gen != e->cfg_gen || i >= e->judges->n)
+		return;
+	if (judges_probe_done(e->judges, &e->judges->v[i], r, wall_s(), e->cfg->judge_probe_s))
+		e->dirty = true;
+	if (e->once && !judges_any_healthy(e->judges) && all_probed(e->judges)) {
+		log_err("no judge answers directly (%s: %s); nothing was checked",
+			e->judges->v[0].url, e->judges->v[0].error);
+		e->once_rc = -EHOSTUNREACH;
+		event_base_loopbreak(e->base);
+		return;
+	}
+	if (e->paused && judges_any_healthy(e->judges)) {
+		log_info("a judge answers: checking resumes");
+		e->paused = false;
+		e->alive_fail_run = 0;
+		e->dirty = true;
+	} else if (!e->paused && !judges_any_healthy(e->judges)) {
+		log_warn("no judge answers: checking pauses, proxies keep their state");
+		e->paused = true;
+		e->dirty = true;
+	}
+	dispatch(e);
+}
+
+/* On the fetcher's thread: hand the result to the engine's. */
+static void fetch_done_cb(void *arg, struct fetch_result *res)
+{
+	struct fetch_ctx *ctx = arg;
+	struct cmd *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		fetch_result_free(res);
+		free(ctx);
+		return;
+	}
+	c->kind = ctx->kind;
+	c->idx = ctx->idx;
+	c->gen = ctx->gen;
+	c->res = res;
+	cmd_send(ctx->e, c);
+	free(ctx);
 }
 
 /* --- scanning and checks --- */
 
-static void dispatch(struct engine *e);
 
 static void finish_waiters(struct engine *e, uint64_t gen, int rc)
 {
@@ -450,7 +705,7 @@ static void scan_start(struct engine *e)
 	struct pool_iter it;
 	struct pool_entry *pe = NULL;
 
-	read_sources(e);
+	refresh_sources(e, true);
 	e->scan_gen++;
 	e->scan_running = true;
 	e->rescan_pending = false;
@@ -473,9 +728,20 @@ static void scan_start(struct engine *e)
 	dispatch(e);
 }
 
+static bool sources_busy(const struct engine *e)
+{
+	for (size_t i = 0; i < e->cfg->nsources; i++)
+		if (e->sources[i].busy)
+			return true;
+	return false;
+}
+
+/* A one-shot run also waits for its downloads and for its judges. */
 static bool scan_busy(const struct engine *e)
 {
-	return e->ready.len || e->retry.len || e->urgent.len || e->in_flight;
+	if (e->ready.len || e->retry.len || e->urgent.len || e->in_flight)
+		return true;
+	return e->once && sources_busy(e);
 }
 
 static void scan_maybe_finish(struct engine *e)
@@ -622,12 +888,20 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		.remote_dns = pe->remote_dns, .user = pe->user, .pass = pe->pass,
 	};
 
+	struct judge *j;
+
 	if (!pe->have_addr)
 		return fail_unstarted(e, pe, CHK_REFUSED, EHOSTUNREACH);
+	j = e->paused ? NULL : judges_pick(e->judges);
+	if (!j) {
+		queue_push(&e->urgent, pe, 0, false);
+		return false; /* no judge answers: wait for one */
+	}
 	memcpy(&t.addr, &pe->addr, sizeof(pe->addr));
 	t.addrlen = pe->addr.sa.sa_family == AF_INET6 ? sizeof(pe->addr.in6)
 						       : sizeof(pe->addr.in);
-	pe->chk = chk_start(e->base, &t, &e->judge, &e->opts, check_done, pe);
+	pe->judge = (uint8_t)(j - e->judges->v);
+	pe->chk = chk_start(e->base, &t, &j->chk, &e->opts, check_done, pe);
 	if (!pe->chk) {
 		int err = errno;
 
@@ -647,15 +921,64 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 
 static struct engine *the_engine; /* for check_done: one engine per process */
 
+/* What the judge's echo says about a live proxy's anonymity and exit. */
+static void learn_anonymity(struct engine *e, struct pool_entry *pe, const struct chk_outcome *o)
+{
+	struct ja_result r;
+
+	pe->exit_family = 0;
+	pe->anonymity = SNAP_ANON_UNKNOWN;
+	if (!o->body || ja_parse(o->body, o->body_len, e->judges->our, e->judges->nour, &r) < 0)
+		return;
+	pe->anonymity = (uint8_t)r.anon;
+	if (inet_pton(AF_INET, r.exit_ip, pe->exit_addr) == 1)
+		pe->exit_family = AF_INET;
+	else if (inet_pton(AF_INET6, r.exit_ip, pe->exit_addr) == 1)
+		pe->exit_family = AF_INET6;
+}
+
+/* A failure may be the judges' or our network's, not the proxy's: while no
+ * judge answers, or when many live proxies fail in a row, the result is
+ * held (the proxy keeps its state and is checked again) and the judges are
+ * probed at once. */
+static bool hold_failure(struct engine *e, struct pool_entry *pe)
+{
+	if (e->once)
+		return false;
+	if (!e->paused && pe->state == POOL_ALIVE && ++e->alive_fail_run >= HOLD_AFTER_FAILS) {
+		log_warn("%u live proxies failed in a row: holding results, probing the judges",
+			 e->alive_fail_run);
+		e->paused = true;
+		e->alive_fail_run = 0;
+		probe_judges(e, true);
+	}
+	if (!e->paused)
+		return false;
+	e->held_total++;
+	pe->tries = 0;
+	queue_push(&e->urgent, pe, 0, false);
+	return true;
+}
+
 static void check_done(void *arg, const struct chk_outcome *o)
 {
 	struct engine *e = the_engine;
 	struct pool_entry *pe = arg;
+	struct judge *j = &e->judges->v[pe->judge];
 
 	pe->chk = NULL;
 	e->in_flight--;
 	if (pe->unlinked || pe->removed) {
 		entry_release(pe);
+		goto out;
+	}
+	if (o->result != CHK_LOCAL_ERR)
+		j->checks++;
+	if (o->result == CHK_OK) {
+		j->ok++;
+		e->alive_fail_run = 0;
+		learn_anonymity(e, pe, o);
+	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
 		goto out;
 	}
 	if (o->result == CHK_LOCAL_ERR) {
@@ -752,6 +1075,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	recover_limit(e);
 	take_due(e);
+	probe_judges(e, false);
+	if (!e->once)
+		refresh_sources(e, false);
 	if (!e->once && !e->scan_running && (e->rescan_pending || t >= e->next_scan_ms))
 		scan_start(e);
 	dispatch(e);
@@ -765,6 +1091,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 static void cmd_free(struct cmd *c)
 {
 	free(c->list);
+	if (c->res)
+		fetch_result_free(c->res);
 	free(c);
 }
 
@@ -881,6 +1209,16 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		case CMD_REMOVE:
 			do_remove(e, c->list, c->n);
 			break;
+		case CMD_FETCHED:
+			apply_fetched(e, c->idx, c->gen, c->res);
+			break;
+		case CMD_PROBED:
+			apply_probe(e, c->idx, c->gen, c->res);
+			break;
+		case CMD_RELOAD:
+			wake(c->waiter, reload_config(e));
+			c->waiter = NULL;
+			break;
 		}
 		cmd_free(c);
 	}
@@ -942,6 +1280,27 @@ static int send_list(struct engine *e, enum cmd_kind kind, const struct proxy_ad
 	return cmd_send(e, c);
 }
 
+int engine_reload(struct engine *e)
+{
+	struct cmd *c = calloc(1, sizeof(*c));
+	struct waiter w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->kind = CMD_RELOAD;
+	c->waiter = &w;
+	rc = cmd_send(e, c);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	rc = w.rc;
+	pthread_mutex_unlock(&w.lock);
+	return rc;
+}
+
 int engine_add(struct engine *e, const struct proxy_addr *list, size_t n)
 {
 	return send_list(e, CMD_ADD, list, n);
@@ -960,6 +1319,163 @@ void engine_signal_reload(struct engine *e)
 	(void)n; /* a full pipe already holds a request */
 }
 
+static void wake(struct waiter *w, int rc)
+{
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	w->rc = rc;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Carries each source's state over to the new config by name (a changed
+ * url starts afresh), and renumbers the pool's source bits to match. */
+static struct src_state *carry_sources(struct engine *e, const struct cfg *nc)
+{
+	struct src_state *ns = calloc(nc->nsources ? nc->nsources : 1, sizeof(*ns));
+	int map[64];
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+
+	if (!ns)
+		return NULL;
+	for (size_t o = 0; o < 64; o++)
+		map[o] = -1;
+	for (size_t i = 0; i < nc->nsources; i++) {
+		for (size_t o = 0; o < e->cfg->nsources; o++) {
+			if (strcmp(nc->sources[i].name, e->cfg->sources[o].name) != 0)
+				continue;
+			if (o < 64 && i < 64)
+				map[o] = (int)i;
+			if (strcmp(nc->sources[i].url, e->cfg->sources[o].url) == 0 &&
+			    nc->sources[i].interval_s == e->cfg->sources[o].interval_s) {
+				ns[i] = e->sources[o];
+				memset(&e->sources[o], 0, sizeof(e->sources[o]));
+				ns[i].busy = false; /* its answer is for the old config */
+			}
+		}
+	}
+	while ((pe = pool_next(e->pool, &it, pe))) {
+		uint64_t bits = 0;
+
+		for (size_t o = 0; o < 64; o++)
+			if ((pe->sources >> o & 1) && map[o] >= 0)
+				bits |= 1ULL << map[o];
+		pe->sources = bits;
+	}
+	return ns;
+}
+
+static bool same_judges(const struct cfg *a, const struct cfg *b)
+{
+	if (a->njudges != b->njudges || strcmp(a->expect, b->expect) != 0 ||
+	    (a->ca_file == NULL) != (b->ca_file == NULL) ||
+	    (a->ca_file && strcmp(a->ca_file, b->ca_file) != 0) ||
+	    a->probe_judges != b->probe_judges)
+		return false;
+	for (size_t i = 0; i < a->njudges; i++)
+		if (strcmp(a->judges[i], b->judges[i]) != 0)
+			return false;
+	return true;
+}
+
+/* Puts a new judge set in place; the old one is retired, not freed. */
+static int swap_judges(struct engine *e, const struct cfg *nc, char *err, size_t errlen)
+{
+	struct judge_set *js = calloc(1, sizeof(*js));
+	struct retired *r = calloc(1, sizeof(*r));
+	int rc = -ENOMEM;
+
+	if (!js || !r)
+		goto out_free;
+	rc = judges_init(js, nc, nc->probe_judges, err, errlen);
+	if (rc < 0)
+		goto out_free;
+	r->judges = e->judges;
+	r->next = e->retired;
+	e->retired = r;
+	e->judges = js;
+	e->paused = nc->probe_judges;
+	return 0;
+out_free:
+	free(js);
+	free(r);
+	return rc;
+}
+
+static void apply_limits(struct engine *e, const struct cfg *c)
+{
+	uint32_t room = fd_room();
+
+	e->opts.connect_timeout_ms = c->connect_timeout_ms;
+	e->opts.timeout_ms = c->timeout_ms;
+	e->limit_max = (uint32_t)c->concurrency < room ? (uint32_t)c->concurrency : room;
+	if (e->limit > e->limit_max || e->limit == 0)
+		e->limit = e->limit_max;
+	log_set_level(c->log_level);
+}
+
+/* Re-reads the config file; a file that does not parse (or whose judges do
+ * not resolve) is refused and the running config stays. 0 or -EINVAL. */
+static int reload_config(struct engine *e)
+{
+	struct cfg *nc = calloc(1, sizeof(*nc));
+	struct src_state *ns;
+	char err[512];
+	int rc = -ENOMEM;
+
+	if (!nc)
+		return rc;
+	cfg_init(nc);
+	if (!e->cfg->file) {
+		rc = 0; /* no file: nothing to re-read but the sources */
+		goto out_rescan;
+	}
+	rc = cfg_load(e->cfg->file, nc, err, sizeof(err));
+	if (rc == 0)
+		rc = cfg_validate(nc, err, sizeof(err));
+	if (rc == 0 && !same_judges(e->cfg, nc))
+		rc = swap_judges(e, nc, err, sizeof(err));
+	if (rc < 0) {
+		log_err("reload refused, the running config stays: %s", err);
+		rc = -EINVAL;
+		goto out_free;
+	}
+	ns = carry_sources(e, nc);
+	if (!ns) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (size_t i = 0; i < e->cfg->nsources; i++)
+		src_state_clear(&e->sources[i]);
+	free(e->sources);
+	e->sources = ns;
+	apply_limits(e, nc);
+	if (e->cfg_owned) {
+		cfg_free(e->cfg_owned);
+		free(e->cfg_owned);
+	}
+	e->cfg = e->cfg_owned = nc;
+	e->cfg_gen++;
+	prune_unlisted(e);
+	probe_judges(e, true);
+	log_info("config %s reloaded: %zu sources, %zu judges", nc->file, nc->nsources,
+		 nc->njudges);
+	nc = NULL;
+out_rescan:
+	if (e->scan_running)
+		e->rescan_pending = true;
+	else
+		scan_start(e);
+	publish(e); /* the new tree (sources, judges) shows at once */
+out_free:
+	if (nc) {
+		cfg_free(nc);
+		free(nc);
+	}
+	return rc;
+}
+
 static void sig_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct engine *e = arg;
@@ -967,11 +1483,8 @@ static void sig_cb(evutil_socket_t fd, short what, void *arg)
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
-	log_info("SIGHUP: re-reading the sources and rescanning");
-	if (e->scan_running)
-		e->rescan_pending = true;
-	else
-		scan_start(e);
+	log_info("SIGHUP: re-reading the config and the sources");
+	reload_config(e);
 }
 
 /* --- life cycle --- */
@@ -1002,6 +1515,10 @@ static void load_rec(void *arg, const struct store_rec *r)
 	if (pe->dropped)
 		pe->state = POOL_DEAD;
 	pe->anonymity = (uint8_t)r->anonymity;
+	if (r->exit_ip && inet_pton(AF_INET, r->exit_ip, pe->exit_addr) == 1)
+		pe->exit_family = AF_INET;
+	else if (r->exit_ip && inet_pton(AF_INET6, r->exit_ip, pe->exit_addr) == 1)
+		pe->exit_family = AF_INET6;
 	pe->manual = false;
 	for (const char *p = r->sources; p && *p;) {
 		size_t n = strcspn(p, ",");
@@ -1096,11 +1613,15 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 		log_err("libevent: no thread support");
 		goto out_free;
 	}
-	rc = chk_judge_init(&e->judge, cfg->judge, cfg->expect, err, sizeof(err));
+	e->judges = calloc(1, sizeof(*e->judges));
+	if (!e->judges)
+		goto out_free;
+	rc = judges_init(e->judges, cfg, cfg->probe_judges, err, sizeof(err));
 	if (rc < 0) {
-		log_err("judge %s: %s", cfg->judge, err);
+		log_err("judge: %s", err);
 		goto out_free;
 	}
+	e->paused = cfg->probe_judges; /* until a judge has answered */
 	e->opts.connect_timeout_ms = cfg->connect_timeout_ms;
 	e->opts.timeout_ms = cfg->timeout_ms;
 	e->pool = pool_new();
@@ -1165,6 +1686,12 @@ int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *a
 		return -EINVAL;
 	e->once = ops;
 	e->once_arg = arg;
+	e->fetcher = fetcher_new();
+	if (!e->fetcher) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	probe_judges(e, true);
 	if (ops->progress && ops->progress_ms > 0) {
 		struct timeval tv = { ops->progress_ms / 1000, (ops->progress_ms % 1000) * 1000 };
 
@@ -1178,6 +1705,8 @@ int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *a
 	scan_maybe_finish(e);
 	if (e->scan_running && event_base_dispatch(e->base) < 0)
 		rc = -EIO;
+	if (e->once_rc)
+		rc = e->once_rc;
 	progress_fill(e, out);
 out:
 	if (prog)
@@ -1199,9 +1728,14 @@ int engine_start(struct engine *e)
 {
 	int rc;
 
-	/* The daemon may have forked since engine_new: renew the backend. */
+	/* The daemon may have forked since engine_new: renew the backend,
+	 * and start the fetcher's thread only now. */
 	if (event_reinit(e->base) < 0)
 		return -EIO;
+	e->fetcher = fetcher_new();
+	if (!e->fetcher)
+		return -ENOMEM;
+	probe_judges(e, true);
 	rc = pthread_create(&e->thread, NULL, engine_main, e);
 
 	if (rc)
@@ -1253,6 +1787,7 @@ void engine_free(struct engine *e)
 	if (!e)
 		return;
 	engine_stop(e);
+	fetcher_free(e->fetcher); /* its last callbacks find the engine stopping */
 	if (e->pool) {
 		while ((pe = pool_next(e->pool, &it, pe))) {
 			if (pe->chk)
@@ -1285,7 +1820,21 @@ void engine_free(struct engine *e)
 		close(e->sig_pipe[0]);
 	if (e->sig_pipe[1] >= 0)
 		close(e->sig_pipe[1]);
-	chk_judge_free(&e->judge);
+	if (e->judges)
+		judges_free(e->judges);
+	free(e->judges);
+	while (e->retired) {
+		struct retired *r = e->retired;
+
+		e->retired = r->next;
+		judges_free(r->judges);
+		free(r->judges);
+		free(r);
+	}
+	if (e->cfg_owned) {
+		cfg_free(e->cfg_owned);
+		free(e->cfg_owned);
+	}
 	pthread_mutex_destroy(&e->cmd_lock);
 	if (the_engine == e)
 		the_engine = NULL;

@@ -68,6 +68,11 @@ int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *a
  * if the engine is stopping). */
 int engine_rescan(struct engine *e, bool wait);
 
+/* Re-reads the config file: sources, judges and check settings change
+ * without a remount, then a rescan starts. Returns when applied: 0, or
+ * -EINVAL when the file does not parse (logged; the running config stays). */
+int engine_reload(struct engine *e);
+
 /* Adds proxies (already validated) to the pool, lifts any removal of them,
  * and checks them at once. Takes the array by copy. 0 or -errno. */
 int engine_add(struct engine *e, const struct proxy_addr *list, size_t n);

@@ -20,8 +20,10 @@
 
 #include "check.h"
 #include "cli_check.h"
+#include "cli_judge.h"
 #include "config.h"
 #include "engine.h"
+#include "fetch.h"
 #include "fs.h"
 #include "log.h"
 #include "snapshot.h"
@@ -46,6 +48,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] MOUNTPOINT\n"
 		"       proxyfs check [--judge URL] [--expect TEXT] [--concurrency N] [FILE ...]\n"
+		"       proxyfs judge --listen ADDR:PORT\n"
 		"       proxyfs --help | --version\n"
 		"\n"
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
@@ -139,7 +142,11 @@ static int load_config(const struct options *o, struct cfg *c)
 	if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
 		path = DEFAULT_CONFIG;
 	if (path) {
-		rc = cfg_load(path, c, err, sizeof(err));
+		/* Absolute, so SIGHUP finds it again after the daemon moved to /. */
+		char *abs = realpath(path, NULL);
+
+		rc = cfg_load(abs ? abs : path, c, err, sizeof(err));
+		free(abs);
 		if (rc < 0) {
 			fprintf(stderr, "proxyfs: %s\n", err);
 			return rc;
@@ -319,6 +326,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return check_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "judge") == 0)
+		return judge_main(argc - 1, argv + 1);
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0) {
 		free(o.fuse_opts);
@@ -332,6 +341,7 @@ int main(int argc, char **argv)
 	log_set_level(c.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	rc = run(&o, &c);
+	fetch_global_cleanup();
 	cfg_free(&c);
 	free(o.fuse_opts);
 	return rc;

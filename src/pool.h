@@ -46,6 +46,7 @@ struct pool_entry {
 	uint8_t folders;           /* bit (1 << enum proxy_proto) per folder when alive */
 	uint8_t tries;             /* attempts in the current check round */
 	uint8_t anonymity;         /* enum snap_anon */
+	uint8_t judge;             /* the judge of the check in flight (index) */
 	bool tunnel, remote_dns, have_addr;
 	bool manual;               /* added through control/add */
 	bool removed;              /* kept out by control/remove: never checked or shown */

@@ -87,6 +87,8 @@ struct snap_builder {
 	uint32_t nlive, cap;
 	struct snap_source *sources;
 	uint32_t nsources, srccap;
+	struct snap_judge *judges;
+	uint32_t njudges, judgecap;
 	struct snap_stats stats;
 	bool failed; /* an allocation failed; finish returns NULL */
 };
@@ -114,6 +116,7 @@ void snap_builder_free(struct snap_builder *b)
 	arena_free(b->arena);
 	free(b->live);
 	free(b->sources);
+	free(b->judges);
 	free(b);
 }
 
@@ -184,6 +187,26 @@ out_nomem:
 	return -ENOMEM;
 }
 
+int snap_builder_add_judge(struct snap_builder *b, const struct snap_judge *j)
+{
+	struct snap_judge *d;
+
+	if (!grow((void **)&b->judges, &b->judgecap, b->njudges + 1, sizeof(*b->judges)))
+		goto out_nomem;
+	d = &b->judges[b->njudges];
+	*d = *j;
+	d->url = arena_strdup(b->arena, j->url);
+	d->error = arena_strdup(b->arena, j->error);
+	d->our_addr = arena_strdup(b->arena, j->our_addr);
+	if (!d->url || !d->error || !d->our_addr)
+		goto out_nomem;
+	b->njudges++;
+	return 0;
+out_nomem:
+	b->failed = true;
+	return -ENOMEM;
+}
+
 void snap_builder_set_stats(struct snap_builder *b, const struct snap_stats *st)
 {
 	b->stats = *st;
@@ -215,25 +238,62 @@ static void *arena_copy(struct arena *a, const void *src, size_t n)
 	return p;
 }
 
+/* True if the comma-joined list names name. */
+static bool csv_has(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	while (*list) {
+		size_t len = strcspn(list, ",");
+
+		if (len == n && strncmp(list, name, n) == 0)
+			return true;
+		list += len + (list[len] == ',');
+	}
+	return false;
+}
+
+static bool in_view(const struct snapshot *s, const struct snap_proxy *p, uint32_t v)
+{
+	if (v < PROXY_PROTO_COUNT)
+		return (p->folders >> v) & 1;
+	if (v == SNAP_VIEW_ELITE)
+		return p->anonymity == SNAP_ANON_ELITE;
+	if (v == SNAP_VIEW_ANONYMOUS)
+		return p->anonymity == SNAP_ANON_ANONYMOUS;
+	if (v == SNAP_VIEW_TRANSPARENT)
+		return p->anonymity == SNAP_ANON_TRANSPARENT;
+	return csv_has(p->sources, s->sources[v - SNAP_VIEW_SOURCES].name);
+}
+
 static int build_folders(struct snapshot *s, struct arena *a)
 {
-	for (int f = 0; f < PROXY_PROTO_COUNT; f++) {
-		uint32_t n = 0, *idx;
+	uint32_t nviews = SNAP_VIEW_SOURCES + s->nsources;
+	const uint32_t **views = arena_alloc(a, nviews * sizeof(*views));
+	uint32_t *counts = arena_alloc(a, nviews * sizeof(*counts));
+
+	if (!views || !counts)
+		return -ENOMEM;
+	for (uint32_t v = 0; v < nviews; v++) {
+		uint32_t n = 0, *idx = NULL;
 
 		for (uint32_t i = 0; i < s->nlive; i++)
-			n += (s->live[i].folders >> f) & 1;
-		if (n == 0)
-			continue;
-		idx = arena_alloc(a, (size_t)n * sizeof(*idx));
-		if (!idx)
-			return -ENOMEM;
-		n = 0;
-		for (uint32_t i = 0; i < s->nlive; i++)
-			if ((s->live[i].folders >> f) & 1)
-				idx[n++] = i;
-		s->by_folder[f] = idx;
-		s->nby_folder[f] = n;
+			n += in_view(s, &s->live[i], v);
+		if (n) {
+			idx = arena_alloc(a, (size_t)n * sizeof(*idx));
+			if (!idx)
+				return -ENOMEM;
+			n = 0;
+			for (uint32_t i = 0; i < s->nlive; i++)
+				if (in_view(s, &s->live[i], v))
+					idx[n++] = i;
+		}
+		views[v] = idx;
+		counts[v] = n;
 	}
+	s->by_folder = views;
+	s->nby_folder = counts;
+	s->nviews = nviews;
 	return 0;
 }
 
@@ -250,8 +310,11 @@ struct snapshot *snap_builder_finish(struct snap_builder *b)
 		qsort(b->live, b->nlive, sizeof(*b->live), by_latency);
 	s->live = arena_copy(b->arena, b->live, (size_t)b->nlive * sizeof(*b->live));
 	s->sources = arena_copy(b->arena, b->sources, (size_t)b->nsources * sizeof(*b->sources));
-	if ((b->nlive && !s->live) || (b->nsources && !s->sources))
+	s->judges = arena_copy(b->arena, b->judges, (size_t)b->njudges * sizeof(*b->judges));
+	if ((b->nlive && !s->live) || (b->nsources && !s->sources) ||
+	    (b->njudges && !s->judges))
 		goto out_free_snap;
+	s->njudges = b->njudges;
 	s->nlive = b->nlive;
 	s->nsources = b->nsources;
 	if (build_folders(s, b->arena) < 0)

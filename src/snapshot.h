@@ -21,6 +21,16 @@
 
 enum snap_anon { SNAP_ANON_UNKNOWN, SNAP_ANON_TRANSPARENT, SNAP_ANON_ANONYMOUS, SNAP_ANON_ELITE };
 
+/* The subsets of live proxies a snapshot indexes (by_folder): one per
+ * protocol folder (the enum proxy_proto values), one per anonymity class,
+ * then one per source, in the order the sources were added. */
+enum snap_view {
+	SNAP_VIEW_ELITE = PROXY_PROTO_COUNT,
+	SNAP_VIEW_ANONYMOUS,
+	SNAP_VIEW_TRANSPARENT,
+	SNAP_VIEW_SOURCES, /* the first source's view */
+};
+
 /* One live proxy. Strings point into the snapshot's own arena. */
 struct snap_proxy {
 	const char *uri;     /* canonical URI, no newline */
@@ -44,8 +54,21 @@ struct snap_source {
 	uint32_t invalid;  /* lines that did not parse */
 	uint32_t alive;
 	const char *error; /* "" when the last read was fine */
-	int64_t last_read; /* unix seconds, 0 = never */
+	int64_t last_read; /* unix seconds of the last good read, 0 = never */
+	int64_t last_try;  /* unix seconds of the last attempt, 0 = never */
+	long http_status;  /* of the last download, 0 for files */
+	uint32_t scraped;  /* proxies picked out of lines that were not proxy lines */
+	uint64_t fetches_total, errors_total;
 	const char *invalid_sample[SNAP_SAMPLE_INVALID]; /* first bad lines, NULL-padded */
+};
+
+struct snap_judge {
+	const char *url;
+	bool healthy;
+	int64_t last_probe;   /* unix seconds, 0 = not yet */
+	const char *error;    /* why it is set aside, "" when healthy */
+	const char *our_addr; /* the address it sees for us, "" if unknown */
+	uint64_t checks, ok;  /* checks through it, and how many found the proxy alive */
 };
 
 /* Engine figures at the time of the snapshot. Indexes are enum chk_result. */
@@ -73,6 +96,8 @@ struct snap_stats {
 	uint32_t in_flight_max;
 	uint64_t checks_total[SNAP_RESULT_CLASSES];
 	uint64_t local_requeues_total; /* checks put back because our side failed */
+	bool paused;               /* no judge answers: checking waits */
+	uint64_t held_total;       /* failures not applied while the judges were in doubt */
 	uint64_t retries_total;
 
 	uint64_t store_writes_total;
@@ -91,12 +116,16 @@ struct snapshot {
 
 	const struct snap_proxy *live; /* alive proxies, fastest first */
 	uint32_t nlive;
-	/* Indexes into live[] of the proxies in each folder, same order. */
-	const uint32_t *by_folder[PROXY_PROTO_COUNT];
-	uint32_t nby_folder[PROXY_PROTO_COUNT];
+	/* Indexes into live[] of the proxies in each view (enum snap_view),
+	 * same order; nviews = SNAP_VIEW_SOURCES + nsources. */
+	const uint32_t *const *by_folder;
+	const uint32_t *nby_folder;
+	uint32_t nviews;
 
 	const struct snap_source *sources;
 	uint32_t nsources;
+	const struct snap_judge *judges;
+	uint32_t njudges;
 
 	/* Lazily rendered files; cache_lock guards cache[] and ready[]. */
 	pthread_mutex_t cache_lock;
@@ -135,6 +164,7 @@ struct snap_builder *snap_builder_new(void);
 /* Copies the proxy's strings; p's own pointers need not outlive the call. */
 int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p);
 int snap_builder_add_source(struct snap_builder *b, const struct snap_source *src);
+int snap_builder_add_judge(struct snap_builder *b, const struct snap_judge *j);
 /* Copies stats (and its strings). */
 void snap_builder_set_stats(struct snap_builder *b, const struct snap_stats *st);
 /* Sorts by latency, builds the folder indexes, and returns the finished

@@ -4,24 +4,30 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
+#include "scrape.h"
 
 #define SAMPLE_MAX 120 /* bytes of a bad line kept as a sample */
+
+bool src_is_remote(const struct cfg_source *cs)
+{
+	return !cs->path;
+}
 
 FILE *src_open(struct src_state *st, const struct cfg_source *cs)
 {
 	FILE *f;
 
-	if (!cs->path) {
-		snprintf(st->error, sizeof(st->error), "%s: only local files are read so far",
-			 cs->url);
-		return NULL;
-	}
+	st->last_try = (int64_t)time(NULL);
 	f = fopen(cs->path, "re");
 	if (!f) {
-		snprintf(st->error, sizeof(st->error), "%s: %s", cs->path, strerror(errno));
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s: %s", cs->path, strerror(errno));
+		src_failed(st, why, 0);
 		log_warn("source %s: %s", cs->name, st->error);
 	}
 	return f;
@@ -48,6 +54,68 @@ static void sample_bad(struct src_state *st, const char *line, size_t len)
 	}
 }
 
+/* What the scraper hands back goes to the caller's fn. */
+struct scrape_ctx {
+	struct src_state *st;
+	size_t idx;
+	src_line_fn fn;
+	void *arg;
+	uint32_t found;
+};
+
+static int scraped_cb(void *arg, const struct proxy_addr *a)
+{
+	struct scrape_ctx *sc = arg;
+
+	sc->found++;
+	if (sc->fn(sc->arg, sc->idx, a) == 0)
+		sc->st->proxies++;
+	return 0;
+}
+
+static void read_line(struct src_state *st, const struct cfg_source *cs, const char *line,
+		      size_t len, size_t idx, src_line_fn fn, void *arg)
+{
+	struct scrape_ctx sc = { .st = st, .idx = idx, .fn = fn, .arg = arg };
+	struct proxy_addr a;
+
+	switch (proxy_parse_line(line, len, cs->proto, &a)) {
+	case PROXY_LINE_OK:
+		if (fn(arg, idx, &a) == 0)
+			st->proxies++;
+		return;
+	case PROXY_LINE_SKIP:
+		return;
+	case PROXY_LINE_BAD:
+		scrape_text(line, len, cs->proto, scraped_cb, &sc);
+		if (sc.found) {
+			st->scraped += sc.found;
+			return;
+		}
+		/* Markup and prose without a proxy are not errors of the
+		 * list, but they are counted so a broken source shows. */
+		st->invalid++;
+		sample_bad(st, line, len);
+		return;
+	}
+}
+
+static void read_begin(struct src_state *st)
+{
+	for (int i = 0; i < SNAP_SAMPLE_INVALID; i++) {
+		free(st->sample[i]);
+		st->sample[i] = NULL;
+	}
+	st->proxies = st->invalid = st->scraped = 0;
+	st->error[0] = '\0';
+}
+
+static void read_end(struct src_state *st)
+{
+	st->last_read = (int64_t)time(NULL);
+	st->error[0] = '\0';
+}
+
 void src_read(struct src_state *st, const struct cfg_source *cs, FILE *f, size_t idx,
 	      src_line_fn fn, void *arg)
 {
@@ -55,29 +123,38 @@ void src_read(struct src_state *st, const struct cfg_source *cs, FILE *f, size_t
 	size_t cap = 0;
 	ssize_t len;
 
-	src_state_clear(st);
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		struct proxy_addr a;
-
-		switch (proxy_parse_line(line, (size_t)len, cs->proto, &a)) {
-		case PROXY_LINE_OK:
-			if (fn(arg, idx, &a) == 0)
-				st->proxies++;
-			break;
-		case PROXY_LINE_SKIP:
-			break;
-		case PROXY_LINE_BAD:
-			st->invalid++;
-			sample_bad(st, line, (size_t)len);
-			break;
-		}
-	}
+	read_begin(st);
+	while ((len = getline(&line, &cap, f)) >= 0)
+		read_line(st, cs, line, (size_t)len, idx, fn, arg);
 	if (ferror(f))
-		snprintf(st->error, sizeof(st->error), "%s: read error", cs->path);
+		src_failed(st, "read error", 0);
 	else
-		st->last_read = (int64_t)time(NULL);
+		read_end(st);
 	free(line);
 	fclose(f);
+}
+
+void src_read_text(struct src_state *st, const struct cfg_source *cs, const char *text,
+		   size_t len, size_t idx, src_line_fn fn, void *arg)
+{
+	const char *p = text, *end = text + len;
+
+	read_begin(st);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+		read_line(st, cs, p, n, idx, fn, arg);
+		p += n;
+	}
+	read_end(st);
+}
+
+void src_failed(struct src_state *st, const char *why, long http_status)
+{
+	snprintf(st->error, sizeof(st->error), "%s", why);
+	st->http_status = http_status;
+	st->errors_total++;
 }
 
 void src_snapshot(const struct src_state *st, const struct cfg_source *cs, uint32_t alive,
@@ -86,7 +163,9 @@ void src_snapshot(const struct src_state *st, const struct cfg_source *cs, uint3
 	struct snap_source s = {
 		.name = cs->name, .url = cs->url, .proxies = st->proxies,
 		.invalid = st->invalid, .alive = alive, .error = st->error,
-		.last_read = st->last_read,
+		.last_read = st->last_read, .http_status = st->http_status,
+		.last_try = st->last_try, .scraped = st->scraped,
+		.fetches_total = st->fetches_total, .errors_total = st->errors_total,
 	};
 
 	for (int i = 0; i < SNAP_SAMPLE_INVALID; i++)
@@ -96,11 +175,9 @@ void src_snapshot(const struct src_state *st, const struct cfg_source *cs, uint3
 
 void src_state_clear(struct src_state *st)
 {
-	for (int i = 0; i < SNAP_SAMPLE_INVALID; i++) {
+	for (int i = 0; i < SNAP_SAMPLE_INVALID; i++)
 		free(st->sample[i]);
-		st->sample[i] = NULL;
-	}
-	st->proxies = 0;
-	st->invalid = 0;
-	st->error[0] = '\0';
+	free(st->etag);
+	free(st->last_modified);
+	memset(st, 0, sizeof(*st));
 }

@@ -4,9 +4,12 @@
  * playing a proxy from a script (expect these exact bytes, send those, hold,
  * close), optionally cutting its output short after n bytes or sending one
  * byte per loop turn. The scripted proxy answers as if it had fetched the
- * judge, so no real judge is needed. Every case also checks that done ran
- * exactly once, never inside chk_start, and that no descriptor was left
- * open. Also covers judge URL parsing, chk_cancel and fd exhaustion.
+ * judge, so no real judge is needed; for an https judge it turns, once the
+ * tunnel is open, into the judge's TLS server (OpenSSL on memory BIOs, with
+ * a CA and certificates made at start), so cuts and dribbling apply to TLS
+ * records too. Every case also checks that done ran exactly once, never
+ * inside chk_start, and that no descriptor was left open. Also covers
+ * judge URL parsing, body capture, chk_cancel and fd exhaustion.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -21,6 +24,11 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "check.h"
 #include "testutil.h"
@@ -48,7 +56,10 @@
 
 /* ---- the scripted peer ---- */
 
-enum step_kind { S_END, S_EXPECT, S_SEND, S_HOLD };
+/* S_TLS: from here on the peer is the judge's TLS server (data: its
+ * SSL_CTX), and EXPECT and SEND are plaintext through it. S_CLOSE_NOTIFY
+ * sends TLS's close_notify. */
+enum step_kind { S_END, S_EXPECT, S_SEND, S_HOLD, S_TLS, S_CLOSE_NOTIFY };
 
 struct step {
 	enum step_kind kind;
@@ -64,6 +75,8 @@ struct step {
 #define SEND_S(s) STEP(S_SEND, (s), sizeof(s) - 1)
 #define END STEP(S_END, NULL, 0)
 #define HOLD STEP(S_HOLD, NULL, 0)
+#define TLS_AS(ctx) STEP(S_TLS, (ctx), 0)
+#define CLOSE_NOTIFY STEP(S_CLOSE_NOTIFY, NULL, 0)
 
 #define CONN_MAX 8
 
@@ -72,8 +85,10 @@ struct conn {
 	struct event *ev;   /* readable */
 	struct event *drip; /* the next byte, when dribbling */
 	size_t step;
-	size_t off; /* bytes of the current S_SEND already sent */
-	uint8_t in[4096];
+	SSL *ssl;    /* after S_TLS: a server on memory BIOs; the socket stays ours */
+	uint8_t *out; /* bytes queued for the socket (TLS records after S_TLS) */
+	size_t out_len, out_off, out_cap;
+	uint8_t in[4096]; /* received (decrypted after S_TLS), not yet expected */
 	size_t in_len;
 };
 
@@ -97,7 +112,9 @@ static void conn_close(struct conn *k)
 	}
 	event_free(k->ev);
 	event_free(k->drip);
+	SSL_free(k->ssl);
 	close(k->fd);
+	free(k->out);
 	free(k);
 }
 
@@ -124,8 +141,6 @@ static void print_escaped(const char *what, const uint8_t *p, size_t n)
 /* Returns false once the connection is closed. */
 static bool conn_expect(struct conn *k, const struct step *st)
 {
-	if (k->in_len < st->len)
-		return true; /* wait for more */
 	if (memcmp(k->in, st->data, st->len) != 0) {
 		CHECK(!"the check sent what the script did not expect");
 		print_escaped("expected", st->data, st->len);
@@ -139,37 +154,107 @@ static bool conn_expect(struct conn *k, const struct step *st)
 	return true;
 }
 
-/* Returns false when it must wait (or closed). */
-static bool conn_send(struct conn *k, const struct step *st)
+static void conn_queue(struct conn *k, const void *p, size_t n)
 {
-	size_t n = st->len - k->off;
-	ssize_t w;
+	if (k->out_len + n > k->out_cap) {
+		k->out_cap = (k->out_len + n) * 2;
+		k->out = realloc(k->out, k->out_cap);
+		if (!k->out)
+			abort();
+	}
+	memcpy(k->out + k->out_len, p, n);
+	k->out_len += n;
+}
 
-	if (sent_total >= send_limit) {
-		conn_close(k);
-		return false;
-	}
-	if (n > send_limit - sent_total)
-		n = send_limit - sent_total;
-	if (dribble)
-		n = 1;
-	w = send(k->fd, (const uint8_t *)st->data + k->off, n, MSG_NOSIGNAL);
-	if (w < 0) {
-		conn_close(k);
-		return false;
-	}
-	k->off += (size_t)w;
-	sent_total += (size_t)w;
-	if (k->off == st->len) {
-		k->step++;
-		k->off = 0;
-	}
-	if (dribble) {
-		struct timeval tv = {0, 0};
+/* Moves what the TLS server wrote into the socket's queue. */
+static void conn_tls_out(struct conn *k)
+{
+	BIO *w = SSL_get_wbio(k->ssl);
+	char buf[4096];
+	int n;
 
-		evtimer_add(k->drip, &tv);
-		return false;
+	while ((n = BIO_read(w, buf, sizeof(buf))) > 0)
+		conn_queue(k, buf, (size_t)n);
+}
+
+/* Runs the TLS server over what arrived: the handshake, then plaintext
+ * into k->in. Its failures are the check's to report, not the peer's. */
+static void conn_tls_pump(struct conn *k)
+{
+	ERR_clear_error();
+	if (!SSL_is_init_finished(k->ssl))
+		SSL_do_handshake(k->ssl);
+	while (SSL_is_init_finished(k->ssl) && k->in_len < sizeof(k->in)) {
+		size_t n;
+
+		if (SSL_read_ex(k->ssl, k->in + k->in_len, sizeof(k->in) - k->in_len, &n) != 1)
+			break;
+		k->in_len += n;
 	}
+	ERR_clear_error();
+	conn_tls_out(k);
+}
+
+static void conn_tls_start(struct conn *k, SSL_CTX *ctx)
+{
+	k->ssl = SSL_new(ctx);
+	if (!k->ssl)
+		abort();
+	SSL_set_bio(k->ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(k->ssl);
+	if (k->in_len > 0) {
+		BIO_write(SSL_get_rbio(k->ssl), k->in, (int)k->in_len);
+		k->in_len = 0;
+		conn_tls_pump(k);
+	}
+}
+
+/* Plaintext to send: as is, or as TLS records. */
+static void conn_send(struct conn *k, const struct step *st)
+{
+	if (!k->ssl) {
+		conn_queue(k, st->data, st->len);
+		return;
+	}
+	ERR_clear_error();
+	if (st->kind == S_CLOSE_NOTIFY)
+		SSL_shutdown(k->ssl);
+	else if (SSL_write(k->ssl, st->data, (int)st->len) != (int)st->len)
+		CHECK(!"the TLS server could not write");
+	conn_tls_out(k);
+}
+
+/* Sends the queue within the cut and the dribble; returns false when it
+ * must wait (or closed). */
+static bool conn_flush(struct conn *k)
+{
+	while (k->out_off < k->out_len) {
+		size_t n = k->out_len - k->out_off;
+		ssize_t w;
+
+		if (sent_total >= send_limit) {
+			conn_close(k);
+			return false;
+		}
+		if (n > send_limit - sent_total)
+			n = send_limit - sent_total;
+		if (dribble)
+			n = 1;
+		w = send(k->fd, k->out + k->out_off, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			conn_close(k);
+			return false;
+		}
+		k->out_off += (size_t)w;
+		sent_total += (size_t)w;
+		if (dribble) {
+			struct timeval tv = {0, 0};
+
+			evtimer_add(k->drip, &tv);
+			return false;
+		}
+	}
+	k->out_off = k->out_len = 0;
 	return true;
 }
 
@@ -177,17 +262,24 @@ static bool conn_send(struct conn *k, const struct step *st)
 static void conn_run(struct conn *k)
 {
 	for (;;) {
-		const struct step *st = &script[k->step];
-		bool go_on;
+		const struct step *st;
 
+		if (!conn_flush(k))
+			return;
+		st = &script[k->step];
 		switch (st->kind) {
 		case S_EXPECT:
-			if (k->in_len < st->len)
+			if (k->in_len < st->len || !conn_expect(k, st))
 				return;
-			go_on = conn_expect(k, st);
 			break;
 		case S_SEND:
-			go_on = conn_send(k, st);
+		case S_CLOSE_NOTIFY:
+			conn_send(k, st);
+			k->step++;
+			break;
+		case S_TLS:
+			k->step++;
+			conn_tls_start(k, (SSL_CTX *)st->data);
 			break;
 		case S_HOLD:
 			return;
@@ -195,8 +287,6 @@ static void conn_run(struct conn *k)
 			conn_close(k);
 			return;
 		}
-		if (!go_on)
-			return;
 	}
 }
 
@@ -208,7 +298,9 @@ static void conn_drip_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *k = arg;
-	ssize_t n = recv(fd, k->in + k->in_len, sizeof(k->in) - k->in_len, 0);
+	uint8_t buf[sizeof(k->in)];
+	size_t room = k->ssl ? sizeof(buf) : sizeof(k->in) - k->in_len;
+	ssize_t n = recv(fd, buf, room, 0);
 
 	if (n < 0 && errno == EAGAIN)
 		return;
@@ -216,7 +308,13 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(k);
 		return;
 	}
-	k->in_len += (size_t)n;
+	if (k->ssl) {
+		BIO_write(SSL_get_rbio(k->ssl), buf, (int)n);
+		conn_tls_pump(k);
+	} else {
+		memcpy(k->in + k->in_len, buf, (size_t)n);
+		k->in_len += (size_t)n;
+	}
 	conn_run(k);
 }
 
@@ -255,12 +353,29 @@ struct result {
 	struct chk_outcome out;
 };
 
+/* The judge the checks use; the body of the last outcome, copied in done
+ * (out.body is valid only there). */
+static const struct chk_judge *cur_judge = &judge;
+static char last_body[CHK_BODY_MAX + 1];
+static size_t last_body_len;
+static bool last_body_set;
+
 static void done_cb(void *arg, const struct chk_outcome *o)
 {
 	struct result *r = arg;
 
 	r->calls++;
 	r->out = *o;
+	r->out.body = NULL;
+	last_body_set = o->body != NULL;
+	last_body_len = o->body_len;
+	if (o->body) {
+		CHECK(o->body_len > 0 && o->body_len <= CHK_BODY_MAX);
+		CHECK(o->body[o->body_len] == '\0');
+		memcpy(last_body, o->body, o->body_len < CHK_BODY_MAX ? o->body_len : CHK_BODY_MAX);
+	} else {
+		CHECK_INT(o->body_len, 0);
+	}
 	event_base_loopbreak(base);
 }
 
@@ -307,7 +422,7 @@ static struct chk_outcome play(const struct chk_target *t, const struct chk_opts
 	send_limit = limit;
 	sent_total = 0;
 	dribble = drip;
-	c = chk_start(base, t, &judge, o ? o : &default_opts, done_cb, &r);
+	c = chk_start(base, t, cur_judge, o ? o : &default_opts, done_cb, &r);
 	CHECK(c != NULL);
 	if (!c) {
 		r.out.result = CHK_RESULT_COUNT;
@@ -341,26 +456,16 @@ static void expect_outcome(int line, const struct chk_target *t, const struct st
 
 #define EXPECT_OUTCOME(t, s, want, status) expect_outcome(__LINE__, t, s, want, status)
 
-/* Bytes the peer sends in a whole run of the script. */
-static size_t script_output(const struct step *s)
-{
-	size_t n = 0;
-
-	for (; s->kind != S_END; s++) {
-		if (s->kind == S_SEND)
-			n += s->len;
-	}
-	return n;
-}
-
 /* The good script is OK whole and when dribbled; cut short after any
- * number of bytes it is never OK and never crashes or hangs. */
+ * number of bytes (counted on the wire, TLS records included) it is never
+ * OK and never crashes or hangs. */
 static void expect_cuts(int line, const struct chk_target *t, const struct step *s)
 {
-	size_t total = script_output(s);
 	struct chk_outcome out;
+	size_t total;
 
 	out = play(t, NULL, s, SIZE_MAX, false);
+	total = sent_total;
 	CHECK_INT(out.result, CHK_OK);
 	out = play(t, NULL, s, SIZE_MAX, true);
 	CHECK_INT(out.result, CHK_OK);
@@ -371,6 +476,141 @@ static void expect_cuts(int line, const struct chk_target *t, const struct step 
 				total);
 		CHECK(out.result != CHK_OK);
 	}
+}
+
+/* ---- TLS: a test CA, certificates and server contexts made here ---- */
+
+#define TLS_URL "https://127.0.0.1:8443/judge?q=1"
+#define TLS_NAME_URL "https://localhost:8443/judge?q=1"
+#define REQ_TLS "GET /judge?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n" UA
+#define REQ_TLS_NAME "GET /judge?q=1 HTTP/1.1\r\nHost: localhost:8443\r\n" UA
+#define CONNECT_TLS_REQ "CONNECT 127.0.0.1:8443 HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n\r\n"
+/* SOCKS5: no auth, then CONNECT to 127.0.0.1:8443 */
+#define S5_TO_TLS_JUDGE                                                                            \
+	EXPECT_B(5, 1, 0), SEND_B(5, 0), EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x20, 0xfb),           \
+	    SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39)
+
+static struct chk_judge tls_judge;    /* TLS_URL, trusting the test CA */
+static struct chk_judge name_judge;   /* TLS_NAME_URL, trusting the test CA */
+static struct chk_judge distrustful;  /* TLS_URL, the default trust store only */
+static SSL_CTX *srv_good;	      /* localhost and 127.0.0.1, from the test CA */
+static SSL_CTX *srv_wrong_name;       /* wrong.example and 127.0.0.2, from the test CA */
+static SSL_CTX *srv_stranger;	      /* localhost and 127.0.0.1, from another CA */
+static SSL_CTX *srv_expired;	      /* like srv_good, expired yesterday */
+static char ca_path[] = "/tmp/proxyfs-test-ca-XXXXXX";
+
+static void tls_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
+{
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, v3, nid, value);
+
+	if (!e || !X509_add_ext(x, e, -1))
+		abort();
+	X509_EXTENSION_free(e);
+}
+
+/* A certificate for key, signed by issuer (NULL: self-signed CA), valid
+ * from `from` to `to` seconds from now. Ed25519 keys give signatures of
+ * one length, so every handshake is as long as the last. */
+static X509 *tls_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+		      const char *san, long from, long to)
+{
+	static long serial = 1;
+	X509 *x = X509_new();
+	X509_NAME *name;
+	X509V3_CTX v3;
+
+	if (!x)
+		abort();
+	X509_set_version(x, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+	X509_gmtime_adj(X509_getm_notBefore(x), from);
+	X509_gmtime_adj(X509_getm_notAfter(x), to);
+	X509_set_pubkey(x, key);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+	X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
+	if (issuer) {
+		tls_ext(x, &v3, NID_basic_constraints, "CA:FALSE");
+		tls_ext(x, &v3, NID_subject_alt_name, san);
+	} else {
+		tls_ext(x, &v3, NID_basic_constraints, "critical,CA:TRUE");
+		tls_ext(x, &v3, NID_key_usage, "critical,keyCertSign,cRLSign");
+	}
+	if (!X509_sign(x, issuer_key ? issuer_key : key, NULL))
+		abort();
+	return x;
+}
+
+static EVP_PKEY *tls_key(void)
+{
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+
+	if (!k)
+		abort();
+	return k;
+}
+
+/* A server context with a new leaf for san, signed by ca. */
+static SSL_CTX *tls_server(X509 *ca, EVP_PKEY *ca_key, const char *san, long to)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	EVP_PKEY *key = tls_key();
+	X509 *leaf = tls_cert(key, "judge", ca, ca_key, san, -86400 * 2, to);
+
+	if (!ctx || !SSL_CTX_use_certificate(ctx, leaf) || !SSL_CTX_use_PrivateKey(ctx, key))
+		abort();
+	SSL_CTX_set_num_tickets(ctx, 0);
+	X509_free(leaf);
+	EVP_PKEY_free(key);
+	return ctx;
+}
+
+static void tls_judge_init(struct chk_judge *j, const char *url, const char *ca)
+{
+	char err[256];
+
+	if (chk_judge_init(j, url, EXPECT, err, sizeof(err)) ||
+	    chk_judge_set_ca(j, ca, err, sizeof(err))) {
+		fprintf(stderr, "TLS judge %s: %s\n", url, err);
+		abort();
+	}
+}
+
+static void tls_setup(void)
+{
+	EVP_PKEY *ca_key = tls_key(), *other_key = tls_key();
+	X509 *ca = tls_cert(ca_key, "proxyfs test CA", NULL, NULL, NULL, -86400 * 2, 86400);
+	X509 *other = tls_cert(other_key, "another CA", NULL, NULL, NULL, -86400 * 2, 86400);
+	const char *good = "DNS:localhost,IP:127.0.0.1";
+	int fd = mkstemp(ca_path);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	if (!f || !PEM_write_X509(f, ca) || fclose(f))
+		abort();
+	srv_good = tls_server(ca, ca_key, good, 86400);
+	srv_wrong_name = tls_server(ca, ca_key, "DNS:wrong.example,IP:127.0.0.2", 86400);
+	srv_stranger = tls_server(other, other_key, good, 86400);
+	srv_expired = tls_server(ca, ca_key, good, -86400);
+	tls_judge_init(&tls_judge, TLS_URL, ca_path);
+	tls_judge_init(&name_judge, TLS_NAME_URL, ca_path);
+	tls_judge_init(&distrustful, TLS_URL, NULL);
+	X509_free(ca);
+	X509_free(other);
+	EVP_PKEY_free(ca_key);
+	EVP_PKEY_free(other_key);
+}
+
+static void tls_teardown(void)
+{
+	chk_judge_free(&tls_judge);
+	chk_judge_free(&name_judge);
+	chk_judge_free(&distrustful);
+	SSL_CTX_free(srv_good);
+	SSL_CTX_free(srv_wrong_name);
+	SSL_CTX_free(srv_stranger);
+	SSL_CTX_free(srv_expired);
+	unlink(ca_path);
 }
 
 /* ---- the cases ---- */
@@ -703,12 +943,193 @@ static void test_local_error(void)
 	CHECK_INT(r.calls, 0);
 }
 
+/* An https judge through every kind of proxy; TLS failures of every kind
+ * are CHK_TLS_ERR and never OK. */
+static void test_tls(void)
+{
+	struct chk_target t5 = target(PROXY_SOCKS5, NULL, NULL);
+	struct chk_target th = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target t4 = target(PROXY_SOCKS4, NULL, NULL);
+	struct chk_opts quick = {.connect_timeout_ms = 200, .timeout_ms = 300};
+	struct step good[] = {S5_TO_TLS_JUDGE,	 TLS_AS(srv_good), EXPECT_S(REQ_TLS),
+			      SEND_S(ANSWER),	 END};
+	struct step chunked[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS),
+				 SEND_S(ANSWER_CHUNKED), HOLD};
+	struct step by_name[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS_NAME),
+				 SEND_S(ANSWER), END};
+	/* HTTP proxies tunnel even when not asked to */
+	struct step connect[] = {EXPECT_S(CONNECT_TLS_REQ), SEND_S(CONNECT_OK), TLS_AS(srv_good),
+				 EXPECT_S(REQ_TLS), SEND_S(ANSWER), END};
+	struct step socks4[] = {EXPECT_B(4, 1, 0x20, 0xfb, 127, 0, 0, 1, 0),
+				SEND_B(0, 90, 0, 0, 0, 0, 0, 0), TLS_AS(srv_good), EXPECT_S(REQ_TLS),
+				SEND_S(ANSWER), END};
+	struct step to_eof[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS),
+				SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT), CLOSE_NOTIFY, END};
+	/* the body ends with a bare close: a cut the proxy could have made */
+	struct step cut_eof[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS),
+				 SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT), END};
+	struct step wrong_name[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_wrong_name), HOLD};
+	struct step stranger[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_stranger), HOLD};
+	struct step expired[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_expired), HOLD};
+	struct step garbage[] = {S5_TO_TLS_JUDGE, EXPECT_B(0x16, 3, 1),
+				 SEND_S("HTTP/1.1 400 Bad Request\r\n\r\n"), HOLD};
+	struct step half_hello[] = {S5_TO_TLS_JUDGE, EXPECT_B(0x16, 3, 1),
+				    SEND_B(0x16, 3, 3, 0, 0x7a, 2, 0, 0), END};
+	struct step closed[] = {S5_TO_TLS_JUDGE, EXPECT_B(0x16, 3, 1), END};
+	struct step silent[] = {S5_TO_TLS_JUDGE, EXPECT_B(0x16, 3, 1), HOLD};
+	/* bytes after the SOCKS reply, before our ClientHello */
+	struct step eager[] = {EXPECT_B(5, 1, 0), SEND_B(5, 0),
+			       EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x20, 0xfb),
+			       SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39, 0x16, 3, 3, 0, 2, 2, 0),
+			       HOLD};
+	struct step connect_eager[] = {EXPECT_S(CONNECT_TLS_REQ), SEND_S(CONNECT_OK ANSWER), HOLD};
+	struct chk_outcome out;
+
+	cur_judge = &tls_judge;
+	out = play(&t5, NULL, good, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_OK);
+	CHECK_INT(out.status, 200);
+	CHECK(out.latency_ms < 1000);
+	EXPECT_OUTCOME(&t5, chunked, CHK_OK, 200);
+	EXPECT_OUTCOME(&th, connect, CHK_OK, 200);
+	EXPECT_OUTCOME(&t4, socks4, CHK_OK, 200);
+	EXPECT_OUTCOME(&t5, to_eof, CHK_OK, 200);
+	EXPECT_OUTCOME(&t5, cut_eof, CHK_TLS_ERR, 0);
+	EXPECT_OUTCOME(&t5, wrong_name, CHK_TLS_ERR, 0);
+	EXPECT_OUTCOME(&t5, stranger, CHK_TLS_ERR, 0);
+	EXPECT_OUTCOME(&t5, expired, CHK_TLS_ERR, 0);
+	EXPECT_OUTCOME(&t5, garbage, CHK_TLS_ERR, 0);
+	EXPECT_OUTCOME(&t5, half_hello, CHK_TLS_ERR, 0);
+	out = play(&t5, NULL, closed, SIZE_MAX, false);
+	CHECK(out.result == CHK_TLS_ERR || out.result == CHK_RESET);
+	EXPECT_OUTCOME(&t5, eager, CHK_TLS_ERR, 0);
+	EXPECT_OUTCOME(&th, connect_eager, CHK_TLS_ERR, 0);
+	out = play(&t5, &quick, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_TIMEOUT);
+	expect_cuts(__LINE__, &t5, good);
+
+	cur_judge = &name_judge;
+	EXPECT_OUTCOME(&t5, by_name, CHK_OK, 200);
+	EXPECT_OUTCOME(&t5, wrong_name, CHK_TLS_ERR, 0);
+	EXPECT_OUTCOME(&t5, stranger, CHK_TLS_ERR, 0);
+
+	cur_judge = &distrustful;
+	EXPECT_OUTCOME(&t5, good, CHK_TLS_ERR, 0);
+	cur_judge = &judge;
+}
+
+static void expect_body(int line, const struct chk_target *t, const struct step *s, bool drip,
+			const char *want, size_t want_len)
+{
+	struct chk_outcome out = play(t, NULL, s, SIZE_MAX, drip);
+
+	CHECK_INT(out.result, CHK_OK);
+	CHECK(last_body_set);
+	CHECK_INT(last_body_len, want_len);
+	if (!last_body_set || last_body_len != want_len ||
+	    memcmp(last_body, want, want_len) != 0) {
+		fprintf(stderr, "line %d: wrong body\n", line);
+		CHECK(!"the body handed to done is the answer's");
+	}
+}
+
+#define EXPECT_BODY(t, s, drip, want, len) expect_body(__LINE__, t, s, drip, want, len)
+
+static void expect_no_body(int line, const struct chk_target *t, const struct step *s,
+			   enum chk_result want)
+{
+	struct chk_outcome out = play(t, NULL, s, SIZE_MAX, false);
+
+	if (out.result != want || last_body_set)
+		fprintf(stderr, "line %d: %s, body %s\n", line, chk_result_name(out.result),
+			last_body_set ? "set" : "NULL");
+	CHECK_INT(out.result, want);
+	CHECK(!last_body_set);
+}
+
+#define EXPECT_NO_BODY(t, s, want) expect_no_body(__LINE__, t, s, want)
+
+#define BODY "<html>you are 127.0.0.1 " EXPECT "</html>"
+
+/* The judge's body is handed to done, de-chunked and cut at CHK_BODY_MAX,
+ * only when asked for and only for an ok answer. */
+static void test_body(void)
+{
+	enum { BIG = CHK_BODY_MAX + 3000 };
+	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target tc = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target t5 = target(PROXY_SOCKS5, NULL, NULL);
+	struct step good[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER), END};
+	struct step chunked[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER_CHUNKED), HOLD};
+	struct step to_eof[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT),
+				END};
+	struct step eager[] = {EXPECT_S(CONNECT_REQ "\r\n"), SEND_S(CONNECT_OK ANSWER),
+			       EXPECT_S(REQ_ORIGIN), HOLD};
+	struct step wrong[] = {EXPECT_S(REQ_ABSOLUTE),
+			       SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), END};
+	struct step missing[] = {EXPECT_S(REQ_ABSOLUTE),
+				 SEND_S("HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope"),
+				 HOLD};
+	struct step tls[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS), SEND_S(ANSWER),
+			     END};
+	struct step tls_chunked[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS),
+				     SEND_S(ANSWER_CHUNKED), HOLD};
+	char *big = malloc(BIG + 100), *big_chunked = malloc(BIG + 200), *body = malloc(BIG);
+	struct step large[] = {EXPECT_S(REQ_ABSOLUTE), STEP(S_SEND, big, 0), END};
+	struct step large_chunked[] = {EXPECT_S(REQ_ABSOLUTE), STEP(S_SEND, big_chunked, 0), HOLD};
+	int head;
+
+	/* a body longer than kept, expected text at its very end, in chunks
+	 * that straddle the limit */
+	for (int i = 0; i < BIG; i++)
+		body[i] = (char)('a' + i % 26);
+	memcpy(body + BIG - strlen(EXPECT), EXPECT, strlen(EXPECT));
+	head = sprintf(big, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG);
+	memcpy(big + head, body, BIG);
+	large[1].len = (size_t)head + BIG;
+	head = sprintf(big_chunked, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n",
+		       CHK_BODY_MAX - 10);
+	memcpy(big_chunked + head, body, CHK_BODY_MAX - 10);
+	head += CHK_BODY_MAX - 10;
+	head += sprintf(big_chunked + head, "\r\n%x\r\n", BIG - (CHK_BODY_MAX - 10));
+	memcpy(big_chunked + head, body + CHK_BODY_MAX - 10, BIG - (CHK_BODY_MAX - 10));
+	head += BIG - (CHK_BODY_MAX - 10);
+	head += sprintf(big_chunked + head, "\r\n0\r\n\r\n");
+	large_chunked[1].len = (size_t)head;
+
+	EXPECT_NO_BODY(&t, good, CHK_OK); /* not asked for */
+	judge.capture_body = true;
+	tls_judge.capture_body = true;
+	tc.tunnel = true;
+	EXPECT_BODY(&t, good, false, BODY, strlen(BODY));
+	EXPECT_BODY(&t, good, true, BODY, strlen(BODY));
+	EXPECT_BODY(&t, chunked, false, EXPECT, strlen(EXPECT));
+	EXPECT_BODY(&t, chunked, true, EXPECT, strlen(EXPECT));
+	EXPECT_BODY(&t, to_eof, false, EXPECT, strlen(EXPECT));
+	EXPECT_BODY(&tc, eager, false, BODY, strlen(BODY));
+	EXPECT_BODY(&t, large, false, body, CHK_BODY_MAX);
+	EXPECT_BODY(&t, large_chunked, false, body, CHK_BODY_MAX);
+	EXPECT_NO_BODY(&t, wrong, CHK_BAD_ANSWER);
+	EXPECT_NO_BODY(&t, missing, CHK_BAD_ANSWER);
+	expect_cuts(__LINE__, &t, chunked);
+	cur_judge = &tls_judge;
+	EXPECT_BODY(&t5, tls, false, BODY, strlen(BODY));
+	EXPECT_BODY(&t5, tls_chunked, true, EXPECT, strlen(EXPECT));
+	cur_judge = &judge;
+	judge.capture_body = false;
+	tls_judge.capture_body = false;
+	free(big);
+	free(big_chunked);
+	free(body);
+}
+
 /* ---- the judge ---- */
 
 static void test_judge(void)
 {
 	static const char *const bad[] = {
-	    "https://127.0.0.1/",
+	    "https://",
+	    "https://1.2.3.4:0/",
 	    "ftp://127.0.0.1/",
 	    "http://",
 	    "http:///x",
@@ -760,8 +1181,32 @@ static void test_judge(void)
 		CHECK(err[0] != '\0');
 		chk_judge_free(&j);
 	}
-	chk_judge_init(&j, "https://x/", "", err, sizeof(err));
-	CHECK(strstr(err, "https") != NULL);
+	chk_judge_init(&j, "ftp://x/", "", err, sizeof(err));
+	CHECK(strstr(err, "https://") != NULL);
+
+	/* https: port 443 unless told, left out of Host; a TLS context */
+	CHECK_INT(chk_judge_init(&j, "HTTPS://127.0.0.1/j", EXPECT, err, sizeof(err)), 0);
+	CHECK(j.tls && j.tls_ctx && j.tls_bio);
+	CHECK_INT(j.port, 443);
+	CHECK_STR(j.req_origin, "GET /j HTTP/1.1\r\nHost: 127.0.0.1\r\n" UA);
+	CHECK_INT(chk_judge_set_ca(&j, NULL, err, sizeof(err)), 0);
+	CHECK_INT(chk_judge_set_ca(&j, "", err, sizeof(err)), 0);
+	err[0] = '\0';
+	CHECK_INT(chk_judge_set_ca(&j, "/nonexistent/ca.pem", err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
+	CHECK_INT(chk_judge_set_ca(&j, "/dev/null", err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "/dev/null") != NULL);
+	chk_judge_free(&j);
+	CHECK_INT(chk_judge_init(&j, "https://[::1]:8443", NULL, err, sizeof(err)), 0);
+	CHECK_INT(j.port, 8443);
+	CHECK_STR(j.req_origin, "GET / HTTP/1.1\r\nHost: [::1]:8443\r\n" UA);
+	chk_judge_free(&j);
+	/* http: no TLS, and 443 is just another port */
+	CHECK_INT(chk_judge_init(&j, "http://127.0.0.1:443/", NULL, err, sizeof(err)), 0);
+	CHECK(!j.tls && !j.tls_ctx);
+	CHECK_STR(j.req_origin, "GET / HTTP/1.1\r\nHost: 127.0.0.1:443\r\n" UA);
+	CHECK_INT(chk_judge_set_ca(&j, "/nonexistent/ca.pem", err, sizeof(err)), 0);
+	chk_judge_free(&j);
 }
 
 static void test_names(void)
@@ -774,6 +1219,7 @@ static void test_names(void)
 	CHECK_STR(chk_result_name(CHK_BAD_ANSWER), "wrong_answer");
 	CHECK_STR(chk_result_name(CHK_AUTH), "auth");
 	CHECK_STR(chk_result_name(CHK_LOCAL_ERR), "local_error");
+	CHECK_STR(chk_result_name(CHK_TLS_ERR), "tls_error");
 	CHECK(chk_errno_is_local(EMFILE) && chk_errno_is_local(ENFILE));
 	CHECK(chk_errno_is_local(EADDRNOTAVAIL) && chk_errno_is_local(ENOBUFS));
 	CHECK(chk_errno_is_local(ENOMEM));
@@ -811,15 +1257,20 @@ int main(void)
 	guard_ev = evtimer_new(base, guard_cb, NULL);
 	event_add(listen_ev, NULL);
 
+	tls_setup();
+
 	test_http();
 	test_connect();
 	test_socks5();
 	test_socks4();
 	test_garbage();
+	test_tls();
+	test_body();
 	test_refused_and_timeouts();
 	test_cancel();
 	test_local_error();
 
+	tls_teardown();
 	event_free(guard_ev);
 	event_free(listen_ev);
 	close(lfd);

@@ -440,17 +440,21 @@ static void test_stat_json(void)
 		snprintf(want, sizeof(want), "\"%s\": %d", chk_result_name(r), 100 + r);
 		check_contains(t, want);
 	}
-	check_contains(t, "}, \"local_requeues\": 6, \"retries\": 8}");
+	check_contains(t, "}, \"local_requeues\": 6, \"retries\": 8, \"paused\": false, "
+			  "\"held\": 0}");
+	check_contains(t, "\"judges\": [],");
 	check_contains(t, "\"store\": {\"writes\": 1000, \"errors\": 0, \"error\": null}");
 	check_contains(t, "\"health\": \"ok\"");
 	check_contains(t, "{\"name\": \"list-a\", \"url\": \"/etc/proxyfs/a.txt\", \"proxies\": 2, "
 			  "\"invalid\": 2, \"alive\": 2, \"error\": null, "
-			  "\"last_read\": 1700000010, "
+			  "\"last_read\": 1700000010, \"last_try\": 0, \"http_status\": 0, "
+			  "\"scraped\": 0, \"fetches\": 0, \"fetch_errors\": 0, "
 			  "\"invalid_sample\": [\"not a proxy\", \"1.2.3.4:99999\"]}");
 	check_contains(t, "{\"name\": \"we\\\"ird\\\\src\", \"url\": \"http://127.0.0.1:1/x\", "
 			  "\"proxies\": 0, \"invalid\": 0, \"alive\": 0, "
-			  "\"error\": \"connect: refused\", \"last_read\": 0, "
-			  "\"invalid_sample\": []}");
+			  "\"error\": \"connect: refused\", \"last_read\": 0, \"last_try\": 0, "
+			  "\"http_status\": 0, \"scraped\": 0, \"fetches\": 0, "
+			  "\"fetch_errors\": 0, \"invalid_sample\": []}");
 	free(t);
 	snap_unref(s);
 }

@@ -52,6 +52,9 @@ static void test_build(void)
 	CHECK_INT(s->nby_folder[PROXY_HTTPS], 3);
 	CHECK_INT(s->nby_folder[PROXY_SOCKS5], 2);
 	CHECK_INT(s->nby_folder[PROXY_SOCKS4], 0);
+	CHECK_INT(s->nviews, SNAP_VIEW_SOURCES + 1);
+	CHECK_INT(s->nby_folder[SNAP_VIEW_SOURCES], 0); /* "a,b" does not name "local" */
+	CHECK_INT(s->nby_folder[SNAP_VIEW_ELITE], 0);
 	for (uint32_t i = 0; i < s->nby_folder[PROXY_SOCKS5]; i++)
 		CHECK_INT(s->live[s->by_folder[PROXY_SOCKS5][i]].proto, PROXY_SOCKS5);
 	CHECK_INT(s->nsources, 1);

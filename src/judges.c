@@ -1,0 +1,134 @@
+/* judges: judge health and choice; see judges.h. */
+#include "judges.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "judge_answer.h"
+#include "log.h"
+
+int judges_init(struct judge_set *js, const struct cfg *c, bool probe, char *err, size_t errlen)
+{
+	memset(js, 0, sizeof(*js));
+	for (size_t i = 0; i < c->njudges && i < JUDGES_MAX; i++) {
+		struct judge *j = &js->v[i];
+		int rc = chk_judge_init(&j->chk, c->judges[i], c->expect, err, errlen);
+
+		if (rc < 0) {
+			judges_free(js);
+			return rc;
+		}
+		js->n = i + 1;
+		j->url = strdup(c->judges[i]);
+		if (!j->url) {
+			judges_free(js);
+			return -ENOMEM;
+		}
+		j->chk.capture_body = true;
+		j->healthy = !probe;
+		snprintf(j->error, sizeof(j->error), "%s", probe ? "not probed yet" : "");
+	}
+	if (c->njudges > JUDGES_MAX)
+		log_warn("only the first %d judges are used", JUDGES_MAX);
+	return 0;
+}
+
+void judges_free(struct judge_set *js)
+{
+	for (size_t i = 0; i < js->n; i++) {
+		chk_judge_free(&js->v[i].chk);
+		free(js->v[i].url);
+	}
+	memset(js, 0, sizeof(*js));
+}
+
+struct judge *judges_pick(struct judge_set *js)
+{
+	for (size_t k = 0; k < js->n; k++) {
+		struct judge *j = &js->v[js->rr++ % js->n];
+
+		if (j->healthy)
+			return j;
+	}
+	return NULL;
+}
+
+bool judges_any_healthy(const struct judge_set *js)
+{
+	for (size_t i = 0; i < js->n; i++)
+		if (js->v[i].healthy)
+			return true;
+	return false;
+}
+
+void judges_probe_req(const struct judge *j, const struct cfg *c, struct fetch_req *req)
+{
+	memset(req, 0, sizeof(*req));
+	req->url = j->url;
+	req->connect_timeout_ms = c->connect_timeout_ms;
+	req->timeout_ms = c->timeout_ms;
+	req->max_bytes = 256 * 1024;
+	req->ca_file = c->ca_file;
+}
+
+/* The distinct addresses the judges see for us. */
+static void collect_ours(struct judge_set *js)
+{
+	js->nour = 0;
+	for (size_t i = 0; i < js->n; i++) {
+		const char *a = js->v[i].our_addr;
+		bool seen = !*a;
+
+		for (size_t k = 0; k < js->nour && !seen; k++)
+			seen = strcmp(js->our[k], a) == 0;
+		if (!seen)
+			js->our[js->nour++] = a;
+	}
+}
+
+static bool answer_ok(const struct judge *j, const struct fetch_result *r, char *why, size_t n)
+{
+	if (r->err) {
+		snprintf(why, n, "%s", r->error[0] ? r->error : strerror(-r->err));
+		return false;
+	}
+	if (r->http_status != 200 || !r->data) {
+		snprintf(why, n, "HTTP %ld", r->http_status);
+		return false;
+	}
+	if (j->chk.expect[0] && !memmem(r->data, r->len, j->chk.expect, strlen(j->chk.expect))) {
+		snprintf(why, n, "answer lacks the expected text");
+		return false;
+	}
+	return true;
+}
+
+bool judges_probe_done(struct judge_set *js, struct judge *j, const struct fetch_result *r,
+		       int64_t now, int probe_s)
+{
+	bool was = j->healthy;
+	char why[256];
+
+	j->probing = false;
+	j->last_probe = now;
+	j->next_probe = now + probe_s;
+	if (answer_ok(j, r, why, sizeof(why))) {
+		j->healthy = true;
+		j->error[0] = '\0';
+		if (ja_own_addr(r->data, r->len, j->our_addr, sizeof(j->our_addr)) < 0)
+			j->our_addr[0] = '\0';
+		collect_ours(js);
+	} else {
+		j->healthy = false;
+		snprintf(j->error, sizeof(j->error), "%s", why);
+	}
+	if (was != j->healthy) {
+		if (j->healthy)
+			log_info("judge %s answers again", j->url);
+		else
+			log_warn("judge %s set aside: %s", j->url, j->error);
+	}
+	return was != j->healthy;
+}
