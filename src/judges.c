@@ -21,6 +21,11 @@ int judges_init(struct judge_set *js, const struct cfg *c, bool probe, char *err
 			return rc;
 		}
 		js->n = i + 1;
+		rc = chk_judge_set_ca(&j->chk, c->ca_file, err, errlen);
+		if (rc < 0) {
+			judges_free(js);
+			return rc;
+		}
 		j->url = strdup(c->judges[i]);
 		if (!j->url) {
 			judges_free(js);
@@ -53,6 +58,14 @@ struct judge *judges_pick(struct judge_set *js)
 			return j;
 	}
 	return NULL;
+}
+
+bool judges_all_probed(const struct judge_set *js)
+{
+	for (size_t i = 0; i < js->n; i++)
+		if (!js->v[i].last_probe)
+			return false;
+	return true;
 }
 
 bool judges_any_healthy(const struct judge_set *js)

@@ -46,6 +46,9 @@ struct judge_set {
 int judges_init(struct judge_set *js, const struct cfg *c, bool probe, char *err, size_t errlen);
 void judges_free(struct judge_set *js);
 
+/* True once every judge has answered (or failed) a probe. */
+bool judges_all_probed(const struct judge_set *js);
+
 /* The next healthy judge for a check, or NULL when none is. */
 struct judge *judges_pick(struct judge_set *js);
 bool judges_any_healthy(const struct judge_set *js);

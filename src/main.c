@@ -25,6 +25,7 @@
 #include "engine.h"
 #include "fetch.h"
 #include "fs.h"
+#include "judges.h"
 #include "log.h"
 #include "snapshot.h"
 #include "store.h"
@@ -160,17 +161,18 @@ static int load_config(const struct options *o, struct cfg *c)
 	return 0;
 }
 
-/* The judge URL must parse and resolve before the daemon forks. */
+/* The judge URLs (and the CA file) must work before the daemon forks. */
 static int check_judge(const struct cfg *c)
 {
-	struct chk_judge j = { 0 };
+	struct judge_set js;
 	char err[256];
-	int rc = chk_judge_init(&j, c->judge, c->expect, err, sizeof(err));
+	int rc = judges_init(&js, c, false, err, sizeof(err));
 
 	if (rc < 0)
 		fprintf(stderr, "proxyfs: %s: [check] judge: %s\n", c->file ? c->file : "defaults",
 			err);
-	chk_judge_free(&j);
+	else
+		judges_free(&js);
 	return rc;
 }
 

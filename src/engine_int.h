@@ -1,0 +1,197 @@
+/* engine_int: the engine's state, shared by the files that make it up.
+ *
+ * engine.c (life cycle, commands, the tick), scan.c (scans, checks and
+ * results), feeds.c (sources, judges, config reloads), publish.c
+ * (snapshots and the store) and queue.c all work on one struct engine, on
+ * the engine thread only. Nothing outside the engine includes this.
+ */
+#ifndef PROXYFS_ENGINE_INT_H
+#define PROXYFS_ENGINE_INT_H
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "check.h"
+#include "config.h"
+#include "engine.h"
+#include "fetch.h"
+#include "judges.h"
+#include "pool.h"
+#include "schedule.h"
+#include "snapshot.h"
+#include "sources.h"
+#include "store.h"
+
+#define TICK_MS 100
+#define RETRY_BASE_MS 250
+#define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
+#define MIN_CONCURRENCY 8
+#define DISPATCH_BATCH 512  /* checks started per loop turn */
+#define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt */
+#define CONTROL_SOURCE "@control"
+
+/* A FUSE thread waiting for a rescan to be published. */
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int rc;
+};
+
+enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE, CMD_FETCHED, CMD_PROBED, CMD_RELOAD };
+
+/* A judge set replaced by a reload; checks started under it may still point
+ * into it, so it is kept until the engine ends. */
+struct retired {
+	struct retired *next;
+	struct judge_set *judges;
+};
+
+struct cmd {
+	struct cmd *next;
+	enum cmd_kind kind;
+	struct waiter *waiter;   /* CMD_RESCAN with wait */
+	struct proxy_addr *list; /* CMD_ADD / CMD_REMOVE, owned */
+	size_t n;
+	struct fetch_result *res; /* CMD_FETCHED / CMD_PROBED, owned */
+	size_t idx;               /* the source or judge it is for */
+	uint64_t gen;             /* the config generation it was asked under */
+};
+
+/* What a download in flight is for; freed by its callback. */
+struct fetch_ctx {
+	struct engine *e;
+	enum cmd_kind kind;
+	size_t idx;
+	uint64_t gen;
+};
+
+/* A FIFO of entries, growable ring. */
+struct queue {
+	struct pool_entry **items;
+	uint64_t *due;           /* monotonic ms when ready; NULL for plain queues */
+	size_t head, len, cap;
+};
+
+struct engine {
+	const struct cfg *cfg;
+	struct cfg *cfg_owned;   /* cfg when a reload made it (else the caller owns cfg) */
+	uint64_t cfg_gen;        /* bumped when the config is replaced */
+	struct retired *retired;
+	struct store *store;
+	struct pool *pool;
+	struct judge_set *judges;   /* heap: checks in flight point into it */
+	struct fetcher *fetcher; /* downloads: remote sources, judge probes */
+	struct chk_opts opts;
+	bool paused;             /* no judge answers: checking waits */
+	uint32_t alive_fail_run; /* live proxies failed in a row, no success between */
+	uint64_t held_total;     /* results not applied while the judges were in doubt */
+
+	pthread_t thread;
+	bool running;
+	struct event_base *base;
+	struct event *cmd_ev;    /* made active by other threads */
+	struct event *tick_ev;   /* dispatch, retries, concurrency recovery */
+	struct event *dispatch_ev; /* more checks to start, after pending I/O */
+	struct event *sig_ev;    /* reads sig_pipe */
+	int sig_pipe[2];
+
+	/* Guards cmds and stopping; everything else is the engine thread's. */
+	pthread_mutex_t cmd_lock;
+	struct cmd *cmds, **cmds_tail;
+	bool stopping;
+
+	struct queue urgent;     /* control/add: checked first */
+	struct queue ready;      /* the scan */
+	struct queue retry;      /* due-time ordered (same backoff per try) */
+	struct queue recheck;    /* due by the re-check policy; after urgent, before a scan */
+	struct sched sched;      /* every checked proxy's next re-check */
+	uint64_t epoch_ms;       /* the engine clock's zero (monotonic) */
+
+	struct src_state *sources; /* one per cfg source */
+
+	/* Scanning. */
+	uint64_t scan_gen;       /* scans started */
+	bool scan_running;
+	bool rescan_pending;
+	uint32_t scan_checked, scan_total;
+	int64_t scan_started, scan_finished;
+	double last_scan_seconds;
+	uint64_t scan_started_ms;
+	uint64_t next_scan_ms;
+	struct waiter **waiters; /* finished when the scan they wait for ends */
+	uint64_t *waiter_gen;
+	size_t nwaiters, capwaiters;
+
+	/* Concurrency. */
+	uint32_t in_flight, in_flight_max;
+	uint32_t limit, limit_max;
+	uint64_t last_local_err_ms;
+	uint64_t checks_total[CHK_RESULT_COUNT];
+	uint64_t local_requeues, retries_total;
+
+	/* One-shot mode (engine_run_once): no publishing, no rescans. */
+	const struct engine_once_ops *once;
+	void *once_arg;
+	uint32_t scan_alive;
+	int once_rc;             /* why a one-shot run stopped early, 0 if it did not */
+
+	/* Publishing. */
+	bool dirty;
+	uint64_t last_publish_ms;
+	uint64_t generation;
+	int64_t started;
+};
+
+static inline uint64_t eng_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static inline int64_t eng_wall_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* queue.c: FIFO rings of pool entries. */
+int queue_push(struct queue *q, struct pool_entry *e, uint64_t due, bool timed);
+struct pool_entry *queue_peek(const struct queue *q, uint64_t *due);
+struct pool_entry *queue_pop(struct queue *q);
+/* Empties q, freeing the unlinked entries only it still held. */
+void queue_drain(struct queue *q);
+/* Frees an unlinked entry once no queue nor check refers to it. */
+void eng_release_entry(struct pool_entry *e);
+
+/* publish.c: snapshots and the store. */
+void eng_publish(struct engine *e);
+void eng_store_entry(struct engine *e, const struct pool_entry *pe);
+
+/* feeds.c: sources, judges and the config. */
+void eng_refresh_sources(struct engine *e, bool force);
+void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r);
+void eng_probe_judges(struct engine *e, bool force);
+void eng_apply_probe(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r);
+int eng_reload_config(struct engine *e);
+
+/* scan.c: scans, checks and their results. */
+void eng_scan_bind(struct engine *e);
+void eng_scan_start(struct engine *e);
+void eng_scan_maybe_finish(struct engine *e);
+void eng_dispatch(struct engine *e);
+void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
+void eng_take_due(struct engine *e);
+void eng_recover_limit(struct engine *e);
+void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
+
+/* engine.c */
+int eng_cmd_send(struct engine *e, struct cmd *c);
+void eng_wake(struct waiter *w, int rc);
+uint32_t eng_fd_room(void);
+
+#endif

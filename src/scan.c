@@ -1,0 +1,412 @@
+/* scan: scans, checks and what their results mean.
+ *
+ * Entries wait in queues (retries due, control/add, re-checks due, the
+ * scan) and start as checks under the adaptive concurrency limit; each
+ * outcome is retried, held, or applied to the entry and scheduled by the
+ * re-check policy. Runs on the engine thread.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+#include "judge_answer.h"
+#include "log.h"
+
+void eng_finish_waiters(struct engine *e, uint64_t gen, int rc)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < e->nwaiters; i++) {
+		struct waiter *w = e->waiters[i];
+
+		if (e->waiter_gen[i] > gen && rc == 0) {
+			e->waiters[kept] = w;
+			e->waiter_gen[kept++] = e->waiter_gen[i];
+			continue;
+		}
+		eng_wake(w, rc);
+	}
+	e->nwaiters = kept;
+}
+
+void eng_scan_start(struct engine *e)
+{
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+
+	eng_refresh_sources(e, true);
+	e->scan_gen++;
+	e->scan_running = true;
+	e->rescan_pending = false;
+	e->scan_checked = 0;
+	e->scan_alive = 0;
+	e->scan_total = 0;
+	e->scan_started = eng_wall_s();
+	e->scan_started_ms = eng_now_ms();
+	while ((pe = pool_next(e->pool, &it, pe))) {
+		if (pe->removed || pe->dropped || pe->queued || pe->chk)
+			continue;
+		pe->scan = (uint32_t)e->scan_gen;
+		pe->tries = 0;
+		if (queue_push(&e->ready, pe, 0, false) == 0)
+			e->scan_total++;
+	}
+	log_info("scan %llu started: %u proxies", (unsigned long long)e->scan_gen,
+		 e->scan_total);
+	e->dirty = true;
+	eng_dispatch(e);
+}
+
+static bool sources_busy(const struct engine *e)
+{
+	for (size_t i = 0; i < e->cfg->nsources; i++)
+		if (e->sources[i].busy)
+			return true;
+	return false;
+}
+
+/* A one-shot run also waits for its downloads and for its judges. */
+static bool scan_busy(const struct engine *e)
+{
+	if (e->ready.len || e->retry.len || e->urgent.len || e->in_flight)
+		return true;
+	return e->once && sources_busy(e);
+}
+
+void eng_scan_maybe_finish(struct engine *e)
+{
+	if (!e->scan_running || scan_busy(e))
+		return;
+	e->scan_running = false;
+	e->scan_finished = eng_wall_s();
+	e->last_scan_seconds = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
+	e->next_scan_ms = eng_now_ms() + (uint64_t)e->cfg->interval_s * 1000;
+	log_info("scan %llu finished: %u checked in %.1f s", (unsigned long long)e->scan_gen,
+		 e->scan_checked, e->last_scan_seconds);
+	eng_publish(e);
+	eng_finish_waiters(e, e->scan_gen, 0);
+	if (e->once)
+		event_base_loopbreak(e->base);
+	else if (e->rescan_pending)
+		eng_scan_start(e);
+}
+
+static uint32_t clock_s(const struct engine *e)
+{
+	return (uint32_t)((eng_now_ms() - e->epoch_ms) / 1000);
+}
+
+/* The re-check policy: a live proxy again after recheck_s; a failed one
+ * after retry_min_s, doubling per failure in a row up to retry_max_s; one
+ * failed max_fails times in a row and dead for over dead_ttl_s is dropped
+ * (kept, and remembered as dropped, but no longer checked or counted). */
+static void schedule_next(struct engine *e, struct pool_entry *pe)
+{
+	const struct cfg *c = e->cfg;
+	uint64_t wait;
+
+	if (e->once)
+		return;
+	if (pe->state == POOL_ALIVE) {
+		wait = (uint64_t)c->recheck_s;
+	} else if (pe->fails_in_row >= (uint32_t)c->max_fails &&
+		   pe->last_checked - pe->dead_since >= c->dead_ttl_s) {
+		pe->dropped = true;
+		sched_del(&e->sched, pe);
+		return;
+	} else {
+		unsigned shift = pe->fails_in_row > 20 ? 20 : pe->fails_in_row - 1;
+
+		wait = (uint64_t)c->retry_min_s << shift;
+		if (wait > (uint64_t)c->retry_max_s)
+			wait = (uint64_t)c->retry_max_s;
+	}
+	sched_put(&e->sched, pe, clock_s(e) + (uint32_t)wait);
+}
+
+/* Moves the proxies whose re-check is due into the recheck queue. */
+void eng_take_due(struct engine *e)
+{
+	struct pool_entry *pe;
+	uint32_t now = clock_s(e);
+
+	while ((pe = sched_pop_due(&e->sched, now))) {
+		if (pe->queued || pe->chk || pe->removed || pe->dropped || pe->unlinked)
+			continue;
+		pe->tries = 0;
+		queue_push(&e->recheck, pe, 0, false);
+	}
+}
+
+static void result_apply(struct engine *e, struct pool_entry *pe, const struct chk_outcome *o)
+{
+	pe->last_checked = eng_wall_s();
+	if (o->result == CHK_OK) {
+		/* An average over the last checks, not one lucky one. */
+		pe->latency_ms = pe->state == POOL_ALIVE
+					 ? (pe->latency_ms * 2 + o->latency_ms + 2) / 3
+					 : o->latency_ms;
+		pe->state = POOL_ALIVE;
+		pe->successes++;
+		pe->fails_in_row = 0;
+		pe->dead_since = 0;
+		pe->folders = (uint8_t)(1u << pe->proto);
+		if (pe->proto == PROXY_HTTP && pe->tunnel)
+			pe->folders |= 1u << PROXY_HTTPS;
+	} else {
+		pe->state = POOL_DEAD;
+		pe->failures++;
+		if (pe->fails_in_row++ == 0 || !pe->dead_since)
+			pe->dead_since = pe->last_checked;
+		pe->folders = 0;
+	}
+	schedule_next(e, pe);
+	if ((uint32_t)e->scan_gen == pe->scan && e->scan_running) {
+		e->scan_checked++;
+		e->scan_alive += o->result == CHK_OK;
+	}
+	if (e->once) {
+		struct engine_result r = {
+			.uri = pe->uri, .proto = (enum proxy_proto)pe->proto,
+			.alive = o->result == CHK_OK, .latency_ms = o->latency_ms,
+			.result = chk_result_name(o->result),
+		};
+
+		e->once->result(e->once_arg, &r);
+	}
+	eng_store_entry(e, pe);
+	e->dirty = true;
+}
+
+static void lower_limit(struct engine *e)
+{
+	uint32_t nl = e->in_flight - e->in_flight / 4;
+
+	if (nl < MIN_CONCURRENCY)
+		nl = MIN_CONCURRENCY;
+	if (nl < e->limit) {
+		log_warn("local resource shortage: concurrency %u -> %u", e->limit, nl);
+		e->limit = nl;
+	}
+	e->last_local_err_ms = eng_now_ms();
+}
+
+static void check_done(void *arg, const struct chk_outcome *o);
+
+static bool retryable(enum chk_result r)
+{
+	return r == CHK_TIMEOUT || r == CHK_RESET;
+}
+
+/* A check that cannot even start for the proxy's own reason (a host name
+ * we do not resolve yet, a protocol field too long) fails at once. */
+static bool fail_unstarted(struct engine *e, struct pool_entry *pe, enum chk_result r, int err)
+{
+	struct chk_outcome o = { .result = r, .err = err };
+
+	e->checks_total[r]++;
+	result_apply(e, pe, &o);
+	return true;
+}
+
+/* Starts one check; false when our side could not (the entry is requeued). */
+static bool start_check(struct engine *e, struct pool_entry *pe)
+{
+	struct chk_target t = {
+		.proto = (enum proxy_proto)pe->proto, .tunnel = pe->tunnel,
+		.remote_dns = pe->remote_dns, .user = pe->user, .pass = pe->pass,
+	};
+
+	struct judge *j;
+
+	if (!pe->have_addr)
+		return fail_unstarted(e, pe, CHK_REFUSED, EHOSTUNREACH);
+	j = e->paused ? NULL : judges_pick(e->judges);
+	if (!j) {
+		queue_push(&e->urgent, pe, 0, false);
+		return false; /* no judge answers: wait for one */
+	}
+	memcpy(&t.addr, &pe->addr, sizeof(pe->addr));
+	t.addrlen = pe->addr.sa.sa_family == AF_INET6 ? sizeof(pe->addr.in6)
+						       : sizeof(pe->addr.in);
+	pe->judge = (uint8_t)(j - e->judges->v);
+	pe->chk = chk_start(e->base, &t, &j->chk, &e->opts, check_done, pe);
+	if (!pe->chk) {
+		int err = errno;
+
+		if (!chk_errno_is_local(err))
+			return fail_unstarted(e, pe, CHK_PROTO_ERR, err);
+		e->local_requeues++;
+		lower_limit(e);
+		queue_push(&e->urgent, pe, 0, false);
+		return false;
+	}
+	pe->tries++;
+	e->in_flight++;
+	if (e->in_flight > e->in_flight_max)
+		e->in_flight_max = e->in_flight;
+	return true;
+}
+
+/* The engine whose checks report to check_done (one per process). Set by
+ * engine_new before any check starts, on the thread that then runs the
+ * loop or before it is created. */
+static struct engine *the_engine;
+
+void eng_scan_bind(struct engine *e)
+{
+	the_engine = e;
+}
+
+/* What the judge's echo says about a live proxy's anonymity and exit. */
+static void learn_anonymity(struct engine *e, struct pool_entry *pe, const struct chk_outcome *o)
+{
+	struct ja_result r;
+
+	pe->exit_family = 0;
+	pe->anonymity = SNAP_ANON_UNKNOWN;
+	if (!o->body || ja_parse(o->body, o->body_len, e->judges->our, e->judges->nour, &r) < 0)
+		return;
+	pe->anonymity = (uint8_t)r.anon;
+	if (inet_pton(AF_INET, r.exit_ip, pe->exit_addr) == 1)
+		pe->exit_family = AF_INET;
+	else if (inet_pton(AF_INET6, r.exit_ip, pe->exit_addr) == 1)
+		pe->exit_family = AF_INET6;
+}
+
+/* A failure may be the judges' or our network's, not the proxy's: while no
+ * judge answers, or when many live proxies fail in a row, the result is
+ * held (the proxy keeps its state and is checked again) and the judges are
+ * probed at once. */
+static bool hold_failure(struct engine *e, struct pool_entry *pe)
+{
+	if (e->once)
+		return false;
+	if (!e->paused && pe->state == POOL_ALIVE && ++e->alive_fail_run >= HOLD_AFTER_FAILS) {
+		log_warn("%u live proxies failed in a row: holding results, probing the judges",
+			 e->alive_fail_run);
+		e->paused = true;
+		e->alive_fail_run = 0;
+		eng_probe_judges(e, true);
+	}
+	if (!e->paused)
+		return false;
+	e->held_total++;
+	pe->tries = 0;
+	queue_push(&e->urgent, pe, 0, false);
+	return true;
+}
+
+static void check_done(void *arg, const struct chk_outcome *o)
+{
+	struct engine *e = the_engine;
+	struct pool_entry *pe = arg;
+	struct judge *j = &e->judges->v[pe->judge];
+
+	pe->chk = NULL;
+	e->in_flight--;
+	if (pe->unlinked || pe->removed) {
+		eng_release_entry(pe);
+		goto out;
+	}
+	if (o->result != CHK_LOCAL_ERR)
+		j->checks++;
+	if (o->result == CHK_OK) {
+		j->ok++;
+		e->alive_fail_run = 0;
+		learn_anonymity(e, pe, o);
+	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
+		goto out;
+	}
+	if (o->result == CHK_LOCAL_ERR) {
+		e->local_requeues++;
+		lower_limit(e);
+		pe->tries--;
+		queue_push(&e->urgent, pe, 0, false);
+		goto out;
+	}
+	if (retryable(o->result) && pe->tries <= (uint8_t)e->cfg->retries) {
+		uint64_t delay = (uint64_t)RETRY_BASE_MS << (pe->tries - 1);
+
+		e->retries_total++;
+		if (queue_push(&e->retry, pe, eng_now_ms() + delay, true) == 0)
+			goto out;
+	}
+	e->checks_total[o->result]++;
+	result_apply(e, pe, o);
+out:
+	eng_dispatch(e);
+	eng_scan_maybe_finish(e);
+}
+
+static struct pool_entry *next_entry(struct engine *e)
+{
+	struct pool_entry *pe;
+	uint64_t due;
+
+	for (;;) {
+		pe = queue_peek(&e->retry, &due);
+		if (pe && due <= eng_now_ms())
+			pe = queue_pop(&e->retry);
+		else if (e->urgent.len)
+			pe = queue_pop(&e->urgent);
+		else if (e->recheck.len)
+			pe = queue_pop(&e->recheck);
+		else
+			pe = queue_pop(&e->ready);
+		if (!pe)
+			return NULL;
+		if (!pe->unlinked && !pe->removed && !pe->dropped && !pe->chk)
+			return pe;
+		eng_release_entry(pe);
+	}
+}
+
+/* Starts checks up to the limit, DISPATCH_BATCH at a time: starting one
+ * costs a socket() and a connect(), so starting thousands in one go would
+ * keep the loop from reading answers that are already there. The rest
+ * follows from dispatch_ev, which runs after pending I/O. */
+void eng_dispatch(struct engine *e)
+{
+	int started = 0;
+
+	while (e->in_flight < e->limit) {
+		struct pool_entry *pe;
+
+		if (started == DISPATCH_BATCH) {
+			event_active(e->dispatch_ev, EV_TIMEOUT, 0);
+			return;
+		}
+		pe = next_entry(e);
+		if (!pe)
+			break;
+		if (!start_check(e, pe))
+			break; /* our side is short of something: wait for the tick */
+		started++;
+	}
+}
+
+void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct engine *e = arg;
+
+	eng_dispatch(e);
+	eng_scan_maybe_finish(e);
+}
+
+void eng_recover_limit(struct engine *e)
+{
+	uint64_t t = eng_now_ms();
+
+	if (e->limit >= e->limit_max || t - e->last_local_err_ms < 1000)
+		return;
+	e->limit += e->limit / 8 + 1;
+	if (e->limit > e->limit_max)
+		e->limit = e->limit_max;
+}
