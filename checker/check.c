@@ -8,7 +8,8 @@
  * the connect timeout while connecting, then what is left of the whole-check
  * timeout. Answers are read into a buffer on the stack and fed to
  * incremental parsers that keep a few counters in the check, so a check in
- * flight costs a few hundred bytes and one descriptor.
+ * flight costs a few hundred bytes and one descriptor; one through TLS adds
+ * its SSL object, and one whose body is kept adds that buffer.
  *
  * Each protocol is a small table of functions (struct chk_proto): build its
  * messages, begin once connected, read its handshake replies. After the
@@ -561,8 +562,7 @@ static const struct chk_proto chk_socks5 = {
 /* ---- the state machine ---- */
 
 /* An https judge is reached through a tunnel whatever the target says. */
-static const struct chk_proto *chk_proto_for(const struct chk_target *t,
-					     const struct chk_judge *j)
+static const struct chk_proto *chk_proto_for(const struct chk_target *t, const struct chk_judge *j)
 {
 	switch (t->proto) {
 	case PROXY_HTTP:
@@ -657,7 +657,7 @@ static void chk_eof(struct chk *c)
  * EOF; a socket error is the connection's; anything else (alert, bad or
  * unverified certificate, wrong host, garbage, EOF without close_notify)
  * is a TLS failure. */
-static void chk_tls_stop(struct chk *c, int r, int err)
+static void chk_tls_handle(struct chk *c, int r, int err)
 {
 	switch (SSL_get_error(c->ssl, r)) {
 	case SSL_ERROR_WANT_READ:
@@ -697,7 +697,7 @@ static bool chk_tls_handshake(struct chk *c)
 	chk_tls_prepare();
 	r = SSL_connect(c->ssl);
 	if (r != 1) {
-		chk_tls_stop(c, r, errno);
+		chk_tls_handle(c, r, errno);
 		return false;
 	}
 	chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
@@ -715,7 +715,7 @@ static bool chk_tls_write(struct chk *c)
 		chk_tls_prepare();
 		r = SSL_write_ex(c->ssl, c->out + c->out_off, c->out_len - c->out_off, &n);
 		if (r != 1) {
-			chk_tls_stop(c, r, errno);
+			chk_tls_handle(c, r, errno);
 			return false;
 		}
 		c->out_off += (uint32_t)n;
@@ -737,7 +737,7 @@ static void chk_tls_read(struct chk *c)
 		chk_tls_prepare();
 		r = SSL_read_ex(c->ssl, buf, sizeof(buf), &n);
 		if (r != 1) {
-			chk_tls_stop(c, r, errno);
+			chk_tls_handle(c, r, errno);
 			return;
 		}
 		chk_consume_answer(c, buf, n);

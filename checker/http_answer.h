@@ -25,13 +25,13 @@ struct chk_answer {
 	const char *expect;  /* not owned: the judge's */
 	const uint32_t *kmp; /* expect's KMP failure table, expect_len entries */
 	uint32_t expect_len;
-	uint32_t max;	/* answer bytes (head and body) accepted at most */
-	bool head_only; /* stop after the headers (CONNECT reply) */
+	uint32_t max;	    /* answer bytes (head and body) accepted at most */
+	bool head_only;	    /* stop after the headers (CONNECT reply) */
 	bool pause_at_body; /* set after init: stop feeding after a 200's head */
 
 	/* body capture, from chk_answer_capture() on */
-	bool at_body;	    /* paused: a 200's head is read and a body follows */
-	uint8_t *body;	    /* not owned: the body's first body_cap bytes go here */
+	bool at_body;  /* paused: a 200's head is read and a body follows */
+	uint8_t *body; /* not owned: the body's first body_cap bytes go here */
 	uint32_t body_cap;
 	uint32_t body_len;
 

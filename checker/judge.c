@@ -378,14 +378,19 @@ int chk_judge_set_ca(struct chk_judge *j, const char *ca_file, char *err, size_t
 /* SNI and the name to verify for a host name; for an address literal no
  * SNI (RFC 6066 allows none) and the address checked against the
  * certificate's IP entries. */
-static bool judge_tls_peer(const struct chk_judge *j, SSL *ssl)
+static int judge_tls_peer(const struct chk_judge *j, SSL *ssl)
 {
 	struct in6_addr a;
+	bool ok;
 
-	if (inet_pton(AF_INET, j->host, &a) == 1 || inet_pton(AF_INET6, j->host, &a) == 1)
-		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), j->host) == 1;
-	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	return SSL_set_tlsext_host_name(ssl, j->host) == 1 && SSL_set1_host(ssl, j->host) == 1;
+	if (inet_pton(AF_INET, j->host, &a) == 1 || inet_pton(AF_INET6, j->host, &a) == 1) {
+		ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), j->host) == 1;
+	} else {
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		ok =
+		    SSL_set_tlsext_host_name(ssl, j->host) == 1 && SSL_set1_host(ssl, j->host) == 1;
+	}
+	return ok ? 0 : -ENOMEM;
 }
 
 SSL *chk_judge_tls_new(const struct chk_judge *j, int fd)
@@ -400,7 +405,7 @@ SSL *chk_judge_tls_new(const struct chk_judge *j, int fd)
 		goto out_free_ssl;
 	BIO_set_data(bio, (void *)(intptr_t)fd);
 	SSL_set_bio(ssl, bio, bio);
-	if (!judge_tls_peer(j, ssl))
+	if (judge_tls_peer(j, ssl) < 0)
 		goto out_free_ssl;
 	SSL_set_connect_state(ssl);
 	return ssl;

@@ -15,7 +15,7 @@ PACKAGES=(
 	clang
 	python3-pytest
 	tinyproxy microsocks dante-server
-	curl sqlite3
+	curl sqlite3 openssl ca-certificates
 )
 PROMTOOL=/usr/local/bin/promtool
 

@@ -85,7 +85,7 @@ struct conn {
 	struct event *ev;   /* readable */
 	struct event *drip; /* the next byte, when dribbling */
 	size_t step;
-	SSL *ssl;    /* after S_TLS: a server on memory BIOs; the socket stays ours */
+	SSL *ssl;     /* after S_TLS: a server on memory BIOs; the socket stays ours */
 	uint8_t *out; /* bytes queued for the socket (TLS records after S_TLS) */
 	size_t out_len, out_off, out_cap;
 	uint8_t in[4096]; /* received (decrypted after S_TLS), not yet expected */
@@ -490,13 +490,14 @@ static void expect_cuts(int line, const struct chk_target *t, const struct step 
 	EXPECT_B(5, 1, 0), SEND_B(5, 0), EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x20, 0xfb),           \
 	    SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39)
 
-static struct chk_judge tls_judge;    /* TLS_URL, trusting the test CA */
-static struct chk_judge name_judge;   /* TLS_NAME_URL, trusting the test CA */
-static struct chk_judge distrustful;  /* TLS_URL, the default trust store only */
-static SSL_CTX *srv_good;	      /* localhost and 127.0.0.1, from the test CA */
-static SSL_CTX *srv_wrong_name;       /* wrong.example and 127.0.0.2, from the test CA */
-static SSL_CTX *srv_stranger;	      /* localhost and 127.0.0.1, from another CA */
-static SSL_CTX *srv_expired;	      /* like srv_good, expired yesterday */
+static struct chk_judge tls_judge;   /* TLS_URL, trusting the test CA */
+static struct chk_judge name_judge;  /* TLS_NAME_URL, trusting the test CA */
+static struct chk_judge distrustful; /* TLS_URL, the default trust store only */
+static SSL_CTX *srv_good;	     /* localhost and 127.0.0.1, from the test CA */
+static SSL_CTX *srv_wrong_name;	     /* wrong.example and 127.0.0.2, from the test CA */
+static SSL_CTX *srv_stranger;	     /* localhost and 127.0.0.1, from another CA */
+static SSL_CTX *srv_expired;	     /* like srv_good, expired yesterday */
+static SSL_CTX *srv_tls12;	     /* like srv_good, TLS 1.2 at most */
 static char ca_path[] = "/tmp/proxyfs-test-ca-XXXXXX";
 
 static void tls_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
@@ -592,6 +593,8 @@ static void tls_setup(void)
 	srv_wrong_name = tls_server(ca, ca_key, "DNS:wrong.example,IP:127.0.0.2", 86400);
 	srv_stranger = tls_server(other, other_key, good, 86400);
 	srv_expired = tls_server(ca, ca_key, good, -86400);
+	srv_tls12 = tls_server(ca, ca_key, good, 86400);
+	SSL_CTX_set_max_proto_version(srv_tls12, TLS1_2_VERSION);
 	tls_judge_init(&tls_judge, TLS_URL, ca_path);
 	tls_judge_init(&name_judge, TLS_NAME_URL, ca_path);
 	tls_judge_init(&distrustful, TLS_URL, NULL);
@@ -610,6 +613,7 @@ static void tls_teardown(void)
 	SSL_CTX_free(srv_wrong_name);
 	SSL_CTX_free(srv_stranger);
 	SSL_CTX_free(srv_expired);
+	SSL_CTX_free(srv_tls12);
 	unlink(ca_path);
 }
 
@@ -879,6 +883,17 @@ static void test_refused_and_timeouts(void)
 	close(fd);
 }
 
+/* A connection's script got past a ClientHello (S5_TO_TLS_JUDGE and an
+ * EXPECT of its first bytes: step 5). */
+static bool hello_seen(void)
+{
+	for (int i = 0; i < CONN_MAX; i++) {
+		if (conns[i] && conns[i]->step == 5)
+			return true;
+	}
+	return false;
+}
+
 static void test_cancel(void)
 {
 	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
@@ -903,6 +918,17 @@ static void test_cancel(void)
 	c = chk_start(base, &t, &judge, &default_opts, done_cb, &r);
 	CHECK(c != NULL);
 	chk_cancel(c);
+	/* in the TLS handshake, its SSL object made */
+	script = (struct step[]){S5_TO_TLS_JUDGE, EXPECT_B(0x16, 3, 1), HOLD};
+	t = target(PROXY_SOCKS5, NULL, NULL);
+	c = chk_start(base, &t, &tls_judge, &default_opts, done_cb, &r);
+	CHECK(c != NULL);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	CHECK(hello_seen()); /* so the check had made its SSL object */
+	chk_cancel(c);
+	conns_close_all();
+	t = target(PROXY_HTTP, NULL, NULL);
 	/* with its refusal already queued */
 	inet_pton(AF_INET, "224.0.0.1", &a.sin_addr);
 	memcpy(&t.addr, &a, sizeof(a));
@@ -951,20 +977,26 @@ static void test_tls(void)
 	struct chk_target th = target(PROXY_HTTP, NULL, NULL);
 	struct chk_target t4 = target(PROXY_SOCKS4, NULL, NULL);
 	struct chk_opts quick = {.connect_timeout_ms = 200, .timeout_ms = 300};
-	struct step good[] = {S5_TO_TLS_JUDGE,	 TLS_AS(srv_good), EXPECT_S(REQ_TLS),
-			      SEND_S(ANSWER),	 END};
+	struct step good[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS), SEND_S(ANSWER),
+			      END};
 	struct step chunked[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS),
 				 SEND_S(ANSWER_CHUNKED), HOLD};
 	struct step by_name[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS_NAME),
 				 SEND_S(ANSWER), END};
 	/* HTTP proxies tunnel even when not asked to */
 	struct step connect[] = {EXPECT_S(CONNECT_TLS_REQ), SEND_S(CONNECT_OK), TLS_AS(srv_good),
-				 EXPECT_S(REQ_TLS), SEND_S(ANSWER), END};
+				 EXPECT_S(REQ_TLS),	    SEND_S(ANSWER),	END};
+	struct step tls12[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_tls12), EXPECT_S(REQ_TLS),
+			       SEND_S(ANSWER), END};
 	struct step socks4[] = {EXPECT_B(4, 1, 0x20, 0xfb, 127, 0, 0, 1, 0),
-				SEND_B(0, 90, 0, 0, 0, 0, 0, 0), TLS_AS(srv_good), EXPECT_S(REQ_TLS),
-				SEND_S(ANSWER), END};
-	struct step to_eof[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS),
-				SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT), CLOSE_NOTIFY, END};
+				SEND_B(0, 90, 0, 0, 0, 0, 0, 0),
+				TLS_AS(srv_good),
+				EXPECT_S(REQ_TLS),
+				SEND_S(ANSWER),
+				END};
+	struct step to_eof[] = {S5_TO_TLS_JUDGE,   TLS_AS(srv_good),
+				EXPECT_S(REQ_TLS), SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT),
+				CLOSE_NOTIFY,	   END};
 	/* the body ends with a bare close: a cut the proxy could have made */
 	struct step cut_eof[] = {S5_TO_TLS_JUDGE, TLS_AS(srv_good), EXPECT_S(REQ_TLS),
 				 SEND_S("HTTP/1.0 200 OK\r\n\r\n" EXPECT), END};
@@ -978,10 +1010,9 @@ static void test_tls(void)
 	struct step closed[] = {S5_TO_TLS_JUDGE, EXPECT_B(0x16, 3, 1), END};
 	struct step silent[] = {S5_TO_TLS_JUDGE, EXPECT_B(0x16, 3, 1), HOLD};
 	/* bytes after the SOCKS reply, before our ClientHello */
-	struct step eager[] = {EXPECT_B(5, 1, 0), SEND_B(5, 0),
-			       EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x20, 0xfb),
-			       SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39, 0x16, 3, 3, 0, 2, 2, 0),
-			       HOLD};
+	struct step eager[] = {
+	    EXPECT_B(5, 1, 0), SEND_B(5, 0), EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x20, 0xfb),
+	    SEND_B(5, 0, 0, 1, 10, 0, 0, 1, 0x30, 0x39, 0x16, 3, 3, 0, 2, 2, 0), HOLD};
 	struct step connect_eager[] = {EXPECT_S(CONNECT_TLS_REQ), SEND_S(CONNECT_OK ANSWER), HOLD};
 	struct chk_outcome out;
 
@@ -991,6 +1022,8 @@ static void test_tls(void)
 	CHECK_INT(out.status, 200);
 	CHECK(out.latency_ms < 1000);
 	EXPECT_OUTCOME(&t5, chunked, CHK_OK, 200);
+	EXPECT_OUTCOME(&t5, tls12, CHK_OK, 200);
+	CHECK_INT(play(&t5, NULL, tls12, SIZE_MAX, true).result, CHK_OK);
 	EXPECT_OUTCOME(&th, connect, CHK_OK, 200);
 	EXPECT_OUTCOME(&t4, socks4, CHK_OK, 200);
 	EXPECT_OUTCOME(&t5, to_eof, CHK_OK, 200);
@@ -1026,8 +1059,7 @@ static void expect_body(int line, const struct chk_target *t, const struct step 
 	CHECK_INT(out.result, CHK_OK);
 	CHECK(last_body_set);
 	CHECK_INT(last_body_len, want_len);
-	if (!last_body_set || last_body_len != want_len ||
-	    memcmp(last_body, want, want_len) != 0) {
+	if (!last_body_set || last_body_len != want_len || memcmp(last_body, want, want_len) != 0) {
 		fprintf(stderr, "line %d: wrong body\n", line);
 		CHECK(!"the body handed to done is the answer's");
 	}
