@@ -60,7 +60,8 @@ struct scrape_ctx {
 	size_t idx;
 	src_line_fn fn;
 	void *arg;
-	uint32_t found;
+	uint32_t found; /* proxies found, listed before or not */
+	uint32_t added; /* of which new to this source */
 };
 
 static int scraped_cb(void *arg, const struct proxy_addr *a)
@@ -68,36 +69,53 @@ static int scraped_cb(void *arg, const struct proxy_addr *a)
 	struct scrape_ctx *sc = arg;
 
 	sc->found++;
-	if (sc->fn(sc->arg, sc->idx, a) == 0)
+	if (sc->fn(sc->arg, sc->idx, a) == 0) {
 		sc->st->proxies++;
+		sc->added++;
+	}
 	return 0;
 }
 
-static void read_line(struct src_state *st, const struct cfg_source *cs, const char *line,
-		      size_t len, size_t idx, src_line_fn fn, void *arg)
+static struct scrape_ctx scrape(struct src_state *st, const struct cfg_source *cs, const char *text,
+				size_t len, size_t idx, src_line_fn fn, void *arg)
 {
 	struct scrape_ctx sc = { .st = st, .idx = idx, .fn = fn, .arg = arg };
-	struct proxy_addr a;
 
-	switch (proxy_parse_line(line, len, cs->proto, &a)) {
-	case PROXY_LINE_OK:
-		if (fn(arg, idx, &a) == 0)
-			st->proxies++;
-		return;
-	case PROXY_LINE_SKIP:
-		return;
-	case PROXY_LINE_BAD:
-		scrape_text(line, len, cs->proto, scraped_cb, &sc);
-		if (sc.found) {
-			st->scraped += sc.found;
-			return;
-		}
-		/* Markup and prose without a proxy are not errors of the
-		 * list, but they are counted so a broken source shows. */
+	scrape_text(text, len, cs->proto, scraped_cb, &sc);
+	return sc;
+}
+
+/* A line that is not a proxy line is scraped on its own, and each run of
+ * such lines once more as one text, so that a record spread over lines
+ * (pretty JSON, one <td> a line) is found too. A line in which nothing is
+ * found counts as invalid: markup and prose are not errors of the list,
+ * but counting them shows a source that broke. */
+struct bad_run {
+	const char *start, *end;
+};
+
+static void bad_line(struct src_state *st, const struct cfg_source *cs, struct bad_run *r,
+		     const char *line, size_t len, size_t idx, src_line_fn fn, void *arg)
+{
+	struct scrape_ctx sc = scrape(st, cs, line, len, idx, fn, arg);
+
+	st->scraped += sc.added;
+	if (!sc.found) {
 		st->invalid++;
 		sample_bad(st, line, len);
-		return;
 	}
+	if (!r->start)
+		r->start = line;
+	r->end = line + len;
+}
+
+static void run_flush(struct src_state *st, const struct cfg_source *cs, struct bad_run *r,
+		      size_t idx, src_line_fn fn, void *arg)
+{
+	if (r->start)
+		st->scraped += scrape(st, cs, r->start, (size_t)(r->end - r->start), idx, fn, arg)
+				       .added;
+	r->start = r->end = NULL;
 }
 
 static void read_begin(struct src_state *st)
@@ -110,44 +128,59 @@ static void read_begin(struct src_state *st)
 	st->error[0] = '\0';
 }
 
-static void read_end(struct src_state *st)
-{
-	st->last_read = (int64_t)time(NULL);
-	st->error[0] = '\0';
-}
-
-void src_read(struct src_state *st, const struct cfg_source *cs, FILE *f, size_t idx,
-	      src_line_fn fn, void *arg)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-
-	read_begin(st);
-	while ((len = getline(&line, &cap, f)) >= 0)
-		read_line(st, cs, line, (size_t)len, idx, fn, arg);
-	if (ferror(f))
-		src_failed(st, "read error", 0);
-	else
-		read_end(st);
-	free(line);
-	fclose(f);
-}
-
 void src_read_text(struct src_state *st, const struct cfg_source *cs, const char *text,
 		   size_t len, size_t idx, src_line_fn fn, void *arg)
 {
 	const char *p = text, *end = text + len;
+	struct bad_run run = { NULL, NULL };
 
 	read_begin(st);
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		struct proxy_addr a;
 
-		read_line(st, cs, p, n, idx, fn, arg);
+		switch (proxy_parse_line(p, n, cs->proto, &a)) {
+		case PROXY_LINE_OK:
+			run_flush(st, cs, &run, idx, fn, arg);
+			if (fn(arg, idx, &a) == 0)
+				st->proxies++;
+			break;
+		case PROXY_LINE_SKIP:
+			if (run.start)
+				run.end = p + n; /* blank lines do not split a record */
+			break;
+		case PROXY_LINE_BAD:
+			bad_line(st, cs, &run, p, n, idx, fn, arg);
+			break;
+		}
 		p += n;
 	}
-	read_end(st);
+	run_flush(st, cs, &run, idx, fn, arg);
+	st->last_read = (int64_t)time(NULL);
+}
+
+void src_read(struct src_state *st, const struct cfg_source *cs, FILE *f, size_t idx,
+	      src_line_fn fn, void *arg)
+{
+	char *text = NULL;
+	size_t size = 0;
+	FILE *mem = open_memstream(&text, &size);
+	char buf[65536];
+	size_t n;
+	bool failed = !mem;
+
+	while (!failed && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+		failed = fwrite(buf, 1, n, mem) != n;
+	failed = failed || ferror(f);
+	if (mem && fclose(mem) != 0)
+		failed = true;
+	fclose(f);
+	if (failed)
+		src_failed(st, "read error", 0);
+	else
+		src_read_text(st, cs, text, size, idx, fn, arg);
+	free(text);
 }
 
 void src_failed(struct src_state *st, const char *why, long http_status)
