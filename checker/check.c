@@ -865,7 +865,10 @@ static void chk_cb(evutil_socket_t fd, short what, void *arg)
 	struct chk *c = arg;
 
 	if (c->state != CHK_ST_DONE) {
-		if (what & EV_TIMEOUT)
+		/* A socket that became ready is served even when its deadline
+		 * passed in the same loop turn: a late loop is our delay, not
+		 * the proxy's. */
+		if ((what & EV_TIMEOUT) && !(what & (EV_READ | EV_WRITE)))
 			chk_end(c, CHK_TIMEOUT, 0);
 		else if (c->state == CHK_ST_CONNECTING)
 			chk_connected(c);

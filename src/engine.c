@@ -32,11 +32,32 @@ void eng_wake(struct waiter *w, int rc)
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* The tick coming late means the loop is behind: checks' timeouts in that
+ * window may be ours, and fewer checks at once let it catch up. */
+static void watch_lag(struct engine *e, uint64_t t)
+{
+	uint64_t late = e->last_tick_ms ? t - e->last_tick_ms : 0;
+	uint64_t allowed = (uint64_t)e->cfg->timeout_ms / 10;
+
+	e->last_tick_ms = t;
+	if (allowed < LAG_MIN_MS)
+		allowed = LAG_MIN_MS;
+	if (late <= TICK_MS + allowed)
+		return;
+	if (t >= e->lag_until_ms)
+		log_warn("event loop %llu ms late: timeouts are not held against proxies",
+			 (unsigned long long)(late - TICK_MS));
+	e->lag_total++;
+	e->lag_until_ms = t + (uint64_t)e->cfg->timeout_ms;
+	eng_lower_limit(e);
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct engine *e = arg;
 	uint64_t t = eng_now_ms();
 
+	watch_lag(e, t);
 	eng_recover_limit(e);
 	eng_take_due(e);
 	eng_probe_judges(e, false);

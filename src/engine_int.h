@@ -26,6 +26,7 @@
 #include "store.h"
 
 #define TICK_MS 100
+#define LAG_MIN_MS 200      /* the tick this late means the loop is behind */
 #define RETRY_BASE_MS 250
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
@@ -130,6 +131,9 @@ struct engine {
 	uint32_t in_flight, in_flight_max;
 	uint32_t limit, limit_max;
 	uint64_t last_local_err_ms;
+	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
+	uint64_t lag_until_ms;   /* timeouts before this may be the loop's lateness */
+	uint64_t lag_total;      /* times the loop was seen running late */
 	uint64_t checks_total[CHK_RESULT_COUNT];
 	uint64_t local_requeues, retries_total;
 
@@ -187,6 +191,8 @@ void eng_dispatch(struct engine *e);
 void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
 void eng_take_due(struct engine *e);
 void eng_recover_limit(struct engine *e);
+/* Our side is short of something (fds, ports, CPU): fewer checks at once. */
+void eng_lower_limit(struct engine *e);
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
 
 /* engine.c */

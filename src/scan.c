@@ -184,7 +184,7 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct c
 	e->dirty = true;
 }
 
-static void lower_limit(struct engine *e)
+void eng_lower_limit(struct engine *e)
 {
 	uint32_t nl = e->in_flight - e->in_flight / 4;
 
@@ -243,7 +243,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		if (!chk_errno_is_local(err))
 			return fail_unstarted(e, pe, CHK_PROTO_ERR, err);
 		e->local_requeues++;
-		lower_limit(e);
+		eng_lower_limit(e);
 		queue_push(&e->urgent, pe, 0, false);
 		return false;
 	}
@@ -324,9 +324,12 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
 		goto out;
 	}
-	if (o->result == CHK_LOCAL_ERR) {
+	/* A timeout while the loop ran late may be our delay: checked again,
+	 * not counted against the proxy. */
+	if (o->result == CHK_LOCAL_ERR ||
+	    (o->result == CHK_TIMEOUT && eng_now_ms() < e->lag_until_ms)) {
 		e->local_requeues++;
-		lower_limit(e);
+		eng_lower_limit(e);
 		pe->tries--;
 		queue_push(&e->urgent, pe, 0, false);
 		goto out;
