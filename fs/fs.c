@@ -11,8 +11,8 @@
  * never serves an older rendering. Nothing on this path logs.
  *
  * Writing: only the control files, by the mounting user or root. add and
- * remove take whole lines; a trailing partial line waits in the handle for
- * the next write or for flush. Each write is all or nothing.
+ * remove check each write's whole lines at once (a bad one fails that
+ * write) and apply everything at close, so each write is all or nothing.
  */
 #include "fs.h"
 
@@ -117,9 +117,11 @@ struct fs_handle {
 	const struct fs_node *node;
 	struct snapshot *snap;	    /* readers: the snapshot shown, referenced */
 	const struct sbuf *content; /* readers: &buf or a snapshot cache slot */
-	struct sbuf buf;	    /* readers: own rendering; add/remove: partial line */
+	struct sbuf buf;	    /* readers: own rendering; add/remove: text until close */
 	pthread_mutex_t lock;	    /* add/remove: guards buf between write and flush */
 	struct fs_node node_copy;   /* what node points to (sources' nodes are made up) */
+	size_t checked;             /* add/remove: bytes of buf already checked (whole lines) */
+	bool failed;                /* add/remove: a write failed for size: the close fails */
 	struct fs_handle *prev, *next; /* in open_handles */
 };
 
@@ -309,7 +311,9 @@ static off_t node_size(const struct fs_node *n, struct snapshot *s)
 
 /* Parses len bytes of complete lines and hands the proxies to the engine
  * (add or remove). Nothing is applied if any line is bad: -EINVAL. */
-static int control_apply(enum fs_kind kind, const char *text, size_t len)
+/* Parses the lines of text; with apply, hands them to the engine. Any bad
+ * line: -EINVAL and nothing is applied. */
+static int control_parse(enum fs_kind kind, const char *text, size_t len, bool apply)
 {
 	struct proxy_addr *list = NULL, *grown;
 	size_t n = 0, cap = 0;
@@ -340,41 +344,63 @@ static int control_apply(enum fs_kind kind, const char *text, size_t len)
 		}
 		p = eol + 1;
 	}
-	if (!err && n)
+	if (apply && !err && n)
 		err = kind == FS_ADD ? engine_add(engine_of(), list, n)
 				     : engine_remove(engine_of(), list, n);
 	free(list);
 	return err;
 }
 
-/* Adds data to the handle's partial line and applies every complete line;
- * with last, the remainder too. On error the handle is as before the call
- * (last: the remainder is dropped either way). Caller holds h->lock. */
-static int control_feed(struct fs_handle *h, const char *data, size_t size, bool last)
+/* A write to add or remove: its complete lines are checked at once (a bad
+ * one fails this write with EINVAL and drops it), and everything is kept
+ * until the file is closed, then applied in one go. So a write is applied
+ * whole or not at all, also when split over several write() calls, and
+ * an over-long write (which the kernel hands over in pieces) fails the
+ * whole open. Caller holds h->lock. */
+static int control_feed(struct fs_handle *h, const char *data, size_t size)
 {
 	struct sbuf *b = &h->buf;
-	size_t before = b->len, done;
+	size_t before = b->len;
 	const char *nl;
 	int err;
 
-	if (size > FS_CONTROL_MAX || before + size > FS_CONTROL_MAX)
+	if (h->failed)
 		return -EINVAL;
+	if (size > FS_CONTROL_MAX || before + size > FS_CONTROL_MAX) {
+		h->failed = true;
+		return -EINVAL;
+	}
 	sbuf_add(b, data, size);
 	if (sbuf_failed(b)) {
-		sbuf_reset(b);
+		h->failed = true;
 		return -ENOMEM;
 	}
-	nl = b->len ? memrchr(b->data, '\n', b->len) : NULL;
-	done = last ? b->len : nl ? (size_t)(nl - b->data) + 1 : 0;
-	err = done ? control_apply(h->node->kind, b->data, done) : 0;
-	if (last || !err) {
-		memmove(b->data, b->data + done, b->len - done);
-		b->len -= done;
-	} else {
+	nl = memrchr(b->data + h->checked, '\n', b->len - h->checked);
+	if (!nl)
+		return 0;
+	err = control_parse(h->node->kind, b->data + h->checked,
+			    (size_t)(nl - b->data) + 1 - h->checked, false);
+	if (err) {
 		b->len = before;
-	}
-	if (b->data)
 		b->data[b->len] = '\0';
+		return err;
+	}
+	h->checked = (size_t)(nl - b->data) + 1;
+	return 0;
+}
+
+/* At close: the last line without a newline is checked too, then all of
+ * it is applied. -EINVAL (nothing applied) after a failed over-long write
+ * or for a bad last line. Caller holds h->lock. */
+static int control_commit(struct fs_handle *h)
+{
+	int err = h->failed ? -EINVAL : 0;
+
+	if (!err && h->buf.len)
+		err = control_parse(h->node->kind, h->buf.data, h->buf.len, true);
+	sbuf_reset(&h->buf);
+	h->checked = 0;
+	h->failed = false;
 	return err;
 }
 
@@ -566,22 +592,21 @@ static int fs_write(const char *path, const char *buf, size_t size, off_t off,
 		err = control_reload(buf, size);
 	} else {
 		pthread_mutex_lock(&h->lock);
-		err = control_feed(h, buf, size, false);
+		err = control_feed(h, buf, size);
 		pthread_mutex_unlock(&h->lock);
 	}
 	return err ? err : (int)size;
 }
 
-/* Applies a partial last line left by the writes; called at each close. */
+/* Applies what the writes left; called at each close (flush). */
 static int control_finish(struct fs_handle *h)
 {
-	int err = 0;
+	int err;
 
 	if (h->node->kind != FS_ADD && h->node->kind != FS_REMOVE)
 		return 0;
 	pthread_mutex_lock(&h->lock);
-	if (h->buf.len)
-		err = control_feed(h, "", 0, true);
+	err = control_commit(h);
 	pthread_mutex_unlock(&h->lock);
 	return err;
 }

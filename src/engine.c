@@ -52,12 +52,29 @@ static void watch_lag(struct engine *e, uint64_t t)
 	eng_lower_limit(e);
 }
 
+/* The store fails or recovers on its own thread: health must follow even
+ * when the pool does not change. */
+static void watch_store(struct engine *e)
+{
+	struct store_status ss;
+
+	if (!e->store)
+		return;
+	store_get_status(e->store, &ss);
+	if (ss.errors_total != e->store_errors_seen || (ss.error[0] != '\0') != e->store_failing) {
+		e->store_errors_seen = ss.errors_total;
+		e->store_failing = ss.error[0] != '\0';
+		e->dirty = true;
+	}
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct engine *e = arg;
 	uint64_t t = eng_now_ms();
 
 	watch_lag(e, t);
+	watch_store(e);
 	eng_recover_limit(e);
 	eng_take_due(e);
 	eng_probe_judges(e, false);

@@ -492,13 +492,21 @@ static int store_write_batch(struct store *s, const struct store_op *ops, char *
 	for (const struct store_op *op = ops; op; op = op->next)
 		if (store_apply(s, op, err, errlen))
 			goto out_rollback;
-	if (store_step(s, s->stmt[ST_COMMIT], err, errlen) == 0)
+	if (store_step(s, s->stmt[ST_COMMIT], err, errlen) == 0) {
+		/* Keep the WAL small: a long-running daemon on a small disk
+		 * must not fill it with a log SQLite never shrinks. Batches
+		 * are few (one per STORE_GATHER_MS at most), so this is cheap. */
+		sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 		return 0;
+	}
 
 out_rollback:
 	/* Some errors (SQLITE_FULL, IOERR) have rolled back already. */
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	/* The WAL may be what filled the disk: fold it into the database
+	 * and give its space back before the retry. */
+	sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	return -EIO;
 }
 
