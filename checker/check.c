@@ -77,6 +77,7 @@ struct chk {
 	const uint8_t *out; /* being sent: a message in tail, or the judge's request */
 	uint32_t out_len, out_off;
 	uint64_t start_ns;
+	uint64_t wait_ns; /* when the proxy's turn began: connect, or our last send */
 	int fd;
 	uint8_t state;	/* enum chk_state */
 	uint8_t phase;	/* enum chk_phase */
@@ -140,6 +141,8 @@ static void chk_end(struct chk *c, enum chk_result r, int err)
 	c->res.err = err;
 	if (r == CHK_OK)
 		c->res.latency_ms = (uint32_t)((chk_now_ns() - c->start_ns) / 1000000u);
+	if (r == CHK_TIMEOUT)
+		c->res.idle_ms = (uint32_t)((chk_now_ns() - c->wait_ns) / 1000000u);
 	c->state = CHK_ST_DONE;
 }
 
@@ -593,6 +596,7 @@ static void chk_send(struct chk *c)
 		c->out_off += (uint32_t)n;
 	}
 	c->state = CHK_ST_READING;
+	c->wait_ns = chk_now_ns();
 }
 
 /* Answer bytes, plain or decrypted; a pause after the head of a 200
@@ -721,6 +725,7 @@ static bool chk_tls_write(struct chk *c)
 		c->out_off += (uint32_t)n;
 	}
 	c->state = CHK_ST_READING;
+	c->wait_ns = chk_now_ns();
 	return true;
 }
 
@@ -951,6 +956,7 @@ struct chk *chk_start(struct event_base *base, const struct chk_target *target,
 		goto out_free;
 	}
 	c->start_ns = chk_now_ns();
+	c->wait_ns = c->start_ns;
 	c->state = CHK_ST_CONNECTING;
 	if (connect(c->fd, (const struct sockaddr *)&target->addr, target->addrlen) < 0 &&
 	    errno != EINPROGRESS && errno != EINTR) {

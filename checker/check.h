@@ -108,6 +108,8 @@ struct chk_outcome {
 	int err;             /* errno behind a REFUSED/RESET/LOCAL_ERR, else 0 */
 	uint32_t latency_ms; /* connect() to the last byte of the answer (CHK_OK only) */
 	uint16_t status;     /* HTTP status from the judge's answer, 0 if none */
+	uint32_t idle_ms;    /* CHK_TIMEOUT: how long the proxy had had its turn (since
+			      * connect() or our last send) without answering it */
 	/* With judge->capture_body, for CHK_OK: the answer's first bytes of
 	 * body (CHK_BODY_MAX at most, de-chunked, NUL-terminated beyond
 	 * body_len). Valid only during the done call; NULL and 0 otherwise,

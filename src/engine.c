@@ -32,24 +32,22 @@ void eng_wake(struct waiter *w, int rc)
 	pthread_mutex_unlock(&w->lock);
 }
 
-/* The tick coming late means the loop is behind: checks' timeouts in that
- * window may be ours, and fewer checks at once let it catch up. */
+/* The tick coming late means the loop is behind. Its lateness adds up in
+ * lag_ms, so a check that timed out can tell how much of its time was our
+ * delay; a loop far behind also gets fewer checks at once. */
 static void watch_lag(struct engine *e, uint64_t t)
 {
-	uint64_t late = e->last_tick_ms ? t - e->last_tick_ms : 0;
-	uint64_t allowed = (uint64_t)e->cfg->timeout_ms / 10;
+	uint64_t late = e->last_tick_ms && t > e->last_tick_ms + TICK_MS
+				? t - e->last_tick_ms - TICK_MS
+				: 0;
 
 	e->last_tick_ms = t;
-	if (allowed < LAG_MIN_MS)
-		allowed = LAG_MIN_MS;
-	if (late <= TICK_MS + allowed)
-		return;
-	if (t >= e->lag_until_ms)
-		log_warn("event loop %llu ms late: timeouts are not held against proxies",
-			 (unsigned long long)(late - TICK_MS));
-	e->lag_total++;
-	e->lag_until_ms = t + (uint64_t)e->cfg->timeout_ms;
-	eng_lower_limit(e);
+	e->lag_ms += late;
+	if (late > LAG_MIN_MS && late > (uint64_t)e->cfg->timeout_ms / 10) {
+		log_debug("event loop %llu ms late", (unsigned long long)late);
+		e->lag_total++;
+		eng_lower_limit(e);
+	}
 }
 
 /* The store fails or recovers on its own thread: health must follow even

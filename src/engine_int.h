@@ -27,6 +27,7 @@
 
 #define TICK_MS 100
 #define LAG_MIN_MS 200      /* the tick this late means the loop is behind */
+#define LAG_RETRIES 2       /* extra tries of a timeout our lateness may have caused */
 #define RETRY_BASE_MS 250
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
@@ -132,7 +133,7 @@ struct engine {
 	uint32_t limit, limit_max;
 	uint64_t last_local_err_ms;
 	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
-	uint64_t lag_until_ms;   /* timeouts before this may be the loop's lateness */
+	uint64_t lag_ms;         /* the tick's lateness, added up: the loop's own delay */
 	uint64_t lag_total;      /* times the loop was seen running late */
 	uint64_t store_errors_seen; /* the store's figures last published, */
 	bool store_failing;         /* so a change there publishes too */

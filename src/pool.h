@@ -37,6 +37,7 @@ struct pool_entry {
 	uint32_t scan;             /* the scan that last queued it */
 	uint32_t due;              /* next check, engine clock seconds (while heap_idx) */
 	uint32_t heap_idx;         /* slot in the engine's schedule + 1; 0 = not scheduled */
+	uint32_t lag_mark;         /* the engine's lag_ms when the check in flight started */
 	int64_t dead_since;        /* unix seconds of the first failure in a row, 0 = alive */
 	uint8_t exit_family;       /* AF_INET / AF_INET6 of exit_addr; 0 = unknown */
 	uint8_t exit_addr[16];     /* the address the judge saw through the proxy */

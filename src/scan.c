@@ -248,6 +248,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		return false;
 	}
 	pe->tries++;
+	pe->lag_mark = (uint32_t)e->lag_ms;
 	e->in_flight++;
 	if (e->in_flight > e->in_flight_max)
 		e->in_flight_max = e->in_flight;
@@ -303,6 +304,21 @@ static bool hold_failure(struct engine *e, struct pool_entry *pe)
 	return true;
 }
 
+/* A proxy that timed out while it had less than half the timeout for its
+ * last turn spent the rest waiting on us: when the loop also ran late by a
+ * tenth of the timeout during the check, the timeout may be ours and the
+ * check is tried again (a few times at most, then it counts). A proxy
+ * silent for half the timeout or more had its chance whatever our delays. */
+static bool timeout_is_ours(struct engine *e, const struct pool_entry *pe,
+			    const struct chk_outcome *o)
+{
+	uint32_t half = (uint32_t)e->cfg->timeout_ms / 2;
+
+	return o->idle_ms < half &&
+	       (uint32_t)e->lag_ms - pe->lag_mark > (uint32_t)e->cfg->timeout_ms / 10 &&
+	       pe->tries <= (uint8_t)e->cfg->retries + LAG_RETRIES;
+}
+
 static void check_done(void *arg, const struct chk_outcome *o)
 {
 	struct engine *e = the_engine;
@@ -324,10 +340,12 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
 		goto out;
 	}
-	/* A timeout while the loop ran late may be our delay: checked again,
-	 * not counted against the proxy. */
-	if (o->result == CHK_LOCAL_ERR ||
-	    (o->result == CHK_TIMEOUT && eng_now_ms() < e->lag_until_ms)) {
+	if (o->result == CHK_TIMEOUT && timeout_is_ours(e, pe, o)) {
+		e->local_requeues++;
+		queue_push(&e->urgent, pe, 0, false);
+		goto out;
+	}
+	if (o->result == CHK_LOCAL_ERR) {
 		e->local_requeues++;
 		eng_lower_limit(e);
 		pe->tries--;
