@@ -14,7 +14,7 @@ PACKAGES=(
 	libevent-dev libsqlite3-dev libinih-dev libssl-dev libcurl4-openssl-dev
 	clang
 	python3-pytest
-	tinyproxy microsocks dante-server
+	tinyproxy microsocks dante-server squid
 	curl sqlite3 openssl ca-certificates
 )
 PROMTOOL=/usr/local/bin/promtool

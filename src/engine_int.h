@@ -28,6 +28,7 @@
 #define TICK_MS 100
 #define LAG_MIN_MS 200      /* the tick this late means the loop is behind */
 #define LAG_RETRIES 2       /* extra tries of a timeout our lateness may have caused */
+#define JUDGE_FRESH_S 5     /* a judge probed longer ago is probed again before a scan */
 #define RETRY_BASE_MS 250
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8

@@ -35,12 +35,31 @@ void eng_finish_waiters(struct engine *e, uint64_t gen, int rc)
 	e->nwaiters = kept;
 }
 
+/* A scan starts only on judges known to answer: when their last probe is
+ * not fresh, checking waits for a new one, so a judge that died since
+ * cannot turn a whole scan dead. */
+static void confirm_judges(struct engine *e)
+{
+	int64_t now = eng_wall_s();
+	bool stale = false;
+
+	if (e->once || !e->cfg->probe_judges)
+		return;
+	for (size_t i = 0; i < e->judges->n; i++)
+		stale = stale || now - e->judges->v[i].last_probe > JUDGE_FRESH_S;
+	if (!stale)
+		return;
+	e->paused = true;
+	eng_probe_judges(e, true);
+}
+
 void eng_scan_start(struct engine *e)
 {
 	struct pool_iter it;
 	struct pool_entry *pe = NULL;
 
 	eng_refresh_sources(e, true);
+	confirm_judges(e);
 	e->scan_gen++;
 	e->scan_running = true;
 	e->rescan_pending = false;
