@@ -4,10 +4,12 @@
 # Steps: dependencies (scripts/install-deps.sh, when root), the normal build
 # in build/ with its unit tests, a second build in build-asan/ with
 # AddressSanitizer and UndefinedBehaviorSanitizer running the unit tests
-# again, and last the integration suite (pytest, real mounts, real proxies on
-# loopback) against build/proxyfs or $PROXYFS_BIN. Every step runs even when
-# an earlier one failed, so one run shows everything; the exit status is
-# non-zero if any step failed. The last line printed is pytest's summary.
+# again, the fuzz targets (scripts/fuzz.sh) and a ThreadSanitizer run
+# (scripts/tsan.sh), and last the integration suite (pytest, real mounts,
+# real proxies on loopback) against build/proxyfs or $PROXYFS_BIN. Every
+# step runs even when an earlier one failed, so one run shows everything;
+# the exit status is non-zero if any step failed. The last line printed is
+# pytest's summary.
 # With CI=true, warnings are errors.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +73,11 @@ if [ -x build-asan/proxyfs ] && [ -z "${PROXYFS_BIN:-}" ]; then
 	step asan-integration env PROXYFS_BIN=build-asan/proxyfs \
 		/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 fi
+
+# libFuzzer on the parsers (scripts/fuzz.sh, FUZZ_SECONDS per target), and
+# the unit and integration tests under ThreadSanitizer (scripts/tsan.sh).
+step fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash scripts/fuzz.sh
+step tsan bash scripts/tsan.sh
 
 if [ "${#failed[@]}" -gt 0 ]; then
 	echo "==> failed before the integration suite: ${failed[*]}"

@@ -634,10 +634,12 @@ def rss_kb(pid):
 
 
 def asan_build(binary):
-    """True for a daemon built with AddressSanitizer, whose freed memory
-    waits in a quarantine of up to 256 MB: its RSS says nothing of leaks."""
+    """True for a daemon built with AddressSanitizer (whose freed memory
+    waits in a quarantine of up to 256 MB) or ThreadSanitizer (whose shadow
+    memory grows with use): their RSS says nothing of leaks."""
     with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
+        data = f.read()
+    return b"__asan_init" in data or b"__tsan_init" in data
 
 
 if __name__ == "__main__":
