@@ -175,8 +175,11 @@ static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 	sbuf_printf(out,
 		    "  \"engine\": {\"in_flight\": %" PRIu32 ", \"in_flight_max\": %" PRIu32
 		    ", \"concurrency\": %" PRIu32 ", \"concurrency_configured\": %" PRIu32
+		    ", \"concurrency_max\": %" PRIu32 ", \"concurrency_clamped\": %s"
 		    ", \"checks\": {",
-		    st->in_flight, st->in_flight_max, st->concurrency, st->concurrency_conf);
+		    st->in_flight, st->in_flight_max, st->concurrency, st->concurrency_conf,
+		    st->concurrency_fd_max,
+		    st->concurrency_fd_max < st->concurrency_conf ? "true" : "false");
 	for (int r = 0; r < SNAP_RESULT_CLASSES && r < CHK_RESULT_COUNT; r++)
 		sbuf_printf(out, "%s\"%s\": %" PRIu64, r ? ", " : "", chk_result_name(r),
 			    st->checks_total[r]);
@@ -358,6 +361,9 @@ static void metrics_engine(const struct snap_stats *st, struct sbuf *out)
 	       "Current (adaptive) limit of checks in flight.", st->concurrency);
 	scalar(out, "proxyfs_check_concurrency_configured", "gauge",
 	       "Limit of checks in flight the configuration asks for.", st->concurrency_conf);
+	scalar(out, "proxyfs_check_concurrency_max", "gauge",
+	       "Most checks in flight the open-file limit leaves room for.",
+	       st->concurrency_fd_max);
 	scalar(out, "proxyfs_local_requeues_total", "counter",
 	       "Checks requeued because our own side failed.", st->local_requeues_total);
 	scalar(out, "proxyfs_check_retries_total", "counter", "Checks retried after a failure.",

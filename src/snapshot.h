@@ -93,6 +93,7 @@ struct snap_stats {
 	uint32_t in_flight;
 	uint32_t concurrency;       /* the current (adaptive) limit */
 	uint32_t concurrency_conf;  /* what the config asked for */
+	uint32_t concurrency_fd_max; /* what the open-file limit leaves of it (the clamp) */
 	uint32_t in_flight_max;
 	uint64_t checks_total[SNAP_RESULT_CLASSES];
 	uint64_t local_requeues_total; /* checks put back because our side failed */

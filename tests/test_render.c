@@ -38,6 +38,7 @@ static void fill_stats(struct snap_stats *st, uint32_t alive)
 	st->in_flight_max = 80;
 	st->concurrency = 64;
 	st->concurrency_conf = 100;
+	st->concurrency_fd_max = 90;
 	for (int r = 0; r < SNAP_RESULT_CLASSES; r++)
 		st->checks_total[r] = 100 + (uint64_t)r;
 	st->local_requeues_total = 6;
@@ -433,7 +434,8 @@ static void test_stat_json(void)
 			  "\"total\": 11, \"started\": 1700000050, \"finished\": 1700000040, "
 			  "\"last_duration_seconds\": 12.500}");
 	check_contains(t, "\"engine\": {\"in_flight\": 4, \"in_flight_max\": 80, "
-			  "\"concurrency\": 64, \"concurrency_configured\": 100, \"checks\": {");
+			  "\"concurrency\": 64, \"concurrency_configured\": 100, "
+			  "\"concurrency_max\": 90, \"concurrency_clamped\": true, \"checks\": {");
 	for (int r = 0; r < CHK_RESULT_COUNT; r++) {
 		char want[64];
 
