@@ -894,20 +894,9 @@ static void chk_cb(evutil_socket_t fd, short what, void *arg)
  * from the loop, as the contract wants. */
 static bool chk_connect_err_is_proxys(int err)
 {
-	switch (err) {
-	case ECONNREFUSED:
-	case EHOSTUNREACH:
-	case ENETUNREACH:
-	case EHOSTDOWN:
-	case ENETDOWN:
-	case EACCES:
-	case EPERM:
-	case ETIMEDOUT:
-	case ECONNRESET:
-		return true;
-	default:
-		return false;
-	}
+	enum chk_result r = chk_errno_result(err);
+
+	return r == CHK_REFUSED || r == CHK_TIMEOUT || err == ECONNRESET;
 }
 
 static struct chk *chk_alloc(const struct chk_target *t, const struct chk_judge *judge,

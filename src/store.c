@@ -60,8 +60,7 @@ static const char *const store_sql[ST_COUNT] = {
 	       " exit_ip = excluded.exit_ip, anonymity = excluded.anonymity,"
 	       " updated = excluded.updated",
     [ST_DELETE] = "DELETE FROM proxies WHERE uri = ?1",
-    [ST_MARK] = "INSERT INTO removed(uri, at) VALUES (?1, ?2)"
-		" ON CONFLICT(uri) DO UPDATE SET at = excluded.at",
+    [ST_MARK] = "INSERT INTO removed(uri, at) VALUES (?1, ?2) ON CONFLICT(uri) DO UPDATE SET at = excluded.at",
     [ST_UNMARK] = "DELETE FROM removed WHERE uri = ?1",
 };
 
