@@ -176,7 +176,11 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct c
 		pe->fails_in_row = 0;
 		pe->dead_since = 0;
 		pe->folders = (uint8_t)(1u << pe->proto);
-		if (pe->proto == PROXY_HTTP && pe->tunnel)
+		/* An HTTP proxy that tunnelled to the judge (CONNECT), TLS
+		 * and all when the judge is https, is what lists call an
+		 * HTTPS proxy. */
+		if (pe->proto == PROXY_HTTP &&
+		    (pe->tunnel || (pe->judge < e->judges->n && e->judges->v[pe->judge].chk.tls)))
 			pe->folders |= 1u << PROXY_HTTPS;
 	} else {
 		pe->state = POOL_DEAD;

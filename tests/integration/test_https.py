@@ -290,3 +290,31 @@ def test_untrusted_judge_leaves_nothing_alive(binary, https_peers, tmp_path):
     assert lines == [], "alive without trusting the judge: %s\n%s" % (lines, err[-2000:])
     counts = _result_counts(err)
     assert counts.get("tls_error") == len(hp.alive) + 1, err[-2000:]
+
+
+def test_mount_lists_tls_tunnels_under_https(binary, https_peers, tmp_path):
+    """Mounted with an https judge, an HTTP proxy that carried verified TLS
+    to it is listed under https/ (and http/), printed http://; SOCKS
+    proxies stay in their own folders; the MITM is in none."""
+    from conftest import Mounts, write_list
+
+    hp = https_peers
+    tmp = str(tmp_path)
+    lst = write_list(tmp, "\n".join(hp.alive + hp.dead) + "\n")
+    conf = os.path.join(tmp, "https.ini")
+    with open(conf, "w") as f:
+        f.write("[proxyfs]\ndb = %s\n[check]\njudge = %s\nexpect = %s\nca_file = %s\n"
+                "timeout_ms = 3000\nconnect_timeout_ms = 1000\nretries = 0\n"
+                "[source:tls]\nurl = %s\n"
+                % (os.path.join(tmp, "proxyfs.db"), hp.judge_url, TOKEN, hp.ca.cert, lst))
+    m = Mounts(binary, tmp)
+    try:
+        d = m.new(conf).start()
+        d.sync()
+        assert d.live("https/live.txt") == {hp.tinyproxy.line}
+        assert hp.tinyproxy.line in d.live("http/live.txt")
+        assert d.live() == set(hp.alive)
+        assert hp.mitm.line not in d.live()
+        d.stop()
+    finally:
+        m.cleanup()
