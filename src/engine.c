@@ -139,6 +139,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 			chk_cancel(pe->chk);
 			pe->chk = NULL;
 			e->in_flight--;
+			eng_scan_forget(e, pe);
 		}
 		if (e->store)
 			store_mark_removed(e->store, pe->uri);

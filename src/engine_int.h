@@ -191,6 +191,8 @@ int eng_reload_config(struct engine *e);
 void eng_scan_bind(struct engine *e);
 void eng_scan_start(struct engine *e);
 void eng_scan_maybe_finish(struct engine *e);
+/* An entry of the running scan will get no result (removed, gone). */
+void eng_scan_forget(struct engine *e, struct pool_entry *pe);
 void eng_dispatch(struct engine *e);
 void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
 void eng_take_due(struct engine *e);

@@ -53,6 +53,14 @@ static void confirm_judges(struct engine *e)
 	eng_probe_judges(e, true);
 }
 
+void eng_scan_forget(struct engine *e, struct pool_entry *pe)
+{
+	if (e->scan_running && pe->scan == (uint32_t)e->scan_gen && e->scan_total) {
+		e->scan_total--;
+		pe->scan = 0;
+	}
+}
+
 void eng_scan_start(struct engine *e)
 {
 	struct pool_iter it;
@@ -93,7 +101,9 @@ static bool sources_busy(const struct engine *e)
 /* A one-shot run also waits for its downloads and for its judges. */
 static bool scan_busy(const struct engine *e)
 {
-	if (e->ready.len || e->retry.len || e->urgent.len || e->in_flight)
+	/* Every proxy the scan took has its result: re-checks and control/add
+	 * going on beside it do not keep it running. */
+	if (e->scan_checked < e->scan_total)
 		return true;
 	return e->once && sources_busy(e);
 }
@@ -193,6 +203,7 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct c
 	if ((uint32_t)e->scan_gen == pe->scan && e->scan_running) {
 		e->scan_checked++;
 		e->scan_alive += o->result == CHK_OK;
+		pe->scan = 0; /* counted once, whatever re-checks follow */
 	}
 	if (e->once) {
 		struct engine_result r = {
@@ -351,6 +362,7 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	pe->chk = NULL;
 	e->in_flight--;
 	if (pe->unlinked || pe->removed) {
+		eng_scan_forget(e, pe);
 		eng_release_entry(pe);
 		goto out;
 	}
@@ -408,6 +420,8 @@ static struct pool_entry *next_entry(struct engine *e)
 			return NULL;
 		if (!pe->unlinked && !pe->removed && !pe->dropped && !pe->chk)
 			return pe;
+		if (!pe->chk)
+			eng_scan_forget(e, pe);
 		eng_release_entry(pe);
 	}
 }
