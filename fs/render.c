@@ -374,21 +374,47 @@ static void metrics_engine(const struct snap_stats *st, struct sbuf *out)
 	       "Failed checks not applied while the judges were in doubt.", st->held_total);
 }
 
+/* Counters are the families whose name ends in _total. */
+static const char *type_by_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 6 && strcmp(name + n - 6, "_total") == 0 ? "counter" : "gauge";
+}
+
+/* One family with a sample per judge; field picks the figure. */
+static void metrics_per_judge(const struct snapshot *s, struct sbuf *out, const char *name,
+			      const char *help, uint64_t (*field)(const struct snap_judge *))
+{
+	family(out, name, type_by_name(name), help);
+	for (uint32_t i = 0; i < s->njudges; i++)
+		labelled(out, name, "judge", s->judges[i].url, field(&s->judges[i]));
+}
+
+static uint64_t judge_up(const struct snap_judge *j)
+{
+	return j->healthy;
+}
+
+static uint64_t judge_checks(const struct snap_judge *j)
+{
+	return j->checks;
+}
+
+static uint64_t judge_last_probe(const struct snap_judge *j)
+{
+	return j->last_probe > 0 ? (uint64_t)j->last_probe : 0;
+}
+
 static void metrics_judges(const struct snapshot *s, struct sbuf *out)
 {
-	family(out, "proxyfs_judge_up", "gauge", "1 when the judge answered its last direct probe.");
-	for (uint32_t i = 0; i < s->njudges; i++)
-		labelled(out, "proxyfs_judge_up", "judge", s->judges[i].url, s->judges[i].healthy);
-	family(out, "proxyfs_judge_checks_total", "counter", "Checks sent through the judge.");
-	for (uint32_t i = 0; i < s->njudges; i++)
-		labelled(out, "proxyfs_judge_checks_total", "judge", s->judges[i].url,
-			 s->judges[i].checks);
-	family(out, "proxyfs_judge_last_probe_timestamp_seconds", "gauge",
-	       "Unix time of the judge's last direct probe, 0 if never.");
-	for (uint32_t i = 0; i < s->njudges; i++)
-		labelled(out, "proxyfs_judge_last_probe_timestamp_seconds", "judge",
-			 s->judges[i].url,
-			 s->judges[i].last_probe > 0 ? (uint64_t)s->judges[i].last_probe : 0);
+	metrics_per_judge(s, out, "proxyfs_judge_up",
+			  "1 when the judge answered its last direct probe.", judge_up);
+	metrics_per_judge(s, out, "proxyfs_judge_checks_total", "Checks sent through the judge.",
+			  judge_checks);
+	metrics_per_judge(s, out, "proxyfs_judge_last_probe_timestamp_seconds",
+			  "Unix time of the judge's last direct probe, 0 if never.",
+			  judge_last_probe);
 }
 
 static void metrics_life(const struct snap_stats *st, struct sbuf *out)
@@ -414,10 +440,7 @@ static void metrics_life(const struct snap_stats *st, struct sbuf *out)
 static void metrics_per_source(const struct snapshot *s, struct sbuf *out, const char *name,
 			       const char *help, uint64_t (*field)(const struct snap_source *))
 {
-	size_t n = strlen(name);
-
-	family(out, name, n > 6 && strcmp(name + n - 6, "_total") == 0 ? "counter" : "gauge",
-	       help);
+	family(out, name, type_by_name(name), help);
 	for (uint32_t i = 0; i < s->nsources; i++)
 		labelled(out, name, "source", s->sources[i].name, field(&s->sources[i]));
 }

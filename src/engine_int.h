@@ -135,7 +135,6 @@ struct engine {
 	uint64_t last_local_err_ms;
 	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
 	uint64_t lag_ms;         /* the tick's lateness, added up: the loop's own delay */
-	uint64_t lag_total;      /* times the loop was seen running late */
 	uint64_t store_errors_seen; /* the store's figures last published, */
 	bool store_failing;         /* so a change there publishes too */
 	uint64_t checks_total[CHK_RESULT_COUNT];
