@@ -47,6 +47,13 @@
 #define CHK_READ_CHUNK (16 * 1024)
 #define CHK_MSGS 3
 
+/* The socket is registered once, for both directions, edge-triggered: the
+ * kernel tells of a change, not of a state, so what it said is kept here
+ * until a call finds the socket empty (read) or full (write). One
+ * registration per check instead of one per turn of the conversation. */
+#define CHK_CAN_READ 1
+#define CHK_CAN_WRITE 2
+
 /* Used when the caller passes no options: every field at its default. */
 static const struct chk_opts chk_opts_default = {0};
 
@@ -66,7 +73,7 @@ enum chk_phase {
 struct chk_proto;
 
 struct chk {
-	struct event ev; /* the socket, with the current deadline as timeout */
+	struct event ev; /* the socket, both ways, edge-triggered; the deadline */
 	const struct chk_proto *proto;
 	const struct chk_judge *judge;
 	SSL *ssl;      /* https judge: from the tunnel's opening on, else NULL */
@@ -82,7 +89,7 @@ struct chk {
 	uint8_t state;	/* enum chk_state */
 	uint8_t phase;	/* enum chk_phase */
 	bool with_auth; /* credentials were sent in an HTTP header */
-	short armed;	/* the events ev was last assigned for */
+	uint8_t ready;	/* CHK_CAN_*: what the kernel said and no call has used up */
 	struct chk_outcome res;
 	struct chk_answer ans;	    /* the CONNECT reply's head, then the judge's answer */
 	struct chk_socks_reply sr;  /* the SOCKS reply being read */
@@ -589,7 +596,9 @@ static void chk_send(struct chk *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				c->ready &= (uint8_t)~CHK_CAN_WRITE;
+			else
 				chk_end_errno(c, errno);
 			return;
 		}
@@ -664,11 +673,13 @@ static void chk_eof(struct chk *c)
 static void chk_tls_handle(struct chk *c, int r, int err)
 {
 	switch (SSL_get_error(c->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_READ: /* its BIO found the socket empty */
 		c->state = CHK_ST_READING;
+		c->ready &= (uint8_t)~CHK_CAN_READ;
 		return;
 	case SSL_ERROR_WANT_WRITE:
 		c->state = CHK_ST_SENDING;
+		c->ready &= (uint8_t)~CHK_CAN_WRITE;
 		return;
 	case SSL_ERROR_ZERO_RETURN:
 		chk_eof(c);
@@ -763,21 +774,31 @@ static void chk_tls_io(struct chk *c)
 
 /* ---- the socket ---- */
 
+/* Reads until the socket says it is empty (a short read is not enough: an
+ * end of stream behind the data brings no new edge) or the conversation
+ * moves on. */
 static void chk_recv(struct chk *c)
 {
 	uint8_t buf[CHK_READ_CHUNK];
-	ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
 
-	if (n > 0)
+	while (c->state == CHK_ST_READING && !c->ssl && (c->ready & CHK_CAN_READ)) {
+		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				c->ready &= (uint8_t)~CHK_CAN_READ;
+			else
+				chk_end_errno(c, errno);
+			return;
+		}
+		if (n == 0) {
+			chk_eof(c);
+			return;
+		}
 		chk_consume(c, buf, (size_t)n);
-	else if (n == 0)
-		chk_eof(c);
-	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		chk_end_errno(c, errno);
-	if (c->ssl)
-		chk_tls_io(c); /* the tunnel just opened */
-	else if (c->state == CHK_ST_SENDING)
-		chk_send(c);
+	}
 }
 
 static void chk_connected(struct chk *c)
@@ -797,10 +818,11 @@ static void chk_connected(struct chk *c)
 
 static void chk_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Waits for the socket as the state needs, until the current deadline. */
+/* Sets the timeout to the current deadline: connect_timeout_ms while
+ * connecting, timeout_ms from the start for the whole check. Only the
+ * timer moves: the socket stays registered as it is. */
 static int chk_arm(struct chk *c)
 {
-	short what = c->state == CHK_ST_READING ? EV_READ : EV_WRITE;
 	const struct chk_opts *o = c->opts;
 	int64_t total = o->timeout_ms > 0 ? o->timeout_ms : CHK_TIMEOUT_DEFAULT_MS;
 	int64_t limit = total, left;
@@ -813,12 +835,6 @@ static int chk_arm(struct chk *c)
 	if (left > 0) {
 		tv.tv_sec = (time_t)(left / 1000000000);
 		tv.tv_usec = (suseconds_t)(left % 1000000000 / 1000);
-	}
-	if (what != c->armed) {
-		struct event_base *base = event_get_base(&c->ev);
-
-		event_assign(&c->ev, base, c->fd, what, chk_cb, c);
-		c->armed = what;
 	}
 	return event_add(&c->ev, &tv);
 }
@@ -865,6 +881,27 @@ static void chk_finish(struct chk *c)
 	free(body);
 }
 
+/* Goes as far as what the socket is known to allow: each step changes the
+ * state or uses up a readiness, or there is nothing to do until the next
+ * edge. */
+static void chk_io(struct chk *c)
+{
+	for (;;) {
+		uint8_t state = c->state, phase = c->phase, ready = c->ready;
+
+		if (state == CHK_ST_CONNECTING && ready)
+			chk_connected(c); /* done, or failed: either way an edge */
+		else if (state == CHK_ST_SENDING && (ready & CHK_CAN_WRITE))
+			c->ssl ? chk_tls_io(c) : chk_send(c);
+		else if (state == CHK_ST_READING && (ready & CHK_CAN_READ))
+			c->ssl ? chk_tls_io(c) : chk_recv(c);
+		else
+			return;
+		if (c->state == state && c->phase == phase && c->ready == ready)
+			return; /* no step made: wait for the kernel */
+	}
+}
+
 static void chk_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct chk *c = arg;
@@ -873,17 +910,18 @@ static void chk_cb(evutil_socket_t fd, short what, void *arg)
 		/* A socket that became ready is served even when its deadline
 		 * passed in the same loop turn: a late loop is our delay, not
 		 * the proxy's. */
-		if ((what & EV_TIMEOUT) && !(what & (EV_READ | EV_WRITE)))
+		if ((what & EV_TIMEOUT) && !(what & (EV_READ | EV_WRITE))) {
 			chk_end(c, CHK_TIMEOUT, 0);
-		else if (c->state == CHK_ST_CONNECTING)
-			chk_connected(c);
-		else if (c->ssl)
-			chk_tls_io(c);
-		else if (c->state == CHK_ST_SENDING)
-			chk_send(c);
-		else
-			chk_recv(c);
+		} else {
+			if (what & EV_READ)
+				c->ready |= CHK_CAN_READ;
+			if (what & EV_WRITE)
+				c->ready |= CHK_CAN_WRITE;
+			chk_io(c);
+		}
 	}
+	/* A persistent event's timer restarts at each callback: put the
+	 * deadline back where it was. */
 	if (c->state != CHK_ST_DONE && chk_arm(c) < 0)
 		chk_end(c, CHK_LOCAL_ERR, ENOMEM);
 	if (c->state == CHK_ST_DONE)
@@ -958,8 +996,7 @@ struct chk *chk_start(struct event_base *base, const struct chk_target *target,
 		event_active(&c->ev, EV_TIMEOUT, 1);
 		return c;
 	}
-	event_assign(&c->ev, base, c->fd, EV_WRITE, chk_cb, c);
-	c->armed = EV_WRITE;
+	event_assign(&c->ev, base, c->fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET, chk_cb, c);
 	if (chk_arm(c) < 0) {
 		err = -ENOMEM;
 		goto out_close;

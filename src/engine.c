@@ -415,9 +415,10 @@ static int make_events(struct engine *e)
 	e->dispatch_ev = event_new(e->base, -1, 0, eng_dispatch_cb, e);
 	if (!e->cmd_ev || !e->tick_ev || !e->sig_ev || !e->dispatch_ev)
 		return -ENOMEM;
-	/* Of 3 levels every event gets the middle one by default; starting
-	 * more checks waits below the checks' own I/O. */
-	event_priority_set(e->dispatch_ev, 2);
+	/* Of 3 levels every event gets the middle one by default. Starting
+	 * more checks stays there: it comes after the I/O of its turn by
+	 * being a timer (see dispatch_some), and one level lower it would
+	 * wait for a turn without any I/O, which a busy loop seldom has. */
 	if (event_add(e->tick_ev, &tick) < 0 || event_add(e->sig_ev, NULL) < 0)
 		return -EIO;
 	return 0;

@@ -32,7 +32,7 @@
 #define RETRY_BASE_MS 250
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
-#define DISPATCH_BATCH 512  /* checks started per loop turn */
+#define DISPATCH_BATCH 4096 /* checks started a loop turn besides refills */
 #define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt */
 #define CONTROL_SOURCE "@control"
 

@@ -232,6 +232,7 @@ void eng_lower_limit(struct engine *e)
 }
 
 static void check_done(void *arg, const struct chk_outcome *o);
+static void dispatch_some(struct engine *e, int n);
 
 static bool retryable(enum chk_result r)
 {
@@ -397,7 +398,9 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	e->checks_total[o->result]++;
 	result_apply(e, pe, o);
 out:
-	eng_dispatch(e);
+	/* One start for the slot this check leaves: a turn that ends
+	 * thousands of checks must not start a batch for each of them. */
+	dispatch_some(e, 1);
 	eng_scan_maybe_finish(e);
 }
 
@@ -426,19 +429,22 @@ static struct pool_entry *next_entry(struct engine *e)
 	}
 }
 
-/* Starts checks up to the limit, DISPATCH_BATCH at a time: starting one
- * costs a socket() and a connect(), so starting thousands in one go would
- * keep the loop from reading answers that are already there. The rest
- * follows from dispatch_ev, which runs after pending I/O. */
-void eng_dispatch(struct engine *e)
+/* Starts up to n checks under the limit. Starting one costs a socket()
+ * and a connect(), so starting thousands in one go would keep the loop from
+ * reading answers that are already there (and make it late by the time it
+ * takes): when more could start, the rest follows from dispatch_ev as a
+ * timer due at once. Timers come due only after the loop has polled, so
+ * the answers that came meanwhile are served first; made active directly,
+ * it would run again in the same turn, before any polling. */
+static void dispatch_some(struct engine *e, int n)
 {
-	int started = 0;
+	static const struct timeval now = {0, 0};
 
 	while (e->in_flight < e->limit) {
 		struct pool_entry *pe;
 
-		if (started == DISPATCH_BATCH) {
-			event_active(e->dispatch_ev, EV_TIMEOUT, 0);
+		if (n-- == 0) {
+			event_add(e->dispatch_ev, &now);
 			return;
 		}
 		pe = next_entry(e);
@@ -446,8 +452,12 @@ void eng_dispatch(struct engine *e)
 			break;
 		if (!start_check(e, pe))
 			break; /* our side is short of something: wait for the tick */
-		started++;
 	}
+}
+
+void eng_dispatch(struct engine *e)
+{
+	dispatch_some(e, DISPATCH_BATCH);
 }
 
 void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg)
