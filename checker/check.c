@@ -3,10 +3,12 @@
  * A check is one allocation: the struct below plus a short tail holding the
  * protocol messages this check sends (built once at start, so credentials
  * need not be kept). It owns one socket and one struct event; the event
- * carries both the socket and the current deadline as its timeout (libevent
- * lets an I/O event time out), so no second timer is needed. The deadline is
- * the connect timeout while connecting, then what is left of the whole-check
- * timeout. Answers are read into a buffer on the stack and fed to
+ * carries both the socket (registered once, edge-triggered, both ways) and
+ * the current deadline as its timeout (libevent lets an I/O event time
+ * out), so no second timer is needed. The deadline is the connect timeout
+ * while resolving and connecting, then what is left of the whole-check
+ * timeout. A proxy given by name is resolved first through evdns, the
+ * event serving as the deadline's timer meanwhile. Answers are read into a buffer on the stack and fed to
  * incremental parsers that keep a few counters in the check, so a check in
  * flight costs a few hundred bytes and one descriptor; one through TLS adds
  * its SSL object, and one whose body is kept adds that buffer.
@@ -34,8 +36,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <event2/util.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -58,6 +62,7 @@
 static const struct chk_opts chk_opts_default = {0};
 
 enum chk_state {
+	CHK_ST_RESOLVING,  /* waiting for the proxy's name to resolve */
 	CHK_ST_CONNECTING, /* waiting for connect() to finish */
 	CHK_ST_SENDING,	   /* out[out_off..out_len) still to send */
 	CHK_ST_READING,	   /* waiting for the peer */
@@ -77,6 +82,7 @@ struct chk {
 	const struct chk_proto *proto;
 	const struct chk_judge *judge;
 	SSL *ssl;      /* https judge: from the tunnel's opening on, else NULL */
+	struct evdns_getaddrinfo_request *dns; /* the name being resolved, else NULL */
 	uint8_t *body; /* the answer's body being kept (judge->capture_body) */
 	const struct chk_opts *opts;
 	chk_done_fn done;
@@ -90,6 +96,7 @@ struct chk {
 	uint8_t phase;	/* enum chk_phase */
 	bool with_auth; /* credentials were sent in an HTTP header */
 	uint8_t ready;	/* CHK_CAN_*: what the kernel said and no call has used up */
+	uint16_t port;	/* of the proxy given by name */
 	struct chk_outcome res;
 	struct chk_answer ans;	    /* the CONNECT reply's head, then the judge's answer */
 	struct chk_socks_reply sr;  /* the SOCKS reply being read */
@@ -828,7 +835,7 @@ static int chk_arm(struct chk *c)
 	int64_t limit = total, left;
 	struct timeval tv = {0, 0};
 
-	if (c->state == CHK_ST_CONNECTING && o->connect_timeout_ms > 0 &&
+	if (c->state <= CHK_ST_CONNECTING && o->connect_timeout_ms > 0 &&
 	    o->connect_timeout_ms < total)
 		limit = o->connect_timeout_ms;
 	left = (int64_t)(c->start_ns + (uint64_t)limit * 1000000u) - (int64_t)chk_now_ns();
@@ -853,6 +860,8 @@ static void chk_close(struct chk *c)
 
 static void chk_destroy(struct chk *c)
 {
+	if (c->dns)
+		evdns_getaddrinfo_cancel(c->dns); /* its callback comes, and leaves c alone */
 	event_del(&c->ev);
 	SSL_free(c->ssl); /* no close_notify: the close below is abortive anyway */
 	chk_close(c);
@@ -959,6 +968,128 @@ static struct chk *chk_alloc(const struct chk_target *t, const struct chk_judge 
 	return c;
 }
 
+/* The outcome is set already: done is called from the loop, as the
+ * contract wants, never from inside chk_start. */
+static void chk_report_soon(struct chk *c)
+{
+	struct event_base *base = event_get_base(&c->ev);
+
+	event_del(&c->ev);
+	event_assign(&c->ev, base, -1, 0, chk_cb, c);
+	event_active(&c->ev, EV_TIMEOUT, 1);
+}
+
+/* Connects to the proxy and waits on the socket: 0, or -errno when our
+ * side failed (nothing is left open then). A refusal at once is the
+ * proxy's outcome, reported from the loop. */
+static int chk_connect(struct chk *c, const struct sockaddr *addr, socklen_t len)
+{
+	struct event_base *base = event_get_base(&c->ev);
+	int err;
+
+	c->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return -errno;
+	c->state = CHK_ST_CONNECTING;
+	if (connect(c->fd, addr, len) < 0 && errno != EINPROGRESS && errno != EINTR) {
+		err = errno;
+		chk_close(c);
+		if (!chk_connect_err_is_proxys(err))
+			return -err;
+		chk_end_errno(c, err);
+		chk_report_soon(c);
+		return 0;
+	}
+	event_del(&c->ev); /* the deadline while resolving, if any */
+	event_assign(&c->ev, base, c->fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET, chk_cb, c);
+	if (chk_arm(c) < 0) {
+		chk_close(c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The first IPv4 address of a resolved name, else the first IPv6 one. */
+static const struct evutil_addrinfo *chk_pick(const struct evutil_addrinfo *ai)
+{
+	const struct evutil_addrinfo *v6 = NULL;
+
+	for (; ai; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET)
+			return ai;
+		if (ai->ai_family == AF_INET6 && !v6)
+			v6 = ai;
+	}
+	return v6;
+}
+
+/* The name's answer, from the loop or from inside evdns_getaddrinfo (a
+ * name in /etc/hosts). A name that does not exist leaves the proxy
+ * unreachable; a resolver that does not answer is a timeout, tried again
+ * like one. Our own failure to connect is reported like any local error. */
+static void chk_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	const struct evutil_addrinfo *ai = result == 0 ? chk_pick(res) : NULL;
+	struct chk *c = arg;
+	struct sockaddr_storage ss;
+	int err;
+
+	if (result == EVUTIL_EAI_CANCEL)
+		goto out; /* the check is gone */
+	c->dns = NULL;
+	if (!ai || ai->ai_addrlen > sizeof(ss)) {
+		if (result == EVUTIL_EAI_AGAIN || result == EVUTIL_EAI_FAIL)
+			chk_end(c, CHK_TIMEOUT, 0);
+		else if (result == EVUTIL_EAI_MEMORY)
+			chk_end(c, CHK_LOCAL_ERR, ENOMEM);
+		else
+			chk_end(c, CHK_REFUSED, EHOSTUNREACH);
+		chk_report_soon(c);
+		goto out;
+	}
+	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons(c->port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->port);
+	err = chk_connect(c, (const struct sockaddr *)&ss, (socklen_t)ai->ai_addrlen);
+	if (err) {
+		chk_end(c, CHK_LOCAL_ERR, -err);
+		chk_report_soon(c);
+	}
+out:
+	if (res)
+		evutil_freeaddrinfo(res);
+}
+
+/* Asks for the proxy's name; the connect timeout covers the answer. */
+static int chk_resolve(struct chk *c, const struct chk_target *t)
+{
+	struct evutil_addrinfo hints = {
+		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP,
+	};
+	struct evdns_getaddrinfo_request *req;
+
+	if (!c->opts->dns || !t->host || !t->host[0]) {
+		chk_end(c, CHK_REFUSED, EHOSTUNREACH);
+		chk_report_soon(c);
+		return 0;
+	}
+	c->port = t->port;
+	c->state = CHK_ST_RESOLVING;
+	if (chk_arm(c) < 0)
+		return -ENOMEM;
+	req = evdns_getaddrinfo(c->opts->dns, t->host, NULL, &hints, chk_resolved, c);
+	if (c->state != CHK_ST_RESOLVING)
+		return 0; /* answered already, from /etc/hosts */
+	if (!req) {
+		chk_end(c, CHK_LOCAL_ERR, ENOMEM);
+		chk_report_soon(c);
+	}
+	c->dns = req;
+	return 0;
+}
+
 struct chk *chk_start(struct event_base *base, const struct chk_target *target,
 		      const struct chk_judge *judge, const struct chk_opts *opts, chk_done_fn done,
 		      void *arg)
@@ -967,7 +1098,7 @@ struct chk *chk_start(struct event_base *base, const struct chk_target *target,
 	struct chk *c;
 	int err;
 
-	if (family != AF_INET && family != AF_INET6) {
+	if (family != AF_INET && family != AF_INET6 && family != AF_UNSPEC) {
 		errno = EAFNOSUPPORT;
 		return NULL;
 	}
@@ -977,35 +1108,19 @@ struct chk *chk_start(struct event_base *base, const struct chk_target *target,
 	err = c->proto->build(c, target);
 	if (err)
 		goto out_free;
-	c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		err = -errno;
-		goto out_free;
-	}
 	c->start_ns = chk_now_ns();
 	c->wait_ns = c->start_ns;
-	c->state = CHK_ST_CONNECTING;
-	if (connect(c->fd, (const struct sockaddr *)&target->addr, target->addrlen) < 0 &&
-	    errno != EINPROGRESS && errno != EINTR) {
-		err = -errno;
-		if (!chk_connect_err_is_proxys(-err))
-			goto out_close;
-		chk_end_errno(c, -err);
-		chk_close(c);
-		event_assign(&c->ev, base, -1, 0, chk_cb, c);
-		event_active(&c->ev, EV_TIMEOUT, 1);
-		return c;
-	}
-	event_assign(&c->ev, base, c->fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET, chk_cb, c);
-	if (chk_arm(c) < 0) {
-		err = -ENOMEM;
-		goto out_close;
-	}
+	event_assign(&c->ev, base, -1, 0, chk_cb, c); /* the deadline while resolving */
+	if (family == AF_UNSPEC)
+		err = chk_resolve(c, target);
+	else
+		err = chk_connect(c, (const struct sockaddr *)&target->addr, target->addrlen);
+	if (err)
+		goto out_free;
 	return c;
 
-out_close:
-	chk_close(c);
 out_free:
+	event_del(&c->ev);
 	free(c);
 	errno = -err;
 	return NULL;

@@ -1,6 +1,6 @@
 /* check: one proxy check as a non-blocking state machine on a libevent loop.
  *
- * connect -> proxy handshake (HTTP absolute-URI GET, HTTP CONNECT, SOCKS4/4a,
+ * [resolve the proxy's name] -> connect -> proxy handshake (HTTP absolute-URI GET, HTTP CONNECT, SOCKS4/4a,
  * SOCKS5 with RFC 1929 auth) -> TLS to the judge through the tunnel when it
  * is https -> request to the judge -> read and validate the answer -> one
  * outcome, with the start of the answer's body when asked. Every phase has a
@@ -86,16 +86,22 @@ struct ssl_st;
  * memory. Used by the checks. */
 struct ssl_st *chk_judge_tls_new(const struct chk_judge *j, int fd);
 
+struct evdns_base;
+
 struct chk_opts {
-	int connect_timeout_ms;
-	int timeout_ms;       /* the whole check, from connect() to the last byte */
+	int connect_timeout_ms; /* resolving the proxy's name and connecting */
+	int timeout_ms;       /* the whole check, from its start to the last byte */
 	size_t max_answer;    /* bytes of the judge's answer read at most; default 64 KiB if 0 */
+	struct evdns_base *dns; /* resolves proxies given by name; NULL: they fail */
 };
 
-/* The proxy to check. addr is the proxy's own address (numeric). */
+/* The proxy to check: its address, or (addr.ss_family AF_UNSPEC) its host
+ * name and port, resolved through opts->dns at each check. */
 struct chk_target {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	const char *host; /* a DNS name, when addr is AF_UNSPEC */
+	uint16_t port;
 	enum proxy_proto proto; /* PROXY_HTTP, PROXY_SOCKS4 or PROXY_SOCKS5 */
 	bool tunnel;            /* PROXY_HTTP: use CONNECT instead of an absolute-URI GET */
 	bool remote_dns;        /* socks4a / socks5h: send the judge's name, not its address */
@@ -105,8 +111,10 @@ struct chk_target {
 
 struct chk_outcome {
 	enum chk_result result;
-	int err;             /* errno behind a REFUSED/RESET/LOCAL_ERR, else 0 */
-	uint32_t latency_ms; /* connect() to the last byte of the answer (CHK_OK only) */
+	int err;             /* errno behind a REFUSED/RESET/LOCAL_ERR, else 0 (a name
+			      * that does not resolve: REFUSED, EHOSTUNREACH) */
+	uint32_t latency_ms; /* the start (resolving a name included) to the last byte of
+			      * the answer (CHK_OK only) */
 	uint16_t status;     /* HTTP status from the judge's answer, 0 if none */
 	uint32_t idle_ms;    /* CHK_TIMEOUT: how long the proxy had had its turn (since
 			      * connect() or our last send) without answering it */

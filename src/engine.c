@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -605,6 +606,23 @@ static void engine_stop(struct engine *e)
 	eng_finish_waiters(e, UINT64_MAX, -ESHUTDOWN);
 }
 
+/* Names being resolved for the checks just cancelled get their last
+ * callbacks from the loop: one turn, with nothing else left to run, lets
+ * them free what they hold before the resolver goes. */
+static void free_dns(struct engine *e)
+{
+	struct event *evs[] = {e->cmd_ev, e->tick_ev, e->sig_ev, e->dispatch_ev};
+
+	if (!e->opts.dns)
+		return;
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_del(evs[i]);
+	event_base_loop(e->base, EVLOOP_NONBLOCK);
+	evdns_base_free(e->opts.dns, 0);
+	e->opts.dns = NULL;
+}
+
 void engine_free(struct engine *e)
 {
 	struct pool_iter it;
@@ -621,6 +639,7 @@ void engine_free(struct engine *e)
 			pe->chk = NULL;
 		}
 	}
+	free_dns(e);
 	queue_drain(&e->urgent);
 	queue_drain(&e->ready);
 	queue_drain(&e->retry);

@@ -88,7 +88,8 @@ struct engine {
 	struct pool *pool;
 	struct judge_set *judges;   /* heap: checks in flight point into it */
 	struct fetcher *fetcher; /* downloads: remote sources, judge probes */
-	struct chk_opts opts;
+	struct chk_opts opts;     /* opts.dns: made when a proxy given by name comes */
+	bool dns_failed;          /* ... and could not be: not tried again */
 	bool paused;             /* no judge answers: checking waits */
 	uint32_t alive_fail_run; /* live proxies failed in a row, no success between */
 	uint64_t held_total;     /* results not applied while the judges were in doubt */

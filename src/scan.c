@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -239,8 +240,8 @@ static bool retryable(enum chk_result r)
 	return r == CHK_TIMEOUT || r == CHK_RESET;
 }
 
-/* A check that cannot even start for the proxy's own reason (a host name
- * we do not resolve yet, a protocol field too long) fails at once. */
+/* A check that cannot even start for the proxy's own reason (a protocol
+ * field too long) fails at once. */
 static bool fail_unstarted(struct engine *e, struct pool_entry *pe, enum chk_result r, int err)
 {
 	struct chk_outcome o = { .result = r, .err = err };
@@ -248,6 +249,21 @@ static bool fail_unstarted(struct engine *e, struct pool_entry *pe, enum chk_res
 	e->checks_total[r]++;
 	result_apply(e, pe, &o);
 	return true;
+}
+
+/* Proxies given by name are resolved by their checks, through one resolver
+ * made when the first of them comes: /etc/resolv.conf's servers, and
+ * /etc/hosts. Without it they fail as unreachable. */
+static void need_dns(struct engine *e)
+{
+	if (e->opts.dns || e->dns_failed)
+		return;
+	e->opts.dns = evdns_base_new(e->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!e->opts.dns) {
+		e->dns_failed = true;
+		log_warn("cannot set up a DNS resolver: proxies given by name count as unreachable");
+	}
 }
 
 /* Starts one check; false when our side could not (the entry is requeued). */
@@ -260,16 +276,20 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 
 	struct judge *j;
 
-	if (!pe->have_addr)
-		return fail_unstarted(e, pe, CHK_REFUSED, EHOSTUNREACH);
 	j = e->paused ? NULL : judges_pick(e->judges);
 	if (!j) {
 		queue_push(&e->urgent, pe, 0, false);
 		return false; /* no judge answers: wait for one */
 	}
-	memcpy(&t.addr, &pe->addr, sizeof(pe->addr));
-	t.addrlen = pe->addr.sa.sa_family == AF_INET6 ? sizeof(pe->addr.in6)
-						       : sizeof(pe->addr.in);
+	if (pe->have_addr) {
+		memcpy(&t.addr, &pe->addr, sizeof(pe->addr));
+		t.addrlen = pe->addr.sa.sa_family == AF_INET6 ? sizeof(pe->addr.in6)
+							       : sizeof(pe->addr.in);
+	} else {
+		t.host = pe->host; /* t.addr stays AF_UNSPEC: the check resolves it */
+		t.port = pe->port;
+		need_dns(e);
+	}
 	pe->judge = (uint8_t)(j - e->judges->v);
 	pe->chk = chk_start(e->base, &t, &j->chk, &e->opts, check_done, pe);
 	if (!pe->chk) {

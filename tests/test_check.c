@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -942,6 +943,92 @@ static void test_cancel(void)
 	CHECK_INT(count_fds(), fds);
 }
 
+/* A UDP socket on loopback for a resolver to ask; its port in *a. */
+static int udp_socket(struct sockaddr_in *a)
+{
+	socklen_t len = sizeof(*a);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	*a = (struct sockaddr_in){.sin_family = AF_INET};
+	inet_pton(AF_INET, "127.0.0.1", &a->sin_addr);
+	bind(fd, (struct sockaddr *)a, sizeof(*a));
+	getsockname(fd, (struct sockaddr *)a, &len);
+	return fd;
+}
+
+/* A name server that knows no name at all. */
+static void nxdomain_cb(struct evdns_server_request *req, void *arg)
+{
+	evdns_server_request_respond(req, DNS_ERR_NOTEXIST);
+}
+
+/* A proxy given by name: resolved (from a hosts file, then from a name
+ * server on loopback), then checked like any other; a name that does not
+ * exist is unreachable; a server that never answers costs the connect
+ * timeout; a check cancelled while its name resolves leaves nothing. */
+static void test_resolve(void)
+{
+	struct step good[] = {EXPECT_S(REQ_ABSOLUTE), SEND_S(ANSWER), END};
+	struct step silent[] = {EXPECT_S(REQ_ABSOLUTE), HOLD};
+	struct chk_opts o = {.connect_timeout_ms = 300, .timeout_ms = 3000};
+	struct chk_target t = {.proto = PROXY_HTTP, .host = "proxy.test",
+			       .port = ntohs(peer_addr.sin_port)};
+	char hosts[] = "/tmp/test_check_hostsXXXXXX";
+	struct timeval tv = {0, 50000};
+	struct evdns_server_port *server;
+	struct sockaddr_in ns, quiet;
+	struct chk_outcome out;
+	struct result r = {0};
+	int fds = count_fds(), hfd = mkstemp(hosts), nfd = udp_socket(&ns);
+	int qfd = udp_socket(&quiet);
+	struct timespec t0;
+	struct chk *c;
+
+	CHECK(write(hfd, "127.0.0.1 proxy.test\n", 21) == 21);
+	close(hfd);
+	/* no resolver: unreachable */
+	out = play(&t, NULL, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_REFUSED);
+	CHECK_INT(out.err, EHOSTUNREACH);
+	/* from the hosts file, answered inside chk_start */
+	o.dns = evdns_base_new(base, 0);
+	CHECK(evdns_base_load_hosts(o.dns, hosts) == 0);
+	out = play(&t, &o, good, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_OK);
+	CHECK_INT(out.status, 200);
+	/* a server that says no such name */
+	server = evdns_add_server_port_with_base(base, nfd, 0, nxdomain_cb, NULL);
+	CHECK(evdns_base_nameserver_sockaddr_add(o.dns, (struct sockaddr *)&ns, sizeof(ns), 0) ==
+	      0);
+	t.host = "nowhere.test";
+	out = play(&t, &o, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_REFUSED);
+	CHECK_INT(out.err, EHOSTUNREACH);
+	evdns_base_free(o.dns, 0);
+	/* a server that never answers */
+	o.dns = evdns_base_new(base, 0);
+	evdns_base_nameserver_sockaddr_add(o.dns, (struct sockaddr *)&quiet, sizeof(quiet), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	out = play(&t, &o, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_TIMEOUT);
+	CHECK(ms_since(&t0) >= 290 && ms_since(&t0) < 1000);
+	/* cancelled while resolving: done never comes */
+	c = chk_start(base, &t, &judge, &o, done_cb, &r);
+	CHECK(c != NULL);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	chk_cancel(c);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base); /* the resolver's last callback */
+	CHECK_INT(r.calls, 0);
+	evdns_base_free(o.dns, 0);
+	evdns_close_server_port(server);
+	close(nfd);
+	close(qfd);
+	unlink(hosts);
+	CHECK_INT(count_fds(), fds);
+}
+
 /* Out of descriptors: NULL with errno, never a done call. */
 static void test_local_error(void)
 {
@@ -1300,6 +1387,7 @@ int main(void)
 	test_body();
 	test_refused_and_timeouts();
 	test_cancel();
+	test_resolve();
 	test_local_error();
 
 	tls_teardown();
