@@ -16,6 +16,7 @@ PACKAGES=(
 	python3-pytest
 	tinyproxy microsocks dante-server squid
 	curl sqlite3 openssl ca-certificates
+	proxycheck
 )
 PROMTOOL=/usr/local/bin/promtool
 
