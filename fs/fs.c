@@ -426,8 +426,14 @@ static int control_reload(const char *buf, size_t size)
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
+	/* Sizes and times are the current snapshot's at every stat. A name
+	 * found stays valid in the kernel for a second, so a reader's open is
+	 * not a LOOKUP too (most names never change; a source removed by a
+	 * reload is gone from readdir at once, and its files answer ENOENT);
+	 * a name not found is asked again every time, so a new source shows
+	 * at once. */
 	cfg->attr_timeout = 0;
-	cfg->entry_timeout = 0;
+	cfg->entry_timeout = 1;
 	cfg->negative_timeout = 0;
 	cfg->direct_io = 1;
 	cfg->kernel_cache = 0;
@@ -554,6 +560,9 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
+	/* Only a control file has anything to do at close: a reader's close
+	 * skips the FLUSH round trip. */
+	fi->noflush = !node_is_control(n);
 	return 0;
 out_free_handle:
 	handle_free(h);
