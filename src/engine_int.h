@@ -111,7 +111,9 @@ struct engine {
 	struct queue urgent;     /* control/add: checked first */
 	struct queue ready;      /* the scan */
 	struct queue retry;      /* due-time ordered (same backoff per try) */
-	struct queue recheck;    /* due by the re-check policy; after urgent, before a scan */
+	struct queue recheck;    /* due by the re-check policy; after urgent, turn about
+				  * with the scan */
+	uint32_t turn;           /* which of recheck and ready goes next */
 	struct sched sched;      /* every checked proxy's next re-check */
 	uint64_t epoch_ms;       /* the engine clock's zero (monotonic) */
 

@@ -424,6 +424,10 @@ out:
 	eng_scan_maybe_finish(e);
 }
 
+/* The next entry to check: retries that are due, then control/add, then
+ * re-checks and the scan taking turns, so that neither starves the other
+ * when more is due than the checker can do (a scan that never ended kept
+ * `echo sync > control/reload` waiting for ever). */
 static struct pool_entry *next_entry(struct engine *e)
 {
 	struct pool_entry *pe;
@@ -435,7 +439,7 @@ static struct pool_entry *next_entry(struct engine *e)
 			pe = queue_pop(&e->retry);
 		else if (e->urgent.len)
 			pe = queue_pop(&e->urgent);
-		else if (e->recheck.len)
+		else if (e->recheck.len && (!e->ready.len || (e->turn++ & 1)))
 			pe = queue_pop(&e->recheck);
 		else
 			pe = queue_pop(&e->ready);

@@ -8,7 +8,9 @@ dead_ttl_s is dropped: out of the counts, no longer checked (not even by a
 full rescan), until control/add lifts it.
 
 Full rescans are an hour apart (interval_s), so everything seen here comes
-from the policy. Each test has its own judge, proxies and daemon.
+from the policy, except in the last test: a sync while more re-checks are
+due than the checker can do, which must still end. Each test has its own
+judge, proxies and daemon.
 """
 
 import time
@@ -16,6 +18,7 @@ import time
 import pytest
 
 import judging
+import peers
 from conftest import wait_until
 
 READY_TIMEOUT = 20.0
@@ -126,4 +129,30 @@ def test_the_long_dead_are_dropped_until_added(setup):
                "the added proxy in live.txt")
     st = pool(d)
     assert (st["total"], st["alive"], st["dropped"]) == (2, 2, 0), st
+    d.stop()
+
+
+def test_a_sync_ends_while_more_is_due_than_can_be_checked(setup):
+    # Eight blackholes (each check takes its whole second of timeout), due
+    # again a second after each failure, two checks at a time: more
+    # re-checks are due than the checker can ever do. A scan must still
+    # get its turn, so `echo sync` returns, with the live proxy found.
+    bh = peers.start_script_peer("blackhole", setup.tmp, "127.0.0.65")
+    setup.stoppable.append(bh)
+    a = setup.proxy("127.0.0.66")
+    hp = "%s:%d" % (bh.host, bh.port)
+    lines = ["http://" + hp, "socks4://" + hp, "socks5://" + hp]
+    lines += ["socks5://user%d:pw@%s" % (i, hp) for i in range(5)] + [a.line]
+    conf = judging.write_conf(setup.tmp, [setup.judge.url], judging.write_list(setup.tmp, lines),
+                              check={"concurrency": 2, "timeout_ms": 1000, "retries": 0,
+                                     "recheck_s": 3600, "retry_min_s": 1, "retry_max_s": 1,
+                                     "max_fails": 1000})
+    d = setup.mounts.new(conf).start()
+    t0 = time.monotonic()
+    d.sync()
+    d.sync()
+    assert time.monotonic() - t0 < 30.0
+    assert d.live() == {a.uri}
+    st = pool(d)
+    assert (st["total"], st["alive"], st["dead"]) == (9, 1, 8), st
     d.stop()
