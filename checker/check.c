@@ -595,6 +595,17 @@ static const struct chk_proto *chk_proto_for(const struct chk_target *t, const s
 	}
 }
 
+/* A send or recv failed (errno set, not EINTR): the socket is full or
+ * empty for now, which uses up what the kernel said (can), or the
+ * connection is over. */
+static void chk_io_failed(struct chk *c, uint8_t can)
+{
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		c->ready &= (uint8_t)~can;
+	else
+		chk_end_errno(c, errno);
+}
+
 static void chk_send(struct chk *c)
 {
 	while (c->out_off < c->out_len) {
@@ -603,10 +614,7 @@ static void chk_send(struct chk *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				c->ready &= (uint8_t)~CHK_CAN_WRITE;
-			else
-				chk_end_errno(c, errno);
+			chk_io_failed(c, CHK_CAN_WRITE);
 			return;
 		}
 		c->out_off += (uint32_t)n;
@@ -794,10 +802,7 @@ static void chk_recv(struct chk *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				c->ready &= (uint8_t)~CHK_CAN_READ;
-			else
-				chk_end_errno(c, errno);
+			chk_io_failed(c, CHK_CAN_READ);
 			return;
 		}
 		if (n == 0) {

@@ -355,12 +355,8 @@ def closed_uris(count, net=40):
 # --- the proxy simulator ---
 
 def proxysim_bin():
-    """tests/sim/proxysim as built (PROXYSIM_BIN, default
-    build/tests/sim/proxysim), or None where it is not built."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.environ.get("PROXYSIM_BIN", "build/tests/sim/proxysim")
-    if not os.path.isabs(path):
-        path = os.path.join(repo, path)
+    """tests/sim/proxysim as built, or None where it is not built."""
+    path = peers.proxysim_bin()
     return path if os.access(path, os.X_OK) else None
 
 
@@ -374,20 +370,10 @@ class Sim:
         self.list = os.path.join(tmp, "sim.list")
         truth = os.path.join(tmp, "sim.truth")
         self.logpath = os.path.join(tmp, "proxysim.log")
-        rfd, wfd = os.pipe()
-        with open(self.logpath, "ab") as log:
-            self.proc = subprocess.Popen(
-                [binary, "--count", str(count), "--seed", str(seed), "--list", self.list,
-                 "--truth", truth, "--expect", peers.JUDGE_TOKEN, "--ready-fd", str(wfd),
-                 *extra_args],
-                pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
-        os.close(wfd)
-        try:
-            ready, _, _ = select.select([rfd], [], [], READY_TIMEOUT)
-            said = os.read(rfd, 16) if ready else b""
-        finally:
-            os.close(rfd)
+        self.proc, said = peers.start_ready(
+            [binary, "--count", str(count), "--seed", str(seed), "--list", self.list,
+             "--truth", truth, "--expect", peers.JUDGE_TOKEN, *extra_args],
+            self.logpath, READY_TIMEOUT)
         if said != b"ready\n":
             self.stop()
             raise peers.PeerError("proxysim did not get ready (%r)" % said)

@@ -18,6 +18,7 @@ Nothing here knows about proxyfs.
 import http.server
 import os
 import random
+import select
 import signal
 import socket
 import socketserver
@@ -55,6 +56,35 @@ def port_accepts(host, port, timeout=0.2):
 
 class PeerError(RuntimeError):
     pass
+
+
+def proxysim_bin():
+    """tests/sim/proxysim as built: PROXYSIM_BIN, default
+    build/tests/sim/proxysim, relative to the repository."""
+    path = os.environ.get("PROXYSIM_BIN", "build/tests/sim/proxysim")
+    if not os.path.isabs(path):
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = os.path.join(repo, path)
+    return path
+
+
+def start_ready(argv, logpath, timeout):
+    """Starts argv with "--ready-fd FD" added, in its own session, its
+    output appended to logpath, and waits for it to write to that pipe.
+    Returns (the process, what it wrote: b"ready\n" when it got ready);
+    the caller stops a process that said anything else."""
+    rfd, wfd = os.pipe()
+    with open(logpath, "ab") as log:
+        proc = subprocess.Popen(argv + ["--ready-fd", str(wfd)], pass_fds=(wfd,),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    os.close(wfd)
+    try:
+        ready, _, _ = select.select([rfd], [], [], timeout)
+        said = os.read(rfd, 16) if ready else b""
+    finally:
+        os.close(rfd)
+    return proc, said
 
 
 class Peer:

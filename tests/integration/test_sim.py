@@ -13,14 +13,12 @@ the simulated proxies answer as if they had fetched it.
 """
 
 import os
-import select
 import signal
 import subprocess
 
 import pytest
 
 import peers
-from conftest import REPO
 
 SIM_COUNT = 2000
 SIM_SEED = 4242
@@ -30,18 +28,11 @@ CHECK_TIMEOUT = 60.0
 ALIVE_KINDS = ("alive_http", "alive_socks4", "alive_socks5", "alive_socks5_auth", "slow")
 
 
-def proxysim_bin():
-    path = os.environ.get("PROXYSIM_BIN", "build/tests/sim/proxysim")
-    if not os.path.isabs(path):
-        path = os.path.join(REPO, path)
-    return path
-
-
 class Sim:
     """One proxysim: its list, its truth, and each proxy's kind."""
 
     def __init__(self, tmp, count, seed):
-        binary = proxysim_bin()
+        binary = peers.proxysim_bin()
         if not os.access(binary, os.X_OK):
             pytest.fail("proxysim %s not found (build it, or set PROXYSIM_BIN)" % binary)
         self.list = os.path.join(tmp, "sim.list")
@@ -49,21 +40,11 @@ class Sim:
         self.kinds_path = os.path.join(tmp, "sim.kinds")
         self.logpath = os.path.join(tmp, "proxysim.log")
         judge_file = os.path.join(tmp, "sim.judge")
-        rfd, wfd = os.pipe()
-        with open(self.logpath, "wb") as log:
-            self.proc = subprocess.Popen(
-                [binary, "--count", str(count), "--seed", str(seed), "--list", self.list,
-                 "--truth", self.truth_path, "--kinds", self.kinds_path,
-                 "--judge-file", judge_file, "--expect", EXPECT,
-                 "--ready-fd", str(wfd)],
-                pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
-        os.close(wfd)
-        try:
-            ready, _, _ = select.select([rfd], [], [], READY_TIMEOUT)
-            said = os.read(rfd, 16) if ready else b""
-        finally:
-            os.close(rfd)
+        self.proc, said = peers.start_ready(
+            [binary, "--count", str(count), "--seed", str(seed), "--list", self.list,
+             "--truth", self.truth_path, "--kinds", self.kinds_path,
+             "--judge-file", judge_file, "--expect", EXPECT],
+            self.logpath, READY_TIMEOUT)
         if said != b"ready\n":
             self.kill()
             pytest.fail("proxysim did not get ready; log:\n%s" % self.log())
