@@ -12,7 +12,8 @@
  *
  * Writing: only the control files, by the mounting user or root. add and
  * remove check each write's whole lines at once (a bad one fails that
- * write) and apply everything at close, so each write is all or nothing.
+ * write and the close) and apply everything at close, so each open is all
+ * or nothing.
  */
 #include "fs.h"
 
@@ -26,6 +27,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <fuse_lowlevel.h>
 
 #include "engine.h"
 #include "proxy.h"
@@ -121,7 +124,7 @@ struct fs_handle {
 	pthread_mutex_t lock;	    /* add/remove: guards buf between write and flush */
 	struct fs_node node_copy;   /* what node points to (sources' nodes are made up) */
 	size_t checked;             /* add/remove: bytes of buf already checked (whole lines) */
-	bool failed;                /* add/remove: a write failed for size: the close fails */
+	bool failed;                /* add/remove: a write of this open failed: the close fails */
 	struct fs_handle *prev, *next; /* in open_handles */
 };
 
@@ -352,11 +355,12 @@ static int control_parse(enum fs_kind kind, const char *text, size_t len, bool a
 }
 
 /* A write to add or remove: its complete lines are checked at once (a bad
- * one fails this write with EINVAL and drops it), and everything is kept
- * until the file is closed, then applied in one go. So a write is applied
- * whole or not at all, also when split over several write() calls, and
- * an over-long write (which the kernel hands over in pieces) fails the
- * whole open. Caller holds h->lock. */
+ * one fails this write with EINVAL), and everything is kept until the file
+ * is closed, then applied in one go. One open is one unit: once any write
+ * of it failed (a bad line, too much text), every later write and the
+ * close fail too and nothing of it is applied, so `printf 'a\nbad\n' >
+ * add`, which bash writes a line at a time, changes nothing. Caller holds
+ * h->lock. */
 static int control_feed(struct fs_handle *h, const char *data, size_t size)
 {
 	struct sbuf *b = &h->buf;
@@ -383,6 +387,7 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size)
 	if (err) {
 		b->len = before;
 		b->data[b->len] = '\0';
+		h->failed = true;
 		return err;
 	}
 	h->checked = (size_t)(nl - b->data) + 1;
@@ -390,8 +395,8 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size)
 }
 
 /* At close: the last line without a newline is checked too, then all of
- * it is applied. -EINVAL (nothing applied) after a failed over-long write
- * or for a bad last line. Caller holds h->lock. */
+ * it is applied. -EINVAL (nothing applied) after any failed write of this
+ * open or for a bad last line. Caller holds h->lock. */
 static int control_commit(struct fs_handle *h)
 {
 	int err = h->failed ? -EINVAL : 0;
@@ -402,6 +407,22 @@ static int control_commit(struct fs_handle *h)
 	h->checked = 0;
 	h->failed = false;
 	return err;
+}
+
+/* Asked while a control write waits on the engine: a writer interrupted
+ * by a signal (Ctrl-C) stops waiting at once, and so does every writer when
+ * the daemon is told to stop (SIGTERM, an unmount), which otherwise could
+ * not end while a request is still being answered. */
+static int control_wait_stop(void *arg)
+{
+	struct fuse_context *ctx = fuse_get_context();
+
+	(void)arg;
+	if (fuse_interrupted())
+		return -EINTR;
+	if (ctx && ctx->fuse && fuse_session_exited(fuse_get_session(ctx->fuse)))
+		return -ESHUTDOWN;
+	return 0;
 }
 
 /* White space around the word ignored: "sync" waits for the rescan,
@@ -418,8 +439,9 @@ static int control_reload(const char *buf, size_t size)
 		end--;
 	n = (size_t)(end - buf);
 	if (n == 6 && memcmp(buf, "reload", 6) == 0)
-		return engine_reload(engine_of());
-	return engine_rescan(engine_of(), n == 4 && memcmp(buf, "sync", 4) == 0);
+		return engine_reload(engine_of(), control_wait_stop, NULL);
+	return engine_rescan(engine_of(), n == 4 && memcmp(buf, "sync", 4) == 0,
+			     control_wait_stop, NULL);
 }
 
 /* --- the operations --- */

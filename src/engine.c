@@ -24,6 +24,15 @@
 #include "judge_answer.h"
 #include "log.h"
 
+void eng_waiter_put(struct waiter *w)
+{
+	if (atomic_fetch_sub(&w->refs, 1) != 1)
+		return;
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
 void eng_wake(struct waiter *w, int rc)
 {
 	pthread_mutex_lock(&w->lock);
@@ -31,6 +40,7 @@ void eng_wake(struct waiter *w, int rc)
 	w->rc = rc;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	eng_waiter_put(w);
 }
 
 /* The tick coming late means the loop is behind. Its lateness adds up in
@@ -150,12 +160,23 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 	eng_scan_maybe_finish(e);
 }
 
+bool eng_judges_unreachable(const struct engine *e)
+{
+	return e->cfg->probe_judges && judges_all_probed(e->judges) &&
+	       !judges_any_healthy(e->judges);
+}
+
 static void do_rescan(struct engine *e, struct waiter *w)
 {
 	uint64_t target = e->scan_gen + 1; /* the pending scan, or the one started below */
 
 	if (e->scan_running)
 		e->rescan_pending = true;
+	if (w && eng_judges_unreachable(e)) {
+		/* It runs when a judge answers again; nobody waits for that. */
+		eng_wake(w, -EHOSTUNREACH);
+		w = NULL;
+	}
 	if (w) {
 		size_t need = e->nwaiters + 1;
 
@@ -236,37 +257,87 @@ int eng_cmd_send(struct engine *e, struct cmd *c)
 	return 0;
 }
 
-/* Sends a command of kind and, when wait, blocks until the engine wakes
- * the caller with the command's result. */
-static int send_and_wait(struct engine *e, enum cmd_kind kind, bool wait)
+static struct waiter *waiter_new(void)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+	pthread_condattr_t attr;
+
+	if (!w)
+		return NULL;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	atomic_init(&w->refs, 2);
+	return w;
+}
+
+/* Waits for w's result, asking stop every WAIT_POLL_MS whether to give up
+ * first. Drops the caller's reference either way. */
+static int waiter_wait(struct waiter *w, engine_stop_fn stop, void *arg)
+{
+	struct timespec until;
+	int rc = 0;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->done && rc == 0) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += WAIT_POLL_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &until);
+		if (!w->done && stop)
+			rc = stop(arg);
+	}
+	if (w->done)
+		rc = w->rc;
+	pthread_mutex_unlock(&w->lock);
+	eng_waiter_put(w);
+	return rc;
+}
+
+/* Sends a command of kind and, when wait, blocks until the engine gives
+ * the command's result or stop says to give up. */
+static int send_and_wait(struct engine *e, enum cmd_kind kind, bool wait, engine_stop_fn stop,
+			 void *arg)
 {
 	struct cmd *c = calloc(1, sizeof(*c));
-	struct waiter w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct waiter *w = NULL;
 	int rc;
 
 	if (!c)
 		return -ENOMEM;
+	if (wait) {
+		w = waiter_new();
+		if (!w) {
+			free(c);
+			return -ENOMEM;
+		}
+	}
 	c->kind = kind;
-	c->waiter = wait ? &w : NULL;
+	c->waiter = w;
 	rc = eng_cmd_send(e, c);
-	if (rc < 0 || !wait)
+	if (rc < 0) {
+		if (w) { /* the engine never had it: both references are ours */
+			eng_waiter_put(w);
+			eng_waiter_put(w);
+		}
 		return rc;
-	pthread_mutex_lock(&w.lock);
-	while (!w.done)
-		pthread_cond_wait(&w.cond, &w.lock);
-	rc = w.rc;
-	pthread_mutex_unlock(&w.lock);
-	return rc;
+	}
+	return w ? waiter_wait(w, stop, arg) : 0;
 }
 
-int engine_rescan(struct engine *e, bool wait)
+int engine_rescan(struct engine *e, bool wait, engine_stop_fn stop, void *arg)
 {
-	return send_and_wait(e, CMD_RESCAN, wait);
+	return send_and_wait(e, CMD_RESCAN, wait, stop, arg);
 }
 
-int engine_reload(struct engine *e)
+int engine_reload(struct engine *e, engine_stop_fn stop, void *arg)
 {
-	return send_and_wait(e, CMD_RELOAD, true);
+	return send_and_wait(e, CMD_RELOAD, true, stop, arg);
 }
 
 static int send_list(struct engine *e, enum cmd_kind kind, const struct proxy_addr *list,

@@ -63,15 +63,23 @@ int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *a
 
 /* --- from any thread --- */
 
+/* Asked about every 50 ms by a caller waiting on the engine: 0 to go on
+ * waiting, or a negative errno that ends the wait with that error (the
+ * command itself still runs). */
+typedef int (*engine_stop_fn)(void *arg);
+
 /* Queues a rescan of every proxy. When wait is true, returns only when that
- * rescan has finished and its snapshot is published. 0 or -errno (-ESHUTDOWN
- * if the engine is stopping). */
-int engine_rescan(struct engine *e, bool wait);
+ * rescan has finished and its snapshot is published, or when stop (may be
+ * NULL) says to give up. 0 or -errno: -ESHUTDOWN if the engine is
+ * stopping, -EHOSTUNREACH at once (the rescan still queued) when no judge
+ * answers, so that no scan could run, or when that happens while waiting. */
+int engine_rescan(struct engine *e, bool wait, engine_stop_fn stop, void *arg);
 
 /* Re-reads the config file: sources, judges and check settings change
- * without a remount, then a rescan starts. Returns when applied: 0, or
- * -EINVAL when the file does not parse (logged; the running config stays). */
-int engine_reload(struct engine *e);
+ * without a remount, then a rescan starts. Returns when applied (or when
+ * stop says to give up): 0, or -EINVAL when the file does not parse
+ * (logged; the running config stays). */
+int engine_reload(struct engine *e, engine_stop_fn stop, void *arg);
 
 /* Adds proxies (already validated) to the pool, lifts any removal of them,
  * and checks them at once. Takes the array by copy. 0 or -errno. */

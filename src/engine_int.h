@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -26,6 +27,7 @@
 #include "store.h"
 
 #define TICK_MS 100
+#define WAIT_POLL_MS 50     /* how often a waiting caller asks whether to give up */
 #define LAG_MIN_MS 200      /* the tick this late means the loop is behind */
 #define LAG_RETRIES 2       /* extra tries of a timeout our lateness may have caused */
 #define JUDGE_FRESH_S 5     /* a judge probed longer ago is probed again before a scan */
@@ -36,12 +38,16 @@
 #define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt */
 #define CONTROL_SOURCE "@control"
 
-/* A FUSE thread waiting for a rescan to be published. */
+/* A caller waiting for a command's end (a rescan published, a reload
+ * applied). Two references: the caller's and the engine's; each side drops
+ * its own (eng_wake for the engine), so a caller that stops waiting early
+ * (interrupted, shutting down) leaves nothing dangling. */
 struct waiter {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;	/* guards done and rc */
 	pthread_cond_t cond;
 	bool done;
 	int rc;
+	atomic_int refs;
 };
 
 enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE, CMD_FETCHED, CMD_PROBED, CMD_RELOAD };
@@ -205,7 +211,11 @@ void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
 
 /* engine.c */
 int eng_cmd_send(struct engine *e, struct cmd *c);
+/* Gives w its result and drops the engine's reference. */
 void eng_wake(struct waiter *w, int rc);
+void eng_waiter_put(struct waiter *w);
 uint32_t eng_fd_room(void);
+/* Every judge has been asked and none answers: no scan can run. */
+bool eng_judges_unreachable(const struct engine *e);
 
 #endif

@@ -229,6 +229,8 @@ void eng_apply_probe(struct engine *e, size_t i, uint64_t gen, struct fetch_resu
 		e->paused = true;
 		e->dirty = true;
 	}
+	if (eng_judges_unreachable(e)) /* a scan waited for cannot end: say so */
+		eng_finish_waiters(e, UINT64_MAX, -EHOSTUNREACH);
 	eng_dispatch(e);
 }
 

@@ -2,11 +2,14 @@
  *
  * Reads the config, opens the store, starts the engine and mounts the FUSE
  * front; SIGTERM/SIGINT unmount and flush, SIGHUP re-reads the sources. A
- * stale mount left by a crash is cleared before mounting. Everything that
- * can be wrong with the config is found before the daemon forks, so a bad
- * start exits with status 2 and a message on stderr.
+ * stale mount left by a crash is cleared before mounting; a live one is
+ * refused. Everything that can be wrong with the config is found before
+ * the daemon forks, so a bad start exits with status 2 and a message on
+ * stderr; what fails after the fork (the database in use, the mount) still
+ * reaches stderr and the exit status, since the parent waits for it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse.h>
 #include <getopt.h>
 #include <signal.h>
@@ -196,6 +199,125 @@ static int clear_stale_mount(const char *mountpoint)
 	return stat(mountpoint, &st) == 0 ? 0 : -errno;
 }
 
+/* Undoes the escapes of a /proc/self/mountinfo field in place. */
+static void mountinfo_unescape(char *f)
+{
+	char *out = f;
+
+	for (; *f; f++) {
+		if (f[0] == '\\' && f[1] >= '0' && f[1] <= '3' && f[2] >= '0' && f[2] <= '7' &&
+		    f[3] >= '0' && f[3] <= '7') {
+			*out++ = (char)((f[1] - '0') * 64 + (f[2] - '0') * 8 + (f[3] - '0'));
+			f += 3;
+		} else {
+			*out++ = *f;
+		}
+	}
+	*out = '\0';
+}
+
+/* Whether something is mounted on path (absolute, resolved); its type
+ * ("fuse.proxyfs", ...) goes to type. */
+static bool mounted_on(const char *path, char *type, size_t typelen)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && getline(&line, &cap, f) > 0) {
+		char *save = NULL, *field = strtok_r(line, " ", &save);
+
+		for (int i = 1; field && i < 5; i++)
+			field = strtok_r(NULL, " ", &save);
+		if (!field)
+			continue;
+		mountinfo_unescape(field);
+		if (strcmp(field, path) != 0)
+			continue;
+		found = true;
+		while ((field = strtok_r(NULL, " ", &save)) && strcmp(field, "-") != 0)
+			;
+		field = field ? strtok_r(NULL, " ", &save) : NULL;
+		snprintf(type, typelen, "%s", field ? field : "unknown");
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* --- running in the background ---
+ *
+ * The daemon forks before it opens anything that holds a lock or a thread
+ * (the store's SQLite connection and its lock, the engine, the mount): a
+ * forked child keeps no POSIX lock of its parent's and none of its threads.
+ * The parent waits on a pipe until the child is mounted and serving, or has
+ * failed (its messages still on the terminal's stderr), and exits with the
+ * child's status, so `proxyfs MNT && cat MNT/random` works. */
+
+/* In the child: the write end of the pipe the parent waits on, -1 once
+ * told (or in the foreground). Main thread only. */
+static int ready_fd = -1;
+
+/* Forks. In the parent, waits for the child's word and exits with it;
+ * returns 0 in the child (or -errno when the fork failed). */
+static int daemon_fork(void)
+{
+	int fds[2];
+	unsigned char status;
+	pid_t pid;
+	int ws;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -errno;
+	}
+	if (pid > 0) {
+		close(fds[1]);
+		if (read(fds[0], &status, 1) == 1)
+			_exit(status);
+		/* Gone without a word: its own exit status says why. */
+		if (waitpid(pid, &ws, 0) == pid && WIFEXITED(ws))
+			_exit(WEXITSTATUS(ws) ? WEXITSTATUS(ws) : 1);
+		_exit(1);
+	}
+	close(fds[0]);
+	ready_fd = fds[1];
+	setsid();
+	return 0;
+}
+
+/* Tells the waiting parent how the start went (once), and in the
+ * background leaves the terminal: stdio to /dev/null, logs to syslog. */
+static void daemon_ready(unsigned char status)
+{
+	int null;
+
+	if (ready_fd < 0)
+		return;
+	if (status == 0) {
+		log_use_syslog(true);
+		null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+			close(null);
+		}
+	}
+	if (write(ready_fd, &status, 1) != 1)
+		log_warn("cannot tell the starting process: %s", strerror(errno));
+	close(ready_fd);
+	ready_fd = -1;
+}
+
 /* SIGHUP: the engine re-reads its sources. Set once before the handler is
  * installed, read-only afterwards. */
 static struct engine *hup_engine;
@@ -222,7 +344,9 @@ static struct fuse *make_fuse(const struct options *o, struct engine *e)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse *f = NULL;
 
-	if (fuse_opt_add_arg(&args, "proxyfs") < 0)
+	/* Listed as type fuse.proxyfs (mount, df -t, findmnt), source proxyfs. */
+	if (fuse_opt_add_arg(&args, "proxyfs") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, "subtype=proxyfs,fsname=proxyfs") < 0)
 		goto out;
 	if (o->debug && fuse_opt_add_arg(&args, "-d") < 0)
 		goto out;
@@ -252,31 +376,54 @@ static int serve(struct fuse *f, const struct options *o)
 	return rc;
 }
 
+/* Before anything is started: the mountpoint is a directory, not in use
+ * (a stale mount of a dead daemon is cleared). Its absolute path, or NULL
+ * with the reason on stderr. */
+static char *claim_mountpoint(const char *path)
+{
+	char type[64], *abs;
+	int rc = clear_stale_mount(path);
+
+	if (rc < 0) {
+		fprintf(stderr, "proxyfs: %s: %s\n", path, strerror(-rc));
+		return NULL;
+	}
+	/* Running in the background moves to /: keep the mountpoint absolute. */
+	abs = realpath(path, NULL);
+	if (!abs) {
+		fprintf(stderr, "proxyfs: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (mounted_on(abs, type, sizeof(type))) {
+		fprintf(stderr, "proxyfs: %s: already mounted (%s); unmount it first\n", abs, type);
+		free(abs);
+		return NULL;
+	}
+	return abs;
+}
+
 static int run(const struct options *o, const struct cfg *c)
 {
 	struct store *store = NULL;
 	struct engine *e = NULL;
 	struct fuse *f = NULL;
-	char *mountpoint = NULL;
+	char *mountpoint;
 	char err[512];
 	int rc, status = 1;
 
-	rc = clear_stale_mount(o->mountpoint);
-	if (rc < 0) {
-		fprintf(stderr, "proxyfs: %s: %s\n", o->mountpoint, strerror(-rc));
+	mountpoint = claim_mountpoint(o->mountpoint);
+	if (!mountpoint)
 		return 1;
-	}
-	/* Daemonizing moves to /: keep the mountpoint absolute. */
-	mountpoint = realpath(o->mountpoint, NULL);
-	if (!mountpoint) {
-		fprintf(stderr, "proxyfs: %s: %s\n", o->mountpoint, strerror(errno));
-		return 1;
+	if (!o->foreground && (rc = daemon_fork()) < 0) {
+		fprintf(stderr, "proxyfs: fork: %s\n", strerror(-rc));
+		goto out_mountpoint;
 	}
 	store = store_open(c->db, err, sizeof(err));
 	if (!store) {
 		fprintf(stderr, "proxyfs: %s\n", err);
 		goto out_mountpoint;
 	}
+	store_set_owner(store, mountpoint);
 	if (snap_system_init() < 0)
 		goto out_store;
 	e = engine_new(c, store);
@@ -290,15 +437,14 @@ static int run(const struct options *o, const struct cfg *c)
 	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)
 		goto out_unmount;
 	install_hup(e);
-	if (!o->foreground)
-		log_use_syslog(true);
-	if (fuse_daemonize(o->foreground) != 0)
-		goto out_signals;
 	if (store_start(store) < 0 || engine_start(e) < 0) {
 		log_err("cannot start the store or engine thread");
 		goto out_signals;
 	}
 	log_info("mounted on %s", mountpoint);
+	if (chdir("/") < 0)
+		log_warn("chdir /: %s", strerror(errno));
+	daemon_ready(0);
 	rc = serve(f, o);
 	status = rc >= 0 ? 0 : 1; /* a signal number when a signal ended the loop */
 	log_info("unmounting %s", mountpoint);
@@ -317,6 +463,7 @@ out_store:
 	store_close(store);
 out_mountpoint:
 	free(mountpoint);
+	daemon_ready((unsigned char)status); /* when the start failed: the parent exits too */
 	return status;
 }
 

@@ -78,8 +78,16 @@ void eng_scan_start(struct engine *e)
 	e->scan_started = eng_wall_s();
 	e->scan_started_ms = eng_now_ms();
 	while ((pe = pool_next(e->pool, &it, pe))) {
-		if (pe->removed || pe->dropped || pe->queued || pe->chk)
+		if (pe->removed || pe->dropped)
 			continue;
+		/* One already queued or in flight (control/add, a re-check, a
+		 * retry) counts too when its result comes: a scan's end means
+		 * every proxy known at its start has a result from after it. */
+		if (pe->queued || pe->chk) {
+			pe->scan = (uint32_t)e->scan_gen;
+			e->scan_total++;
+			continue;
+		}
 		pe->scan = (uint32_t)e->scan_gen;
 		pe->tries = 0;
 		if (queue_push(&e->ready, pe, 0, false) == 0)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,6 +80,7 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST_COUNT];
 	pthread_t thread;
+	int lock_fd;	/* PATH.lock, flock()ed while open: one daemon per database */
 
 	pthread_mutex_t lock; /* guards every field below */
 	pthread_cond_t work;  /* the writer waits here: ops, flush or stop */
@@ -166,6 +168,60 @@ static int store_create_file(const char *path, char *err, size_t errlen)
 	}
 	close(fd);
 	return rc;
+}
+
+/* One database serves one daemon: SQLite would let a second one in (WAL
+ * readers and writers take turns), and both would then scan and write the
+ * same pool. An flock() on PATH.lock (SQLite's own locks are fcntl() locks
+ * on other files, so they never meet it) is held while the store is open,
+ * and the file says who holds it. Returns the locked descriptor, or
+ * -errno with a message naming the holder. */
+static int store_claim(const char *path, char *err, size_t errlen)
+{
+	char lock[4096], holder[512];
+	ssize_t n;
+	int fd;
+
+	if ((size_t)snprintf(lock, sizeof(lock), "%s.lock", path) >= sizeof(lock)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		n = -errno;
+		snprintf(err, errlen, "%s: %s", lock, strerror(errno));
+		return (int)n;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		n = pread(fd, holder, sizeof(holder) - 1, 0);
+		holder[n > 0 ? n : 0] = '\0';
+		holder[strcspn(holder, "\n")] = '\0';
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen,
+				 "%s: in use by another proxyfs (pid %s); one database serves one "
+				 "daemon: stop that one, or give this one another [proxyfs] db",
+				 path, holder[0] ? holder : "unknown");
+		else
+			snprintf(err, errlen, "%s: lock: %s", lock, strerror(e));
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int store_set_owner(struct store *s, const char *note)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%ld%s%s\n", (long)getpid(), note ? ", " : "",
+			 note ? note : "");
+
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -ENAMETOOLONG;
+	if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, line, (size_t)n, 0) != n)
+		return -errno;
+	return 0;
 }
 
 /* Runs a statement expected to give one row and copies its first column
@@ -284,6 +340,8 @@ static void store_release(struct store *s)
 		sqlite3_finalize(s->stmt[i]);
 	if (s->db && sqlite3_close(s->db) != SQLITE_OK)
 		log_err("store: close: %s", sqlite3_errmsg(s->db));
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* last: the database is closed */
 	store_free_ops(s->head);
 	pthread_cond_destroy(&s->done);
 	pthread_cond_destroy(&s->work);
@@ -311,16 +369,26 @@ static int store_init_sync(struct store *s)
 struct store *store_open(const char *path, char *err, size_t errlen)
 {
 	struct store *s;
-	int version;
+	int version, lock_fd;
 
-	if (store_make_parents(path, err, errlen) || store_create_file(path, err, errlen))
+	if (store_make_parents(path, err, errlen))
 		return NULL;
+	lock_fd = store_claim(path, err, errlen);
+	if (lock_fd < 0)
+		return NULL;
+	if (store_create_file(path, err, errlen)) {
+		close(lock_fd);
+		return NULL;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s || store_init_sync(s)) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		free(s);
+		close(lock_fd);
 		return NULL;
 	}
+	s->lock_fd = lock_fd;
+	store_set_owner(s, NULL);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
 	    SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,

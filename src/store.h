@@ -32,8 +32,13 @@ struct store_rec {
 struct store;
 
 /* Opens (creating with mode 0600, and the schema, as needed) the database
- * at path. Does not start the thread yet. NULL with a message in err. */
+ * at path, and holds path.lock so that no second daemon opens it while this
+ * one has it (that one is refused, its message naming this one's pid).
+ * Does not start the thread yet. NULL with a message in err. */
 struct store *store_open(const char *path, char *err, size_t errlen);
+/* What path.lock says about its holder, after the pid: a mountpoint, say.
+ * 0 or -errno. */
+int store_set_owner(struct store *s, const char *note);
 /* Starts the writer thread; 0 or -errno. */
 int store_start(struct store *s);
 /* Writes what is queued, stops the thread, closes the database. */

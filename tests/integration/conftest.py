@@ -4,7 +4,9 @@ proxyfs daemon mounted in the foreground.
 The daemon is run as `proxyfs -f -c CONF MOUNTPOINT` (PROXYFS_BIN, default
 build/proxyfs), counted ready when os.path.ismount() holds for the
 mountpoint (false for a stale mount left by a killed daemon), and stopped
-with SIGTERM, which must unmount and exit 0. Whatever happens, teardown leaves no mount and no
+with SIGTERM, which must unmount and exit 0. Daemons made with
+background=True run as users run them, without -f: ready when the command
+returns 0. Whatever happens, teardown leaves no mount and no
 process behind: SIGKILL and `fusermount3 -uz`.
 
 Every operation on the mount runs in a helper thread with a deadline, so a
@@ -106,21 +108,49 @@ def wait_until(pred, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
-class Daemon:
-    """One proxyfs process and its mount."""
+def config_db(conf):
+    """The [proxyfs] db path a config file names."""
+    with open(conf) as f:
+        for line in f:
+            key, _, value = line.partition("=")
+            if key.strip() == "db":
+                return value.strip()
+    raise AssertionError("no db = in %s" % conf)
 
-    def __init__(self, binary, conf, mnt, logpath):
+
+def pid_alive(pid):
+    """pid exists and has not exited (a zombie has exited: the background
+    daemon's parent is init, which reaps when it likes)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Daemon:
+    """One proxyfs process and its mount.
+
+    In the foreground (-f) it is our child. In the background (no -f, what
+    users run) the command returns once the daemon is mounted and serving,
+    and the daemon's pid comes from the database's lock file (DB.lock)."""
+
+    def __init__(self, binary, conf, mnt, logpath, background=False):
         self.binary = binary
         self.conf = conf
         self.mnt = mnt
         self.logpath = logpath
+        self.background = background
         self.proc = None
+        self.pid = None  # the background daemon's
 
     # life cycle
 
     def start(self, extra_args=()):
         if not is_mounted(self.mnt):
             os.makedirs(self.mnt, exist_ok=True)
+        if self.background:
+            return self._start_background(extra_args)
         log = open(self.logpath, "ab")
         try:
             self.proc = subprocess.Popen([self.binary, "-f", "-c", self.conf, *extra_args, self.mnt],
@@ -140,6 +170,48 @@ class Daemon:
             time.sleep(0.01)
         return self
 
+    def _start_background(self, extra_args):
+        """The command's exit is the readiness signal: 0 only once mounted."""
+        with open(self.logpath, "ab") as log:
+            p = subprocess.run([self.binary, "-c", self.conf, *extra_args, self.mnt],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                               timeout=MOUNT_TIMEOUT)
+        if p.returncode != 0:
+            pytest.fail("proxyfs exited with %s; log:\n%s" % (p.returncode, self.log()))
+        assert is_mounted(self.mnt), "proxyfs returned 0 before its mount was there"
+        assert call_with_deadline(lambda: os.path.ismount(self.mnt), what="lstat of the mount")
+        with open(config_db(self.conf) + ".lock") as f:
+            self.pid = int(f.read().split(",")[0])
+        assert pid_alive(self.pid), "no daemon behind the mount"
+        return self
+
+    def wait_gone(self, timeout):
+        """Waits for the background daemon to exit; False if it has not."""
+        deadline = time.monotonic() + timeout
+        while pid_alive(self.pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def send_signal(self, sig):
+        if self.background:
+            os.kill(self.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+
+    def _stop_background(self, sig):
+        self.send_signal(sig)
+        gone = self.wait_gone(EXIT_TIMEOUT)
+        if not gone:
+            self.kill()
+            pytest.fail("proxyfs did not exit within %.0fs of signal %d" % (EXIT_TIMEOUT, sig))
+        self.pid = None
+        still = is_mounted(self.mnt)
+        if still:
+            lazy_unmount(self.mnt)
+        assert not still, "mount still there after proxyfs exited"
+
     def _serving(self, deadline):
         """A mount is on the path and answers: os.path.ismount is false for
         a stale mount (its lstat fails with ENOTCONN) and for the bare
@@ -152,7 +224,11 @@ class Daemon:
                                   what="lstat of the new mount")
 
     def stop(self, sig=signal.SIGTERM):
-        """Sends sig (SIGTERM); requires exit status 0 and the mount gone."""
+        """Sends sig (SIGTERM); requires exit status 0 (in the foreground,
+        where it can be seen) and the mount gone."""
+        if self.background:
+            assert self.pid is not None, "daemon not running"
+            return self._stop_background(sig)
         assert self.proc is not None, "daemon not running"
         self.proc.send_signal(sig)
         try:
@@ -175,6 +251,11 @@ class Daemon:
                 self.proc.kill()
             self.proc.wait(timeout=EXIT_TIMEOUT)
             self.proc = None
+        if self.pid is not None:
+            if pid_alive(self.pid):
+                os.kill(self.pid, signal.SIGKILL)
+            assert self.wait_gone(EXIT_TIMEOUT), "pid %d survived SIGKILL" % self.pid
+            self.pid = None
         # Stacked mounts (a daemon that mounted over a stale one) take one
         # unmount each.
         for _ in range(5 if unmount else 0):
@@ -183,6 +264,8 @@ class Daemon:
             lazy_unmount(self.mnt)
 
     def running(self):
+        if self.background:
+            return self.pid is not None and pid_alive(self.pid)
         return self.proc is not None and self.proc.poll() is None
 
     def log(self):
@@ -393,10 +476,10 @@ class Mounts:
         self.tmp = tmp
         self.daemons = []
 
-    def new(self, conf, mnt=None):
+    def new(self, conf, mnt=None, background=False):
         mnt = mnt or os.path.join(self.tmp, "mnt")
         d = Daemon(self.binary, conf, mnt,
-                   os.path.join(self.tmp, "proxyfs-%d.log" % len(self.daemons)))
+                   os.path.join(self.tmp, "proxyfs-%d.log" % len(self.daemons)), background)
         self.daemons.append(d)
         return d
 

@@ -89,13 +89,14 @@ def stored_alive(db):
         return set()
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
 @pytest.mark.parametrize("unmount", [True, False], ids=["unmounted", "stale-mount"])
-def test_warm_start_after_kill_9(mounts, own_peers, tmp_path, unmount):
+def test_warm_start_after_kill_9(mounts, own_peers, tmp_path, unmount, background):
     tmp = str(tmp_path)
     ps = own_peers
     conf = write_config(tmp, ps.judge, write_list(tmp, good_list(ps)))
     db = os.path.join(tmp, "proxyfs.db")
-    d = mounts.new(conf).start()
+    d = mounts.new(conf, background=background).start()
     d.sync()
     live = d.live()
     assert live == ps.good_uris
