@@ -304,15 +304,13 @@ void eng_probe_judges(struct engine *e, bool force)
 void eng_apply_lookup(struct engine *e, size_t i, uint64_t set_id, const struct resolve_result *r)
 {
 	struct judge *j;
-	bool changed;
 
 	if (set_id != e->judges->id || i >= e->judges->n)
 		return;
 	j = &e->judges->v[i];
-	if (judges_lookup_done(j, r, eng_wall_s(), e->cfg->judge_probe_s, &changed) == 0)
+	if (judges_lookup_done(j, r, eng_wall_s(), e->cfg->judge_probe_s) == 0)
 		judge_step(e, i, true);
-	if (changed)
-		e->dirty = true;
+	e->dirty = true; /* health, and the judge's last_probe and error, changed */
 	if (judges_settle(e))
 		eng_dispatch(e);
 }
@@ -321,8 +319,8 @@ void eng_apply_probe(struct engine *e, size_t i, uint64_t set_id, struct fetch_r
 {
 	if (set_id != e->judges->id || i >= e->judges->n)
 		return;
-	if (judges_probe_done(e->judges, &e->judges->v[i], r, eng_wall_s(), e->cfg->judge_probe_s))
-		e->dirty = true;
+	judges_probe_done(e->judges, &e->judges->v[i], r, eng_wall_s(), e->cfg->judge_probe_s);
+	e->dirty = true;
 	if (judges_settle(e))
 		eng_dispatch(e);
 }

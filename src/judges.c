@@ -146,11 +146,10 @@ bool judges_unprobed_ok(struct judge *j, int64_t now, int probe_s)
 }
 
 int judges_lookup_done(struct judge *j, const struct resolve_result *r, int64_t now,
-		       int probe_s, bool *changed)
+		       int probe_s)
 {
 	bool was = j->healthy;
 
-	*changed = false;
 	if (r->err == 0) {
 		chk_judge_set_addr(&j->chk, (const struct sockaddr *)&r->addr, r->addrlen);
 		return 0;
@@ -164,7 +163,6 @@ int judges_lookup_done(struct judge *j, const struct resolve_result *r, int64_t 
 	j->next_probe = now + probe_s;
 	j->healthy = false;
 	snprintf(j->error, sizeof(j->error), "does not resolve");
-	*changed = was;
 	return -EHOSTUNREACH;
 }
 

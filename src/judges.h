@@ -87,10 +87,9 @@ bool judges_unprobed_ok(struct judge *j, int64_t now, int probe_s);
 
 /* Applies a lookup's result to j (engine thread): the address on success
  * (0 is returned and the caller goes on with judges_next_step), else j is
- * set aside as not resolving and -EHOSTUNREACH returned. *changed says
- * whether j's health changed. */
+ * set aside as not resolving and -EHOSTUNREACH returned. */
 int judges_lookup_done(struct judge *j, const struct resolve_result *r, int64_t now,
-		       int probe_s, bool *changed);
+		       int probe_s);
 
 /* Fills req with a direct probe of judge j. */
 void judges_probe_req(const struct judge *j, const struct cfg *c, struct fetch_req *req);
