@@ -193,7 +193,7 @@ void eng_lookup_done_cb(void *owner, uint64_t tag, const struct resolve_result *
 	struct cmd *c = calloc(1, sizeof(*c));
 
 	if (!c)
-		return; /* the judge stays due, and is tried again */
+		return; /* out of memory: this answer is lost, as a probe's would be */
 	c->kind = CMD_RESOLVED;
 	c->idx = (size_t)(tag % JUDGES_MAX);
 	c->gen = tag / JUDGES_MAX;
