@@ -9,6 +9,8 @@
 #include "judge_answer.h"
 #include "log.h"
 
+#define JUDGE_LOOKUP_RETRY_S 10 /* a host that did not resolve is asked again after this */
+
 static void judges_free(struct judge_set *js)
 {
 	for (size_t i = 0; i < js->n; i++) {
@@ -160,7 +162,9 @@ int judges_lookup_done(struct judge *j, const struct resolve_result *r, int64_t 
 			 r->error);
 	j->probing = false;
 	j->last_probe = now;
-	j->next_probe = now + probe_s;
+	/* Asking our own resolver costs the judge nothing: a network coming
+	 * up (at boot) is noticed within seconds, not a probe interval. */
+	j->next_probe = now + (probe_s < JUDGE_LOOKUP_RETRY_S ? probe_s : JUDGE_LOOKUP_RETRY_S);
 	j->healthy = false;
 	snprintf(j->error, sizeof(j->error), "does not resolve");
 	return -EHOSTUNREACH;

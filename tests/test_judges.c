@@ -107,11 +107,15 @@ static void test_lookup_steps(void)
 	CHECK_INT(j->next_probe, 105);
 	CHECK(!judges_probe_due(j, 104, false));
 	CHECK(judges_probe_due(j, 105, false));
-	CHECK_INT(judges_lookup_done(j, &ok, 105, 5), 0);
+	/* a long probe interval: the lookup is tried again within seconds */
+	CHECK_INT(judges_lookup_done(j, &bad, 105, 3600), -EHOSTUNREACH);
+	CHECK_INT(j->next_probe, 115);
+	CHECK(judges_probe_due(j, 115, false));
+	CHECK_INT(judges_lookup_done(j, &ok, 115, 5), 0);
 	CHECK(j->chk.have_addr);
 	CHECK_INT(ntohs(((struct sockaddr_in *)&j->chk.addr)->sin_port), 81);
 	CHECK_INT(judges_next_step(j, true), JUDGE_READY);
-	CHECK(judges_unprobed_ok(j, 105, 5));
+	CHECK(judges_unprobed_ok(j, 115, 5));
 	CHECK(j->healthy && !j->probing && j->error[0] == '\0');
 	CHECK(judges_pick(js) == j);
 	judges_unref(js);
