@@ -29,8 +29,8 @@ struct pool_entry {
 	struct pool_entry *hnext;
 	char *uri;                 /* the key; one allocation holds uri, host, user, pass */
 	const char *host, *user, *pass; /* user and pass are "" when none */
+	struct judge *judge;       /* the judge of chk, holding a reference on its set */
 	struct chk *chk;           /* the check in flight, or NULL */
-	struct judge *judge;       /* its judge, holding a reference on the judge's set */
 	uint64_t sources;          /* bit i: listed by source i of the config */
 	union pool_addr addr;      /* valid when have_addr */
 	int64_t last_checked;      /* unix seconds, 0 = never */
