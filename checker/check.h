@@ -48,7 +48,7 @@ struct chk_judge {
 	uint16_t port;
 	char *path;      /* "/..." with query */
 	char *expect;    /* substring the body must contain; "" = any 200 */
-	bool have_addr;  /* host resolved at init (needed for SOCKS4 and direct) */
+	bool have_addr;  /* addr is the host's (needed for SOCKS4 and SOCKS5 by address) */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char *req_absolute; /* request for an HTTP proxy: GET http://host:port/path */
@@ -62,12 +62,13 @@ struct chk_judge {
 	struct bio_method_st *tls_bio; /* https only: TLS on a check's socket, without SIGPIPE */
 };
 
-/* Parses an http:// or https:// judge URL, resolves its host (blocking; at
- * start only) and builds the requests. For https also builds the TLS client
- * context: TLS 1.2 at least, the peer's certificate verified against the
- * default trust store (which honours SSL_CERT_FILE and SSL_CERT_DIR) and the
- * judge's host name or address. 0, or -EINVAL (bad URL, TLS setup failed),
- * -ENOMEM or -EHOSTUNREACH (does not resolve) with a message in err. */
+/* Parses an http:// or https:// judge URL and builds the requests; a host
+ * that is an address becomes addr, a name is not looked up (that may
+ * block: the caller does it elsewhere and calls chk_judge_set_addr). For
+ * https also builds the TLS client context: TLS 1.2 at least, the peer's
+ * certificate verified against the default trust store (which honours
+ * SSL_CERT_FILE and SSL_CERT_DIR) and the judge's host name or address. 0, or -EINVAL (bad URL, TLS setup failed)
+ * or -ENOMEM with a message in err. */
 int chk_judge_init(struct chk_judge *j, const char *url, const char *expect, char *err,
 		   size_t errlen);
 
@@ -77,6 +78,10 @@ int chk_judge_init(struct chk_judge *j, const char *url, const char *expect, cha
  * file, no certificate in it) with a message in err. */
 int chk_judge_set_ca(struct chk_judge *j, const char *ca_file, char *err, size_t errlen);
 void chk_judge_free(struct chk_judge *j);
+
+/* The address the judge's host name resolved to (the URL's port is added);
+ * checks started from now on use it. */
+void chk_judge_set_addr(struct chk_judge *j, const struct sockaddr *sa, socklen_t len);
 
 struct ssl_st;
 

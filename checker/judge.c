@@ -1,7 +1,7 @@
 /* judge: the URL every check fetches, parsed and prepared once.
  *
- * Parses http[s]://host[:port][/path], resolves the host (blocking, so only
- * at start), and builds the two requests every check sends: the absolute-URI
+ * Parses http[s]://host[:port][/path], takes the host's address when it is
+ * one (a name is looked up by the caller, off the loop), and builds the two requests every check sends: the absolute-URI
  * form for a plain HTTP proxy and the origin form for a tunnel. For an https
  * judge it also builds the one TLS client context every check shares, and
  * makes each check's TLS client: verified certificate chain and host name,
@@ -178,37 +178,30 @@ static int judge_parse_url(struct chk_judge *j, const char *url, char *err, size
 	return judge_parse_path(j, end, err, errlen);
 }
 
-/* Prefers an IPv4 address, which every proxy protocol can connect to. */
-static int judge_resolve(struct chk_judge *j, char *err, size_t errlen)
+/* An address given as such is taken at once; a name is left to the
+ * caller's lookup (chk_judge_set_addr), since looking it up may block. */
+static void judge_numeric_addr(struct chk_judge *j)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
-	struct addrinfo *res, *ai, *pick;
-	int rc;
+	struct addrinfo *res;
 
-	rc = getaddrinfo(j->host, NULL, &hints, &res);
-	if (rc == EAI_NONAME) {
-		hints.ai_flags = AI_ADDRCONFIG;
-		rc = getaddrinfo(j->host, NULL, &hints, &res);
-	}
-	if (rc)
-		return judge_fail(err, errlen, -EHOSTUNREACH, "judge host %s does not resolve: %s",
-				  j->host, gai_strerror(rc));
-	pick = res;
-	for (ai = res; ai; ai = ai->ai_next) {
-		if (ai->ai_family == AF_INET) {
-			pick = ai;
-			break;
-		}
-	}
-	memcpy(&j->addr, pick->ai_addr, pick->ai_addrlen);
-	j->addrlen = pick->ai_addrlen;
-	if (pick->ai_family == AF_INET)
+	if (getaddrinfo(j->host, NULL, &hints, &res) != 0)
+		return;
+	chk_judge_set_addr(j, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+}
+
+void chk_judge_set_addr(struct chk_judge *j, const struct sockaddr *sa, socklen_t len)
+{
+	if (len > sizeof(j->addr) || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+		return;
+	memcpy(&j->addr, sa, len);
+	j->addrlen = len;
+	if (sa->sa_family == AF_INET)
 		((struct sockaddr_in *)&j->addr)->sin_port = htons(j->port);
 	else
 		((struct sockaddr_in6 *)&j->addr)->sin6_port = htons(j->port);
 	j->have_addr = true;
-	freeaddrinfo(res);
-	return 0;
 }
 
 static int judge_build_requests(struct chk_judge *j)
@@ -429,9 +422,7 @@ int chk_judge_init(struct chk_judge *j, const char *url, const char *expect, cha
 	ret = judge_set_expect(j, expect, err, errlen);
 	if (ret)
 		goto out_free;
-	ret = judge_resolve(j, err, errlen);
-	if (ret)
-		goto out_free;
+	judge_numeric_addr(j);
 	ret = judge_build_requests(j);
 	if (ret) {
 		judge_fail(err, errlen, ret, "out of memory");

@@ -146,8 +146,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 		pe->state = POOL_UNKNOWN;
 		pe->folders = 0;
 		if (pe->chk) {
-			chk_cancel(pe->chk);
-			pe->chk = NULL;
+			eng_check_cancel(pe);
 			e->in_flight--;
 			eng_scan_forget(e, pe);
 		}
@@ -162,8 +161,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 
 bool eng_judges_unreachable(const struct engine *e)
 {
-	return e->cfg->probe_judges && judges_all_probed(e->judges) &&
-	       !judges_any_healthy(e->judges);
+	return judges_all_probed(e->judges) && !judges_any_healthy(e->judges);
 }
 
 static void do_rescan(struct engine *e, struct waiter *w)
@@ -232,6 +230,9 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		case CMD_PROBED:
 			eng_apply_probe(e, c->idx, c->gen, c->res);
+			break;
+		case CMD_RESOLVED:
+			eng_apply_lookup(e, c->idx, c->gen, &c->rsv);
 			break;
 		case CMD_RELOAD:
 			eng_wake(c->waiter, eng_reload_config(e));
@@ -501,7 +502,6 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	struct engine *e = calloc(1, sizeof(*e));
 	char err[256];
 	uint32_t room;
-	int rc;
 
 	if (!e)
 		return NULL;
@@ -516,15 +516,16 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 		log_err("libevent: no thread support");
 		goto out_free;
 	}
-	e->judges = calloc(1, sizeof(*e->judges));
-	if (!e->judges)
-		goto out_free;
-	rc = judges_init(e->judges, cfg, cfg->probe_judges, err, sizeof(err));
-	if (rc < 0) {
+	e->judges = judges_new(cfg, cfg->probe_judges, err, sizeof(err));
+	if (!e->judges) {
 		log_err("judge: %s", err);
 		goto out_free;
 	}
-	e->paused = cfg->probe_judges; /* until a judge has answered */
+	e->judges->id = ++e->judges_ids;
+	e->paused = !judges_any_healthy(e->judges); /* until a judge answers */
+	e->resolver = resolver_new(eng_lookup_done_cb, e);
+	if (!e->resolver)
+		goto out_free;
 	e->opts.connect_timeout_ms = cfg->connect_timeout_ms;
 	e->opts.timeout_ms = cfg->timeout_ms;
 	e->pool = pool_new();
@@ -703,12 +704,11 @@ void engine_free(struct engine *e)
 		return;
 	engine_stop(e);
 	fetcher_free(e->fetcher); /* its last callbacks find the engine stopping */
+	resolver_free(e->resolver); /* no lookup reports to the engine from here on */
 	if (e->pool) {
-		while ((pe = pool_next(e->pool, &it, pe))) {
+		while ((pe = pool_next(e->pool, &it, pe)))
 			if (pe->chk)
-				chk_cancel(pe->chk);
-			pe->chk = NULL;
-		}
+				eng_check_cancel(pe);
 	}
 	free_dns(e);
 	queue_drain(&e->urgent);
@@ -736,17 +736,7 @@ void engine_free(struct engine *e)
 		close(e->sig_pipe[0]);
 	if (e->sig_pipe[1] >= 0)
 		close(e->sig_pipe[1]);
-	if (e->judges)
-		judges_free(e->judges);
-	free(e->judges);
-	while (e->retired) {
-		struct retired *r = e->retired;
-
-		e->retired = r->next;
-		judges_free(r->judges);
-		free(r->judges);
-		free(r);
-	}
+	judges_unref(e->judges);
 	if (e->cfg_owned) {
 		cfg_free(e->cfg_owned);
 		free(e->cfg_owned);

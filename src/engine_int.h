@@ -50,14 +50,8 @@ struct waiter {
 	atomic_int refs;
 };
 
-enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE, CMD_FETCHED, CMD_PROBED, CMD_RELOAD };
-
-/* A judge set replaced by a reload; checks started under it may still point
- * into it, so it is kept until the engine ends. */
-struct retired {
-	struct retired *next;
-	struct judge_set *judges;
-};
+enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE, CMD_FETCHED, CMD_PROBED, CMD_RELOAD,
+		CMD_RESOLVED };
 
 struct cmd {
 	struct cmd *next;
@@ -66,8 +60,10 @@ struct cmd {
 	struct proxy_addr *list; /* CMD_ADD / CMD_REMOVE, owned */
 	size_t n;
 	struct fetch_result *res; /* CMD_FETCHED / CMD_PROBED, owned */
+	struct resolve_result rsv; /* CMD_RESOLVED */
 	size_t idx;               /* the source or judge it is for */
-	uint64_t gen;             /* the config generation it was asked under */
+	uint64_t gen;             /* the config generation it was asked under; for a
+				   * judge, the id of the judge set it was for */
 };
 
 /* What a download in flight is for; freed by its callback. */
@@ -75,7 +71,7 @@ struct fetch_ctx {
 	struct engine *e;
 	enum cmd_kind kind;
 	size_t idx;
-	uint64_t gen;
+	uint64_t gen;            /* as in struct cmd */
 };
 
 /* A FIFO of entries, growable ring. */
@@ -89,10 +85,11 @@ struct engine {
 	const struct cfg *cfg;
 	struct cfg *cfg_owned;   /* cfg when a reload made it (else the caller owns cfg) */
 	uint64_t cfg_gen;        /* bumped when the config is replaced */
-	struct retired *retired;
 	struct store *store;
 	struct pool *pool;
-	struct judge_set *judges;   /* heap: checks in flight point into it */
+	struct judge_set *judges;   /* the current set, one reference (checks hold theirs) */
+	uint64_t judges_ids;     /* the last judge set id given */
+	struct resolver *resolver; /* looks judge hosts up off the loop */
 	struct fetcher *fetcher; /* downloads: remote sources, judge probes */
 	struct chk_opts opts;     /* opts.dns: made when a proxy given by name comes */
 	bool dns_failed;          /* ... and could not be: not tried again */
@@ -192,7 +189,10 @@ void eng_store_entry(struct engine *e, const struct pool_entry *pe);
 void eng_refresh_sources(struct engine *e, bool force);
 void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r);
 void eng_probe_judges(struct engine *e, bool force);
-void eng_apply_probe(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r);
+void eng_apply_probe(struct engine *e, size_t i, uint64_t set_id, struct fetch_result *r);
+void eng_apply_lookup(struct engine *e, size_t i, uint64_t set_id, const struct resolve_result *r);
+/* The resolver's callback (owner: the engine), on a lookup's thread. */
+void eng_lookup_done_cb(void *owner, uint64_t tag, const struct resolve_result *r);
 int eng_reload_config(struct engine *e);
 
 /* scan.c: scans, checks and their results. */
@@ -202,6 +202,8 @@ void eng_scan_maybe_finish(struct engine *e);
 /* An entry of the running scan will get no result (removed, gone). */
 void eng_scan_forget(struct engine *e, struct pool_entry *pe);
 void eng_dispatch(struct engine *e);
+/* Stops pe's check without its result, and lets go of its judge. */
+void eng_check_cancel(struct pool_entry *pe);
 void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
 void eng_take_due(struct engine *e);
 void eng_recover_limit(struct engine *e);

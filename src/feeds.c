@@ -1,7 +1,8 @@
 /* feeds: what the engine takes in: source lists, judges, the config.
  *
  * Local lists are read at once, downloads go to the fetcher's thread and
- * come back as commands; judges are probed the same way; a reload swaps in
+ * come back as commands; judges are looked up and probed the same way
+ * (their lookups on threads of resolve.h's); a reload swaps in
  * a new config, carrying each source's state over by name. Runs on the
  * engine thread; checking itself is scan.c's.
  */
@@ -180,58 +181,150 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 
 /* --- judges --- */
 
-void eng_probe_judges(struct engine *e, bool force)
+/* A lookup's tag: the judge set's id and the judge's index in it. */
+static uint64_t lookup_tag(uint64_t set_id, size_t i)
 {
-	int64_t now = eng_wall_s();
+	return set_id * JUDGES_MAX + i;
+}
 
-	if (!e->fetcher)
-		return;
-	for (size_t i = 0; i < e->judges->n; i++) {
-		struct judge *j = &e->judges->v[i];
-		struct fetch_ctx *ctx;
-		struct fetch_req req;
+/* On a lookup's thread: hand the result to the engine's. */
+void eng_lookup_done_cb(void *owner, uint64_t tag, const struct resolve_result *r)
+{
+	struct cmd *c = calloc(1, sizeof(*c));
 
-		if (j->probing || (!force && now < j->next_probe))
-			continue;
-		ctx = malloc(sizeof(*ctx));
-		if (!ctx)
-			return;
-		*ctx = (struct fetch_ctx){ .e = e, .kind = CMD_PROBED, .idx = i, .gen = e->cfg_gen };
+	if (!c)
+		return; /* out of memory: this answer is lost, as a probe's would be */
+	c->kind = CMD_RESOLVED;
+	c->idx = (size_t)(tag % JUDGES_MAX);
+	c->gen = tag / JUDGES_MAX;
+	c->rsv = *r;
+	eng_cmd_send(owner, c);
+}
+
+/* Sends judge i its direct probe; one that cannot go is due again. */
+static void judge_probe(struct engine *e, size_t i)
+{
+	struct judge *j = &e->judges->v[i];
+	struct fetch_ctx *ctx = malloc(sizeof(*ctx));
+	struct fetch_req req;
+
+	if (ctx) {
+		*ctx = (struct fetch_ctx){ .e = e, .kind = CMD_PROBED, .idx = i,
+					   .gen = e->judges->id };
 		judges_probe_req(j, e->cfg, &req);
-		j->probing = true;
-		if (fetcher_submit(e->fetcher, &req, fetch_done_cb, ctx) < 0) {
-			j->probing = false;
-			free(ctx);
-		}
+		if (fetcher_submit(e->fetcher, &req, fetch_done_cb, ctx) == 0)
+			return;
+	}
+	free(ctx);
+	j->probing = false;
+}
+
+/* Looks judge i's host up off the loop; one that cannot is due again in a
+ * second (no thread to be had now). */
+static void judge_lookup(struct engine *e, size_t i)
+{
+	struct judge *j = &e->judges->v[i];
+	int rc = e->resolver ? resolver_lookup(e->resolver, j->chk.host,
+					       lookup_tag(e->judges->id, i))
+			     : -ENOMEM;
+
+	if (rc == 0)
+		return;
+	log_debug("cannot look up judge host %s now: %s", j->chk.host, strerror(-rc));
+	j->probing = false;
+	j->next_probe = eng_wall_s() + 1;
+}
+
+/* What judge i needs once due, or once its host is looked up. */
+static void judge_step(struct engine *e, size_t i, bool looked_up)
+{
+	struct judge *j = &e->judges->v[i];
+
+	switch (judges_next_step(j, looked_up)) {
+	case JUDGE_LOOKUP:
+		judge_lookup(e, i);
+		break;
+	case JUDGE_PROBE:
+		judge_probe(e, i);
+		break;
+	case JUDGE_READY:
+		if (judges_unprobed_ok(j, eng_wall_s(), e->cfg->judge_probe_s))
+			e->dirty = true;
+		break;
 	}
 }
 
-void eng_apply_probe(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r)
+/* Checking pauses while no judge is usable and resumes once one is that
+ * is not being confirmed again. A one-shot run that no judge can serve
+ * ends there: false then. */
+static bool judges_settle(struct engine *e)
 {
-	if (gen != e->cfg_gen || i >= e->judges->n)
-		return;
-	if (judges_probe_done(e->judges, &e->judges->v[i], r, eng_wall_s(), e->cfg->judge_probe_s))
-		e->dirty = true;
-	if (e->once && !judges_any_healthy(e->judges) && judges_all_probed(e->judges)) {
-		log_err("no judge answers directly (%s: %s); nothing was checked",
-			e->judges->v[0].url, e->judges->v[0].error);
+	const struct judge_set *js = e->judges;
+	bool ready = false, busy = false;
+
+	for (size_t i = 0; i < js->n; i++) {
+		ready = ready || (js->v[i].healthy && !js->v[i].probing);
+		busy = busy || js->v[i].probing;
+	}
+	if (e->once && !ready && !busy && judges_all_probed(js)) {
+		log_err("%s (%s: %s); nothing was checked",
+			js->probe ? "no judge answers directly" : "no judge can be used",
+			js->v[0].url, js->v[0].error);
 		e->once_rc = -EHOSTUNREACH;
 		event_base_loopbreak(e->base);
-		return;
+		return false;
 	}
-	if (e->paused && judges_any_healthy(e->judges)) {
+	if (e->paused && ready) {
 		log_info("a judge answers: checking resumes");
 		e->paused = false;
 		e->alive_fail_run = 0;
 		e->dirty = true;
-	} else if (!e->paused && !judges_any_healthy(e->judges)) {
+	} else if (!e->paused && !judges_any_healthy(js)) {
 		log_warn("no judge answers: checking pauses, proxies keep their state");
 		e->paused = true;
 		e->dirty = true;
 	}
 	if (eng_judges_unreachable(e)) /* a scan waited for cannot end: say so */
 		eng_finish_waiters(e, UINT64_MAX, -EHOSTUNREACH);
-	eng_dispatch(e);
+	return true;
+}
+
+/* Looks up and probes the judges that are due (all when force): with
+ * probing off, only the hosts given by name are looked up again. */
+void eng_probe_judges(struct engine *e, bool force)
+{
+	int64_t now = eng_wall_s();
+
+	if (!e->fetcher)
+		return; /* not started: no thread before the daemon forks */
+	for (size_t i = 0; i < e->judges->n; i++)
+		if (judges_probe_due(&e->judges->v[i], now, force))
+			judge_step(e, i, false);
+	judges_settle(e);
+}
+
+void eng_apply_lookup(struct engine *e, size_t i, uint64_t set_id, const struct resolve_result *r)
+{
+	struct judge *j;
+
+	if (set_id != e->judges->id || i >= e->judges->n)
+		return;
+	j = &e->judges->v[i];
+	if (judges_lookup_done(j, r, eng_wall_s(), e->cfg->judge_probe_s) == 0)
+		judge_step(e, i, true);
+	e->dirty = true; /* health, and the judge's last_probe and error, changed */
+	if (judges_settle(e))
+		eng_dispatch(e);
+}
+
+void eng_apply_probe(struct engine *e, size_t i, uint64_t set_id, struct fetch_result *r)
+{
+	if (set_id != e->judges->id || i >= e->judges->n)
+		return;
+	judges_probe_done(e->judges, &e->judges->v[i], r, eng_wall_s(), e->cfg->judge_probe_s);
+	e->dirty = true;
+	if (judges_settle(e))
+		eng_dispatch(e);
 }
 
 /* On the fetcher's thread: hand the result to the engine's. */
@@ -305,28 +398,19 @@ static bool same_judges(const struct cfg *a, const struct cfg *b)
 	return true;
 }
 
-/* Puts a new judge set in place; the old one is retired, not freed. */
+/* Puts a new judge set in place; the old one goes when the last check
+ * through it ends. Checking waits until a new judge is usable. */
 static int swap_judges(struct engine *e, const struct cfg *nc, char *err, size_t errlen)
 {
-	struct judge_set *js = calloc(1, sizeof(*js));
-	struct retired *r = calloc(1, sizeof(*r));
-	int rc = -ENOMEM;
+	struct judge_set *js = judges_new(nc, nc->probe_judges, err, errlen);
 
-	if (!js || !r)
-		goto out_free;
-	rc = judges_init(js, nc, nc->probe_judges, err, errlen);
-	if (rc < 0)
-		goto out_free;
-	r->judges = e->judges;
-	r->next = e->retired;
-	e->retired = r;
+	if (!js)
+		return -EINVAL;
+	js->id = ++e->judges_ids;
+	judges_unref(e->judges);
 	e->judges = js;
-	e->paused = nc->probe_judges;
+	e->paused = !judges_any_healthy(js);
 	return 0;
-out_free:
-	free(js);
-	free(r);
-	return rc;
 }
 
 static void apply_limits(struct engine *e, const struct cfg *c)
@@ -341,8 +425,10 @@ static void apply_limits(struct engine *e, const struct cfg *c)
 	log_set_level(c->log_level);
 }
 
-/* Re-reads the config file; a file that does not parse (or whose judges do
- * not resolve) is refused and the running config stays. 0 or -EINVAL. */
+/* Re-reads the config file; a file that does not parse (or names a
+ * malformed judge) is refused and the running config stays. 0 or -EINVAL.
+ * Nothing here waits on the network: new judges are looked up and probed
+ * off the loop. */
 int eng_reload_config(struct engine *e)
 {
 	struct cfg *nc = calloc(1, sizeof(*nc));

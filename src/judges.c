@@ -1,4 +1,4 @@
-/* judges: judge health and choice; see judges.h. */
+/* judges: judge health, choice and lifetime; see judges.h. */
 #include "judges.h"
 
 #include <errno.h>
@@ -9,44 +9,73 @@
 #include "judge_answer.h"
 #include "log.h"
 
-int judges_init(struct judge_set *js, const struct cfg *c, bool probe, char *err, size_t errlen)
-{
-	memset(js, 0, sizeof(*js));
-	for (size_t i = 0; i < c->njudges && i < JUDGES_MAX; i++) {
-		struct judge *j = &js->v[i];
-		int rc = chk_judge_init(&j->chk, c->judges[i], c->expect, err, errlen);
+#define JUDGE_LOOKUP_RETRY_S 10 /* a host that did not resolve is asked again after this */
 
-		if (rc < 0) {
-			judges_free(js);
-			return rc;
-		}
-		js->n = i + 1;
-		rc = chk_judge_set_ca(&j->chk, c->ca_file, err, errlen);
-		if (rc < 0) {
-			judges_free(js);
-			return rc;
-		}
-		j->url = strdup(c->judges[i]);
-		if (!j->url) {
-			judges_free(js);
-			return -ENOMEM;
-		}
-		j->chk.capture_body = true;
-		j->healthy = !probe;
-		snprintf(j->error, sizeof(j->error), "%s", probe ? "not probed yet" : "");
-	}
-	if (c->njudges > JUDGES_MAX)
-		log_warn("only the first %d judges are used", JUDGES_MAX);
-	return 0;
-}
-
-void judges_free(struct judge_set *js)
+static void judges_free(struct judge_set *js)
 {
 	for (size_t i = 0; i < js->n; i++) {
 		chk_judge_free(&js->v[i].chk);
 		free(js->v[i].url);
 	}
-	memset(js, 0, sizeof(*js));
+	free(js);
+}
+
+static int judge_init(struct judge_set *js, struct judge *j, const struct cfg *c, size_t i,
+		      char *err, size_t errlen)
+{
+	int rc = chk_judge_init(&j->chk, c->judges[i], c->expect, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	js->n = i + 1;
+	rc = chk_judge_set_ca(&j->chk, c->ca_file, err, errlen);
+	if (rc < 0)
+		return rc;
+	j->url = strdup(c->judges[i]);
+	if (!j->url)
+		return -ENOMEM;
+	j->set = js;
+	j->chk.capture_body = true;
+	j->by_name = !j->chk.have_addr;
+	j->healthy = !js->probe && !j->by_name;
+	snprintf(j->error, sizeof(j->error), "%s",
+		 j->healthy ? "" : js->probe ? "not probed yet" : "not looked up yet");
+	return 0;
+}
+
+struct judge_set *judges_new(const struct cfg *c, bool probe, char *err, size_t errlen)
+{
+	struct judge_set *js = calloc(1, sizeof(*js));
+
+	if (!js) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	js->probe = probe;
+	js->refs = 1;
+	for (size_t i = 0; i < c->njudges && i < JUDGES_MAX; i++) {
+		if (judge_init(js, &js->v[i], c, i, err, errlen) < 0) {
+			judges_free(js);
+			return NULL;
+		}
+	}
+	if (c->njudges > JUDGES_MAX)
+		log_warn("only the first %d judges are used", JUDGES_MAX);
+	return js;
+}
+
+struct judge_set *judges_ref(struct judge_set *js)
+{
+	js->refs++;
+	return js;
+}
+
+void judges_unref(struct judge_set *js)
+{
+	if (!js || --js->refs > 0)
+		return;
+	log_debug("judge set %llu freed", (unsigned long long)js->id);
+	judges_free(js);
 }
 
 struct judge *judges_pick(struct judge_set *js)
@@ -63,7 +92,7 @@ struct judge *judges_pick(struct judge_set *js)
 bool judges_all_probed(const struct judge_set *js)
 {
 	for (size_t i = 0; i < js->n; i++)
-		if (!js->v[i].last_probe)
+		if (!js->v[i].last_probe && !js->v[i].healthy)
 			return false;
 	return true;
 }
@@ -74,6 +103,71 @@ bool judges_any_healthy(const struct judge_set *js)
 		if (js->v[i].healthy)
 			return true;
 	return false;
+}
+
+bool judges_probe_due(struct judge *j, int64_t now, bool force)
+{
+	if (j->probing || (!force && now < j->next_probe))
+		return false;
+	/* Nothing to learn about an address that is not probed. */
+	if (!j->by_name && !j->set->probe)
+		return false;
+	j->probing = true;
+	return true;
+}
+
+enum judge_step judges_next_step(const struct judge *j, bool looked_up)
+{
+	if (j->by_name && !looked_up)
+		return JUDGE_LOOKUP;
+	return j->set->probe ? JUDGE_PROBE : JUDGE_READY;
+}
+
+/* Health changed: say so once. */
+static bool judge_health_changed(const struct judge *j, bool was)
+{
+	if (was == j->healthy)
+		return false;
+	if (j->healthy)
+		log_info("judge %s answers again", j->url);
+	else
+		log_warn("judge %s set aside: %s", j->url, j->error);
+	return true;
+}
+
+bool judges_unprobed_ok(struct judge *j, int64_t now, int probe_s)
+{
+	bool was = j->healthy;
+
+	j->probing = false;
+	j->last_probe = now;
+	j->next_probe = now + probe_s;
+	j->healthy = true;
+	j->error[0] = '\0';
+	return judge_health_changed(j, was);
+}
+
+int judges_lookup_done(struct judge *j, const struct resolve_result *r, int64_t now,
+		       int probe_s)
+{
+	bool was = j->healthy;
+
+	if (r->err == 0) {
+		chk_judge_set_addr(&j->chk, (const struct sockaddr *)&r->addr, r->addrlen);
+		return 0;
+	}
+	/* health says "does not resolve"; the resolver's reason goes to the log. */
+	if (was || !j->last_probe)
+		log_warn("judge %s set aside: %s does not resolve (%s)", j->url, j->chk.host,
+			 r->error);
+	j->probing = false;
+	j->last_probe = now;
+	/* Asking our own resolver costs the judge nothing: a network coming
+	 * up (at boot) is noticed within seconds, not a probe interval. */
+	j->next_probe = now + (probe_s < JUDGE_LOOKUP_RETRY_S ? probe_s : JUDGE_LOOKUP_RETRY_S);
+	j->healthy = false;
+	snprintf(j->error, sizeof(j->error), "does not resolve");
+	return -EHOSTUNREACH;
 }
 
 void judges_probe_req(const struct judge *j, const struct cfg *c, struct fetch_req *req)
@@ -137,11 +231,5 @@ bool judges_probe_done(struct judge_set *js, struct judge *j, const struct fetch
 		j->healthy = false;
 		snprintf(j->error, sizeof(j->error), "%s", why);
 	}
-	if (was != j->healthy) {
-		if (j->healthy)
-			log_info("judge %s answers again", j->url);
-		else
-			log_warn("judge %s set aside: %s", j->url, j->error);
-	}
-	return was != j->healthy;
+	return judge_health_changed(j, was);
 }

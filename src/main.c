@@ -164,19 +164,21 @@ static int load_config(const struct options *o, struct cfg *c)
 	return 0;
 }
 
-/* The judge URLs (and the CA file) must work before the daemon forks. */
+/* The judge URLs (and the CA file) must be well formed before the daemon
+ * forks. Whether a judge's host resolves is not asked here: one that does
+ * not yet (no network at boot) is looked up again until it does. */
 static int check_judge(const struct cfg *c)
 {
-	struct judge_set js;
 	char err[256];
-	int rc = judges_init(&js, c, false, err, sizeof(err));
+	struct judge_set *js = judges_new(c, false, err, sizeof(err));
 
-	if (rc < 0)
+	if (!js) {
 		fprintf(stderr, "proxyfs: %s: [check] judge: %s\n", c->file ? c->file : "defaults",
 			err);
-	else
-		judges_free(&js);
-	return rc;
+		return -EINVAL;
+	}
+	judges_unref(js);
+	return 0;
 }
 
 /* A mount whose daemon died answers ENOTCONN; lazily unmount it. */

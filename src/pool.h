@@ -23,11 +23,13 @@ union pool_addr {
 };
 
 struct chk;
+struct judge;
 
 struct pool_entry {
 	struct pool_entry *hnext;
 	char *uri;                 /* the key; one allocation holds uri, host, user, pass */
 	const char *host, *user, *pass; /* user and pass are "" when none */
+	struct judge *judge;       /* the judge of chk, holding a reference on its set */
 	struct chk *chk;           /* the check in flight, or NULL */
 	uint64_t sources;          /* bit i: listed by source i of the config */
 	union pool_addr addr;      /* valid when have_addr */
@@ -47,7 +49,6 @@ struct pool_entry {
 	uint8_t folders;           /* bit (1 << enum proxy_proto) per folder when alive */
 	uint8_t tries;             /* attempts in the current check round */
 	uint8_t anonymity;         /* enum snap_anon */
-	uint8_t judge;             /* the judge of the check in flight (index) */
 	bool tunnel, remote_dns, have_addr;
 	bool manual;               /* added through control/add */
 	bool removed;              /* kept out by control/remove: never checked or shown */

@@ -44,7 +44,7 @@ static void confirm_judges(struct engine *e)
 	int64_t now = eng_wall_s();
 	bool stale = false;
 
-	if (e->once || !e->cfg->probe_judges)
+	if (e->once || !e->judges->probe)
 		return;
 	for (size_t i = 0; i < e->judges->n; i++)
 		stale = stale || now - e->judges->v[i].last_probe > JUDGE_FRESH_S;
@@ -182,7 +182,9 @@ void eng_take_due(struct engine *e)
 	}
 }
 
-static void result_apply(struct engine *e, struct pool_entry *pe, const struct chk_outcome *o)
+/* j: the judge the check went through (NULL when it could not start). */
+static void result_apply(struct engine *e, struct pool_entry *pe, const struct judge *j,
+			 const struct chk_outcome *o)
 {
 	pe->last_checked = eng_wall_s();
 	if (o->result == CHK_OK) {
@@ -198,8 +200,7 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct c
 		/* An HTTP proxy that tunnelled to the judge (CONNECT), TLS
 		 * and all when the judge is https, is what lists call an
 		 * HTTPS proxy. */
-		if (pe->proto == PROXY_HTTP &&
-		    (pe->tunnel || (pe->judge < e->judges->n && e->judges->v[pe->judge].chk.tls)))
+		if (pe->proto == PROXY_HTTP && (pe->tunnel || (j && j->chk.tls)))
 			pe->folders |= 1u << PROXY_HTTPS;
 	} else {
 		pe->state = POOL_DEAD;
@@ -255,7 +256,7 @@ static bool fail_unstarted(struct engine *e, struct pool_entry *pe, enum chk_res
 	struct chk_outcome o = { .result = r, .err = err };
 
 	e->checks_total[r]++;
-	result_apply(e, pe, &o);
+	result_apply(e, pe, NULL, &o);
 	return true;
 }
 
@@ -298,7 +299,6 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		t.port = pe->port;
 		need_dns(e);
 	}
-	pe->judge = (uint8_t)(j - e->judges->v);
 	pe->chk = chk_start(e->base, &t, &j->chk, &e->opts, check_done, pe);
 	if (!pe->chk) {
 		int err = errno;
@@ -310,6 +310,9 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		queue_push(&e->urgent, pe, 0, false);
 		return false;
 	}
+	/* The check reads its judge until it ends, whatever a reload does. */
+	judges_ref(j->set);
+	pe->judge = j;
 	pe->tries++;
 	pe->lag_mark = (uint32_t)e->lag_ms;
 	e->in_flight++;
@@ -328,14 +331,16 @@ void eng_scan_bind(struct engine *e)
 	the_engine = e;
 }
 
-/* What the judge's echo says about a live proxy's anonymity and exit. */
-static void learn_anonymity(struct engine *e, struct pool_entry *pe, const struct chk_outcome *o)
+/* What the echo of judge j says about a live proxy's anonymity and exit. */
+static void learn_anonymity(const struct judge *j, struct pool_entry *pe,
+			    const struct chk_outcome *o)
 {
+	const struct judge_set *js = j->set;
 	struct ja_result r;
 
 	pe->exit_family = 0;
 	pe->anonymity = SNAP_ANON_UNKNOWN;
-	if (!o->body || ja_parse(o->body, o->body_len, e->judges->our, e->judges->nour, &r) < 0)
+	if (!o->body || ja_parse(o->body, o->body_len, js->our, js->nour, &r) < 0)
 		return;
 	pe->anonymity = (uint8_t)r.anon;
 	if (inet_pton(AF_INET, r.exit_ip, pe->exit_addr) == 1)
@@ -382,13 +387,22 @@ static bool timeout_is_ours(struct engine *e, const struct pool_entry *pe,
 	       pe->tries <= (uint8_t)e->cfg->retries + LAG_RETRIES;
 }
 
+void eng_check_cancel(struct pool_entry *pe)
+{
+	chk_cancel(pe->chk);
+	pe->chk = NULL;
+	judges_unref(pe->judge->set);
+	pe->judge = NULL;
+}
+
 static void check_done(void *arg, const struct chk_outcome *o)
 {
 	struct engine *e = the_engine;
 	struct pool_entry *pe = arg;
-	struct judge *j = &e->judges->v[pe->judge];
+	struct judge *j = pe->judge; /* maybe of a set a reload replaced since */
 
 	pe->chk = NULL;
+	pe->judge = NULL;
 	e->in_flight--;
 	if (pe->unlinked || pe->removed) {
 		eng_scan_forget(e, pe);
@@ -400,7 +414,7 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	if (o->result == CHK_OK) {
 		j->ok++;
 		e->alive_fail_run = 0;
-		learn_anonymity(e, pe, o);
+		learn_anonymity(j, pe, o);
 	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
 		goto out;
 	}
@@ -424,8 +438,9 @@ static void check_done(void *arg, const struct chk_outcome *o)
 			goto out;
 	}
 	e->checks_total[o->result]++;
-	result_apply(e, pe, o);
+	result_apply(e, pe, j, o);
 out:
+	judges_unref(j->set);
 	/* One start for the slot this check leaves: a turn that ends
 	 * thousands of checks must not start a batch for each of them. */
 	dispatch_some(e, 1);
