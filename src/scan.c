@@ -145,6 +145,8 @@ static void schedule_next(struct engine *e, struct pool_entry *pe)
 		return;
 	if (pe->state == POOL_ALIVE) {
 		wait = (uint64_t)c->recheck_s;
+	} else if (pe->state == POOL_UNKNOWN) {
+		wait = (uint64_t)c->retry_min_s; /* our network failed it: try again soon */
 	} else if (pe->fails_in_row >= (uint32_t)c->max_fails &&
 		   pe->last_checked - pe->dead_since >= c->dead_ttl_s) {
 		pe->dropped = true;
@@ -193,6 +195,10 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct c
 		if (pe->proto == PROXY_HTTP &&
 		    (pe->tunnel || (pe->judge < e->judges->n && e->judges->v[pe->judge].chk.tls)))
 			pe->folders |= 1u << PROXY_HTTPS;
+	} else if (o->result == CHK_UNREACHABLE) {
+		/* Our host has no route there: nothing is known of the proxy. */
+		pe->state = POOL_UNKNOWN;
+		pe->folders = 0;
 	} else {
 		pe->state = POOL_DEAD;
 		pe->failures++;
@@ -379,6 +385,7 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	struct engine *e = the_engine;
 	struct pool_entry *pe = arg;
 	struct judge *j = &e->judges->v[pe->judge];
+	bool ours; /* the outcome says nothing of the proxy nor the judge */
 
 	pe->chk = NULL;
 	e->in_flight--;
@@ -387,13 +394,14 @@ static void check_done(void *arg, const struct chk_outcome *o)
 		eng_release_entry(pe);
 		goto out;
 	}
-	if (o->result != CHK_LOCAL_ERR)
+	ours = o->result == CHK_LOCAL_ERR || o->result == CHK_UNREACHABLE;
+	if (!ours)
 		j->checks++;
 	if (o->result == CHK_OK) {
 		j->ok++;
 		e->alive_fail_run = 0;
 		learn_anonymity(e, pe, o);
-	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
+	} else if (!ours && hold_failure(e, pe)) {
 		goto out;
 	}
 	if (o->result == CHK_TIMEOUT && timeout_is_ours(e, pe, o)) {
