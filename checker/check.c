@@ -47,6 +47,7 @@
 
 #include "check.h"
 #include "http_answer.h"
+#include "judge_answer.h"
 #include "socks.h"
 
 #define CHK_TIMEOUT_DEFAULT_MS 10000
@@ -257,7 +258,7 @@ static void chk_begin_answer(struct chk *c)
 	chk_answer_init(&c->ans, j->expect, j->expect_len, j->expect_kmp, c->opts->max_answer,
 			false);
 	chk_answer_echo(&c->ans, tok, j->require_echo, j->echo_suffices);
-	c->ans.pause_at_body = j->capture_body;
+	c->ans.pause_at_body = true; /* the body's start, to tell an echo */
 	chk_send_msg(c, req, len);
 }
 
@@ -326,10 +327,22 @@ static bool chk_status_is_auth(const struct chk *c, uint16_t status)
 	return status == 407 || (status == 401 && c->with_auth);
 }
 
+/* A judge's answer that echoes our request's headers (ours always carry a
+ * User-Agent) but not this check's token came from elsewhere: a page
+ * canned, cached or replayed from another check. Read from the body's
+ * first CHK_BODY_MAX bytes. */
+static bool chk_echo_without_token(const struct chk *c)
+{
+	return !c->ans.tok_found && c->body &&
+	       ja_echoes((const char *)c->body, c->ans.body_len, "User-Agent");
+}
+
 static void chk_answer_over(struct chk *c)
 {
 	enum chk_result r = (enum chk_result)c->ans.result;
 
+	if (r == CHK_OK && chk_echo_without_token(c))
+		r = CHK_BAD_ANSWER;
 	c->res.status = c->ans.status;
 	if (r == CHK_BAD_ANSWER && c->proto->proxy_answers && chk_status_is_auth(c, c->ans.status))
 		r = CHK_AUTH;
@@ -989,7 +1002,7 @@ static void chk_finish(struct chk *c)
 	void *arg = c->arg;
 	uint8_t *body = NULL;
 
-	if (out.result == CHK_OK && c->body && c->ans.body_len > 0) {
+	if (out.result == CHK_OK && c->judge->capture_body && c->body && c->ans.body_len > 0) {
 		body = c->body;
 		body[c->ans.body_len] = '\0';
 		out.body = (const char *)body;

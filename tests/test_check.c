@@ -930,6 +930,16 @@ static void test_token(void)
 				     EXPECT_S(REQ_ORIGIN),
 				     SEND_S(AZENV_ECHO(PREV_TOKEN)),
 				     END};
+	/* a judge's page captured by another client: it echoes a request, not ours */
+	struct step canned[] = {EXPECT_S(REQ_ABSOLUTE),
+				SEND_S(ECHO_HEAD "REMOTE_ADDR = 127.0.0.1\nHTTP_USER_AGENT = "
+						 "curl/8.0\n" EXPECT "\n"),
+				END};
+	/* a judge that shows a few proxy headers only, not ours */
+	struct step selective[] = {EXPECT_S(REQ_ABSOLUTE),
+				   SEND_S(ECHO_HEAD "REMOTE_ADDR = 127.0.0.1\nHTTP_VIA = 1.1 p\n"
+						    EXPECT "\n"),
+				   END};
 	struct chk_judge dflt, bare;
 	char err[128], first[CHK_TOKEN_LEN + 1];
 
@@ -941,6 +951,8 @@ static void test_token(void)
 	CHECK(strcmp(last_token, prev_token) != 0); /* a new token each check */
 	EXPECT_OUTCOME(&t, json_replayed, CHK_BAD_ANSWER, 200);
 	EXPECT_OUTCOME(&ts, s5_replayed, CHK_BAD_ANSWER, 200);
+	EXPECT_OUTCOME(&t, canned, CHK_BAD_ANSWER, 200);
+	EXPECT_OUTCOME(&t, selective, CHK_OK, 200);
 	/* a judge that echoes nothing of ours: the expected text decides */
 	EXPECT_OUTCOME(&t, no_echo, CHK_OK, 200);
 	/* proxyfs's own judge lacks the configured text: not ok */
