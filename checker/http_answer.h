@@ -31,7 +31,7 @@ struct chk_answer {
 	bool pause_at_body; /* set after init: stop feeding after a 200's head */
 
 	/* the check's token, from chk_answer_echo() on */
-	const char *tok;	 /* CHK_TOKEN_LEN bytes, not owned; NULL: no echo check */
+	const char *tok;    /* CHK_TOKEN_LEN bytes, not owned; NULL: no echo check */
 	bool echo_required; /* ok only if the body echoes tok */
 	bool echo_suffices; /* a body echoing tok is ok without expect */
 	bool echo_seen;	    /* CHK_ECHO_MARKER was in the body */

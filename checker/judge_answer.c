@@ -36,10 +36,10 @@ struct ja_scan {
 	const char *const *our;
 	size_t n_our;
 	struct ja_result *out;
-	const char *want;  /* a header whose echo is looked for, or NULL */
-	bool want_seen;	   /* it was echoed */
-	bool ours;	/* one of our addresses was seen */
-	bool have_addr; /* out->exit_ip holds the client address */
+	const char *want; /* a header whose echo is looked for, or NULL */
+	bool want_seen;	  /* it was echoed */
+	bool ours;	  /* one of our addresses was seen */
+	bool have_addr;	  /* out->exit_ip holds the client address */
 };
 
 static bool ja_space(char c)

@@ -49,7 +49,7 @@
 #define TOKEN "################"
 #define PREV_TOKEN "%%%%%%%%%%%%%%%%" /* to send: the token before the last */
 #define UA_HEADERS                                                                                 \
-	"User-Agent: proxyfs/" PROXYFS_VERSION " " CHK_ECHO_MARKER TOKEN                            \
+	"User-Agent: proxyfs/" PROXYFS_VERSION " " CHK_ECHO_MARKER TOKEN                           \
 	"\r\nAccept: */*\r\nConnection: close\r\n"
 #define UA UA_HEADERS "\r\n"
 #define REQ_ABSOLUTE_HEAD "GET http://127.0.0.1:8080/judge?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
@@ -902,14 +902,15 @@ static void test_talks_first(void)
 
 #define ECHO_HEAD "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
 #define AZENV_ECHO(tok)                                                                            \
-	ECHO_HEAD "<pre>REMOTE_ADDR = 127.0.0.1\nHTTP_USER_AGENT = proxyfs/" PROXYFS_VERSION      \
+	ECHO_HEAD "<pre>REMOTE_ADDR = 127.0.0.1\nHTTP_USER_AGENT = proxyfs/" PROXYFS_VERSION       \
 		  " " CHK_ECHO_MARKER tok "\n" EXPECT "</pre>"
 #define PROXYFS_ECHO(tok)                                                                          \
-	ECHO_HEAD "proxyfs-judge 1\nremote_addr 127.0.0.1\nheader User-Agent: proxyfs/"          \
-		  PROXYFS_VERSION " " CHK_ECHO_MARKER tok "\n"
+	ECHO_HEAD                                                                                  \
+	    "proxyfs-judge 1\nremote_addr 127.0.0.1\nheader User-Agent: proxyfs/" PROXYFS_VERSION  \
+	    " " CHK_ECHO_MARKER tok "\n"
 #define JSON_ECHO(tok)                                                                             \
-	ECHO_HEAD "{\"headers\": {\"User-Agent\": \"proxyfs/" PROXYFS_VERSION " " CHK_ECHO_MARKER   \
-		  tok "\"}, \"origin\": \"127.0.0.1\"}"
+	ECHO_HEAD "{\"headers\": {\"User-Agent\": \"proxyfs/" PROXYFS_VERSION                      \
+		  " " CHK_ECHO_MARKER tok "\"}, \"origin\": \"127.0.0.1\"}"
 
 /* The token: fresh for each check, and the echo must carry it. */
 static void test_token(void)
@@ -936,10 +937,9 @@ static void test_token(void)
 						 "curl/8.0\n" EXPECT "\n"),
 				END};
 	/* a judge that shows a few proxy headers only, not ours */
-	struct step selective[] = {EXPECT_S(REQ_ABSOLUTE),
-				   SEND_S(ECHO_HEAD "REMOTE_ADDR = 127.0.0.1\nHTTP_VIA = 1.1 p\n"
-						    EXPECT "\n"),
-				   END};
+	struct step selective[] = {
+	    EXPECT_S(REQ_ABSOLUTE),
+	    SEND_S(ECHO_HEAD "REMOTE_ADDR = 127.0.0.1\nHTTP_VIA = 1.1 p\n" EXPECT "\n"), END};
 	struct chk_judge dflt, bare;
 	char err[128], first[CHK_TOKEN_LEN + 1];
 
@@ -974,10 +974,11 @@ static void test_token(void)
 	EXPECT_OUTCOME(&t, ours, CHK_OK, 200);
 	EXPECT_OUTCOME(&t, no_echo, CHK_BAD_ANSWER, 200);
 	EXPECT_OUTCOME(&t, ours_old, CHK_BAD_ANSWER, 200);
-	EXPECT_OUTCOME(&t, ((struct step[]){EXPECT_S(REQ_ABSOLUTE),
-					    SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
-					    HOLD}),
-		       CHK_BAD_ANSWER, 200);
+	EXPECT_OUTCOME(
+	    &t,
+	    ((struct step[]){EXPECT_S(REQ_ABSOLUTE),
+			     SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), HOLD}),
+	    CHK_BAD_ANSWER, 200);
 	cur_judge = &judge;
 	chk_judge_free(&dflt);
 	chk_judge_free(&bare);

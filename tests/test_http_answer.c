@@ -275,8 +275,8 @@ static void test_echo(void)
 					   "e\r\nproxyfs-check/\r\n" /* a marker, cut short */
 					   "20\r\nproxyfs-check/" TOK "xx\r\n"
 					   "11\r\n " EXPECT "\r\n0\r\n\r\n";
-	static const char other[] = OK_HEAD "2f\r\nproxyfs-check/0123456789abcdee " EXPECT
-					    "\r\n0\r\n\r\n";
+	static const char other[] =
+	    OK_HEAD "2f\r\nproxyfs-check/0123456789abcdee " EXPECT "\r\n0\r\n\r\n";
 	static const char none[] = OK_HEAD "10\r\n" EXPECT "\r\n0\r\n\r\n";
 	static const char echo_only[] = OK_HEAD "1e\r\nproxyfs-check/" TOK "\r\n0\r\n\r\n";
 
