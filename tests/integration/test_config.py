@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, is_mounted, write_config
+from conftest import REPO, is_mounted, lazy_unmount, write_config
 
 RUN_TIMEOUT = 15
 
@@ -120,8 +120,12 @@ def test_empty_expect_is_refused(binary, peer_set, tmp_path):
     lineno = lines.index("expect =") + 1
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    p = run(binary, "-f", "-c", conf, str(mnt))
-    assert not is_mounted(str(mnt)), "mounted with an empty expect"
+    try:
+        p = run(binary, "-f", "-c", conf, str(mnt))
+    finally:
+        if is_mounted(str(mnt)):
+            lazy_unmount(str(mnt))
+            pytest.fail("mounted with an empty expect")
     assert p.returncode == 2, "exit %d; stderr: %s" % (p.returncode, p.stderr)
     assert "%s:%d: [check] expect: empty" % (conf, lineno) in p.stderr, p.stderr
     assert "require_echo" in p.stderr, p.stderr
