@@ -1,8 +1,9 @@
 /* check: one proxy check as a non-blocking state machine on a libevent loop.
  *
  * A check is one allocation: the struct below plus a short tail holding the
- * protocol messages this check sends (built once at start, so credentials
- * need not be kept). It owns one socket and one struct event; the event
+ * protocol messages this check sends, the judge's request with this
+ * check's token last (built once at start, so credentials need not be
+ * kept). It owns one socket and one struct event; the event
  * carries both the socket (registered once, edge-triggered, both ways) and
  * the current deadline as its timeout (libevent lets an I/O event time
  * out), so no second timer is needed. The deadline is the connect timeout
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,11 +47,18 @@
 
 #include "check.h"
 #include "http_answer.h"
+#include "judge_answer.h"
 #include "socks.h"
 
 #define CHK_TIMEOUT_DEFAULT_MS 10000
 #define CHK_READ_CHUNK (16 * 1024)
-#define CHK_MSGS 3
+#define CHK_MSGS 4
+#define CHK_MSG_REQ (CHK_MSGS - 1) /* the judge's request: always the last message */
+#define CHK_RAND_WORDS 512	   /* 64-bit tokens drawn per getrandom() call */
+
+#ifndef PROXYFS_VERSION
+#define PROXYFS_VERSION "dev"
+#endif
 
 /* The socket is registered once, for both directions, edge-triggered: the
  * kernel tells of a change, not of a state, so what it said is kept here
@@ -87,7 +96,7 @@ struct chk {
 	const struct chk_opts *opts;
 	chk_done_fn done;
 	void *arg;
-	const uint8_t *out; /* being sent: a message in tail, or the judge's request */
+	const uint8_t *out; /* being sent: a message in tail */
 	uint32_t out_len, out_off;
 	uint64_t start_ns;
 	uint64_t wait_ns; /* when the proxy's turn began: connect, or our last send */
@@ -166,11 +175,13 @@ static enum chk_result chk_errno_result(int err)
 	if (chk_errno_is_local(err))
 		return CHK_LOCAL_ERR;
 	switch (err) {
+	case ENETUNREACH:
+	case ENETDOWN:
+	case EAFNOSUPPORT:
+		return CHK_UNREACHABLE; /* our network: no route there */
 	case ECONNREFUSED:
 	case EHOSTUNREACH:
-	case ENETUNREACH:
 	case EHOSTDOWN:
-	case ENETDOWN:
 	case EACCES:
 	case EPERM:
 		return CHK_REFUSED;
@@ -196,19 +207,81 @@ static void chk_send_msg(struct chk *c, const void *msg, size_t len)
 	c->state = CHK_ST_SENDING;
 }
 
-/* The handshake is over: send the judge's request, read its answer. */
-static void chk_begin_answer(struct chk *c, const void *req, size_t len)
+/* The User-Agent line of every request, around the check's token. */
+static const char chk_ua[] = "User-Agent: proxyfs/" PROXYFS_VERSION " " CHK_ECHO_MARKER;
+static const char chk_req_end[] = "\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+
+/* Random words for the tokens, drawn from the kernel in batches so that a
+ * check costs no system call for it. Each thread runs its own loop, so each
+ * has its own batch; nothing is shared. */
+static _Thread_local uint64_t chk_rand[CHK_RAND_WORDS];
+static _Thread_local unsigned chk_rand_left;
+static _Thread_local uint64_t chk_rand_mix; /* used only while getrandom() cannot serve */
+
+/* 64 unpredictable bits. Early in boot, before the kernel's pool is ready
+ * (GRND_NONBLOCK fails), a splitmix64 step over the clock stands in. */
+static uint64_t chk_random64(void)
+{
+	uint64_t z;
+
+	if (chk_rand_left == 0 &&
+	    getrandom(chk_rand, sizeof(chk_rand), GRND_NONBLOCK) == (ssize_t)sizeof(chk_rand))
+		chk_rand_left = CHK_RAND_WORDS;
+	if (chk_rand_left > 0)
+		return chk_rand[--chk_rand_left];
+	z = (chk_rand_mix += 0x9e3779b97f4a7c15u ^ chk_now_ns());
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+/* Writes a fresh token: CHK_TOKEN_LEN lowercase hex digits. */
+static void chk_token(char *dst)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t v = chk_random64();
+
+	for (int i = 0; i < CHK_TOKEN_LEN; i++, v >>= 4)
+		dst[i] = hex[v & 15];
+}
+
+/* The handshake is over: send this check's request, read the judge's
+ * answer, which must echo the request's token if it echoes any. */
+static void chk_begin_answer(struct chk *c)
 {
 	const struct chk_judge *j = c->judge;
+	const uint8_t *req = chk_msg(c, CHK_MSG_REQ);
+	uint32_t len = c->msg_len[CHK_MSG_REQ];
+	const char *tok = (const char *)req + len - (sizeof(chk_req_end) - 1) - CHK_TOKEN_LEN;
 
 	c->phase = CHK_PH_ANSWER;
 	chk_answer_init(&c->ans, j->expect, j->expect_len, j->expect_kmp, c->opts->max_answer,
 			false);
-	c->ans.pause_at_body = j->capture_body;
+	chk_answer_echo(&c->ans, tok, j->require_echo, j->echo_suffices);
+	c->ans.pause_at_body = true; /* the body's start, to tell an echo */
 	chk_send_msg(c, req, len);
 }
 
-/* The tunnel to the judge is open: TLS first for an https judge. The
+/* Bytes already waiting when our request (or TLS's first flight) is about
+ * to go were not sent in answer to it: the peer talks first, and nothing
+ * it says can count as the judge's answer. Found empty, the socket has
+ * used up its readiness. */
+static bool chk_peer_spoke_first(struct chk *c)
+{
+	uint8_t b;
+	ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0) {
+		chk_end(c, CHK_PROTO_ERR, 0);
+		return true;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		c->ready &= (uint8_t)~CHK_CAN_READ;
+	return false; /* an end of stream or an error shows when reading */
+}
+
+/* The tunnel to the judge is open: TLS first for an https judge. Whatever
+ * the peer sent before we speak ends the check (chk_peer_spoke_first). The
  * client speaks first, so the handshake starts when the socket is
  * writable. TLS writes its Finished and then the request back to back;
  * without TCP_NODELAY the second would wait for the first's delayed ACK
@@ -217,8 +290,10 @@ static void chk_tunnel_up(struct chk *c)
 {
 	int one = 1;
 
+	if (chk_peer_spoke_first(c))
+		return;
 	if (!c->judge->tls) {
-		chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+		chk_begin_answer(c);
 		return;
 	}
 	c->ssl = chk_judge_tls_new(c->judge, c->fd);
@@ -252,10 +327,22 @@ static bool chk_status_is_auth(const struct chk *c, uint16_t status)
 	return status == 407 || (status == 401 && c->with_auth);
 }
 
+/* A judge's answer that echoes our request's headers (ours always carry a
+ * User-Agent) but not this check's token came from elsewhere: a page
+ * canned, cached or replayed from another check. Read from the body's
+ * first CHK_BODY_MAX bytes. */
+static bool chk_echo_without_token(const struct chk *c)
+{
+	return !c->ans.tok_found && c->body &&
+	       ja_echoes((const char *)c->body, c->ans.body_len, "User-Agent");
+}
+
 static void chk_answer_over(struct chk *c)
 {
 	enum chk_result r = (enum chk_result)c->ans.result;
 
+	if (r == CHK_OK && chk_echo_without_token(c))
+		r = CHK_BAD_ANSWER;
 	c->res.status = c->ans.status;
 	if (r == CHK_BAD_ANSWER && c->proto->proxy_answers && chk_status_is_auth(c, c->ans.status))
 		r = CHK_AUTH;
@@ -324,38 +411,57 @@ static size_t chk_auth_write(char *dst, const struct chk_target *t)
 	return o + 2;
 }
 
-static size_t http_plain_size(const struct chk_target *t, const struct chk_judge *j)
+/* Bytes of this check's request to the judge: the judge's start, the
+ * credentials for a plain HTTP proxy, the User-Agent with the token. */
+static size_t chk_req_size(const struct chk_target *t, const struct chk_judge *j, bool absolute)
 {
-	return chk_has_user(t) ? j->req_absolute_len + chk_auth_size(t) : 0;
+	size_t head = absolute ? j->req_absolute_len + chk_auth_size(t) : j->req_origin_len;
+
+	return head + sizeof(chk_ua) - 1 + CHK_TOKEN_LEN + sizeof(chk_req_end) - 1;
 }
 
-/* With credentials: the judge's absolute request with the auth line added
- * before its final empty line. */
-static int http_plain_build(struct chk *c, const struct chk_target *t)
+/* Builds the request as the tail's last message (the others are built
+ * already): absolute, with the proxy's credentials, for a plain HTTP proxy;
+ * in origin form for a tunnel. A fresh token per check: a judge that echoes
+ * it proves that this request reached it. */
+static int chk_req_build(struct chk *c, const struct chk_target *t, bool absolute)
 {
 	const struct chk_judge *j = c->judge;
-	char *dst = (char *)c->tail;
-	size_t head, auth;
+	char *dst = (char *)chk_msg(c, CHK_MSG_REQ);
+	size_t o = absolute ? j->req_absolute_len : j->req_origin_len;
 
-	if (!chk_has_user(t))
-		return 0;
-	head = j->req_absolute_len - 2;
-	memcpy(dst, j->req_absolute, head);
-	auth = chk_auth_write(dst + head, t);
-	if (auth == 0)
-		return -ENOMEM;
-	memcpy(dst + head + auth, "\r\n", 2);
-	c->msg_len[0] = (uint32_t)(head + auth + 2);
-	c->with_auth = true;
+	memcpy(dst, absolute ? j->req_absolute : j->req_origin, o);
+	if (absolute && chk_has_user(t)) {
+		size_t auth = chk_auth_write(dst + o, t);
+
+		if (auth == 0)
+			return -ENOMEM;
+		o += auth;
+		c->with_auth = true;
+	}
+	memcpy(dst + o, chk_ua, sizeof(chk_ua) - 1);
+	o += sizeof(chk_ua) - 1;
+	chk_token(dst + o);
+	o += CHK_TOKEN_LEN;
+	memcpy(dst + o, chk_req_end, sizeof(chk_req_end) - 1);
+	c->msg_len[CHK_MSG_REQ] = (uint32_t)(o + sizeof(chk_req_end) - 1);
 	return 0;
+}
+
+static size_t http_plain_size(const struct chk_target *t, const struct chk_judge *j)
+{
+	return chk_req_size(t, j, true);
+}
+
+static int http_plain_build(struct chk *c, const struct chk_target *t)
+{
+	return chk_req_build(c, t, true);
 }
 
 static void http_plain_connected(struct chk *c)
 {
-	if (c->msg_len[0])
-		chk_begin_answer(c, c->tail, c->msg_len[0]);
-	else
-		chk_begin_answer(c, c->judge->req_absolute, c->judge->req_absolute_len);
+	if (!chk_peer_spoke_first(c))
+		chk_begin_answer(c);
 }
 
 static size_t http_plain_feed(struct chk *c, const uint8_t *p, size_t n)
@@ -365,11 +471,16 @@ static size_t http_plain_feed(struct chk *c, const uint8_t *p, size_t n)
 
 static const char chk_connect_fmt[] = "CONNECT %s HTTP/1.1\r\nHost: %s\r\n";
 
-static size_t http_connect_size(const struct chk_target *t, const struct chk_judge *j)
+static size_t http_connect_msg_size(const struct chk_target *t, const struct chk_judge *j)
 {
 	size_t authority = strlen(j->host) + 2 + 6;
 
 	return sizeof(chk_connect_fmt) + 2 * authority + chk_auth_size(t) + 2;
+}
+
+static size_t http_connect_size(const struct chk_target *t, const struct chk_judge *j)
+{
+	return http_connect_msg_size(t, j) + chk_req_size(t, j, false);
 }
 
 static int http_connect_build(struct chk *c, const struct chk_target *t)
@@ -382,14 +493,15 @@ static int http_connect_build(struct chk *c, const struct chk_target *t)
 
 	snprintf(authority, sizeof(authority), "%s%s%s:%u", v6 ? "[" : "", j->host, v6 ? "]" : "",
 		 j->port);
-	len = (size_t)snprintf(dst, http_connect_size(t, j), chk_connect_fmt, authority, authority);
+	len = (size_t)snprintf(dst, http_connect_msg_size(t, j), chk_connect_fmt, authority,
+			       authority);
 	auth = chk_auth_write(dst + len, t);
 	if (chk_has_user(t) && auth == 0)
 		return -ENOMEM;
 	c->with_auth = auth > 0;
 	memcpy(dst + len + auth, "\r\n", 2);
 	c->msg_len[0] = (uint32_t)(len + auth + 2);
-	return 0;
+	return chk_req_build(c, t, false);
 }
 
 static void http_connect_connected(struct chk *c)
@@ -435,9 +547,14 @@ static const struct chk_proto chk_http_connect = {
 
 /* ---- SOCKS4 / SOCKS4a ---- */
 
-static size_t socks4_size(const struct chk_target *t, const struct chk_judge *j)
+static size_t socks4_msg_size(const struct chk_target *t, const struct chk_judge *j)
 {
 	return 8 + (t->user ? strlen(t->user) : 0) + 1 + strlen(j->host) + 1;
+}
+
+static size_t socks4_size(const struct chk_target *t, const struct chk_judge *j)
+{
+	return socks4_msg_size(t, j) + chk_req_size(t, j, false);
 }
 
 /* SOCKS4 needs the judge's IPv4 address; without one, ask by name (4a). */
@@ -448,12 +565,12 @@ static int socks4_build(struct chk *c, const struct chk_target *t)
 	bool by_name = t->remote_dns || !j->have_addr || j->addr.ss_family != AF_INET;
 	int n;
 
-	n = chk_socks4_request(c->tail, socks4_size(t, j), (const uint8_t *)&sin->sin_addr,
+	n = chk_socks4_request(c->tail, socks4_msg_size(t, j), (const uint8_t *)&sin->sin_addr,
 			       by_name ? j->host : NULL, j->port, t->user);
 	if (n < 0)
 		return n;
 	c->msg_len[0] = (uint32_t)n;
-	return 0;
+	return chk_req_build(c, t, false);
 }
 
 static void socks4_connected(struct chk *c)
@@ -501,7 +618,7 @@ static size_t socks5_request_size(const struct chk_judge *j)
 
 static size_t socks5_size(const struct chk_target *t, const struct chk_judge *j)
 {
-	return 4 + socks5_auth_size(t) + socks5_request_size(j);
+	return 4 + socks5_auth_size(t) + socks5_request_size(j) + chk_req_size(t, j, false);
 }
 
 static int socks5_build(struct chk *c, const struct chk_target *t)
@@ -526,7 +643,7 @@ static int socks5_build(struct chk *c, const struct chk_target *t)
 	if (n < 0)
 		return n;
 	c->msg_len[S5_CONNECT] = (uint32_t)n;
-	return 0;
+	return chk_req_build(c, t, false);
 }
 
 static void socks5_send(struct chk *c, unsigned msg, enum chk_socks_step reply)
@@ -649,13 +766,14 @@ static void chk_consume(struct chk *c, const uint8_t *p, size_t n)
 	while (n > 0 && c->state != CHK_ST_DONE) {
 		size_t used;
 
-		if (c->phase == CHK_PH_ANSWER) {
-			chk_consume_answer(c, p, n);
+		if (c->state != CHK_ST_READING) {
+			/* after a reply, before our next message (the request,
+			 * TLS's first flight): the peer talks first */
+			chk_end(c, CHK_PROTO_ERR, 0);
 			return;
 		}
-		if (c->phase == CHK_PH_TLS) {
-			/* before our ClientHello: not the judge's */
-			chk_end(c, CHK_TLS_ERR, 0);
+		if (c->phase == CHK_PH_ANSWER) {
+			chk_consume_answer(c, p, n);
 			return;
 		}
 		used = c->proto->feed(c, p, n);
@@ -730,7 +848,7 @@ static bool chk_tls_handshake(struct chk *c)
 		chk_tls_handle(c, r, errno);
 		return false;
 	}
-	chk_begin_answer(c, c->judge->req_origin, c->judge->req_origin_len);
+	chk_begin_answer(c);
 	return true;
 }
 
@@ -825,7 +943,8 @@ static void chk_connected(struct chk *c)
 		return;
 	}
 	c->proto->connected(c);
-	chk_send(c);
+	if (c->state == CHK_ST_SENDING)
+		chk_send(c);
 }
 
 static void chk_cb(evutil_socket_t fd, short what, void *arg);
@@ -883,7 +1002,7 @@ static void chk_finish(struct chk *c)
 	void *arg = c->arg;
 	uint8_t *body = NULL;
 
-	if (out.result == CHK_OK && c->body && c->ans.body_len > 0) {
+	if (out.result == CHK_OK && c->judge->capture_body && c->body && c->ans.body_len > 0) {
 		body = c->body;
 		body[c->ans.body_len] = '\0';
 		out.body = (const char *)body;
@@ -942,13 +1061,33 @@ static void chk_cb(evutil_socket_t fd, short what, void *arg)
 		chk_finish(c);
 }
 
-/* connect() failed at once for a reason that is the proxy's: report it
- * from the loop, as the contract wants. */
-static bool chk_connect_err_is_proxys(int err)
+/* connect() failed at once for a reason that is the proxy's, or our
+ * network's (no route): report it from the loop, as the contract wants. */
+static bool chk_connect_err_is_reported(int err)
 {
 	enum chk_result r = chk_errno_result(err);
 
-	return r == CHK_REFUSED || r == CHK_TIMEOUT || err == ECONNRESET;
+	return r == CHK_REFUSED || r == CHK_TIMEOUT || r == CHK_UNREACHABLE || err == ECONNRESET;
+}
+
+/* EADDRNOTAVAIL from connect() is either our ephemeral ports running out
+ * (our overload: requeue, lower the limit) or a host with no address of
+ * the destination's family to send from (an IPv6 proxy on an IPv4-only
+ * host: unreachable). A UDP connect() to the same address asks the kernel
+ * for a route and a source address without using a TCP port or sending
+ * anything: if that fails too, the family has no route here. Runs only on
+ * that error, so it costs nothing on the way of a normal check. */
+static bool chk_family_unroutable(const struct sockaddr *addr, socklen_t len)
+{
+	int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool unroutable;
+
+	if (fd < 0)
+		return errno == EAFNOSUPPORT;
+	unroutable = connect(fd, addr, len) < 0 &&
+		     (errno == EADDRNOTAVAIL || errno == ENETUNREACH || errno == EAFNOSUPPORT);
+	close(fd);
+	return unroutable;
 }
 
 static struct chk *chk_alloc(const struct chk_target *t, const struct chk_judge *judge,
@@ -993,13 +1132,20 @@ static int chk_connect(struct chk *c, const struct sockaddr *addr, socklen_t len
 	int err;
 
 	c->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0)
+	if (c->fd < 0 && errno != EAFNOSUPPORT)
 		return -errno;
 	c->state = CHK_ST_CONNECTING;
-	if (connect(c->fd, addr, len) < 0 && errno != EINPROGRESS && errno != EINTR) {
+	err = c->fd < 0 ? EAFNOSUPPORT : 0; /* this host has no such family at all */
+	if (!err && connect(c->fd, addr, len) < 0 && errno != EINPROGRESS && errno != EINTR)
 		err = errno;
+	if (err) {
 		chk_close(c);
-		if (!chk_connect_err_is_proxys(err))
+		if (err == EADDRNOTAVAIL && chk_family_unroutable(addr, len)) {
+			chk_end(c, CHK_UNREACHABLE, err);
+			chk_report_soon(c);
+			return 0;
+		}
+		if (!chk_connect_err_is_reported(err))
 			return -err;
 		chk_end_errno(c, err);
 		chk_report_soon(c);

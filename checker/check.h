@@ -28,12 +28,23 @@ enum chk_result {
 	CHK_AUTH,        /* the proxy refused our credentials */
 	CHK_LOCAL_ERR,   /* our side failed (EMFILE, ENFILE, EADDRNOTAVAIL, ENOBUFS, ENOMEM): not the proxy's fault */
 	CHK_TLS_ERR,     /* TLS through the tunnel failed: handshake, certificate or host name */
+	CHK_UNREACHABLE, /* our host has no route to the proxy's network or address family
+			  * (ENETUNREACH, ENETDOWN; EADDRNOTAVAIL or EAFNOSUPPORT for a family
+			  * without a route): says nothing about the proxy */
 	CHK_RESULT_COUNT
 };
 
 /* "ok", "timeout", "refused", "reset", "protocol_error", "wrong_answer",
- * "auth", "local_error", "tls_error". */
+ * "auth", "local_error", "tls_error", "unreachable". */
 const char *chk_result_name(enum chk_result r);
+
+/* Every check's request carries a fresh random token in its User-Agent:
+ * "proxyfs/VERSION proxyfs-check/TOKEN", TOKEN CHK_TOKEN_LEN lowercase hex
+ * digits. A judge that echoes the request (proxyfs judge, azenv, httpbin)
+ * echoes it back; an answer that shows CHK_ECHO_MARKER with another token
+ * is a page cached or replayed from an earlier check, and fails. */
+#define CHK_ECHO_MARKER "proxyfs-check/"
+#define CHK_TOKEN_LEN 16
 
 /* Most bytes of the judge's answer body handed to done (chk_outcome.body). */
 #define CHK_BODY_MAX 8192
@@ -47,20 +58,29 @@ struct chk_judge {
 	char host[256];  /* as in the URL, without brackets */
 	uint16_t port;
 	char *path;      /* "/..." with query */
-	char *expect;    /* substring the body must contain; "" = any 200 */
+	char *expect;    /* substring the body must contain; "" = none (see require_echo) */
 	bool have_addr;  /* addr is the host's (needed for SOCKS4 and SOCKS5 by address) */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	char *req_absolute; /* request for an HTTP proxy: GET http://host:port/path */
-	char *req_origin;   /* request through a tunnel: GET /path */
+	/* The start of the request, up to and with the Host line; each check
+	 * adds its own part (credentials, the User-Agent with its token). */
+	char *req_absolute; /* for an HTTP proxy: GET http://host:port/path */
+	char *req_origin;   /* through a tunnel: GET /path */
 	size_t req_absolute_len, req_origin_len;
 	size_t expect_len;
 	uint32_t *expect_kmp; /* KMP failure table of expect, expect_len entries */
 	bool tls;	      /* https: every check speaks TLS to the judge through a tunnel */
 	bool capture_body;    /* set after init: done gets the body of an ok answer */
+	bool require_echo;    /* set after init: only an answer echoing the check's token is ok */
+	bool echo_suffices;   /* an answer echoing the check's token is ok without expect
+			       * (set at init for the default expect, CHK_EXPECT_DEFAULT) */
 	struct ssl_ctx_st *tls_ctx;	 /* https only: verifies the judge, shared by all checks */
 	struct bio_method_st *tls_bio; /* https only: TLS on a check's socket, without SIGPIPE */
 };
+
+/* The default expected text: what azenv-style judges print. With it, an
+ * answer that echoes the check's token (proxyfs judge, httpbin) is ok too. */
+#define CHK_EXPECT_DEFAULT "REMOTE_ADDR"
 
 /* Parses an http:// or https:// judge URL and builds the requests; a host
  * that is an address becomes addr, a name is not looked up (that may

@@ -5,6 +5,7 @@
  * text with KMP, so a match split across reads or chunks is still found.
  * Accepts "HTTP/1.0 NNN" and "HTTP/1.1 NNN", Content-Length, chunked
  * transfer coding (extensions and trailers skipped) and bodies ended by EOF.
+ * The body is also followed for CHK_ECHO_MARKER and the check's token.
  * Lenient about bare LF line ends and header lines without a colon; strict
  * about everything that decides where the answer ends. Body bytes can also
  * be copied, de-chunked, into a buffer of the caller's; the parser pauses
@@ -73,16 +74,67 @@ void chk_answer_init(struct chk_answer *a, const char *expect, size_t expect_len
 	a->phase = AP_STATUS;
 }
 
+void chk_answer_echo(struct chk_answer *a, const char *tok, bool required, bool suffices)
+{
+	a->tok = tok;
+	a->echo_required = required;
+	a->echo_suffices = suffices;
+}
+
 static void ans_end(struct chk_answer *a, enum chk_result r)
 {
 	a->done = true;
 	a->result = (uint8_t)r;
 }
 
-/* The body is whole: alive if the expected text was in it. */
+/* The body is whole: alive if the expected text was in it (or, where that
+ * suffices, our token) and any echo of a token is of ours. */
 static void ans_end_body(struct chk_answer *a)
 {
-	ans_end(a, a->found ? CHK_OK : CHK_BAD_ANSWER);
+	bool proof = a->found || (a->echo_suffices && a->tok_found);
+	bool echo_ok = a->tok_found || (!a->echo_seen && !a->echo_required);
+
+	ans_end(a, proof && echo_ok ? CHK_OK : CHK_BAD_ANSWER);
+}
+
+static const char ans_marker[] = CHK_ECHO_MARKER;
+
+#define ANS_MARKER_LEN (sizeof(ans_marker) - 1)
+
+/* Follows the marker and then tok through body bytes. The marker's first
+ * byte occurs nowhere else in it nor in a hex token, so a mismatch can
+ * only restart the match at that byte: no failure table is needed. */
+static void ans_echo(struct chk_answer *a, const uint8_t *p, size_t n)
+{
+	uint32_t m = a->tok_match;
+	size_t i = 0;
+
+	if (!a->tok || a->tok_found)
+		return;
+	while (i < n) {
+		uint8_t want;
+
+		if (m == 0) {
+			const uint8_t *q = memchr(p + i, ans_marker[0], n - i);
+
+			if (!q)
+				break;
+			i = (size_t)(q - p);
+		}
+		want = (uint8_t)(m < ANS_MARKER_LEN ? ans_marker[m] : a->tok[m - ANS_MARKER_LEN]);
+		if (p[i] == want)
+			m++;
+		else
+			m = p[i] == (uint8_t)ans_marker[0];
+		i++;
+		if (m == ANS_MARKER_LEN)
+			a->echo_seen = true;
+		if (m == ANS_MARKER_LEN + CHK_TOKEN_LEN) {
+			a->tok_found = true;
+			return;
+		}
+	}
+	a->tok_match = (uint8_t)m;
 }
 
 /* Advances the KMP search over body bytes. */
@@ -133,12 +185,14 @@ static size_t ans_body(struct chk_answer *a, const uint8_t *p, size_t n)
 {
 	if (a->phase == AP_BODY_EOF) {
 		ans_match(a, p, n);
+		ans_echo(a, p, n);
 		ans_keep(a, p, n);
 		return n;
 	}
 	if (n > a->left)
 		n = (size_t)a->left;
 	ans_match(a, p, n);
+	ans_echo(a, p, n);
 	ans_keep(a, p, n);
 	a->left -= n;
 	if (a->left > 0)

@@ -5,7 +5,8 @@
  * position for the expected text) and allocates nothing. It decides when the
  * answer is whole and what it means as a chk_result. It also reads the head
  * of a CONNECT reply (head_only), and on request copies the start of the
- * de-chunked body into a buffer the caller supplies once the head is read.
+ * de-chunked body into a buffer the caller supplies once the head is read,
+ * and looks for the check's token in the body of a judge that echoes it.
  * It does no I/O and knows nothing about proxies.
  */
 #ifndef PROXYFS_HTTP_ANSWER_H
@@ -28,6 +29,14 @@ struct chk_answer {
 	uint32_t max;	    /* answer bytes (head and body) accepted at most */
 	bool head_only;	    /* stop after the headers (CONNECT reply) */
 	bool pause_at_body; /* set after init: stop feeding after a 200's head */
+
+	/* the check's token, from chk_answer_echo() on */
+	const char *tok;    /* CHK_TOKEN_LEN bytes, not owned; NULL: no echo check */
+	bool echo_required; /* ok only if the body echoes tok */
+	bool echo_suffices; /* a body echoing tok is ok without expect */
+	bool echo_seen;	    /* CHK_ECHO_MARKER was in the body */
+	bool tok_found;	    /* CHK_ECHO_MARKER followed by tok was in the body */
+	uint8_t tok_match;  /* bytes of marker and tok matched so far */
 
 	/* body capture, from chk_answer_capture() on */
 	bool at_body;  /* paused: a 200's head is read and a body follows */
@@ -61,6 +70,12 @@ void chk_kmp_build(const char *pat, size_t len, uint32_t *kmp);
  * (any body). max is the most answer bytes accepted (0: 64 KiB). */
 void chk_answer_init(struct chk_answer *a, const char *expect, size_t expect_len,
 		     const uint32_t *kmp, size_t max, bool head_only);
+
+/* Checks the body for the check's token too (tok: CHK_TOKEN_LEN bytes,
+ * outliving the feeding): a body that shows CHK_ECHO_MARKER must show it
+ * followed by tok. With required, a body must; with suffices, a body that
+ * does is ok without the expected text. Call after chk_answer_init. */
+void chk_answer_echo(struct chk_answer *a, const char *tok, bool required, bool suffices);
 
 /* Feeds the next n bytes. Returns how many were used: all of them, unless
  * the answer ended inside this piece (then a->done is set and the rest does

@@ -1,8 +1,10 @@
 /* judge: the URL every check fetches, parsed and prepared once.
  *
  * Parses http[s]://host[:port][/path], takes the host's address when it is
- * one (a name is looked up by the caller, off the loop), and builds the two requests every check sends: the absolute-URI
- * form for a plain HTTP proxy and the origin form for a tunnel. For an https
+ * one (a name is looked up by the caller, off the loop), and builds the two
+ * requests every check sends: the absolute-URI form for a plain HTTP proxy
+ * and the origin form for a tunnel, up to the Host line (each check adds
+ * its own: the User-Agent with its token). For an https
  * judge it also builds the one TLS client context every check shares, and
  * makes each check's TLS client: verified certificate chain and host name,
  * and a socket BIO of our own that sends with MSG_NOSIGNAL, since OpenSSL's
@@ -30,10 +32,6 @@
 #include "check.h"
 #include "http_answer.h"
 
-#ifndef PROXYFS_VERSION
-#define PROXYFS_VERSION "dev"
-#endif
-
 /* Longer expected texts are refused: the KMP table is 4 bytes a character. */
 #define JUDGE_EXPECT_MAX 4096
 
@@ -58,6 +56,8 @@ const char *chk_result_name(enum chk_result r)
 		return "local_error";
 	case CHK_TLS_ERR:
 		return "tls_error";
+	case CHK_UNREACHABLE:
+		return "unreachable";
 	default:
 		return "unknown";
 	}
@@ -204,11 +204,9 @@ void chk_judge_set_addr(struct chk_judge *j, const struct sockaddr *sa, socklen_
 	j->have_addr = true;
 }
 
+/* The fixed start of both requests; check.c adds each check's own lines. */
 static int judge_build_requests(struct chk_judge *j)
 {
-	static const char tail[] = "User-Agent: proxyfs/" PROXYFS_VERSION "\r\n"
-				   "Accept: */*\r\n"
-				   "Connection: close\r\n\r\n";
 	bool v6 = strchr(j->host, ':') != NULL;
 	char authority[sizeof(j->host) + 8];
 	int n;
@@ -219,14 +217,14 @@ static int judge_build_requests(struct chk_judge *j)
 
 		snprintf(authority + len, sizeof(authority) - len, ":%u", j->port);
 	}
-	n = asprintf(&j->req_absolute, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\n%s", authority,
-		     j->path, authority, tail);
+	n = asprintf(&j->req_absolute, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\n", authority,
+		     j->path, authority);
 	if (n < 0) {
 		j->req_absolute = NULL;
 		return -ENOMEM;
 	}
 	j->req_absolute_len = (size_t)n;
-	n = asprintf(&j->req_origin, "GET %s HTTP/1.1\r\nHost: %s\r\n%s", j->path, authority, tail);
+	n = asprintf(&j->req_origin, "GET %s HTTP/1.1\r\nHost: %s\r\n", j->path, authority);
 	if (n < 0) {
 		j->req_origin = NULL;
 		return -ENOMEM;
@@ -246,6 +244,7 @@ static int judge_set_expect(struct chk_judge *j, const char *expect, char *err, 
 	if (!j->expect || !j->expect_kmp)
 		return judge_fail(err, errlen, -ENOMEM, "out of memory");
 	chk_kmp_build(j->expect, j->expect_len, j->expect_kmp);
+	j->echo_suffices = strcmp(j->expect, CHK_EXPECT_DEFAULT) == 0;
 	return 0;
 }
 

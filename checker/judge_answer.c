@@ -36,8 +36,10 @@ struct ja_scan {
 	const char *const *our;
 	size_t n_our;
 	struct ja_result *out;
-	bool ours;	/* one of our addresses was seen */
-	bool have_addr; /* out->exit_ip holds the client address */
+	const char *want; /* a header whose echo is looked for, or NULL */
+	bool want_seen;	  /* it was echoed */
+	bool ours;	  /* one of our addresses was seen */
+	bool have_addr;	  /* out->exit_ip holds the client address */
 };
 
 static bool ja_space(char c)
@@ -193,6 +195,8 @@ static void ja_header(struct ja_scan *sc, const char *name, size_t nlen, const c
 	struct ja_result *out = sc->out;
 
 	ja_trim(&name, &nlen);
+	if (sc->want && ja_name_eq(name, nlen, sc->want))
+		sc->want_seen = true;
 	if (nlen == 0 || ja_name_eq(name, nlen, "Host"))
 		return;
 	ja_echoed(sc, v, vn);
@@ -402,24 +406,31 @@ static enum ja_format ja_detect(const char *b, size_t len, size_t *start)
 	return JA_FORMAT_AZENV;
 }
 
+/* Runs the scanner of the body's format over it. */
+static void ja_scan_body(struct ja_scan *sc, const char *body, size_t len)
+{
+	size_t start;
+
+	sc->out->format = ja_detect(body, len, &start);
+	if (sc->out->format == JA_FORMAT_PROXYFS)
+		ja_proxyfs(sc, body + start, len - start);
+	else if (sc->out->format == JA_FORMAT_JSON)
+		ja_json(sc, body + start, len - start);
+	else
+		ja_azenv(sc, body, len);
+}
+
 int ja_parse(const char *body, size_t len, const char *const *our_addrs, size_t n_our,
 	     struct ja_result *out)
 {
 	struct ja_scan sc = { .our = our_addrs, .n_our = our_addrs ? n_our : 0, .out = out };
-	size_t start;
 
 	memset(out, 0, sizeof(*out));
 	if (!body) {
 		body = "";
 		len = 0;
 	}
-	out->format = ja_detect(body, len, &start);
-	if (out->format == JA_FORMAT_PROXYFS)
-		ja_proxyfs(&sc, body + start, len - start);
-	else if (out->format == JA_FORMAT_JSON)
-		ja_json(&sc, body + start, len - start);
-	else
-		ja_azenv(&sc, body, len);
+	ja_scan_body(&sc, body, len);
 	if (!sc.have_addr) {
 		memset(out, 0, sizeof(*out));
 		return -EINVAL;
@@ -429,6 +440,17 @@ int ja_parse(const char *body, size_t len, const char *const *our_addrs, size_t 
 	else
 		out->anon = out->header[0] ? JA_ANONYMOUS : JA_ELITE;
 	return 0;
+}
+
+bool ja_echoes(const char *body, size_t len, const char *header)
+{
+	struct ja_result r = { 0 };
+	struct ja_scan sc = { .out = &r, .want = header };
+
+	if (!body || !header)
+		return false;
+	ja_scan_body(&sc, body, len);
+	return sc.want_seen;
 }
 
 int ja_own_addr(const char *body, size_t len, char *addr, size_t size)

@@ -13,6 +13,7 @@
 #ifndef PROXYFS_JUDGE_ANSWER_H
 #define PROXYFS_JUDGE_ANSWER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Numerically equal to enum snap_anon (snapshot.h). */
@@ -47,6 +48,12 @@ struct ja_result {
  * JA_UNKNOWN and exit_ip ""). */
 int ja_parse(const char *body, size_t len, const char *const *our_addrs, size_t n_our,
 	     struct ja_result *out);
+
+/* Whether the body, read in its format, echoes a request header named
+ * header (any case, '_' for '-'): azenv's HTTP_USER_AGENT, httpbin's
+ * "headers", proxyfs judge's header lines. Such a judge echoes what it was
+ * sent, so the check's token must be in its answer. */
+bool ja_echoes(const char *body, size_t len, const char *header);
 
 /* Learns our own address from the answer to a direct request (no proxy):
  * the client address of any of the three formats, written NUL-terminated

@@ -15,8 +15,9 @@
  *	header Via: 1.1 tinyproxy (tinyproxy/1.11.1)
  *
  * Control characters in the echoed text are shown as '?', so each item
- * stays on its line. The expected text to configure for this judge is
- * "proxyfs-judge". Keeps nothing between requests and logs nothing per
+ * stays on its line. The checker's default expect accepts this judge (it
+ * echoes each check's token in the User-Agent); "proxyfs-judge" also
+ * works as an expected text. Keeps nothing between requests and logs nothing per
  * request; it asks to close each connection after its answer (evhttp keeps
  * a CONNECT's open until the 10 s idle timeout). A host name listens on the
  * first address it resolves to.
@@ -54,7 +55,7 @@ static void judge_usage(FILE *out)
 		"Serves a judge: every GET or HEAD, to any path, is answered with 200 and a\n"
 		"plain-text echo of the caller's address and request headers, first line\n"
 		"\"proxyfs-judge %d\". Point the checker at it with\n"
-		"judge = http://ADDR:PORT/ and expect = proxyfs-judge.\n"
+		"judge = http://ADDR:PORT/ (the default expect accepts it).\n"
 		"\n"
 		"  -l, --listen ADDR:PORT  where to listen: 1.2.3.4:80, [::1]:80, host:80;\n"
 		"                          port 0 picks a free one (printed at start)\n"

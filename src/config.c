@@ -24,7 +24,7 @@
 #include <strings.h>
 
 #define CFG_DEFAULT_JUDGE "http://azenv.net/"
-#define CFG_DEFAULT_EXPECT "REMOTE_ADDR"
+#define CFG_DEFAULT_EXPECT "REMOTE_ADDR" /* CHK_EXPECT_DEFAULT: the checker knows it too */
 #define SOURCE_PREFIX "source:"
 #define SOURCE_NAME_MAX 64
 #define SECTION_MAX 80 /* longer than any valid section name */
@@ -67,6 +67,7 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_CHECK, "judge_probe_s", KEY_INT, offsetof(struct cfg, judge_probe_s), 1, 86400},
     {SECT_CHECK, "probe_judges", KEY_BOOL, offsetof(struct cfg, probe_judges), 0, 1},
     {SECT_CHECK, "expect", KEY_STR, offsetof(struct cfg, expect), 0, 0},
+    {SECT_CHECK, "require_echo", KEY_BOOL, offsetof(struct cfg, require_echo), 0, 1},
     {SECT_CHECK, "timeout_ms", KEY_INT, offsetof(struct cfg, timeout_ms), 100, 600000},
     {SECT_CHECK, "connect_timeout_ms", KEY_INT, offsetof(struct cfg, connect_timeout_ms), 50,
      600000},
@@ -97,6 +98,7 @@ struct cfg_parse {
 	int section_line;
 	uint32_t seen;		      /* bit i: cfg_keys[i] given in this section */
 	int proxyfs_line, check_line; /* where those sections began, or 0 */
+	int expect_line;	      /* where expect was given, or 0 */
 
 	struct cfg *c;
 	char *err;
@@ -419,6 +421,8 @@ static int cfg_key_cb(void *user, const char *section, const char *name, const c
 		return 0;
 	}
 	p->seen |= UINT32_C(1) << i;
+	if (p->sect == SECT_CHECK && strcmp(name, "expect") == 0)
+		p->expect_line = p->lineno;
 	rc = set_value(p, &cfg_keys[i], base, value);
 	if (rc == -ENOMEM)
 		parse_oom(p, name);
@@ -607,6 +611,25 @@ static void apply_source_defaults(struct cfg *c)
 	}
 }
 
+static const char cfg_empty_expect[] =
+    "empty: any 200 page, a captive portal's too, would count as alive; give the text "
+    "the judge's answer contains, or set require_echo = yes for a judge that echoes the "
+    "request (proxyfs judge, azenv, httpbin)";
+
+/* Rules over the whole file: an empty expect is proof of nothing unless
+ * the judge's echo of each check's token is required. */
+static void check_file(struct cfg_parse *p)
+{
+	int line = p->lineno;
+
+	if (p->expect_line && !p->c->expect[0] && !p->c->require_echo) {
+		p->lineno = p->expect_line;
+		snprintf(p->section, sizeof(p->section), "check");
+		parse_fail(p, "expect", "%s", cfg_empty_expect);
+		p->lineno = line;
+	}
+}
+
 /* Runs inih over the open file; 0 or -errno with the message set. */
 static int parse_file(struct cfg_parse *p)
 {
@@ -614,6 +637,8 @@ static int parse_file(struct cfg_parse *p)
 
 	if (rc == 0 && !p->err_line && !p->read_errno)
 		end_section(p);
+	if (rc == 0 && !p->err_line && !p->read_errno)
+		check_file(p);
 	if (rc > 0 && (!p->err_line || rc < p->err_line)) {
 		put_err(p->err, p->errlen,
 			"%s:%d: syntax error (expected [section] or key = value)", p->file, rc);
@@ -809,6 +834,10 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 	}
 	if (!c->expect) {
 		put_err(err, errlen, "[check] expect: not set");
+		return -EINVAL;
+	}
+	if (!c->expect[0] && !c->require_echo) {
+		put_err(err, errlen, "[check] expect: %s", cfg_empty_expect);
 		return -EINVAL;
 	}
 	if (!int_in_range("timeout_ms", c->timeout_ms, err, errlen) ||

@@ -32,7 +32,9 @@ struct cfg {
 
 	/* [check] */
 	char *judge;            /* URL fetched through each proxy; default http://azenv.net/ */
-	char *expect;           /* answer body must contain it; default "REMOTE_ADDR" */
+	char *expect;           /* answer body must contain it; default "REMOTE_ADDR"; "" only
+				 * with require_echo */
+	int require_echo;       /* every answer must echo the check's token; default 0 */
 	int timeout_ms;         /* whole check; default 5000 */
 	int connect_timeout_ms; /* default 2000 */
 	int concurrency;        /* checks in flight; default 1000 */

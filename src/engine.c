@@ -566,7 +566,7 @@ static void progress_fill(const struct engine *e, struct engine_progress *p)
 	p->limit_conf = (uint32_t)e->cfg->concurrency;
 	p->local_requeues = e->local_requeues;
 	p->retries = e->retries_total;
-	for (int i = 0; i < CHK_RESULT_COUNT && i < 12; i++)
+	for (int i = 0; i < CHK_RESULT_COUNT; i++)
 		p->by_result[i] = e->checks_total[i];
 	p->elapsed_s = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "check.h"
 #include "config.h"
 #include "proxy.h"
 
@@ -44,7 +45,7 @@ struct engine_progress {
 	uint32_t limit_max;       /* what the open-file limit leaves of limit_conf */
 	uint32_t limit_conf;      /* what the config asked for */
 	uint64_t local_requeues, retries;
-	uint64_t by_result[12];    /* final outcomes, indexed by enum chk_result */
+	uint64_t by_result[CHK_RESULT_COUNT]; /* final outcomes, indexed by enum chk_result */
 	double elapsed_s;
 };
 

@@ -390,7 +390,7 @@ static bool same_judges(const struct cfg *a, const struct cfg *b)
 	if (a->njudges != b->njudges || strcmp(a->expect, b->expect) != 0 ||
 	    (a->ca_file == NULL) != (b->ca_file == NULL) ||
 	    (a->ca_file && strcmp(a->ca_file, b->ca_file) != 0) ||
-	    a->probe_judges != b->probe_judges)
+	    a->probe_judges != b->probe_judges || a->require_echo != b->require_echo)
 		return false;
 	for (size_t i = 0; i < a->njudges; i++)
 		if (strcmp(a->judges[i], b->judges[i]) != 0)

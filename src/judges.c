@@ -36,6 +36,7 @@ static int judge_init(struct judge_set *js, struct judge *j, const struct cfg *c
 		return -ENOMEM;
 	j->set = js;
 	j->chk.capture_body = true;
+	j->chk.require_echo = c->require_echo || !c->expect[0];
 	j->by_name = !j->chk.have_addr;
 	j->healthy = !js->probe && !j->by_name;
 	snprintf(j->error, sizeof(j->error), "%s",
@@ -197,6 +198,9 @@ static void collect_ours(struct judge_set *js)
 
 static bool answer_ok(const struct judge *j, const struct fetch_result *r, char *why, size_t n)
 {
+	char addr[64];
+	bool echo;
+
 	if (r->err) {
 		snprintf(why, n, "%s", r->error[0] ? r->error : strerror(-r->err));
 		return false;
@@ -205,8 +209,16 @@ static bool answer_ok(const struct judge *j, const struct fetch_result *r, char 
 		snprintf(why, n, "HTTP %ld", r->http_status);
 		return false;
 	}
-	if (j->chk.expect[0] && !memmem(r->data, r->len, j->chk.expect, strlen(j->chk.expect))) {
-		snprintf(why, n, "answer lacks the expected text");
+	/* A direct probe carries no token: an answer in an echo form proxyfs
+	 * reads is what stands in for the echo, where that is proof enough. */
+	echo = ja_own_addr(r->data, r->len, addr, sizeof(addr)) == 0;
+	if (j->chk.require_echo && !echo) {
+		snprintf(why, n, "answer is not an echo proxyfs reads (require_echo = yes)");
+		return false;
+	}
+	if (j->chk.expect[0] && !memmem(r->data, r->len, j->chk.expect, strlen(j->chk.expect)) &&
+	    !(j->chk.echo_suffices && echo)) {
+		snprintf(why, n, "answer lacks the expected text \"%.64s\"", j->chk.expect);
 		return false;
 	}
 	return true;

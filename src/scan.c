@@ -153,6 +153,8 @@ static void schedule_next(struct engine *e, struct pool_entry *pe)
 		return;
 	if (pe->state == POOL_ALIVE) {
 		wait = (uint64_t)c->recheck_s;
+	} else if (pe->state == POOL_UNKNOWN) {
+		wait = (uint64_t)c->retry_min_s; /* our network failed it: try again soon */
 	} else if (pe->fails_in_row >= (uint32_t)c->max_fails &&
 		   pe->last_checked - pe->dead_since >= c->dead_ttl_s) {
 		pe->dropped = true;
@@ -202,6 +204,10 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 		 * HTTPS proxy. */
 		if (pe->proto == PROXY_HTTP && (pe->tunnel || (j && j->chk.tls)))
 			pe->folders |= 1u << PROXY_HTTPS;
+	} else if (o->result == CHK_UNREACHABLE) {
+		/* Our host has no route there: nothing is known of the proxy. */
+		pe->state = POOL_UNKNOWN;
+		pe->folders = 0;
 	} else {
 		pe->state = POOL_DEAD;
 		pe->failures++;
@@ -400,6 +406,7 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	struct engine *e = the_engine;
 	struct pool_entry *pe = arg;
 	struct judge *j = pe->judge; /* maybe of a set a reload replaced since */
+	bool ours; /* the outcome says nothing of the proxy nor the judge */
 
 	pe->chk = NULL;
 	pe->judge = NULL;
@@ -409,13 +416,14 @@ static void check_done(void *arg, const struct chk_outcome *o)
 		eng_release_entry(pe);
 		goto out;
 	}
-	if (o->result != CHK_LOCAL_ERR)
+	ours = o->result == CHK_LOCAL_ERR || o->result == CHK_UNREACHABLE;
+	if (!ours)
 		j->checks++;
 	if (o->result == CHK_OK) {
 		j->ok++;
 		e->alive_fail_run = 0;
 		learn_anonymity(j, pe, o);
-	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
+	} else if (!ours && hold_failure(e, pe)) {
 		goto out;
 	}
 	if (o->result == CHK_TIMEOUT && timeout_is_ours(e, pe, o)) {

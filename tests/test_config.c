@@ -97,6 +97,7 @@ static void test_every_key(void)
 				   "[check]\n"
 				   "judge = https://judge.example:8443/j?x=1\n"
 				   "expect =\n"
+				   "require_echo = yes\n"
 				   "timeout_ms = 600000\n"
 				   "connect_timeout_ms = 50\n"
 				   "concurrency = 1000000\n"
@@ -113,6 +114,7 @@ static void test_every_key(void)
 	CHECK_INT(c.log_level, LOG_LVL_DEBUG);
 	CHECK_STR(c.judge, "https://judge.example:8443/j?x=1");
 	CHECK_STR(c.expect, "");
+	CHECK_INT(c.require_echo, 1);
 	CHECK_INT(c.timeout_ms, 600000);
 	CHECK_INT(c.connect_timeout_ms, 50);
 	CHECK_INT(c.concurrency, 1000000);
@@ -189,11 +191,36 @@ static void expect_bad_value(const char *section, const char *key, const char *v
 	cfg_free(&c);
 }
 
+/* An empty expect is refused wherever require_echo is set (or not) in the
+ * file, and the message names the expect line; with require_echo it loads. */
+static void test_empty_expect(void)
+{
+	static const char no[] = "[check]\nexpect =\n\nrequire_echo = no\n";
+	static const char yes[] = "[check]\nrequire_echo = yes\nexpect =\n";
+	char err[512] = "", path[PATH_MAX], where[PATH_MAX + 64];
+	struct cfg c;
+
+	cfg_init(&c);
+	CHECK_INT(load_text(no, &c, err, sizeof(err), path), -EINVAL);
+	snprintf(where, sizeof(where), "%s:2: [check] expect: empty", path);
+	check_contains(err, where);
+	CHECK_STR(c.expect, "REMOTE_ADDR");
+	err[0] = '\0';
+	CHECK_INT(load_text(yes, &c, err, sizeof(err), path), 0);
+	CHECK_STR(err, "");
+	CHECK_STR(c.expect, "");
+	CHECK_INT(c.require_echo, 1);
+	CHECK_INT(cfg_validate(&c, err, sizeof(err)), 0);
+	cfg_free(&c);
+}
+
 static void test_bad_values(void)
 {
 	expect_bad_value("proxyfs", "db", "", "empty");
 	expect_bad_value("proxyfs", "log_level", "loud", "'loud' is not one of");
 	expect_bad_value("proxyfs", "log_level", "", "not one of");
+	expect_bad_value("check", "expect", "", "[check] expect: empty: any 200 page");
+	expect_bad_value("check", "require_echo", "maybe", "not yes or no");
 	expect_bad_value("check", "judge", "ftp://x/", "http:// or https://");
 	expect_bad_value("check", "judge", "azenv.net", "http:// or https://");
 	expect_bad_value("check", "judge", "http://", "no host");
@@ -453,7 +480,10 @@ static void test_validate(void)
 
 	saved = c.expect;
 	c.expect = "";
+	expect_invalid(&c, "[check] expect: empty: any 200 page");
+	c.require_echo = 1;
 	CHECK_INT(cfg_validate(&c, NULL, 0), 0);
+	c.require_echo = 0;
 	c.expect = NULL;
 	expect_invalid(&c, "[check] expect");
 	c.expect = saved;
@@ -472,6 +502,7 @@ int main(void)
 	test_defaults();
 	test_every_key();
 	test_bad_values();
+	test_empty_expect();
 	test_bad_structure();
 	test_nul_byte();
 	test_good_structure();

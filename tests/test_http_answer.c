@@ -16,6 +16,11 @@ struct run {
 	size_t used;
 };
 
+/* When set, the answer is read as a check's with this token, the echo
+ * required or sufficing as set. */
+static const char *echo_tok;
+static bool echo_required, echo_suffices;
+
 /* Feeds s in pieces of step bytes (0: whole), then EOF if asked. */
 static struct run feed(const char *s, size_t len, const char *expect, size_t max, size_t step,
 		       bool eof, bool head_only)
@@ -27,6 +32,8 @@ static struct run feed(const char *s, size_t len, const char *expect, size_t max
 
 	chk_kmp_build(expect, elen, kmp);
 	chk_answer_init(&a, expect, elen, kmp, max, head_only);
+	if (echo_tok)
+		chk_answer_echo(&a, echo_tok, echo_required, echo_suffices);
 	if (step == 0)
 		step = len ? len : 1;
 	for (size_t off = 0; off < len && !a.done; off += step) {
@@ -257,6 +264,41 @@ static void test_head_only(void)
 	CHECK_INT(r.result, CHK_RESET);
 }
 
+#define TOK "0123456789abcdef"
+#define OK_HEAD "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+/* The token's echo is followed across pieces and chunks; near misses of
+ * the marker, and the marker with another token, are not it. */
+static void test_echo(void)
+{
+	static const char ours[] = OK_HEAD "8\r\nproxyfs-\r\n"
+					   "e\r\nproxyfs-check/\r\n" /* a marker, cut short */
+					   "20\r\nproxyfs-check/" TOK "xx\r\n"
+					   "11\r\n " EXPECT "\r\n0\r\n\r\n";
+	static const char other[] =
+	    OK_HEAD "2f\r\nproxyfs-check/0123456789abcdee " EXPECT "\r\n0\r\n\r\n";
+	static const char none[] = OK_HEAD "10\r\n" EXPECT "\r\n0\r\n\r\n";
+	static const char echo_only[] = OK_HEAD "1e\r\nproxyfs-check/" TOK "\r\n0\r\n\r\n";
+
+	echo_tok = TOK;
+	expect_len(__LINE__, ours, strlen(ours), EXPECT, 0, false, CHK_OK, 200);
+	expect_len(__LINE__, other, strlen(other), EXPECT, 0, false, CHK_BAD_ANSWER, 200);
+	expect_len(__LINE__, none, strlen(none), EXPECT, 0, false, CHK_OK, 200);
+	expect_len(__LINE__, echo_only, strlen(echo_only), EXPECT, 0, false, CHK_BAD_ANSWER, 200);
+	echo_suffices = true;
+	expect_len(__LINE__, echo_only, strlen(echo_only), EXPECT, 0, false, CHK_OK, 200);
+	expect_len(__LINE__, other, strlen(other), EXPECT, 0, false, CHK_BAD_ANSWER, 200);
+	echo_suffices = false;
+	echo_required = true;
+	expect_len(__LINE__, none, strlen(none), EXPECT, 0, false, CHK_BAD_ANSWER, 200);
+	expect_len(__LINE__, echo_only, strlen(echo_only), "", 0, false, CHK_OK, 200);
+	expect_len(__LINE__, ours, strlen(ours), EXPECT, 0, false, CHK_OK, 200);
+	echo_required = false;
+	echo_tok = NULL;
+	/* without a token to look for, the marker means nothing */
+	expect_len(__LINE__, other, strlen(other), EXPECT, 0, false, CHK_OK, 200);
+}
+
 int main(void)
 {
 	test_content_length();
@@ -269,5 +311,6 @@ int main(void)
 	test_too_big();
 	test_kmp();
 	test_head_only();
+	test_echo();
 	return test_exit_code();
 }

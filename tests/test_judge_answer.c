@@ -426,6 +426,25 @@ static void test_nul_bytes(void)
 	CHECK_INT(res.anon, JA_ANONYMOUS);
 }
 
+/* Which answers echo the request's User-Agent, in each format. */
+static void test_echoes(void)
+{
+	static const char az[] = "<pre>REMOTE_ADDR = 1.2.3.4\nHTTP_USER_AGENT = x/1\n</pre>";
+	static const char az_via[] = "REMOTE_ADDR = 1.2.3.4\nHTTP_VIA = 1.1 p\n";
+	static const char js[] = "{\"headers\": {\"user-agent\": \"x\"}, \"origin\": \"1.2.3.4\"}";
+	static const char js_top[] = "{\"User-Agent\": \"x\", \"origin\": \"1.2.3.4\"}";
+	static const char pf[] = "proxyfs-judge 1\nremote_addr 1.2.3.4\nheader User-Agent: x\n";
+
+	CHECK(ja_echoes(az, strlen(az), "User-Agent"));
+	CHECK(!ja_echoes(az_via, strlen(az_via), "User-Agent"));
+	CHECK(ja_echoes(js, strlen(js), "User-Agent"));
+	CHECK(!ja_echoes(js_top, strlen(js_top), "User-Agent"));
+	CHECK(ja_echoes(pf, strlen(pf), "User-Agent"));
+	CHECK(!ja_echoes(pf, strlen(pf) - 3, "Accept"));
+	CHECK(!ja_echoes(NULL, 0, "User-Agent"));
+	CHECK(!ja_echoes("User-Agent", 10, "User-Agent"));
+}
+
 int main(void)
 {
 	test_enum_matches_snapshot();
@@ -440,5 +459,6 @@ int main(void)
 	test_long_lines();
 	test_truncated();
 	test_nul_bytes();
+	test_echoes();
 	return test_exit_code();
 }

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, is_mounted, write_config
+from conftest import REPO, is_mounted, lazy_unmount, write_config
 
 RUN_TIMEOUT = 15
 
@@ -101,3 +101,45 @@ def test_bad_judge_url(binary, peer_set, tmp_path):
     assert not is_mounted(str(mnt))
     assert p.returncode == 2, "exit %d; stderr: %s" % (p.returncode, p.stderr)
     assert "judge" in p.stderr
+
+
+def with_expect(conf, lines):
+    """Replaces the config's expect line by lines."""
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(re.sub(r"(?m)^expect = .*$", "\n".join(lines), text))
+    with open(conf) as f:
+        return f.read().splitlines()
+
+
+def test_empty_expect_is_refused(binary, peer_set, tmp_path):
+    tmp = str(tmp_path)
+    conf = write_config(tmp, peer_set.judge, os.path.join(tmp, "list.txt"))
+    lines = with_expect(conf, ["expect ="])
+    lineno = lines.index("expect =") + 1
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        p = run(binary, "-f", "-c", conf, str(mnt))
+    finally:
+        if is_mounted(str(mnt)):
+            lazy_unmount(str(mnt))
+            pytest.fail("mounted with an empty expect")
+    assert p.returncode == 2, "exit %d; stderr: %s" % (p.returncode, p.stderr)
+    assert "%s:%d: [check] expect: empty" % (conf, lineno) in p.stderr, p.stderr
+    assert "require_echo" in p.stderr, p.stderr
+
+
+def test_empty_expect_with_require_echo(binary, peer_set, mounts, tmp_path):
+    """The judge's echo of each check's token is the proof: a proxy whose
+    page lacks it (the liar) is dead, one that reaches the judge alive."""
+    tmp = str(tmp_path)
+    lst = os.path.join(tmp, "list.txt")
+    with open(lst, "w") as f:
+        f.write("%s\n%s\n" % (peer_set.tinyproxy.line, peer_set.liar.line))
+    conf = write_config(tmp, peer_set.judge, lst)
+    with_expect(conf, ["expect =", "require_echo = yes"])
+    d = mounts.new(conf).start()
+    d.sync()
+    assert d.live() == {peer_set.tinyproxy.uri}, d.log()
