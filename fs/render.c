@@ -217,6 +217,8 @@ static void stat_source(const struct snap_source *src, struct sbuf *out)
 	sbuf_add_json_str(out, src->name);
 	sbuf_adds(out, ", \"url\": ");
 	sbuf_add_json_str(out, src->url);
+	sbuf_adds(out, ", \"protocol\": ");
+	json_str_or_null(out, src->protocol);
 	sbuf_printf(out,
 		    ", \"proxies\": %" PRIu32 ", \"invalid\": %" PRIu32 ", \"alive\": %" PRIu32
 		    ", \"error\": ",

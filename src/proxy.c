@@ -299,8 +299,10 @@ static bool parse_trimmed(const char *s, size_t n, enum proxy_proto dflt, struct
 
 	if (!all_printable(s, n))
 		return false;
-	if (slen > 0)
+	if (slen > 0) {
+		a->scheme = true;
 		return apply_scheme(s, slen, a) && parse_authority(s + slen + 3, n - slen - 3, a);
+	}
 	set_proto(a, dflt);
 	colon_try = *a;
 	if (parse_colon_form(s, n, &colon_try)) {
@@ -434,4 +436,20 @@ int proxy_proto_from_name(const char *name)
 			return (int)proto_names[i].proto;
 	}
 	return -1;
+}
+
+bool proxy_name_remote_dns(const char *name)
+{
+	for (size_t i = 0; name && i < N_PROTO_NAMES; i++)
+		if (strcasecmp(name, proto_names[i].name) == 0)
+			return proto_names[i].remote_dns;
+	return false;
+}
+
+const char *proxy_scheme_name(enum proxy_proto proto, bool remote_dns)
+{
+	for (size_t i = 0; i < N_PROTO_NAMES; i++)
+		if (proto_names[i].proto == proto && proto_names[i].remote_dns == remote_dns)
+			return proto_names[i].name;
+	return NULL;
 }

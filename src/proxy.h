@@ -31,6 +31,7 @@ struct proxy_addr {
 	bool remote_dns; /* socks4a:// or socks5h:// */
 	bool tunnel;     /* written https://: an HTTP proxy to check with CONNECT */
 	bool ipv6;       /* host is an IPv6 literal (printed in brackets) */
+	bool scheme;     /* the line named its scheme (else it took the default) */
 	uint16_t port;
 	char host[PROXY_HOST_MAX + 1]; /* without brackets */
 	char user[PROXY_CRED_MAX + 1]; /* "" when none */
@@ -62,5 +63,10 @@ int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size);
 const char *proxy_proto_name(enum proxy_proto proto);
 /* Parses a folder/protocol name (also socks4a, socks5h); -1 if unknown. */
 int proxy_proto_from_name(const char *name);
+/* True for the names of the remote-DNS forms (socks4a, socks5h). */
+bool proxy_name_remote_dns(const char *name);
+/* The name a protocol is written with: "http", "https", "socks4",
+ * "socks4a", "socks5" or "socks5h" (static); NULL if unknown. */
+const char *proxy_scheme_name(enum proxy_proto proto, bool remote_dns);
 
 #endif

@@ -50,6 +50,7 @@ struct snap_proxy {
 struct snap_source {
 	const char *name;
 	const char *url;
+	const char *protocol; /* of lines without a scheme, as written; static, NULL if unknown */
 	uint32_t proxies;  /* valid distinct proxy lines last read */
 	uint32_t invalid;  /* lines that did not parse */
 	uint32_t alive;

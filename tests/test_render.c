@@ -89,6 +89,7 @@ static struct snapshot *make(uint32_t n)
 	struct snap_stats st;
 	struct snap_source a = {.name = "list-a",
 				.url = "/etc/proxyfs/a.txt",
+				.protocol = "socks5h",
 				.proxies = 2,
 				.invalid = 2,
 				.alive = 2,
@@ -447,13 +448,14 @@ static void test_stat_json(void)
 	check_contains(t, "\"judges\": [],");
 	check_contains(t, "\"store\": {\"writes\": 1000, \"errors\": 0, \"error\": null}");
 	check_contains(t, "\"health\": \"ok\"");
-	check_contains(t, "{\"name\": \"list-a\", \"url\": \"/etc/proxyfs/a.txt\", \"proxies\": 2, "
+	check_contains(t, "{\"name\": \"list-a\", \"url\": \"/etc/proxyfs/a.txt\", "
+			  "\"protocol\": \"socks5h\", \"proxies\": 2, "
 			  "\"invalid\": 2, \"alive\": 2, \"error\": null, "
 			  "\"last_read\": 1700000010, \"last_try\": 0, \"http_status\": 0, "
 			  "\"scraped\": 0, \"fetches\": 0, \"fetch_errors\": 0, "
 			  "\"invalid_sample\": [\"not a proxy\", \"1.2.3.4:99999\"]}");
 	check_contains(t, "{\"name\": \"we\\\"ird\\\\src\", \"url\": \"http://127.0.0.1:1/x\", "
-			  "\"proxies\": 0, \"invalid\": 0, \"alive\": 0, "
+			  "\"protocol\": null, \"proxies\": 0, \"invalid\": 0, \"alive\": 0, "
 			  "\"error\": \"connect: refused\", \"last_read\": 0, \"last_try\": 0, "
 			  "\"http_status\": 0, \"scraped\": 0, \"fetches\": 0, "
 			  "\"fetch_errors\": 0, \"invalid_sample\": []}");
