@@ -356,10 +356,11 @@ static void load_rec(void *arg, const struct store_rec *r)
 
 		if (n == strlen(CONTROL_SOURCE) && strncmp(p, CONTROL_SOURCE, n) == 0)
 			pe->manual = true;
-		for (size_t i = 0; i < e->cfg->nsources && i < 64; i++)
+		for (size_t i = 0; i < e->cfg->nsources; i++)
 			if (strlen(e->cfg->sources[i].name) == n &&
-			    strncmp(p, e->cfg->sources[i].name, n) == 0)
-				pe->sources |= 1ULL << i;
+			    strncmp(p, e->cfg->sources[i].name, n) == 0 &&
+			    pool_src_add(pe, i) < 0)
+				log_warn("store: out of memory loading %s's sources", pe->uri);
 		p += n + (p[n] == ',');
 	}
 }

@@ -29,7 +29,9 @@ struct pool_entry {
 	char *uri;                 /* the key; one allocation holds uri, host, user, pass */
 	const char *host, *user, *pass; /* user and pass are "" when none */
 	struct chk *chk;           /* the check in flight, or NULL */
-	uint64_t sources;          /* bit i: listed by source i of the config */
+	uint64_t sources;          /* bit i: listed by source i < 64 of the config */
+	uint64_t *src_more;        /* sources 64 and up: [0] = words after it, then bit i
+				    * of word 1 + (i - 64) / 64; NULL when none (the common case) */
 	union pool_addr addr;      /* valid when have_addr */
 	int64_t last_checked;      /* unix seconds, 0 = never */
 	uint32_t latency_ms;
@@ -72,6 +74,20 @@ void pool_unlink(struct pool *p, struct pool_entry *e);
 void pool_entry_free(struct pool_entry *e);
 
 size_t pool_count(const struct pool *p);
+
+/* Which sources list an entry, for any number of sources: the first 64 are
+ * bits inline, the rest in a bitmap allocated only for the entries that need
+ * it, so 100,000 proxies in a few sources cost 8 bytes each. */
+bool pool_src_has(const struct pool_entry *e, size_t src);
+/* Marks e as listed by src; 0 or -ENOMEM (then e is unchanged). */
+int pool_src_add(struct pool_entry *e, size_t src);
+void pool_src_del(struct pool_entry *e, size_t src);
+bool pool_src_any(const struct pool_entry *e);
+/* The first source at or after from that lists e, or SIZE_MAX. */
+size_t pool_src_next(const struct pool_entry *e, size_t from);
+/* Renumbers e's sources: old source o becomes map[o] (dropped when -1 or
+ * o >= nmap). 0, or -ENOMEM when some past the 64th could not be kept. */
+int pool_src_remap(struct pool_entry *e, const long *map, size_t nmap);
 
 /* Iteration: e = pool_next(p, &it, NULL) for the first, then pool_next(p,
  * &it, e). Unlinking the entry last returned is allowed. */

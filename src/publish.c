@@ -17,30 +17,31 @@
 #include "judge_answer.h"
 #include "log.h"
 
-static void sources_join(const struct engine *e, const struct pool_entry *pe, char *buf,
-			 size_t size)
+/* The names of the sources that list pe, joined with ','; "" when none, or
+ * when out of memory (the caller's buffer is reused from call to call). */
+static const char *sources_join(const struct engine *e, const struct pool_entry *pe,
+				struct sbuf *buf)
 {
-	size_t len = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < e->cfg->nsources && i < 64; i++) {
-		if (!(pe->sources >> i & 1))
-			continue;
-		len += (size_t)snprintf(buf + len, len < size ? size - len : 0, "%s%s",
-					len ? "," : "", e->cfg->sources[i].name);
+	sbuf_reset(buf);
+	for (size_t i = pool_src_next(pe, 0); i < e->cfg->nsources; i = pool_src_next(pe, i + 1)) {
+		if (buf->len)
+			sbuf_addc(buf, ',');
+		sbuf_adds(buf, e->cfg->sources[i].name);
 	}
-	if (pe->manual)
-		len += (size_t)snprintf(buf + len, len < size ? size - len : 0, "%s%s",
-					len ? "," : "", CONTROL_SOURCE);
-	if (len >= size)
-		buf[size - 1] = '\0';
+	if (pe->manual) {
+		if (buf->len)
+			sbuf_addc(buf, ',');
+		sbuf_adds(buf, CONTROL_SOURCE);
+	}
+	return sbuf_cstr(buf);
 }
 
 static const char *exit_ip(const struct pool_entry *pe, char *buf, size_t size);
 
 void eng_store_entry(struct engine *e, const struct pool_entry *pe)
 {
-	char sources[1024], ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN];
+	struct sbuf sources;
 	struct store_rec r = {
 		.uri = pe->uri, .proto = pe->proto, .folders = pe->folders,
 		.state = pe->dropped ? STORE_DROPPED
@@ -48,15 +49,17 @@ void eng_store_entry(struct engine *e, const struct pool_entry *pe)
 			 : pe->state == POOL_DEAD ? STORE_DEAD : STORE_UNKNOWN,
 		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
 		.successes = pe->successes, .failures = pe->failures,
-		.fails_in_row = pe->fails_in_row, .sources = sources,
+		.fails_in_row = pe->fails_in_row,
 		.exit_ip = exit_ip(pe, ip, sizeof(ip)),
 		.anonymity = pe->anonymity,
 	};
 
 	if (!e->store)
 		return;
-	sources_join(e, pe, sources, sizeof(sources));
+	sbuf_init(&sources);
+	r.sources = sources_join(e, pe, &sources);
 	store_put(e->store, &r);
+	sbuf_free(&sources);
 }
 
 /* --- publishing --- */
@@ -125,18 +128,18 @@ static const char *exit_ip(const struct pool_entry *pe, char *buf, size_t size)
 	return buf;
 }
 
-static int add_live(struct engine *e, struct snap_builder *b, const struct pool_entry *pe)
+static int add_live(struct engine *e, struct snap_builder *b, const struct pool_entry *pe,
+		    struct sbuf *sources)
 {
-	char sources[1024], ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN];
 	struct snap_proxy p = {
 		.uri = pe->uri, .host = pe->host, .exit_ip = exit_ip(pe, ip, sizeof(ip)),
-		.sources = sources,
+		.sources = sources_join(e, pe, sources),
 		.port = pe->port, .proto = pe->proto, .folders = pe->folders,
 		.anonymity = pe->anonymity, .latency_ms = pe->latency_ms,
 		.last_checked = pe->last_checked,
 	};
 
-	sources_join(e, pe, sources, sizeof(sources));
 	return snap_builder_add(b, &p);
 }
 
@@ -149,11 +152,14 @@ void eng_publish(struct engine *e)
 	struct pool_entry *pe = NULL;
 	struct snapshot *s;
 	char health[512];
-	uint32_t alive_by_src[64] = { 0 };
+	uint32_t *alive_by_src;
+	struct sbuf sources;
 
 	if (e->once)
 		return; /* proxyfs check shows no tree */
-	b = snap_builder_new();
+	sbuf_init(&sources);
+	alive_by_src = calloc(e->cfg->nsources ? e->cfg->nsources : 1, sizeof(*alive_by_src));
+	b = alive_by_src ? snap_builder_new() : NULL;
 	if (!b)
 		goto out_nomem;
 	while ((pe = pool_next(e->pool, &it, pe))) {
@@ -170,9 +176,10 @@ void eng_publish(struct engine *e)
 			st.alive++;
 			for (int f = 0; f < PROXY_PROTO_COUNT; f++)
 				st.alive_by_folder[f] += pe->folders >> f & 1;
-			add_live(e, b, pe);
-			for (int i = 0; i < 64; i++)
-				alive_by_src[i] += (uint32_t)(pe->sources >> i & 1);
+			add_live(e, b, pe, &sources);
+			for (size_t i = pool_src_next(pe, 0); i < e->cfg->nsources;
+			     i = pool_src_next(pe, i + 1))
+				alive_by_src[i]++;
 		} else if (pe->state == POOL_DEAD) {
 			st.dead++;
 		} else {
@@ -180,7 +187,7 @@ void eng_publish(struct engine *e)
 		}
 	}
 	for (size_t i = 0; i < e->cfg->nsources; i++)
-		src_snapshot(&e->sources[i], &e->cfg->sources[i], i < 64 ? alive_by_src[i] : 0, b);
+		src_snapshot(&e->sources[i], &e->cfg->sources[i], alive_by_src[i], b);
 	for (size_t i = 0; i < e->judges->n; i++) {
 		const struct judge *j = &e->judges->v[i];
 		struct snap_judge sj = {
@@ -199,7 +206,10 @@ void eng_publish(struct engine *e)
 	snap_publish(s);
 	e->dirty = false;
 	e->last_publish_ms = eng_now_ms();
-	return;
+	goto out_free;
 out_nomem:
 	log_warn("publish: out of memory; the previous snapshot stays");
+out_free:
+	free(alive_by_src);
+	sbuf_free(&sources);
 }
