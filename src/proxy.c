@@ -313,6 +313,23 @@ static bool parse_trimmed(const char *s, size_t n, enum proxy_proto dflt, struct
 	return memchr(s, '@', n) && parse_authority(s, n, a);
 }
 
+/* What the proxy's own protocol can carry, so that a line no check could
+ * ever pass is refused once, when read, instead of failing every check. */
+static bool creds_fit(const struct proxy_addr *a)
+{
+	size_t ulen = strlen(a->user), plen = strlen(a->pass);
+
+	switch (a->proto) {
+	case PROXY_SOCKS5:
+		return ulen == 0 || (ulen <= PROXY_SOCKS_CRED_MAX && plen >= 1 &&
+				     plen <= PROXY_SOCKS_CRED_MAX);
+	case PROXY_SOCKS4:
+		return ulen <= PROXY_SOCKS_CRED_MAX && plen == 0;
+	default:
+		return true;
+	}
+}
+
 enum proxy_parse_result proxy_parse_line(const char *line, size_t len, enum proxy_proto dflt,
 					 struct proxy_addr *out)
 {
@@ -329,7 +346,7 @@ enum proxy_parse_result proxy_parse_line(const char *line, size_t len, enum prox
 	if ((unsigned)dflt >= PROXY_PROTO_COUNT)
 		return PROXY_LINE_BAD;
 	memset(&a, 0, sizeof(a));
-	if (!parse_trimmed(line, len, dflt, &a))
+	if (!parse_trimmed(line, len, dflt, &a) || !creds_fit(&a))
 		return PROXY_LINE_BAD;
 	*out = a;
 	return PROXY_LINE_OK;

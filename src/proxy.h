@@ -21,9 +21,12 @@ enum proxy_proto {
 };
 
 #define PROXY_HOST_MAX 255
-#define PROXY_CRED_MAX 255
+/* Longest user or password: HTTP basic auth has no limit of its own, this
+ * is ours. SOCKS carries less (PROXY_SOCKS_CRED_MAX), checked per scheme. */
+#define PROXY_CRED_MAX 1024
+#define PROXY_SOCKS_CRED_MAX 255
 /* Longest canonical URI: percent-encoded credentials, bracketed host, port. */
-#define PROXY_URI_MAX 2048
+#define PROXY_URI_MAX 8192
 
 /* One parsed proxy. Fixed buffers so parsing allocates nothing. */
 struct proxy_addr {
@@ -49,7 +52,10 @@ enum proxy_parse_result {
  * scheme://host:port, scheme://user:pass@host:port, host:port:user:pass,
  * [v6]:port, scheme://[v6]:port. Schemes: http https socks4 socks4a socks5
  * socks5h (case-insensitive). dflt is the protocol of a line without a
- * scheme. Host: an IPv4 or IPv6 literal, or a DNS name. Port 1-65535. */
+ * scheme. Host: an IPv4 or IPv6 literal, or a DNS name. Port 1-65535.
+ * Credentials the proxy's protocol cannot carry make the line bad: SOCKS5
+ * (RFC 1929) takes a user and a password of 1..255 bytes each, SOCKS4 a
+ * user id of up to 255 bytes and no password; HTTP up to PROXY_CRED_MAX. */
 enum proxy_parse_result proxy_parse_line(const char *line, size_t len, enum proxy_proto dflt,
 					 struct proxy_addr *out);
 

@@ -159,9 +159,11 @@ static void test_long_names(void)
 	expect_bad(line);
 }
 
+/* HTTP credentials up to PROXY_CRED_MAX; SOCKS only what its protocol
+ * carries (RFC 1929: 1..255 each; SOCKS4: a user id, no password). */
 static void test_creds_limits(void)
 {
-	char user[PROXY_CRED_MAX + 2], line[700];
+	char user[PROXY_CRED_MAX + 2], line[2 * PROXY_CRED_MAX + 100];
 	struct proxy_addr a;
 
 	memset(user, 'u', PROXY_CRED_MAX);
@@ -183,6 +185,38 @@ static void test_creds_limits(void)
 	expect_bad(line);
 	snprintf(line, sizeof(line), "1.2.3.4:80:u:%s", user);
 	expect_bad(line);
+
+	/* 300 bytes: fine for HTTP, more than SOCKS can carry. */
+	user[300] = '\0';
+	snprintf(line, sizeof(line), "http://%s:p@1.2.3.4:80", user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+	snprintf(line, sizeof(line), "https://u:%s@1.2.3.4:80", user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+	snprintf(line, sizeof(line), "1.2.3.4:80:%s:p", user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+	snprintf(line, sizeof(line), "socks5://%s:p@1.2.3.4:80", user);
+	expect_bad(line);
+	snprintf(line, sizeof(line), "socks5h://u:%s@1.2.3.4:80", user);
+	expect_bad(line);
+	snprintf(line, sizeof(line), "1.2.3.4:80:u:%s", user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_SOCKS5, &a), PROXY_LINE_BAD);
+	snprintf(line, sizeof(line), "socks4://%s@1.2.3.4:80", user);
+	expect_bad(line);
+
+	/* 255 is what SOCKS carries. */
+	user[255] = '\0';
+	snprintf(line, sizeof(line), "socks5://%s:%s@1.2.3.4:80", user, user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+	snprintf(line, sizeof(line), "socks4a://%s@1.2.3.4:80", user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+
+	/* RFC 1929 has no empty password; SOCKS4 has no password at all. */
+	expect_bad("socks5://alice@1.2.3.4:1080");
+	expect_bad("socks5://alice:@1.2.3.4:1080");
+	expect_bad("socks4://alice:secret@1.2.3.4:1080");
+	CHECK_INT(parse_exact("1.2.3.4:1080:alice:secret", 25, PROXY_SOCKS4, &a), PROXY_LINE_BAD);
+	CHECK_INT(parse_exact("socks4://alice@1.2.3.4:1080", 27, PROXY_HTTP, &a), PROXY_LINE_OK);
+	CHECK_INT(parse_exact("http://alice@1.2.3.4:80", 23, PROXY_HTTP, &a), PROXY_LINE_OK);
 }
 
 static void test_bad(void)

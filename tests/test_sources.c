@@ -114,8 +114,31 @@ static void test_remote_dns_source(void)
 	src_state_clear(&st);
 }
 
+/* Credentials the proxy's protocol cannot carry: the line is invalid, and
+ * nothing is picked out of it either. */
+static void test_creds_too_long(void)
+{
+	char text[1200], user[301];
+	struct src_state st = { 0 };
+	struct seen s;
+
+	memset(user, 'u', 300);
+	user[300] = '\0';
+	snprintf(text, sizeof(text),
+		 "socks5://%s:p@1.2.3.4:1080\nsocks4://alice:secret@1.2.3.5:1080\n"
+		 "socks5://alice@1.2.3.6:1080\nhttp://%s:p@1.2.3.7:80\n",
+		 user, user);
+	read_text(text, &st, &s);
+	CHECK_INT(st.invalid, 3);
+	CHECK_INT(st.proxies, 1);
+	CHECK_INT(s.n, 1);
+	CHECK_INT(st.scraped, 0);
+	src_state_clear(&st);
+}
+
 int main(void)
 {
+	test_creds_too_long();
 	test_remote_dns_source();
 	test_clean_list();
 	test_pretty_json();
