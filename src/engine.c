@@ -122,28 +122,103 @@ static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 	eng_dispatch(e);
 }
 
+/* Takes pe out of the live set and keeps it out, in the store too. */
+static void remove_entry(struct engine *e, struct pool_entry *pe)
+{
+	pe->removed = true;
+	pe->manual = false;
+	sched_del(&e->sched, pe);
+	pe->state = POOL_UNKNOWN;
+	pe->folders = 0;
+	if (pe->chk) {
+		chk_cancel(pe->chk);
+		pe->chk = NULL;
+		e->in_flight--;
+		eng_scan_forget(e, pe);
+	}
+	if (e->store)
+		store_mark_removed(e->store, pe->uri);
+}
+
+/* A URI's scheme, host and port without its credentials, "" when it has
+ * none. Credentials are printed percent-encoded, so the host starts after
+ * the only '@'. */
+static bool uri_without_creds(const char *uri, char *buf, size_t size)
+{
+	const char *sep = strstr(uri, "://"), *at = sep ? strchr(sep + 3, '@') : NULL;
+
+	if (!at)
+		return false;
+	return (size_t)snprintf(buf, size, "%.*s%s", (int)(sep + 3 - uri), uri, at + 1) < size;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A line without credentials also removes every credential variant of
+ * its scheme, host and port the pool holds: one pass over the pool for
+ * the whole write. matched[k] says whether bare[k] (sorted) took any. */
+static void remove_variants(struct engine *e, const char **bare, size_t nbare, bool *matched)
+{
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+	char key[PROXY_URI_MAX];
+
+	qsort(bare, nbare, sizeof(*bare), cmp_str);
+	while ((pe = pool_next(e->pool, &it, pe))) {
+		const char *k = key, **hit;
+
+		if (!pe->user[0] || pe->removed || !uri_without_creds(pe->uri, key, sizeof(key)))
+			continue;
+		hit = bsearch(&k, bare, nbare, sizeof(*bare), cmp_str);
+		if (!hit)
+			continue;
+		log_info("remove %s: also %s", *hit, pe->uri);
+		remove_entry(e, pe);
+		matched[hit - bare] = true;
+	}
+}
+
+/* Each line is kept out (persisted) even when the pool never had it, since
+ * a source may list it later; that case is logged, as a likely typo. */
 static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 {
+	const char **bare = calloc(n ? n : 1, sizeof(*bare));
+	bool *matched = calloc(n ? n : 1, sizeof(*matched));
+	bool *unknown = calloc(n ? n : 1, sizeof(*unknown));
+	size_t nbare = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		bool created;
 		struct pool_entry *pe = pool_get(e->pool, &list[i], &created);
 
 		if (!pe)
 			continue;
-		pe->removed = true;
-		pe->manual = false;
-		sched_del(&e->sched, pe);
-		pe->state = POOL_UNKNOWN;
-		pe->folders = 0;
-		if (pe->chk) {
-			chk_cancel(pe->chk);
-			pe->chk = NULL;
-			e->in_flight--;
-			eng_scan_forget(e, pe);
-		}
-		if (e->store)
-			store_mark_removed(e->store, pe->uri);
+		remove_entry(e, pe);
+		if (unknown)
+			unknown[i] = created;
+		if (bare && !pe->user[0])
+			bare[nbare++] = pe->uri;
 	}
+	if (bare && matched)
+		remove_variants(e, bare, nbare, matched);
+	else if (nbare)
+		log_warn("remove: out of memory; credential variants were not removed");
+	for (size_t i = 0; unknown && i < n; i++) {
+		char uri[PROXY_URI_MAX];
+		const char *k = uri, **hit;
+
+		if (!unknown[i] || proxy_format_uri(&list[i], uri, sizeof(uri)) < 0)
+			continue;
+		hit = bare && matched ? bsearch(&k, bare, nbare, sizeof(*bare), cmp_str) : NULL;
+		if (!hit || !matched[hit - bare])
+			log_info("remove %s: not in the pool; kept out should a source list it", uri);
+	}
+	free(bare);
+	free(matched);
+	free(unknown);
 	e->dirty = true;
 	eng_publish(e); /* a removed proxy must not be handed out a moment longer */
 	eng_dispatch(e);
