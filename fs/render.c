@@ -111,6 +111,9 @@ static void json_proxy(struct sbuf *out, const struct snap_proxy *p, struct sbuf
 		    ",\"port\":%u,\"latency_ms\":%" PRIu32 ",\"anonymity\":\"%s\",\"exit_ip\":",
 		    p->port, p->latency_ms, anon_name(p->anonymity));
 	json_str_or_null(out, p->exit_ip);
+	if (p->anon_split)
+		sbuf_printf(out, ",\"anonymity_by_protocol\":{\"http\":\"%s\",\"https\":\"%s\"}",
+			    anon_name(p->anon_http), anon_name(p->anon_https));
 	sbuf_printf(out, ",\"last_checked\":%" PRId64 ",\"sources\":", p->last_checked);
 	json_source_list(out, p->sources, scratch);
 	sbuf_addc(out, '}');

@@ -160,7 +160,7 @@ static int cmp_str(const void *a, const void *b)
 /* A line without credentials also removes every credential variant of
  * its scheme, host and port the pool holds: one pass over the pool for
  * the whole write. matched[k] says whether bare[k] (sorted) took any. */
-static void remove_variants(struct engine *e, const char **bare, size_t nbare, bool *matched)
+static void remove_variants(struct engine *e, char **bare, size_t nbare, bool *matched)
 {
 	struct pool_iter it;
 	struct pool_entry *pe = NULL;
@@ -168,7 +168,8 @@ static void remove_variants(struct engine *e, const char **bare, size_t nbare, b
 
 	qsort(bare, nbare, sizeof(*bare), cmp_str);
 	while ((pe = pool_next(e->pool, &it, pe))) {
-		const char *k = key, **hit;
+		const char *k = key;
+		char **hit;
 
 		if (!pe->user[0] || pe->removed || !uri_without_creds(pe->uri, key, sizeof(key)))
 			continue;
@@ -181,44 +182,87 @@ static void remove_variants(struct engine *e, const char **bare, size_t nbare, b
 	}
 }
 
+/* Whether the line whose key is key removed some credential variant. */
+static bool took_variants(char **bare, size_t nbare, const bool *matched, const char *key)
+{
+	char **hit = bsearch(&key, bare, nbare, sizeof(*bare), cmp_str);
+
+	return hit && matched[hit - bare];
+}
+
+/* The key of a's twin (see pool.h) for a plain http:// line, else NULL. */
+static char *twin_key(const struct proxy_addr *a)
+{
+	struct proxy_addr t = *a;
+	char key[PROXY_URI_MAX];
+
+	if (a->proto != PROXY_HTTP || a->tunnel)
+		return NULL;
+	t.tunnel = true;
+	return proxy_format_key(&t, key, sizeof(key)) < 0 ? NULL : strdup(key);
+}
+
 /* Each line is kept out (persisted) even when the pool never had it, since
- * a source may list it later; that case is logged, as a likely typo. */
+ * a source may list it later; that case is logged, as a likely typo. A
+ * plain http:// line also removes the same proxy listed https://, which
+ * prints the same. */
 static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 {
-	const char **bare = calloc(n ? n : 1, sizeof(*bare));
-	bool *matched = calloc(n ? n : 1, sizeof(*matched));
-	bool *unknown = calloc(n ? n : 1, sizeof(*unknown));
+	char **bare = calloc(2 * n + 1, sizeof(*bare)); /* keys without credentials, owned */
+	bool *matched = calloc(2 * n + 1, sizeof(*matched));
+	bool *known = calloc(n + 1, sizeof(*known));
 	size_t nbare = 0;
 
+	if (!bare || !matched || !known)
+		log_warn("remove: out of memory; only the exact lines are removed");
 	for (size_t i = 0; i < n; i++) {
 		bool created;
-		struct pool_entry *pe = pool_get(e->pool, &list[i], &created);
+		struct pool_entry *pe = pool_get(e->pool, &list[i], &created), *twin;
+		char *tk = twin_key(&list[i]);
 
-		if (!pe)
+		if (!pe) {
+			free(tk);
 			continue;
+		}
 		remove_entry(e, pe);
-		if (unknown)
-			unknown[i] = created;
-		if (bare && !pe->user[0])
-			bare[nbare++] = pe->uri;
+		twin = tk ? pool_find(e->pool, tk) : NULL;
+		if (twin)
+			remove_entry(e, twin);
+		if (known)
+			known[i] = !created || twin;
+		if (bare && !pe->user[0]) {
+			char *k = strdup(pe->uri);
+
+			if (k)
+				bare[nbare++] = k;
+			if (tk)
+				bare[nbare++] = tk;
+			tk = NULL;
+		}
+		free(tk);
 	}
 	if (bare && matched)
 		remove_variants(e, bare, nbare, matched);
-	else if (nbare)
-		log_warn("remove: out of memory; credential variants were not removed");
-	for (size_t i = 0; unknown && i < n; i++) {
-		char uri[PROXY_URI_MAX];
-		const char *k = uri, **hit;
+	for (size_t i = 0; known && i < n; i++) {
+		char key[PROXY_URI_MAX];
+		char *tk;
+		bool took;
 
-		if (!unknown[i] || proxy_format_uri(&list[i], uri, sizeof(uri)) < 0)
+		if (known[i] || proxy_format_key(&list[i], key, sizeof(key)) < 0)
 			continue;
-		hit = bare && matched ? bsearch(&k, bare, nbare, sizeof(*bare), cmp_str) : NULL;
-		if (!hit || !matched[hit - bare])
-			log_info("remove %s: not in the pool; kept out should a source list it", uri);
+		tk = twin_key(&list[i]);
+		took = bare && matched &&
+		       (took_variants(bare, nbare, matched, key) ||
+			(tk && took_variants(bare, nbare, matched, tk)));
+		free(tk);
+		if (!took)
+			log_info("remove %s: not in the pool; kept out should a source list it", key);
 	}
+	for (size_t i = 0; bare && i < nbare; i++)
+		free(bare[i]);
 	free(bare);
 	free(matched);
-	free(unknown);
+	free(known);
 	e->dirty = true;
 	eng_publish(e); /* a removed proxy must not be handed out a moment longer */
 	eng_dispatch(e);
@@ -410,8 +454,6 @@ static void load_rec(void *arg, const struct store_rec *r)
 	pe->state = r->state == STORE_ALIVE ? POOL_ALIVE
 		    : r->state == STORE_DEAD ? POOL_DEAD : POOL_UNKNOWN;
 	pe->folders = (uint8_t)r->folders;
-	if (pe->folders >> PROXY_HTTPS & 1)
-		pe->tunnel = true;
 	pe->latency_ms = r->latency_ms;
 	pe->last_checked = r->last_checked;
 	pe->successes = r->successes;

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,28 @@ struct pool_entry *pool_find(const struct pool *p, const char *uri)
 	return NULL;
 }
 
+struct pool_entry *pool_twin(const struct pool *p, const struct pool_entry *e)
+{
+	char key[PROXY_URI_MAX];
+
+	if (e->proto != PROXY_HTTP)
+		return NULL;
+	/* "https://..." <-> "http://..." */
+	if (e->tunnel)
+		snprintf(key, sizeof(key), "http%s", e->uri + strlen("https"));
+	else
+		snprintf(key, sizeof(key), "https%s", e->uri + strlen("http"));
+	return pool_find(p, key);
+}
+
+const char *pool_entry_uri(const struct pool_entry *e, char *buf)
+{
+	if (e->proto != PROXY_HTTP || !e->tunnel)
+		return e->uri;
+	snprintf(buf, PROXY_URI_MAX, "http%s", e->uri + strlen("https"));
+	return buf;
+}
+
 static void pool_grow(struct pool *p)
 {
 	size_t n = p->nslots * 2;
@@ -138,13 +161,11 @@ struct pool_entry *pool_get(struct pool *p, const struct proxy_addr *a, bool *cr
 	size_t b;
 
 	*created = false;
-	if (proxy_format_uri(a, uri, sizeof(uri)) < 0)
+	if (proxy_format_key(a, uri, sizeof(uri)) < 0)
 		return NULL;
 	e = pool_find(p, uri);
-	if (e) {
-		e->tunnel = e->tunnel || a->tunnel || a->proto == PROXY_HTTPS;
+	if (e)
 		return e;
-	}
 	e = entry_new(a, uri);
 	if (!e)
 		return NULL;

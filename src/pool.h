@@ -3,6 +3,11 @@
  * A chained hash table of entries, each holding what the engine needs to
  * check a proxy and what it learned. Owned and touched by the engine thread
  * only, so nothing here locks. Knows nothing about checking or publishing.
+ *
+ * The key is proxy_format_key()'s: an HTTP proxy listed https:// (checked
+ * through CONNECT) and the same proxy listed http:// (checked by plain
+ * forwarding) are two entries, "twins", since each way has its own result
+ * and anonymity; both print as http://.
  */
 #ifndef PROXYFS_POOL_H
 #define PROXYFS_POOL_H
@@ -26,7 +31,8 @@ struct chk;
 
 struct pool_entry {
 	struct pool_entry *hnext;
-	char *uri;                 /* the key; one allocation holds uri, host, user, pass */
+	char *uri;                 /* the key (https:// when tunnel); one allocation holds
+				    * uri, host, user, pass */
 	const char *host, *user, *pass; /* user and pass are "" when none */
 	struct chk *chk;           /* the check in flight, or NULL */
 	uint64_t sources;          /* bit i: listed by source i < 64 of the config */
@@ -65,6 +71,12 @@ struct pool *pool_new(void);
 void pool_free(struct pool *p);
 
 struct pool_entry *pool_find(const struct pool *p, const char *uri);
+/* The entry of the same HTTP proxy listed the other way (the twin of an
+ * http:// entry is its https:// one and back), or NULL. */
+struct pool_entry *pool_twin(const struct pool *p, const struct pool_entry *e);
+/* The URI to print for e (an https:// key prints http://): e->uri, or buf
+ * (PROXY_URI_MAX bytes) holding it. */
+const char *pool_entry_uri(const struct pool_entry *e, char *buf);
 /* Returns the entry for a's canonical URI, creating it (state unknown) if
  * needed; *created says which. NULL on allocation failure. */
 struct pool_entry *pool_get(struct pool *p, const struct proxy_addr *a, bool *created);

@@ -407,11 +407,14 @@ static const char *uri_scheme(const struct proxy_addr *p)
 	}
 }
 
-int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size)
+static int format_uri(const struct proxy_addr *p, char *buf, size_t size, bool key)
 {
 	struct uri_buf b = {.p = buf, .size = size};
 	const char *scheme = uri_scheme(p);
 	char port[8];
+
+	if (key && (p->proto == PROXY_HTTPS || (p->proto == PROXY_HTTP && p->tunnel)))
+		scheme = "https";
 
 	if (!scheme || size == 0)
 		return -1;
@@ -430,6 +433,16 @@ int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size)
 	snprintf(port, sizeof(port), ":%u", (unsigned)p->port);
 	ub_puts(&b, port);
 	return b.overflow ? -1 : (int)b.len;
+}
+
+int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size)
+{
+	return format_uri(p, buf, size, false);
+}
+
+int proxy_format_key(const struct proxy_addr *p, char *buf, size_t size)
+{
+	return format_uri(p, buf, size, true);
 }
 
 const char *proxy_proto_name(enum proxy_proto proto)

@@ -65,6 +65,11 @@ enum proxy_parse_result proxy_parse_line(const char *line, size_t len, enum prox
  * NUL), or -1 if it did not fit in size bytes. */
 int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size);
 
+/* The same, but an HTTP proxy to be checked through CONNECT (written
+ * https://) keeps https://: the key that tells the two ways of listing one
+ * HTTP proxy apart, as the pool and the store hold them. */
+int proxy_format_key(const struct proxy_addr *p, char *buf, size_t size);
+
 /* "http", "https", "socks4", "socks5": the folder name of a protocol. */
 const char *proxy_proto_name(enum proxy_proto proto);
 /* Parses a folder/protocol name (also socks4a, socks5h); -1 if unknown. */

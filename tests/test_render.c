@@ -67,6 +67,9 @@ static const struct snap_proxy three[] = {
      .proto = PROXY_HTTP,
      .folders = (1u << PROXY_HTTP) | (1u << PROXY_HTTPS),
      .anonymity = SNAP_ANON_ANONYMOUS,
+     .anon_split = true, /* listed http:// and https://, tunnel elite */
+     .anon_http = SNAP_ANON_ANONYMOUS,
+     .anon_https = SNAP_ANON_ELITE,
      .latency_ms = 20,
      .last_checked = 1700000080,
      .exit_ip = "",
@@ -401,6 +404,7 @@ static void test_lists(void)
 	check_contains(t, "[\n{\"uri\":\"http://10.0.0.1:8080\",\"protocol\":\"http\","
 			  "\"host\":\"10.0.0.1\",\"port\":8080,\"latency_ms\":20,"
 			  "\"anonymity\":\"anonymous\",\"exit_ip\":null,"
+			  "\"anonymity_by_protocol\":{\"http\":\"anonymous\",\"https\":\"elite\"},"
 			  "\"last_checked\":1700000080,\"sources\":[\"list-a\"]},\n");
 	check_contains(t, "\n{\"uri\":\"socks4://10.0.0.2:1081\",\"protocol\":\"socks4\","
 			  "\"host\":\"10.0.0.2\",\"port\":1081,\"latency_ms\":150,"
