@@ -84,7 +84,7 @@ static bool read_kept(struct engine *e, size_t i, const struct list_read *lr,
 	st->invalid = before->invalid;
 	st->scraped = before->scraped;
 	st->last_read = before->last_read;
-	src_failed(st, "the list has no proxy in it; the last good list is kept", 0);
+	src_failed(st, "the list has no proxy in it; the last good list is kept", st->http_status);
 	log_warn("source %s: read found no proxy; keeping its last list (replace lists by "
 		 "rename, not in place)", e->cfg->sources[i].name);
 	return true;
@@ -197,6 +197,7 @@ void eng_refresh_sources(struct engine *e, bool force)
 void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r)
 {
 	struct src_state *st;
+	bool kept;
 
 	if (gen != e->cfg_gen || i >= e->cfg->nsources)
 		return;
@@ -204,6 +205,7 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 	st->busy = false;
 	st->fetches_total++;
 	st->http_status = r->http_status;
+	kept = r->err != 0;
 	if (r->err) {
 		src_failed(st, r->error, r->http_status);
 		log_warn("source %s: %s", e->cfg->sources[i].name, r->error);
@@ -215,11 +217,13 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 		struct src_state before = *st;
 
 		src_read_text(st, &e->cfg->sources[i], r->data, r->len, i, source_line, &lr);
-		read_kept(e, i, &lr, &before);
+		/* A list kept over an empty one keeps its validators too, so
+		 * the next download is a full one, not a 304 for the empty. */
+		kept = read_kept(e, i, &lr, &before);
 		prune_unlisted(e);
 		queue_unchecked(e);
 	}
-	if (!r->err) {
+	if (!kept) {
 		free(st->etag);
 		free(st->last_modified);
 		st->etag = r->etag;

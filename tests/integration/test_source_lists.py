@@ -153,3 +153,42 @@ def test_list_rewritten_keeps_last(binary, peer_set, tmp_path):
         d.stop()
     finally:
         mounts.cleanup()
+
+
+def test_download_without_proxies_keeps_last(binary, peer_set, tmp_path):
+    """The same rule for a download: a page with no proxy in it (a 200 with
+    only comments) keeps the last list, and its validators are not kept,
+    so the next download is a full one rather than a 304 for that page."""
+    from listserver import ListServer
+
+    ps = peer_set
+    tmp = str(tmp_path)
+    with ListServer() as srv:
+        srv.route("/l.txt", "%s\n%s\n" % (ps.tinyproxy.line, ps.socks5.line), etag='"a"')
+        conf = write_conf(tmp, ps.judge, [("remote", {"url": srv.url("/l.txt")})])
+        mounts = Mounts(binary, tmp)
+        try:
+            d = mounts.new(conf).start()
+            both = {ps.tinyproxy.uri, ps.socks5.uri}
+            wait_until(lambda: d.live() == both, READY_TIMEOUT, "both live")
+
+            srv.route("/l.txt", "# maintenance, back soon\n", etag='"b"')
+            fetches = source_stat(d, "remote")["fetches"]
+            d.sync()
+            wait_until(lambda: source_stat(d, "remote")["fetches"] > fetches, READY_TIMEOUT,
+                       "the list downloaded again")
+            stat = source_stat(d, "remote")
+            assert stat["error"] and "kept" in stat["error"], stat
+            assert stat["proxies"] == 2, stat
+            d.sync()
+            assert d.live() == both
+
+            srv.route("/l.txt", "%s\n" % ps.socks5.line, etag='"c"')
+            d.sync()
+            wait_until(lambda: d.live() == {ps.socks5.uri}, READY_TIMEOUT, "the new list")
+            assert source_stat(d, "remote")["error"] is None
+            sent = [h.get("If-None-Match") for p, h in srv.requests if p == "/l.txt"]
+            assert '"b"' not in sent, sent
+            d.stop()
+        finally:
+            mounts.cleanup()
