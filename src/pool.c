@@ -74,7 +74,7 @@ struct pool_entry *pool_find(const struct pool *p, const char *uri)
 	return NULL;
 }
 
-struct pool_entry *pool_twin(const struct pool *p, const struct pool_entry *e)
+static struct pool_entry *find_twin(const struct pool *p, const struct pool_entry *e)
 {
 	char key[PROXY_URI_MAX];
 
@@ -86,6 +86,11 @@ struct pool_entry *pool_twin(const struct pool *p, const struct pool_entry *e)
 	else
 		snprintf(key, sizeof(key), "https%s", e->uri + strlen("http"));
 	return pool_find(p, key);
+}
+
+struct pool_entry *pool_twin(const struct pool *p, const struct pool_entry *e)
+{
+	return e->has_twin ? find_twin(p, e) : NULL;
 }
 
 const char *pool_entry_uri(const struct pool_entry *e, char *buf)
@@ -157,7 +162,7 @@ static struct pool_entry *entry_new(const struct proxy_addr *a, const char *uri)
 struct pool_entry *pool_get(struct pool *p, const struct proxy_addr *a, bool *created)
 {
 	char uri[PROXY_URI_MAX];
-	struct pool_entry *e;
+	struct pool_entry *e, *twin;
 	size_t b;
 
 	*created = false;
@@ -176,12 +181,19 @@ struct pool_entry *pool_get(struct pool *p, const struct proxy_addr *a, bool *cr
 	p->slots[b] = e;
 	p->count++;
 	*created = true;
+	twin = find_twin(p, e);
+	if (twin)
+		e->has_twin = twin->has_twin = true;
 	return e;
 }
 
 void pool_unlink(struct pool *p, struct pool_entry *e)
 {
 	struct pool_entry **pp = &p->slots[hash_str(e->uri) & (p->nslots - 1)];
+	struct pool_entry *twin = pool_twin(p, e);
+
+	if (twin)
+		twin->has_twin = false;
 
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == e) {

@@ -62,6 +62,7 @@ struct pool_entry {
 	bool dropped;              /* dead too long (max_fails, dead_ttl_s): kept, not checked */
 	bool queued;               /* in a queue of the engine */
 	bool unlinked;             /* out of the table; freed once not queued nor in flight */
+	bool has_twin;             /* the same proxy listed the other way is in the table */
 };
 
 struct pool;
@@ -72,7 +73,8 @@ void pool_free(struct pool *p);
 
 struct pool_entry *pool_find(const struct pool *p, const char *uri);
 /* The entry of the same HTTP proxy listed the other way (the twin of an
- * http:// entry is its https:// one and back), or NULL. */
+ * http:// entry is its https:// one and back), or NULL. Cheap for an entry
+ * without one (has_twin). */
 struct pool_entry *pool_twin(const struct pool *p, const struct pool_entry *e);
 /* The URI to print for e (an https:// key prints http://): e->uri, or buf
  * (PROXY_URI_MAX bytes) holding it. */

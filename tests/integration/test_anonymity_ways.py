@@ -110,3 +110,19 @@ def test_remove_http_line_takes_both_ways(ways):
     assert ways.via.uri not in d.live("https/live.txt")
     assert d.live() == {ways.plain.uri, ways.tunnel_only.uri}
     d.stop()
+
+
+def test_dropping_one_way_leaves_the_other(ways, tmp_path):
+    d = ways.mounts.new(ways.conf).start()
+    d.sync()
+    assert d.live("anonymity/anonymous/live.txt") == {ways.via.uri}
+    # The list keeps only the https:// line: the tunnel's grade is all left.
+    judging.write_list(str(tmp_path), [https(ways.via), ways.plain.uri])
+    d.sync()
+    live = {e["uri"]: e for e in d.read_json("live.json")}
+    assert sorted(live) == sorted([ways.via.uri, ways.plain.uri])
+    assert live[ways.via.uri]["anonymity"] == "elite", live[ways.via.uri]
+    assert "anonymity_by_protocol" not in live[ways.via.uri]
+    assert d.live("anonymity/elite/live.txt") == {ways.via.uri, ways.plain.uri}
+    assert d.read_json("stat.json")["pool"]["total"] == 2
+    d.stop()
