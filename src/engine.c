@@ -140,9 +140,9 @@ static void remove_entry(struct engine *e, struct pool_entry *pe)
 		store_mark_removed(e->store, pe->uri);
 }
 
-/* A URI's scheme, host and port without its credentials, "" when it has
- * none. Credentials are printed percent-encoded, so the host starts after
- * the only '@'. */
+/* Writes a URI's scheme, host and port without its credentials to buf;
+ * false when it has none (or they do not fit). Credentials are printed
+ * percent-encoded, so the host starts after the only '@'. */
 static bool uri_without_creds(const char *uri, char *buf, size_t size)
 {
 	const char *sep = strstr(uri, "://"), *at = sep ? strchr(sep + 3, '@') : NULL;
@@ -166,6 +166,8 @@ static void remove_variants(struct engine *e, char **bare, size_t nbare, bool *m
 	struct pool_entry *pe = NULL;
 	char key[PROXY_URI_MAX];
 
+	if (!nbare)
+		return;
 	qsort(bare, nbare, sizeof(*bare), cmp_str);
 	while ((pe = pool_next(e->pool, &it, pe))) {
 		const char *k = key;

@@ -24,7 +24,6 @@
 struct list_read {
 	struct engine *e;
 	bool cleared; /* the source's old proxies were let go */
-	int err;      /* the first -errno of the read (out of memory) */
 };
 
 static void clear_source_bit(struct engine *e, size_t src)
@@ -41,21 +40,17 @@ static int source_line(void *arg, size_t src, const struct proxy_addr *a)
 	struct list_read *lr = arg;
 	struct pool_entry *pe;
 	bool created;
-	int rc;
 
 	if (!lr->cleared) {
 		clear_source_bit(lr->e, src);
 		lr->cleared = true;
 	}
 	pe = pool_get(lr->e->pool, a, &created);
-	rc = pe ? 0 : -ENOMEM;
-	if (pe && pool_src_has(pe, src))
+	if (!pe)
+		return -ENOMEM;
+	if (pool_src_has(pe, src))
 		return 1;
-	if (pe)
-		rc = pool_src_add(pe, src);
-	if (rc < 0 && !lr->err)
-		lr->err = rc;
-	return rc;
+	return pool_src_add(pe, src);
 }
 
 static bool source_lists_any(struct engine *e, size_t src)

@@ -83,9 +83,13 @@ def test_two_hundred_lists(binary, peer_set, tmp_path):
         check(d)
         d.stop()
 
-        # Warm start: the sources come back from the database.
+        # Warm start: the sources come back from the database, and the
+        # lists read again agree.
         d = mounts.new(conf).start()
         wait_until(lambda: d.live() == want, READY_TIMEOUT, "live.txt after restart")
+        assert live_json_sources(d) == {p.uri: sorted(names[i] for i in idx)
+                                        for p, idx in where.items()}
+        d.sync()
         check(d)
         d.stop()
     finally:
