@@ -111,6 +111,9 @@ static void json_proxy(struct sbuf *out, const struct snap_proxy *p, struct sbuf
 		    ",\"port\":%u,\"latency_ms\":%" PRIu32 ",\"anonymity\":\"%s\",\"exit_ip\":",
 		    p->port, p->latency_ms, anon_name(p->anonymity));
 	json_str_or_null(out, p->exit_ip);
+	if (p->anon_split)
+		sbuf_printf(out, ",\"anonymity_by_protocol\":{\"http\":\"%s\",\"https\":\"%s\"}",
+			    anon_name(p->anon_http), anon_name(p->anon_https));
 	sbuf_printf(out, ",\"last_checked\":%" PRId64 ",\"sources\":", p->last_checked);
 	json_source_list(out, p->sources, scratch);
 	sbuf_addc(out, '}');
@@ -217,6 +220,8 @@ static void stat_source(const struct snap_source *src, struct sbuf *out)
 	sbuf_add_json_str(out, src->name);
 	sbuf_adds(out, ", \"url\": ");
 	sbuf_add_json_str(out, src->url);
+	sbuf_adds(out, ", \"protocol\": ");
+	json_str_or_null(out, src->protocol);
 	sbuf_printf(out,
 		    ", \"proxies\": %" PRIu32 ", \"invalid\": %" PRIu32 ", \"alive\": %" PRIu32
 		    ", \"error\": ",

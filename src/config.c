@@ -382,7 +382,12 @@ static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, c
 	case KEY_PROTO:
 		proto = proxy_proto_from_name(v);
 		if (proto >= 0) {
-			*(enum proxy_proto *)field = (enum proxy_proto)proto;
+			/* Only a source has a protocol: its remote-DNS form
+			 * (socks4a, socks5h) is kept beside the enum. */
+			struct cfg_source *src = base;
+
+			src->proto = (enum proxy_proto)proto;
+			src->remote_dns = proxy_name_remote_dns(v);
 			return 0;
 		}
 		parse_fail(p, k->name,

@@ -20,6 +20,7 @@ struct cfg_source {
 	char *url;      /* as written: a path, file://path, later http(s):// */
 	char *path;     /* resolved local path (relative to the config file's dir), or NULL for http(s) */
 	enum proxy_proto proto; /* for lines without a scheme; default http */
+	bool remote_dns;        /* ... written socks4a or socks5h: the proxy resolves names */
 	int interval_s;         /* re-read period; default = check.interval_s */
 };
 

@@ -132,27 +132,148 @@ static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 	eng_dispatch(e);
 }
 
+/* Takes pe out of the live set and keeps it out, in the store too. */
+static void remove_entry(struct engine *e, struct pool_entry *pe)
+{
+	pe->removed = true;
+	pe->manual = false;
+	sched_del(&e->sched, pe);
+	pe->state = POOL_UNKNOWN;
+	pe->folders = 0;
+	if (pe->chk) {
+		eng_check_cancel(pe);
+		e->in_flight--;
+		eng_scan_forget(e, pe);
+	}
+	if (e->store)
+		store_mark_removed(e->store, pe->uri);
+}
+
+/* Writes a URI's scheme, host and port without its credentials to buf;
+ * false when it has none (or they do not fit). Credentials are printed
+ * percent-encoded, so the host starts after the only '@'. */
+static bool uri_without_creds(const char *uri, char *buf, size_t size)
+{
+	const char *sep = strstr(uri, "://"), *at = sep ? strchr(sep + 3, '@') : NULL;
+
+	if (!at)
+		return false;
+	return (size_t)snprintf(buf, size, "%.*s%s", (int)(sep + 3 - uri), uri, at + 1) < size;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A line without credentials also removes every credential variant of
+ * its scheme, host and port the pool holds: one pass over the pool for
+ * the whole write. matched[k] says whether bare[k] (sorted) took any. */
+static void remove_variants(struct engine *e, char **bare, size_t nbare, bool *matched)
+{
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+	char key[PROXY_URI_MAX];
+
+	if (!nbare)
+		return;
+	qsort(bare, nbare, sizeof(*bare), cmp_str);
+	while ((pe = pool_next(e->pool, &it, pe))) {
+		const char *k = key;
+		char **hit;
+
+		if (!pe->user[0] || pe->removed || !uri_without_creds(pe->uri, key, sizeof(key)))
+			continue;
+		hit = bsearch(&k, bare, nbare, sizeof(*bare), cmp_str);
+		if (!hit)
+			continue;
+		log_info("remove %s: also %s", *hit, pe->uri);
+		remove_entry(e, pe);
+		matched[hit - bare] = true;
+	}
+}
+
+/* Whether the line whose key is key removed some credential variant. */
+static bool took_variants(char **bare, size_t nbare, const bool *matched, const char *key)
+{
+	char **hit = bsearch(&key, bare, nbare, sizeof(*bare), cmp_str);
+
+	return hit && matched[hit - bare];
+}
+
+/* The key of a's twin (see pool.h) for a plain http:// line, else NULL. */
+static char *twin_key(const struct proxy_addr *a)
+{
+	struct proxy_addr t = *a;
+	char key[PROXY_URI_MAX];
+
+	if (a->proto != PROXY_HTTP || a->tunnel)
+		return NULL;
+	t.tunnel = true;
+	return proxy_format_key(&t, key, sizeof(key)) < 0 ? NULL : strdup(key);
+}
+
+/* Each line is kept out (persisted) even when the pool never had it, since
+ * a source may list it later; that case is logged, as a likely typo. A
+ * plain http:// line also removes the same proxy listed https://, which
+ * prints the same. */
 static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 {
+	char **bare = calloc(2 * n + 1, sizeof(*bare)); /* keys without credentials, owned */
+	bool *matched = calloc(2 * n + 1, sizeof(*matched));
+	bool *known = calloc(n + 1, sizeof(*known));
+	size_t nbare = 0;
+
+	if (!bare || !matched || !known)
+		log_warn("remove: out of memory; only the exact lines are removed");
 	for (size_t i = 0; i < n; i++) {
 		bool created;
-		struct pool_entry *pe = pool_get(e->pool, &list[i], &created);
+		struct pool_entry *pe = pool_get(e->pool, &list[i], &created), *twin;
+		char *tk = twin_key(&list[i]);
 
-		if (!pe)
+		if (!pe) {
+			free(tk);
 			continue;
-		pe->removed = true;
-		pe->manual = false;
-		sched_del(&e->sched, pe);
-		pe->state = POOL_UNKNOWN;
-		pe->folders = 0;
-		if (pe->chk) {
-			eng_check_cancel(pe);
-			e->in_flight--;
-			eng_scan_forget(e, pe);
 		}
-		if (e->store)
-			store_mark_removed(e->store, pe->uri);
+		remove_entry(e, pe);
+		twin = tk ? pool_find(e->pool, tk) : NULL;
+		if (twin)
+			remove_entry(e, twin);
+		if (known)
+			known[i] = !created || twin;
+		if (bare && !pe->user[0]) {
+			char *k = strdup(pe->uri);
+
+			if (k)
+				bare[nbare++] = k;
+			if (tk)
+				bare[nbare++] = tk;
+			tk = NULL;
+		}
+		free(tk);
 	}
+	if (bare && matched)
+		remove_variants(e, bare, nbare, matched);
+	for (size_t i = 0; known && i < n; i++) {
+		char key[PROXY_URI_MAX];
+		char *tk;
+		bool took;
+
+		if (known[i] || proxy_format_key(&list[i], key, sizeof(key)) < 0)
+			continue;
+		tk = twin_key(&list[i]);
+		took = bare && matched &&
+		       (took_variants(bare, nbare, matched, key) ||
+			(tk && took_variants(bare, nbare, matched, tk)));
+		free(tk);
+		if (!took)
+			log_info("remove %s: not in the pool; kept out should a source list it", key);
+	}
+	for (size_t i = 0; bare && i < nbare; i++)
+		free(bare[i]);
+	free(bare);
+	free(matched);
+	free(known);
 	e->dirty = true;
 	eng_publish(e); /* a removed proxy must not be handed out a moment longer */
 	eng_dispatch(e);
@@ -407,8 +528,6 @@ static void load_rec(void *arg, const struct store_rec *r)
 	pe->state = r->state == STORE_ALIVE ? POOL_ALIVE
 		    : r->state == STORE_DEAD ? POOL_DEAD : POOL_UNKNOWN;
 	pe->folders = (uint8_t)r->folders;
-	if (pe->folders >> PROXY_HTTPS & 1)
-		pe->tunnel = true;
 	pe->latency_ms = r->latency_ms;
 	pe->last_checked = r->last_checked;
 	pe->successes = r->successes;
@@ -428,10 +547,11 @@ static void load_rec(void *arg, const struct store_rec *r)
 
 		if (n == strlen(CONTROL_SOURCE) && strncmp(p, CONTROL_SOURCE, n) == 0)
 			pe->manual = true;
-		for (size_t i = 0; i < e->cfg->nsources && i < 64; i++)
+		for (size_t i = 0; i < e->cfg->nsources; i++)
 			if (strlen(e->cfg->sources[i].name) == n &&
-			    strncmp(p, e->cfg->sources[i].name, n) == 0)
-				pe->sources |= 1ULL << i;
+			    strncmp(p, e->cfg->sources[i].name, n) == 0 &&
+			    pool_src_add(pe, i) < 0)
+				log_warn("store: out of memory loading %s's sources", pe->uri);
 		p += n + (p[n] == ',');
 	}
 }

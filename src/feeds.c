@@ -19,21 +19,13 @@
 #include "judge_answer.h"
 #include "log.h"
 
-static int source_line(void *arg, size_t src, const struct proxy_addr *a)
-{
-	struct engine *e = arg;
-	struct pool_entry *pe;
-	bool created;
-	uint64_t bit = src < 64 ? 1ULL << src : 0;
-
-	pe = pool_get(e->pool, a, &created);
-	if (!pe)
-		return -ENOMEM;
-	if (pe->sources & bit)
-		return 1;
-	pe->sources |= bit;
-	return 0;
-}
+/* One read of a source's list. Its old proxies are let go only once the
+ * read has found a proxy, so a read that finds none leaves them as they
+ * were (see read_kept). */
+struct list_read {
+	struct engine *e;
+	bool cleared; /* the source's old proxies were let go */
+};
 
 static void clear_source_bit(struct engine *e, size_t src)
 {
@@ -41,7 +33,57 @@ static void clear_source_bit(struct engine *e, size_t src)
 	struct pool_entry *pe = NULL;
 
 	while ((pe = pool_next(e->pool, &it, pe)))
-		pe->sources &= ~(src < 64 ? 1ULL << src : 0);
+		pool_src_del(pe, src);
+}
+
+static int source_line(void *arg, size_t src, const struct proxy_addr *a)
+{
+	struct list_read *lr = arg;
+	struct pool_entry *pe;
+	bool created;
+
+	if (!lr->cleared) {
+		clear_source_bit(lr->e, src);
+		lr->cleared = true;
+	}
+	pe = pool_get(lr->e->pool, a, &created);
+	if (!pe)
+		return -ENOMEM;
+	if (pool_src_has(pe, src))
+		return 1;
+	return pool_src_add(pe, src);
+}
+
+static bool source_lists_any(struct engine *e, size_t src)
+{
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+
+	while ((pe = pool_next(e->pool, &it, pe)))
+		if (pool_src_has(pe, src))
+			return true;
+	return false;
+}
+
+/* A read that found no proxy while the source listed some is taken for a
+ * list caught being rewritten (or a download gone wrong), not for a list
+ * emptied on purpose: the last good list and its figures stay, and the
+ * read counts as failed. True when that happened. */
+static bool read_kept(struct engine *e, size_t i, const struct list_read *lr,
+		      const struct src_state *before)
+{
+	struct src_state *st = &e->sources[i];
+
+	if (lr->cleared || !source_lists_any(e, i))
+		return false;
+	st->proxies = before->proxies;
+	st->invalid = before->invalid;
+	st->scraped = before->scraped;
+	st->last_read = before->last_read;
+	src_failed(st, "the list has no proxy in it; the last good list is kept", st->http_status);
+	log_warn("source %s: read found no proxy; keeping its last list (replace lists by "
+		 "rename, not in place)", e->cfg->sources[i].name);
+	return true;
 }
 
 /* Drops the proxies that no source nor control/add lists any more. */
@@ -51,7 +93,7 @@ static void prune_unlisted(struct engine *e)
 	struct pool_entry *pe = NULL;
 
 	while ((pe = pool_next(e->pool, &it, pe))) {
-		if (pe->sources || pe->manual || pe->removed)
+		if (pool_src_any(pe) || pe->manual || pe->removed)
 			continue;
 		sched_del(&e->sched, pe);
 		pool_unlink(e->pool, pe);
@@ -86,11 +128,13 @@ static void queue_unchecked(struct engine *e)
 static void read_local(struct engine *e, size_t i)
 {
 	FILE *f = src_open(&e->sources[i], &e->cfg->sources[i]);
+	struct list_read lr = { .e = e };
+	struct src_state before = e->sources[i];
 
 	if (!f)
 		return;
-	clear_source_bit(e, i);
-	src_read(&e->sources[i], &e->cfg->sources[i], f, i, source_line, e);
+	src_read(&e->sources[i], &e->cfg->sources[i], f, i, source_line, &lr);
+	read_kept(e, i, &lr, &before);
 }
 
 static void fetch_done_cb(void *arg, struct fetch_result *res);
@@ -149,6 +193,7 @@ void eng_refresh_sources(struct engine *e, bool force)
 void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r)
 {
 	struct src_state *st;
+	bool kept;
 
 	if (gen != e->cfg_gen || i >= e->cfg->nsources)
 		return;
@@ -156,6 +201,7 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 	st->busy = false;
 	st->fetches_total++;
 	st->http_status = r->http_status;
+	kept = r->err != 0;
 	if (r->err) {
 		src_failed(st, r->error, r->http_status);
 		log_warn("source %s: %s", e->cfg->sources[i].name, r->error);
@@ -163,12 +209,17 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 		st->error[0] = '\0';
 		st->last_read = eng_wall_s();
 	} else {
-		clear_source_bit(e, i);
-		src_read_text(st, &e->cfg->sources[i], r->data, r->len, i, source_line, e);
+		struct list_read lr = { .e = e };
+		struct src_state before = *st;
+
+		src_read_text(st, &e->cfg->sources[i], r->data, r->len, i, source_line, &lr);
+		/* A list kept over an empty one keeps its validators too, so
+		 * the next download is a full one, not a 304 for the empty. */
+		kept = read_kept(e, i, &lr, &before);
 		prune_unlisted(e);
 		queue_unchecked(e);
 	}
-	if (!r->err) {
+	if (!kept) {
 		free(st->etag);
 		free(st->last_modified);
 		st->etag = r->etag;
@@ -352,37 +403,40 @@ static void fetch_done_cb(void *arg, struct fetch_result *res)
 static struct src_state *carry_sources(struct engine *e, const struct cfg *nc)
 {
 	struct src_state *ns = calloc(nc->nsources ? nc->nsources : 1, sizeof(*ns));
-	int map[64];
+	long *map = calloc(e->cfg->nsources ? e->cfg->nsources : 1, sizeof(*map));
 	struct pool_iter it;
 	struct pool_entry *pe = NULL;
 
-	if (!ns)
-		return NULL;
-	for (size_t o = 0; o < 64; o++)
+	if (!ns || !map)
+		goto out_nomem;
+	for (size_t o = 0; o < e->cfg->nsources; o++)
 		map[o] = -1;
 	for (size_t i = 0; i < nc->nsources; i++) {
 		for (size_t o = 0; o < e->cfg->nsources; o++) {
 			if (strcmp(nc->sources[i].name, e->cfg->sources[o].name) != 0)
 				continue;
-			if (o < 64 && i < 64)
-				map[o] = (int)i;
+			map[o] = (long)i;
 			if (strcmp(nc->sources[i].url, e->cfg->sources[o].url) == 0 &&
-			    nc->sources[i].interval_s == e->cfg->sources[o].interval_s) {
+			    nc->sources[i].interval_s == e->cfg->sources[o].interval_s &&
+			    nc->sources[i].proto == e->cfg->sources[o].proto &&
+			    nc->sources[i].remote_dns == e->cfg->sources[o].remote_dns) {
 				ns[i] = e->sources[o];
 				memset(&e->sources[o], 0, sizeof(e->sources[o]));
 				ns[i].busy = false; /* its answer is for the old config */
 			}
 		}
 	}
-	while ((pe = pool_next(e->pool, &it, pe))) {
-		uint64_t bits = 0;
-
-		for (size_t o = 0; o < 64; o++)
-			if ((pe->sources >> o & 1) && map[o] >= 0)
-				bits |= 1ULL << map[o];
-		pe->sources = bits;
-	}
+	/* An entry short of memory keeps its first 64 sources; the next
+	 * read of the others lists it again. */
+	while ((pe = pool_next(e->pool, &it, pe)))
+		if (pool_src_remap(pe, map, e->cfg->nsources) < 0)
+			log_warn("reload: out of memory renumbering %s's sources", pe->uri);
+	free(map);
 	return ns;
+out_nomem:
+	free(ns);
+	free(map);
+	return NULL;
 }
 
 static bool same_judges(const struct cfg *a, const struct cfg *b)

@@ -3,6 +3,11 @@
  * A chained hash table of entries, each holding what the engine needs to
  * check a proxy and what it learned. Owned and touched by the engine thread
  * only, so nothing here locks. Knows nothing about checking or publishing.
+ *
+ * The key is proxy_format_key()'s: an HTTP proxy listed https:// (checked
+ * through CONNECT) and the same proxy listed http:// (checked by plain
+ * forwarding) are two entries, "twins", since each way has its own result
+ * and anonymity; both print as http://.
  */
 #ifndef PROXYFS_POOL_H
 #define PROXYFS_POOL_H
@@ -27,11 +32,14 @@ struct judge;
 
 struct pool_entry {
 	struct pool_entry *hnext;
-	char *uri;                 /* the key; one allocation holds uri, host, user, pass */
+	char *uri;                 /* the key (https:// when tunnel); one allocation holds
+				    * uri, host, user, pass */
 	const char *host, *user, *pass; /* user and pass are "" when none */
 	struct judge *judge;       /* the judge of chk, holding a reference on its set */
 	struct chk *chk;           /* the check in flight, or NULL */
-	uint64_t sources;          /* bit i: listed by source i of the config */
+	uint64_t sources;          /* bit i: listed by source i < 64 of the config */
+	uint64_t *src_more;        /* sources 64 and up: [0] = words after it, then bit i
+				    * of word 1 + (i - 64) / 64; NULL when none (the common case) */
 	union pool_addr addr;      /* valid when have_addr */
 	int64_t last_checked;      /* unix seconds, 0 = never */
 	uint32_t latency_ms;
@@ -55,6 +63,7 @@ struct pool_entry {
 	bool dropped;              /* dead too long (max_fails, dead_ttl_s): kept, not checked */
 	bool queued;               /* in a queue of the engine */
 	bool unlinked;             /* out of the table; freed once not queued nor in flight */
+	bool has_twin;             /* the same proxy listed the other way is in the table */
 };
 
 struct pool;
@@ -64,6 +73,13 @@ struct pool *pool_new(void);
 void pool_free(struct pool *p);
 
 struct pool_entry *pool_find(const struct pool *p, const char *uri);
+/* The entry of the same HTTP proxy listed the other way (the twin of an
+ * http:// entry is its https:// one and back), or NULL. Cheap for an entry
+ * without one (has_twin). */
+struct pool_entry *pool_twin(const struct pool *p, const struct pool_entry *e);
+/* The URI to print for e (an https:// key prints http://): e->uri, or buf
+ * (PROXY_URI_MAX bytes) holding it. */
+const char *pool_entry_uri(const struct pool_entry *e, char *buf);
 /* Returns the entry for a's canonical URI, creating it (state unknown) if
  * needed; *created says which. NULL on allocation failure. */
 struct pool_entry *pool_get(struct pool *p, const struct proxy_addr *a, bool *created);
@@ -73,6 +89,20 @@ void pool_unlink(struct pool *p, struct pool_entry *e);
 void pool_entry_free(struct pool_entry *e);
 
 size_t pool_count(const struct pool *p);
+
+/* Which sources list an entry, for any number of sources: the first 64 are
+ * bits inline, the rest in a bitmap allocated only for the entries that need
+ * it, so 100,000 proxies in a few sources cost 8 bytes each. */
+bool pool_src_has(const struct pool_entry *e, size_t src);
+/* Marks e as listed by src; 0 or -ENOMEM (then e is unchanged). */
+int pool_src_add(struct pool_entry *e, size_t src);
+void pool_src_del(struct pool_entry *e, size_t src);
+bool pool_src_any(const struct pool_entry *e);
+/* The first source at or after from that lists e, or SIZE_MAX. */
+size_t pool_src_next(const struct pool_entry *e, size_t from);
+/* Renumbers e's sources: old source o becomes map[o] (dropped when -1 or
+ * o >= nmap). 0, or -ENOMEM when some past the 64th could not be kept. */
+int pool_src_remap(struct pool_entry *e, const long *map, size_t nmap);
 
 /* Iteration: e = pool_next(p, &it, NULL) for the first, then pool_next(p,
  * &it, e). Unlinking the entry last returned is allowed. */

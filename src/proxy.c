@@ -299,8 +299,10 @@ static bool parse_trimmed(const char *s, size_t n, enum proxy_proto dflt, struct
 
 	if (!all_printable(s, n))
 		return false;
-	if (slen > 0)
+	if (slen > 0) {
+		a->scheme = true;
 		return apply_scheme(s, slen, a) && parse_authority(s + slen + 3, n - slen - 3, a);
+	}
 	set_proto(a, dflt);
 	colon_try = *a;
 	if (parse_colon_form(s, n, &colon_try)) {
@@ -309,6 +311,23 @@ static bool parse_trimmed(const char *s, size_t n, enum proxy_proto dflt, struct
 	}
 	/* user:pass@host:port without a scheme, as some lists write it */
 	return memchr(s, '@', n) && parse_authority(s, n, a);
+}
+
+/* What the proxy's own protocol can carry, so that a line no check could
+ * ever pass is refused once, when read, instead of failing every check. */
+static bool creds_fit(const struct proxy_addr *a)
+{
+	size_t ulen = strlen(a->user), plen = strlen(a->pass);
+
+	switch (a->proto) {
+	case PROXY_SOCKS5:
+		return ulen == 0 || (ulen <= PROXY_SOCKS_CRED_MAX && plen >= 1 &&
+				     plen <= PROXY_SOCKS_CRED_MAX);
+	case PROXY_SOCKS4:
+		return ulen <= PROXY_SOCKS_CRED_MAX && plen == 0;
+	default:
+		return true;
+	}
 }
 
 enum proxy_parse_result proxy_parse_line(const char *line, size_t len, enum proxy_proto dflt,
@@ -327,7 +346,7 @@ enum proxy_parse_result proxy_parse_line(const char *line, size_t len, enum prox
 	if ((unsigned)dflt >= PROXY_PROTO_COUNT)
 		return PROXY_LINE_BAD;
 	memset(&a, 0, sizeof(a));
-	if (!parse_trimmed(line, len, dflt, &a))
+	if (!parse_trimmed(line, len, dflt, &a) || !creds_fit(&a))
 		return PROXY_LINE_BAD;
 	*out = a;
 	return PROXY_LINE_OK;
@@ -388,11 +407,14 @@ static const char *uri_scheme(const struct proxy_addr *p)
 	}
 }
 
-int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size)
+static int format_uri(const struct proxy_addr *p, char *buf, size_t size, bool key)
 {
 	struct uri_buf b = {.p = buf, .size = size};
 	const char *scheme = uri_scheme(p);
 	char port[8];
+
+	if (key && (p->proto == PROXY_HTTPS || (p->proto == PROXY_HTTP && p->tunnel)))
+		scheme = "https";
 
 	if (!scheme || size == 0)
 		return -1;
@@ -411,6 +433,16 @@ int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size)
 	snprintf(port, sizeof(port), ":%u", (unsigned)p->port);
 	ub_puts(&b, port);
 	return b.overflow ? -1 : (int)b.len;
+}
+
+int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size)
+{
+	return format_uri(p, buf, size, false);
+}
+
+int proxy_format_key(const struct proxy_addr *p, char *buf, size_t size)
+{
+	return format_uri(p, buf, size, true);
 }
 
 const char *proxy_proto_name(enum proxy_proto proto)
@@ -434,4 +466,20 @@ int proxy_proto_from_name(const char *name)
 			return (int)proto_names[i].proto;
 	}
 	return -1;
+}
+
+bool proxy_name_remote_dns(const char *name)
+{
+	for (size_t i = 0; name && i < N_PROTO_NAMES; i++)
+		if (strcasecmp(name, proto_names[i].name) == 0)
+			return proto_names[i].remote_dns;
+	return false;
+}
+
+const char *proxy_scheme_name(enum proxy_proto proto, bool remote_dns)
+{
+	for (size_t i = 0; i < N_PROTO_NAMES; i++)
+		if (proto_names[i].proto == proto && proto_names[i].remote_dns == remote_dns)
+			return proto_names[i].name;
+	return NULL;
 }

@@ -17,30 +17,48 @@
 #include "judge_answer.h"
 #include "log.h"
 
-static void sources_join(const struct engine *e, const struct pool_entry *pe, char *buf,
-			 size_t size)
+/* Whether source i (or control/add, i = SIZE_MAX) lists pe or its twin. */
+static bool listed_by(const struct pool_entry *pe, const struct pool_entry *twin, size_t i)
 {
-	size_t len = 0;
+	if (i == SIZE_MAX)
+		return pe->manual || (twin && twin->manual);
+	return pool_src_has(pe, i) || (twin && pool_src_has(twin, i));
+}
 
-	buf[0] = '\0';
-	for (size_t i = 0; i < e->cfg->nsources && i < 64; i++) {
-		if (!(pe->sources >> i & 1))
-			continue;
-		len += (size_t)snprintf(buf + len, len < size ? size - len : 0, "%s%s",
-					len ? "," : "", e->cfg->sources[i].name);
+/* The next source at or after from listing pe or its twin, or SIZE_MAX. */
+static size_t next_src(const struct pool_entry *pe, const struct pool_entry *twin, size_t from)
+{
+	size_t a = pool_src_next(pe, from), b = twin ? pool_src_next(twin, from) : SIZE_MAX;
+
+	return a < b ? a : b;
+}
+
+/* The names of the sources that list pe (or its twin, when shown as one),
+ * joined with ','; "" when none, or when out of memory (the caller's
+ * buffer is reused from call to call). */
+static const char *sources_join(const struct engine *e, const struct pool_entry *pe,
+				const struct pool_entry *twin, struct sbuf *buf)
+{
+	sbuf_reset(buf);
+	for (size_t i = next_src(pe, twin, 0); i < e->cfg->nsources; i = next_src(pe, twin, i + 1)) {
+		if (buf->len)
+			sbuf_addc(buf, ',');
+		sbuf_adds(buf, e->cfg->sources[i].name);
 	}
-	if (pe->manual)
-		len += (size_t)snprintf(buf + len, len < size ? size - len : 0, "%s%s",
-					len ? "," : "", CONTROL_SOURCE);
-	if (len >= size)
-		buf[size - 1] = '\0';
+	if (listed_by(pe, twin, SIZE_MAX)) {
+		if (buf->len)
+			sbuf_addc(buf, ',');
+		sbuf_adds(buf, CONTROL_SOURCE);
+	}
+	return sbuf_cstr(buf);
 }
 
 static const char *exit_ip(const struct pool_entry *pe, char *buf, size_t size);
 
 void eng_store_entry(struct engine *e, const struct pool_entry *pe)
 {
-	char sources[1024], ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN];
+	struct sbuf sources;
 	struct store_rec r = {
 		.uri = pe->uri, .proto = pe->proto, .folders = pe->folders,
 		.state = pe->dropped ? STORE_DROPPED
@@ -48,15 +66,17 @@ void eng_store_entry(struct engine *e, const struct pool_entry *pe)
 			 : pe->state == POOL_DEAD ? STORE_DEAD : STORE_UNKNOWN,
 		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
 		.successes = pe->successes, .failures = pe->failures,
-		.fails_in_row = pe->fails_in_row, .sources = sources,
+		.fails_in_row = pe->fails_in_row,
 		.exit_ip = exit_ip(pe, ip, sizeof(ip)),
 		.anonymity = pe->anonymity,
 	};
 
 	if (!e->store)
 		return;
-	sources_join(e, pe, sources, sizeof(sources));
+	sbuf_init(&sources);
+	r.sources = sources_join(e, pe, NULL, &sources);
 	store_put(e->store, &r);
+	sbuf_free(&sources);
 }
 
 /* --- publishing --- */
@@ -125,18 +145,75 @@ static const char *exit_ip(const struct pool_entry *pe, char *buf, size_t size)
 	return buf;
 }
 
-static int add_live(struct engine *e, struct snap_builder *b, const struct pool_entry *pe)
+/* One proxy as the tree shows it: an entry, or an HTTP proxy listed both
+ * http:// and https:// (two entries, see pool.h) as one. Its plain HTTP
+ * folder and grade come from forwarding, its https/ folder and grade from
+ * the tunnel; it is in an anonymity folder only as the worst of the ways
+ * that work, so "elite" never leaks a header through either. */
+struct shown {
+	const struct pool_entry *pe;   /* the entry (the http:// one of twins) */
+	const struct pool_entry *twin; /* its https:// twin shown with it, or NULL */
+	const struct pool_entry *lead; /* whose latency, exit and times are shown */
+	uint8_t state, folders, anonymity;
+	bool anon_split;
+	uint8_t anon_http, anon_https;
+};
+
+/* The twin shown with pe: pe http://, its https:// twin in the pool and
+ * neither removed nor dropped. */
+static struct pool_entry *shown_twin(const struct engine *e, const struct pool_entry *pe)
 {
-	char sources[1024], ip[INET6_ADDRSTRLEN];
+	struct pool_entry *t = pool_twin(e->pool, pe);
+
+	return t && !t->removed && !t->dropped && !pe->removed && !pe->dropped ? t : NULL;
+}
+
+static void shown_of(const struct pool_entry *pe, const struct pool_entry *twin,
+		     struct shown *sh)
+{
+	bool plain_ok = pe->state == POOL_ALIVE, tunnel_ok = twin && twin->state == POOL_ALIVE;
+
+	*sh = (struct shown){
+		.pe = pe, .twin = twin, .lead = pe, .state = pe->state, .folders = pe->folders,
+		.anonymity = pe->anonymity,
+	};
+	if (!twin)
+		return;
+	if (plain_ok || tunnel_ok)
+		sh->state = POOL_ALIVE;
+	else if (pe->state == POOL_UNKNOWN || twin->state == POOL_UNKNOWN)
+		sh->state = POOL_UNKNOWN;
+	else
+		sh->state = POOL_DEAD;
+	sh->folders = (uint8_t)((plain_ok ? pe->folders : 0) |
+				(tunnel_ok ? 1u << PROXY_HTTPS : 0));
+	if (!plain_ok && tunnel_ok) {
+		sh->lead = twin;
+		sh->anonymity = twin->anonymity;
+	} else if (plain_ok && tunnel_ok) {
+		/* enum snap_anon runs from unknown to elite: the lower is worse */
+		sh->anonymity = pe->anonymity < twin->anonymity ? pe->anonymity : twin->anonymity;
+		sh->anon_split = pe->anonymity != twin->anonymity;
+		sh->anon_http = pe->anonymity;
+		sh->anon_https = twin->anonymity;
+	}
+}
+
+static int add_live(struct engine *e, struct snap_builder *b, const struct shown *sh,
+		    struct sbuf *sources)
+{
+	const struct pool_entry *pe = sh->lead;
+	char ip[INET6_ADDRSTRLEN], uri[PROXY_URI_MAX];
 	struct snap_proxy p = {
-		.uri = pe->uri, .host = pe->host, .exit_ip = exit_ip(pe, ip, sizeof(ip)),
-		.sources = sources,
-		.port = pe->port, .proto = pe->proto, .folders = pe->folders,
-		.anonymity = pe->anonymity, .latency_ms = pe->latency_ms,
-		.last_checked = pe->last_checked,
+		.uri = pool_entry_uri(pe, uri), .host = pe->host,
+		.exit_ip = exit_ip(pe, ip, sizeof(ip)),
+		.sources = sources_join(e, sh->pe, sh->twin, sources),
+		.port = pe->port, .proto = pe->proto, .folders = sh->folders,
+		.anonymity = sh->anonymity, .anon_split = sh->anon_split,
+		.anon_http = sh->anon_http, .anon_https = sh->anon_https,
+		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
 	};
 
-	sources_join(e, pe, sources, sizeof(sources));
 	return snap_builder_add(b, &p);
 }
 
@@ -146,14 +223,18 @@ void eng_publish(struct engine *e)
 	struct snap_stats st = { 0 };
 	struct store_status ss;
 	struct pool_iter it;
-	struct pool_entry *pe = NULL;
+	struct pool_entry *pe = NULL, *twin;
+	struct shown sh;
 	struct snapshot *s;
 	char health[512];
-	uint32_t alive_by_src[64] = { 0 };
+	uint32_t *alive_by_src;
+	struct sbuf sources;
 
 	if (e->once)
 		return; /* proxyfs check shows no tree */
-	b = snap_builder_new();
+	sbuf_init(&sources);
+	alive_by_src = calloc(e->cfg->nsources ? e->cfg->nsources : 1, sizeof(*alive_by_src));
+	b = alive_by_src ? snap_builder_new() : NULL;
 	if (!b)
 		goto out_nomem;
 	while ((pe = pool_next(e->pool, &it, pe))) {
@@ -165,22 +246,27 @@ void eng_publish(struct engine *e)
 			st.dropped++;
 			continue;
 		}
+		twin = shown_twin(e, pe);
+		if (twin && pe->tunnel)
+			continue; /* shown with its http:// twin */
+		shown_of(pe, twin, &sh);
 		st.total++;
-		if (pe->state == POOL_ALIVE) {
+		if (sh.state == POOL_ALIVE) {
 			st.alive++;
 			for (int f = 0; f < PROXY_PROTO_COUNT; f++)
-				st.alive_by_folder[f] += pe->folders >> f & 1;
-			add_live(e, b, pe);
-			for (int i = 0; i < 64; i++)
-				alive_by_src[i] += (uint32_t)(pe->sources >> i & 1);
-		} else if (pe->state == POOL_DEAD) {
+				st.alive_by_folder[f] += sh.folders >> f & 1;
+			add_live(e, b, &sh, &sources);
+			for (size_t i = next_src(pe, twin, 0); i < e->cfg->nsources;
+			     i = next_src(pe, twin, i + 1))
+				alive_by_src[i]++;
+		} else if (sh.state == POOL_DEAD) {
 			st.dead++;
 		} else {
 			st.unknown++;
 		}
 	}
 	for (size_t i = 0; i < e->cfg->nsources; i++)
-		src_snapshot(&e->sources[i], &e->cfg->sources[i], i < 64 ? alive_by_src[i] : 0, b);
+		src_snapshot(&e->sources[i], &e->cfg->sources[i], alive_by_src[i], b);
 	for (size_t i = 0; i < e->judges->n; i++) {
 		const struct judge *j = &e->judges->v[i];
 		struct snap_judge sj = {
@@ -199,7 +285,10 @@ void eng_publish(struct engine *e)
 	snap_publish(s);
 	e->dirty = false;
 	e->last_publish_ms = eng_now_ms();
-	return;
+	goto out_free;
 out_nomem:
 	log_warn("publish: out of memory; the previous snapshot stays");
+out_free:
+	free(alive_by_src);
+	sbuf_free(&sources);
 }

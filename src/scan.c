@@ -222,8 +222,9 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 		pe->scan = 0; /* counted once, whatever re-checks follow */
 	}
 	if (e->once) {
+		char uri[PROXY_URI_MAX];
 		struct engine_result r = {
-			.uri = pe->uri, .proto = (enum proxy_proto)pe->proto,
+			.uri = pool_entry_uri(pe, uri), .proto = (enum proxy_proto)pe->proto,
 			.alive = o->result == CHK_OK, .latency_ms = o->latency_ms,
 			.result = chk_result_name(o->result),
 		};

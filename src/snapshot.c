@@ -238,22 +238,7 @@ static void *arena_copy(struct arena *a, const void *src, size_t n)
 	return p;
 }
 
-/* True if the comma-joined list names name. */
-static bool csv_has(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	while (*list) {
-		size_t len = strcspn(list, ",");
-
-		if (len == n && strncmp(list, name, n) == 0)
-			return true;
-		list += len + (list[len] == ',');
-	}
-	return false;
-}
-
-static bool in_view(const struct snapshot *s, const struct snap_proxy *p, uint32_t v)
+static bool in_view(const struct snap_proxy *p, uint32_t v)
 {
 	if (v < PROXY_PROTO_COUNT)
 		return (p->folders >> v) & 1;
@@ -261,9 +246,95 @@ static bool in_view(const struct snapshot *s, const struct snap_proxy *p, uint32
 		return p->anonymity == SNAP_ANON_ELITE;
 	if (v == SNAP_VIEW_ANONYMOUS)
 		return p->anonymity == SNAP_ANON_ANONYMOUS;
-	if (v == SNAP_VIEW_TRANSPARENT)
-		return p->anonymity == SNAP_ANON_TRANSPARENT;
-	return csv_has(p->sources, s->sources[v - SNAP_VIEW_SOURCES].name);
+	return p->anonymity == SNAP_ANON_TRANSPARENT;
+}
+
+/* A source's name, to find its view from the names a proxy lists. */
+struct src_name {
+	const char *name;
+	size_t len;
+	uint32_t idx;
+};
+
+static int cmp_src_name(const void *pa, const void *pb)
+{
+	const struct src_name *a = pa, *b = pb;
+	int c = memcmp(a->name, b->name, a->len < b->len ? a->len : b->len);
+
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* Calls back, per name in p's comma-joined sources that is a source of
+ * the snapshot, with that source's index. */
+static void for_each_source(const struct snap_proxy *p, const struct src_name *names, uint32_t n,
+			    void (*fn)(void *arg, uint32_t src), void *arg)
+{
+	for (const char *l = p->sources; *l;) {
+		struct src_name key = { .name = l, .len = strcspn(l, ",") };
+		const struct src_name *hit = bsearch(&key, names, n, sizeof(*names), cmp_src_name);
+
+		if (hit)
+			fn(arg, hit->idx);
+		l += key.len + (l[key.len] == ',');
+	}
+}
+
+struct src_fill {
+	uint32_t *counts;
+	uint32_t **idx; /* NULL while counting */
+	uint32_t *last; /* per source: the proxy last placed + 1 (a name twice counts once) */
+	uint32_t live;  /* the proxy being placed */
+};
+
+static void src_fill_cb(void *arg, uint32_t src)
+{
+	struct src_fill *f = arg;
+
+	if (f->last[src] == f->live + 1)
+		return;
+	f->last[src] = f->live + 1;
+	if (f->idx)
+		f->idx[src][f->counts[src]] = f->live;
+	f->counts[src]++;
+}
+
+/* The per-source views in two passes over the proxies' source names (one
+ * to count, one to fill), not one pass per source: with hundreds of
+ * sources and 100,000 proxies that is the difference between a publish
+ * in milliseconds and one in seconds. */
+static int build_source_views(struct snapshot *s, struct arena *a, const uint32_t **views,
+			      uint32_t *counts)
+{
+	uint32_t ns = s->nsources;
+	struct src_name *names = calloc(ns ? ns : 1, sizeof(*names));
+	uint32_t **idx = calloc(ns ? ns : 1, sizeof(*idx));
+	uint32_t *last = calloc(ns ? ns : 1, sizeof(*last));
+	struct src_fill f = { .counts = counts, .last = last };
+	int rc = -ENOMEM;
+
+	if (!names || !idx || !last)
+		goto out;
+	for (uint32_t i = 0; i < ns; i++)
+		names[i] = (struct src_name){ s->sources[i].name, strlen(s->sources[i].name), i };
+	qsort(names, ns, sizeof(*names), cmp_src_name);
+	for (f.live = 0; f.live < s->nlive; f.live++)
+		for_each_source(&s->live[f.live], names, ns, src_fill_cb, &f);
+	for (uint32_t i = 0; i < ns; i++) {
+		if (counts[i] && !(idx[i] = arena_alloc(a, (size_t)counts[i] * sizeof(**idx))))
+			goto out;
+		views[i] = idx[i];
+		counts[i] = 0;
+		last[i] = 0;
+	}
+	f.idx = idx;
+	for (f.live = 0; f.live < s->nlive; f.live++)
+		for_each_source(&s->live[f.live], names, ns, src_fill_cb, &f);
+	rc = 0;
+out:
+	free(names);
+	free(idx);
+	free(last);
+	return rc;
 }
 
 static int build_folders(struct snapshot *s, struct arena *a)
@@ -274,23 +345,26 @@ static int build_folders(struct snapshot *s, struct arena *a)
 
 	if (!views || !counts)
 		return -ENOMEM;
-	for (uint32_t v = 0; v < nviews; v++) {
+	for (uint32_t v = 0; v < SNAP_VIEW_SOURCES; v++) {
 		uint32_t n = 0, *idx = NULL;
 
 		for (uint32_t i = 0; i < s->nlive; i++)
-			n += in_view(s, &s->live[i], v);
+			n += in_view(&s->live[i], v);
 		if (n) {
 			idx = arena_alloc(a, (size_t)n * sizeof(*idx));
 			if (!idx)
 				return -ENOMEM;
 			n = 0;
 			for (uint32_t i = 0; i < s->nlive; i++)
-				if (in_view(s, &s->live[i], v))
+				if (in_view(&s->live[i], v))
 					idx[n++] = i;
 		}
 		views[v] = idx;
 		counts[v] = n;
 	}
+	memset(counts + SNAP_VIEW_SOURCES, 0, s->nsources * sizeof(*counts));
+	if (build_source_views(s, a, views + SNAP_VIEW_SOURCES, counts + SNAP_VIEW_SOURCES) < 0)
+		return -ENOMEM;
 	s->by_folder = views;
 	s->nby_folder = counts;
 	s->nviews = nviews;

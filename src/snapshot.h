@@ -40,7 +40,11 @@ struct snap_proxy {
 	uint16_t port;
 	uint8_t proto;       /* enum proxy_proto of the URI (HTTP, SOCKS4, SOCKS5) */
 	uint8_t folders;     /* bit (1 << enum proxy_proto) per folder it is listed in */
-	uint8_t anonymity;   /* enum snap_anon */
+	uint8_t anonymity;   /* enum snap_anon: the worst of the ways it is listed */
+	/* An HTTP proxy listed both http:// and https:// whose plain forwarding
+	 * and CONNECT tunnel show different grades: each way's (enum snap_anon). */
+	bool anon_split;
+	uint8_t anon_http, anon_https;
 	uint32_t latency_ms;
 	int64_t last_checked; /* unix seconds */
 };
@@ -50,6 +54,7 @@ struct snap_proxy {
 struct snap_source {
 	const char *name;
 	const char *url;
+	const char *protocol; /* of lines without a scheme, as written; static, NULL if unknown */
 	uint32_t proxies;  /* valid distinct proxy lines last read */
 	uint32_t invalid;  /* lines that did not parse */
 	uint32_t alive;

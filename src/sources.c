@@ -57,6 +57,7 @@ static void sample_bad(struct src_state *st, const char *line, size_t len)
 /* What the scraper hands back goes to the caller's fn. */
 struct scrape_ctx {
 	struct src_state *st;
+	const struct cfg_source *cs;
 	size_t idx;
 	src_line_fn fn;
 	void *arg;
@@ -64,11 +65,26 @@ struct scrape_ctx {
 	uint32_t added; /* of which new to this source */
 };
 
+/* A line without a scheme takes the source's protocol, remote DNS and all
+ * (protocol = socks5h keeps its h). */
+static const struct proxy_addr *with_default(const struct cfg_source *cs,
+					     const struct proxy_addr *a, struct proxy_addr *tmp)
+{
+	if (a->scheme || !cs->remote_dns || a->remote_dns ||
+	    (a->proto != PROXY_SOCKS4 && a->proto != PROXY_SOCKS5))
+		return a;
+	*tmp = *a;
+	tmp->remote_dns = true;
+	return tmp;
+}
+
 static int scraped_cb(void *arg, const struct proxy_addr *a)
 {
 	struct scrape_ctx *sc = arg;
+	struct proxy_addr tmp;
 
 	sc->found++;
+	a = with_default(sc->cs, a, &tmp);
 	if (sc->fn(sc->arg, sc->idx, a) == 0) {
 		sc->st->proxies++;
 		sc->added++;
@@ -79,7 +95,7 @@ static int scraped_cb(void *arg, const struct proxy_addr *a)
 static struct scrape_ctx scrape(struct src_state *st, const struct cfg_source *cs, const char *text,
 				size_t len, size_t idx, src_line_fn fn, void *arg)
 {
-	struct scrape_ctx sc = { .st = st, .idx = idx, .fn = fn, .arg = arg };
+	struct scrape_ctx sc = { .st = st, .cs = cs, .idx = idx, .fn = fn, .arg = arg };
 
 	scrape_text(text, len, cs->proto, scraped_cb, &sc);
 	return sc;
@@ -138,12 +154,12 @@ void src_read_text(struct src_state *st, const struct cfg_source *cs, const char
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
-		struct proxy_addr a;
+		struct proxy_addr a, tmp;
 
 		switch (proxy_parse_line(p, n, cs->proto, &a)) {
 		case PROXY_LINE_OK:
 			run_flush(st, cs, &run, idx, fn, arg);
-			if (fn(arg, idx, &a) == 0)
+			if (fn(arg, idx, with_default(cs, &a, &tmp)) == 0)
 				st->proxies++;
 			break;
 		case PROXY_LINE_SKIP:
@@ -195,6 +211,7 @@ void src_snapshot(const struct src_state *st, const struct cfg_source *cs, uint3
 {
 	struct snap_source s = {
 		.name = cs->name, .url = cs->url, .proxies = st->proxies,
+		.protocol = proxy_scheme_name(cs->proto, cs->remote_dns),
 		.invalid = st->invalid, .alive = alive, .error = st->error,
 		.last_read = st->last_read, .http_status = st->http_status,
 		.last_try = st->last_try, .scraped = st->scraped,

@@ -127,14 +127,17 @@ static void test_every_key(void)
 		CHECK_STR(c.sources[0].url, "/srv/a.txt");
 		CHECK_STR(c.sources[0].path, "/srv/a.txt");
 		CHECK_INT(c.sources[0].proto, PROXY_SOCKS5);
+		CHECK(c.sources[0].remote_dns); /* socks5h is kept as written */
 		CHECK_INT(c.sources[0].interval_s, 31536000); /* [check] came later */
 		CHECK_STR(c.sources[1].name, "b");
 		CHECK_STR(c.sources[1].url, "https://lists.example/b.txt");
 		CHECK(c.sources[1].path == NULL);
 		CHECK_INT(c.sources[1].proto, PROXY_HTTPS);
+		CHECK(!c.sources[1].remote_dns);
 		CHECK_INT(c.sources[1].interval_s, 60);
 		CHECK_STR(c.sources[2].path, "/srv/c.txt");
 		CHECK_INT(c.sources[2].proto, PROXY_SOCKS4);
+		CHECK(c.sources[2].remote_dns); /* socks4a */
 	}
 	CHECK_INT(cfg_validate(&c, err, sizeof(err)), 0);
 	cfg_free(&c);

@@ -159,9 +159,12 @@ static void test_long_names(void)
 	expect_bad(line);
 }
 
+/* Credentials up to PROXY_CRED_MAX (255, what SOCKS carries), and for
+ * SOCKS only what its protocol takes (RFC 1929: 1..255 each, no empty
+ * password; SOCKS4: a user id, no password). */
 static void test_creds_limits(void)
 {
-	char user[PROXY_CRED_MAX + 2], line[700];
+	char user[400], line[1000];
 	struct proxy_addr a;
 
 	memset(user, 'u', PROXY_CRED_MAX);
@@ -183,6 +186,33 @@ static void test_creds_limits(void)
 	expect_bad(line);
 	snprintf(line, sizeof(line), "1.2.3.4:80:u:%s", user);
 	expect_bad(line);
+
+	/* 300 bytes: more than any scheme takes (HTTP is held to SOCKS's 255
+	 * too, so a parsed line stays small). */
+	user[300] = '\0';
+	snprintf(line, sizeof(line), "socks5://%s:p@1.2.3.4:80", user);
+	expect_bad(line);
+	snprintf(line, sizeof(line), "socks5h://u:%s@1.2.3.4:80", user);
+	expect_bad(line);
+	snprintf(line, sizeof(line), "1.2.3.4:80:u:%s", user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_SOCKS5, &a), PROXY_LINE_BAD);
+	snprintf(line, sizeof(line), "socks4://%s@1.2.3.4:80", user);
+	expect_bad(line);
+
+	/* 255 is what SOCKS carries. */
+	user[255] = '\0';
+	snprintf(line, sizeof(line), "socks5://%s:%s@1.2.3.4:80", user, user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+	snprintf(line, sizeof(line), "socks4a://%s@1.2.3.4:80", user);
+	CHECK_INT(parse_exact(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+
+	/* RFC 1929 has no empty password; SOCKS4 has no password at all. */
+	expect_bad("socks5://alice@1.2.3.4:1080");
+	expect_bad("socks5://alice:@1.2.3.4:1080");
+	expect_bad("socks4://alice:secret@1.2.3.4:1080");
+	CHECK_INT(parse_exact("1.2.3.4:1080:alice:secret", 25, PROXY_SOCKS4, &a), PROXY_LINE_BAD);
+	CHECK_INT(parse_exact("socks4://alice@1.2.3.4:1080", 27, PROXY_HTTP, &a), PROXY_LINE_OK);
+	CHECK_INT(parse_exact("http://alice@1.2.3.4:80", 23, PROXY_HTTP, &a), PROXY_LINE_OK);
 }
 
 static void test_bad(void)

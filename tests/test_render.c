@@ -67,6 +67,9 @@ static const struct snap_proxy three[] = {
      .proto = PROXY_HTTP,
      .folders = (1u << PROXY_HTTP) | (1u << PROXY_HTTPS),
      .anonymity = SNAP_ANON_ANONYMOUS,
+     .anon_split = true, /* listed http:// and https://, tunnel elite */
+     .anon_http = SNAP_ANON_ANONYMOUS,
+     .anon_https = SNAP_ANON_ELITE,
      .latency_ms = 20,
      .last_checked = 1700000080,
      .exit_ip = "",
@@ -89,6 +92,7 @@ static struct snapshot *make(uint32_t n)
 	struct snap_stats st;
 	struct snap_source a = {.name = "list-a",
 				.url = "/etc/proxyfs/a.txt",
+				.protocol = "socks5h",
 				.proxies = 2,
 				.invalid = 2,
 				.alive = 2,
@@ -400,6 +404,7 @@ static void test_lists(void)
 	check_contains(t, "[\n{\"uri\":\"http://10.0.0.1:8080\",\"protocol\":\"http\","
 			  "\"host\":\"10.0.0.1\",\"port\":8080,\"latency_ms\":20,"
 			  "\"anonymity\":\"anonymous\",\"exit_ip\":null,"
+			  "\"anonymity_by_protocol\":{\"http\":\"anonymous\",\"https\":\"elite\"},"
 			  "\"last_checked\":1700000080,\"sources\":[\"list-a\"]},\n");
 	check_contains(t, "\n{\"uri\":\"socks4://10.0.0.2:1081\",\"protocol\":\"socks4\","
 			  "\"host\":\"10.0.0.2\",\"port\":1081,\"latency_ms\":150,"
@@ -447,13 +452,14 @@ static void test_stat_json(void)
 	check_contains(t, "\"judges\": [],");
 	check_contains(t, "\"store\": {\"writes\": 1000, \"errors\": 0, \"error\": null}");
 	check_contains(t, "\"health\": \"ok\"");
-	check_contains(t, "{\"name\": \"list-a\", \"url\": \"/etc/proxyfs/a.txt\", \"proxies\": 2, "
+	check_contains(t, "{\"name\": \"list-a\", \"url\": \"/etc/proxyfs/a.txt\", "
+			  "\"protocol\": \"socks5h\", \"proxies\": 2, "
 			  "\"invalid\": 2, \"alive\": 2, \"error\": null, "
 			  "\"last_read\": 1700000010, \"last_try\": 0, \"http_status\": 0, "
 			  "\"scraped\": 0, \"fetches\": 0, \"fetch_errors\": 0, "
 			  "\"invalid_sample\": [\"not a proxy\", \"1.2.3.4:99999\"]}");
 	check_contains(t, "{\"name\": \"we\\\"ird\\\\src\", \"url\": \"http://127.0.0.1:1/x\", "
-			  "\"proxies\": 0, \"invalid\": 0, \"alive\": 0, "
+			  "\"protocol\": null, \"proxies\": 0, \"invalid\": 0, \"alive\": 0, "
 			  "\"error\": \"connect: refused\", \"last_read\": 0, \"last_try\": 0, "
 			  "\"http_status\": 0, \"scraped\": 0, \"fetches\": 0, "
 			  "\"fetch_errors\": 0, \"invalid_sample\": []}");

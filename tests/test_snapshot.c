@@ -64,6 +64,47 @@ static void test_build(void)
 	snap_unref(s);
 }
 
+/* Per-source views past 64 sources, in live order, with names that are no
+ * source ("@control"), prefixes of one ("s1" of "s10"), and a name twice. */
+static void test_source_views(void)
+{
+	struct snap_builder *b = snap_builder_new();
+	static const char *const lists[] = {
+		"s10,@control", "s199,s0", "s1,s1", "s199", "", "s100,s10,s199",
+	};
+	char names[200][8], uri[64];
+	struct snapshot *s;
+
+	for (int i = 0; i < 200; i++) {
+		struct snap_source src = { .name = names[i], .url = "u", .error = "" };
+
+		snprintf(names[i], sizeof(names[i]), "s%d", i);
+		CHECK_INT(snap_builder_add_source(b, &src), 0);
+	}
+	for (uint32_t i = 0; i < 6; i++) {
+		struct snap_proxy p = { .uri = uri, .host = "h", .port = 1, .latency_ms = i,
+					.folders = 1, .sources = lists[i] };
+
+		snprintf(uri, sizeof(uri), "http://10.0.0.%u:1", i);
+		CHECK_INT(snap_builder_add(b, &p), 0);
+	}
+	s = snap_builder_finish(b);
+	CHECK(s != NULL);
+	CHECK_INT(s->nviews, SNAP_VIEW_SOURCES + 200);
+	CHECK_INT(s->nby_folder[SNAP_VIEW_SOURCES + 199], 3);
+	CHECK_INT(s->by_folder[SNAP_VIEW_SOURCES + 199][0], 1);
+	CHECK_INT(s->by_folder[SNAP_VIEW_SOURCES + 199][1], 3);
+	CHECK_INT(s->by_folder[SNAP_VIEW_SOURCES + 199][2], 5);
+	CHECK_INT(s->nby_folder[SNAP_VIEW_SOURCES + 10], 2);
+	CHECK_INT(s->nby_folder[SNAP_VIEW_SOURCES + 100], 1);
+	CHECK_INT(s->nby_folder[SNAP_VIEW_SOURCES + 1], 1);
+	CHECK_INT(s->by_folder[SNAP_VIEW_SOURCES + 1][0], 2);
+	CHECK_INT(s->nby_folder[SNAP_VIEW_SOURCES + 0], 1);
+	CHECK_INT(s->nby_folder[SNAP_VIEW_SOURCES + 2], 0);
+	CHECK(s->by_folder[SNAP_VIEW_SOURCES + 2] == NULL);
+	snap_unref(s);
+}
+
 static void test_empty(void)
 {
 	struct snapshot *s = make(0);
@@ -147,6 +188,7 @@ static void test_system_init(void)
 
 int main(void)
 {
+	test_source_views();
 	test_build();
 	test_empty();
 	test_cache();

@@ -94,8 +94,52 @@ static void test_nothing_found(void)
 	src_state_clear(&st);
 }
 
+/* protocol = socks5h: bare lines (and scraped ones) resolve names at the
+ * proxy; a line that names its own scheme keeps it. */
+static void test_remote_dns_source(void)
+{
+	struct cfg_source cs = { .name = "t", .url = "t", .proto = PROXY_SOCKS5,
+				 .remote_dns = true };
+	const char *text = "1.2.3.4:1080\nsocks5://5.6.7.8:1080\nhttp://9.9.9.9:80\n"
+			   "<td>10.0.0.1</td><td>1081</td>\n";
+	struct src_state st = { 0 };
+	struct seen s = { .n = 0 };
+
+	src_read_text(&st, &cs, text, strlen(text), 0, on_proxy, &s);
+	CHECK_INT(s.n, 4);
+	CHECK_STR(s.uris[0], "socks5h://1.2.3.4:1080");
+	CHECK_STR(s.uris[1], "socks5://5.6.7.8:1080");
+	CHECK_STR(s.uris[2], "http://9.9.9.9:80");
+	CHECK_STR(s.uris[3], "socks5h://10.0.0.1:1081");
+	src_state_clear(&st);
+}
+
+/* Credentials the proxy's protocol cannot carry: the line is invalid, and
+ * nothing is picked out of it either. */
+static void test_creds_too_long(void)
+{
+	char text[1200], user[301];
+	struct src_state st = { 0 };
+	struct seen s;
+
+	memset(user, 'u', 300);
+	user[300] = '\0';
+	snprintf(text, sizeof(text),
+		 "socks5://%s:p@1.2.3.4:1080\nsocks4://alice:secret@1.2.3.5:1080\n"
+		 "socks5://alice@1.2.3.6:1080\nhttp://%.200s:p@1.2.3.7:80\n",
+		 user, user);
+	read_text(text, &st, &s);
+	CHECK_INT(st.invalid, 3);
+	CHECK_INT(st.proxies, 1);
+	CHECK_INT(s.n, 1);
+	CHECK_INT(st.scraped, 0);
+	src_state_clear(&st);
+}
+
 int main(void)
 {
+	test_creds_too_long();
+	test_remote_dns_source();
 	test_clean_list();
 	test_pretty_json();
 	test_html_one_cell_a_line();

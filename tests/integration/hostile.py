@@ -439,12 +439,19 @@ def db_query(db, sql):
         con.close()
 
 
+def printed(uri):
+    """The store keys an HTTP proxy listed https:// as written; live.txt
+    prints it http://."""
+    return "http://" + uri[len("https://"):] if uri.startswith("https://") else uri
+
+
 def db_uris(db, state=None):
-    """URIs in the store's proxies table (with that state: 1 alive, 2 dead)."""
+    """URIs in the store's proxies table (with that state: 1 alive, 2 dead),
+    as live.txt prints them."""
     sql = "SELECT uri FROM proxies"
     if state is not None:
         sql += " WHERE state = %d" % state
-    return {r[0] for r in db_query(db, sql)}
+    return {printed(r[0]) for r in db_query(db, sql)}
 
 
 def integrity_check(db):

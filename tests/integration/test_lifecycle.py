@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 
+import hostile
 import peers
 import pytest
 
@@ -82,7 +83,8 @@ def stored_alive(db):
     try:
         con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=1)
         try:
-            return {r[0] for r in con.execute("SELECT uri FROM proxies WHERE state = 1")}
+            return {hostile.printed(r[0])
+                    for r in con.execute("SELECT uri FROM proxies WHERE state = 1")}
         finally:
             con.close()
     except sqlite3.Error:
