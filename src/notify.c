@@ -58,8 +58,8 @@ int notify_init(void)
 	memcpy(notify_addr.sun_path, env, len);
 	if (env[0] == '@')
 		notify_addr.sun_path[0] = '\0'; /* abstract: no trailing NUL counted */
-	notify_addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
-				     (env[0] == '@' ? 0 : 1));
+	notify_addrlen =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (env[0] == '@' ? 0 : 1));
 	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (notify_fd < 0) {
 		rc = -errno;
