@@ -44,7 +44,7 @@ struct options {
 	const char *config;
 	const char *mountpoint;
 	char *fuse_opts; /* comma-joined -o values, owned; nonempty taken out */
-	bool nonempty; /* -o nonempty: mounting over files is consented to */
+	bool nonempty;	 /* -o nonempty: mounting over files is consented to */
 	bool foreground;
 	bool debug;
 	bool single_thread;
