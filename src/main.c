@@ -7,6 +7,8 @@
  * the daemon forks, so a bad start exits with status 2 and a message on
  * stderr; what fails after the fork (the database in use, the mount) still
  * reaches stderr and the exit status, since the parent waits for it.
+ * A service manager is told when the mount is ready (notify.c), and a
+ * pid_file names the daemon to whoever signals it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -359,6 +361,7 @@ static int pid_file_write(const char *path)
 {
 	char tmp[4096], line[32];
 	int fd, n, rc = 0;
+	ssize_t w;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -366,8 +369,9 @@ static int pid_file_write(const char *path)
 	if (fd < 0)
 		return -errno;
 	n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
-	if (write(fd, line, (size_t)n) != n)
-		rc = errno ? -errno : -EIO;
+	w = write(fd, line, (size_t)n);
+	if (w != n)
+		rc = w < 0 ? -errno : -EIO;
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) < 0)
