@@ -7,6 +7,7 @@ The notify tests play systemd: a unix datagram socket of their own named
 by NOTIFY_SOCKET, read with a deadline.
 """
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import time
 import pytest
 
 from conftest import (EXIT_TIMEOUT, MOUNT_TIMEOUT, REPO, config_db, is_mounted, lazy_unmount,
-                      pid_alive, wait_until, write_config, write_list)
+                      wait_until, write_config, write_list)
 
 NOTIFY_TIMEOUT = 15.0
 BUILD_DIR = os.path.dirname(os.path.realpath(
@@ -224,9 +225,9 @@ def test_meson_install_puts_everything_in_place(tmp_path):
                    check=True, capture_output=True, timeout=120)
     files = {os.path.relpath(os.path.join(d, f), dest)
              for d, _, fs in os.walk(dest) for f in fs}
-    prefix = subprocess.run(["meson", "introspect", "--buildoptions", BUILD_DIR],
-                            capture_output=True, text=True, check=True).stdout
-    prefix = re.search(r'"name": "prefix", "value": "([^"]+)"', prefix).group(1).strip("/")
+    options = json.loads(subprocess.run(["meson", "introspect", "--buildoptions", BUILD_DIR],
+                                        capture_output=True, text=True, check=True).stdout)
+    prefix = next(o["value"] for o in options if o["name"] == "prefix").strip("/")
     unit_rel = os.path.join(prefix, "lib/systemd/system/proxyfs.service")
     for rel in ("bin/proxyfs", "lib/systemd/system/proxyfs.service",
                 "share/man/man8/proxyfs.8", "share/doc/proxyfs/examples/proxyfs.ini",
