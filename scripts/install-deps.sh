@@ -16,6 +16,7 @@ PACKAGES=(
 	python3-pytest
 	tinyproxy microsocks dante-server squid
 	curl sqlite3 openssl ca-certificates
+	groff-base man-db
 	proxycheck
 )
 PROMTOOL=/usr/local/bin/promtool

@@ -42,7 +42,12 @@ static void check_usage(FILE *out)
 		"Checks every proxy of the lists once (files, http(s) URLs, or stdin when none\n"
 		"or -) and prints the live ones on stdout as they are found. Settings come from\n"
 		"the [check] section of -c FILE, overridden by the flags. The judges are probed\n"
-		"directly first; --no-probe skips that (for judges only the proxies reach).\n");
+		"directly first; --no-probe skips that (for judges only the proxies reach).\n"
+		"\n"
+		"  -c, --config FILE   the settings file\n"
+		"  -h, --help          this text\n"
+		"\n"
+		"The manual: man 8 proxyfs (CHECK).\n");
 }
 
 static int parse_num(const char *opt, const char *v, int lo, int hi, int *out)

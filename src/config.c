@@ -57,6 +57,7 @@ struct cfg_key {
 static const struct cfg_key cfg_keys[] = {
     {SECT_PROXYFS, "db", KEY_PATH, offsetof(struct cfg, db), 0, 0},
     {SECT_PROXYFS, "log_level", KEY_LOG_LEVEL, offsetof(struct cfg, log_level), 0, 0},
+    {SECT_PROXYFS, "pid_file", KEY_PATH, offsetof(struct cfg, pid_file), 0, 0},
     {SECT_CHECK, "judge", KEY_JUDGE, offsetof(struct cfg, judge), 0, 0},
     {SECT_CHECK, "ca_file", KEY_PATH, offsetof(struct cfg, ca_file), 0, 0},
     {SECT_CHECK, "recheck_s", KEY_INT, offsetof(struct cfg, recheck_s), 1, 31536000},
@@ -699,6 +700,7 @@ void cfg_free(struct cfg *c)
 	free(c->sources);
 	free(c->file);
 	free(c->db);
+	free(c->pid_file);
 	free(c->judge);
 	for (size_t i = 0; i < c->njudges; i++)
 		free(c->judges[i]);

@@ -30,6 +30,7 @@ struct cfg {
 	/* [proxyfs] */
 	char *db;                /* default CFG_DEFAULT_DB */
 	enum log_level log_level; /* default info */
+	char *pid_file;          /* the daemon's pid is written there; NULL = none */
 
 	/* [check] */
 	char *judge;            /* URL fetched through each proxy; default http://azenv.net/ */

@@ -7,7 +7,10 @@
  * the daemon forks, so a bad start exits with status 2 and a message on
  * stderr; what fails after the fork (the database in use, the mount) still
  * reaches stderr and the exit status, since the parent waits for it.
+ * A service manager is told when the mount is ready (notify.c), and a
+ * pid_file names the daemon to whoever signals it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
@@ -30,6 +33,7 @@
 #include "fs.h"
 #include "judges.h"
 #include "log.h"
+#include "notify.h"
 #include "snapshot.h"
 #include "store.h"
 
@@ -41,7 +45,8 @@ extern char **environ;
 struct options {
 	const char *config;
 	const char *mountpoint;
-	char *fuse_opts; /* comma-joined -o values, owned */
+	char *fuse_opts; /* comma-joined -o values, owned; nonempty taken out */
+	bool nonempty;	 /* -o nonempty: mounting over files is consented to */
 	bool foreground;
 	bool debug;
 	bool single_thread;
@@ -51,36 +56,61 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] MOUNTPOINT\n"
-		"       proxyfs check [--judge URL] [--expect TEXT] [--concurrency N] [FILE ...]\n"
-		"       proxyfs judge --listen ADDR:PORT\n"
+		"       proxyfs check [OPTION...] [FILE|URL ...]   (proxyfs check --help)\n"
+		"       proxyfs judge --listen ADDR:PORT            (proxyfs judge --help)\n"
 		"       proxyfs --help | --version\n"
 		"\n"
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
 		"random, next, live.txt, live.json, stat.json, metrics, health,\n"
-		"{http,https,socks4,socks5}/{random,next,live.txt}, prometheus/proxyfs.prom,\n"
+		"{http,https,socks4,socks5}/{random,next,live.txt},\n"
+		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt},\n"
+		"sources/NAME/{random,next,live.txt}, prometheus/proxyfs.prom,\n"
 		"control/{reload,add,remove}.\n"
 		"\n"
 		"  -c, --config FILE   settings (INI); default %s if it exists\n"
 		"  -f, --foreground    do not daemonize; log to stderr\n"
 		"  -d, --debug         FUSE debug output (implies -f)\n"
 		"  -s                  single-threaded FUSE loop\n"
-		"  -o OPT[,OPT...]     FUSE mount options (allow_other, ...)\n"
+		"  -o OPT[,OPT...]     mount options: nonempty (mount over files), allow_other,\n"
+		"                      and the other FUSE options\n"
 		"  -h, --help          this text\n"
-		"  -V, --version       the version\n",
+		"  -V, --version       the version\n"
+		"\n"
+		"Exit status: 0 clean unmount, 1 failure, 2 usage or configuration error.\n"
+		"The manual: man 8 proxyfs.\n",
 		DEFAULT_CONFIG);
 }
 
-static int add_fuse_opt(struct options *o, const char *opt)
+static int add_fuse_opt(struct options *o, const char *opt, size_t len)
 {
 	size_t old = o->fuse_opts ? strlen(o->fuse_opts) : 0;
-	char *p = realloc(o->fuse_opts, old + strlen(opt) + 2);
+	char *p = realloc(o->fuse_opts, old + len + 2);
 
 	if (!p)
 		return -ENOMEM;
 	if (old)
 		p[old++] = ',';
-	strcpy(p + old, opt);
+	memcpy(p + old, opt, len);
+	p[old + len] = '\0';
 	o->fuse_opts = p;
+	return 0;
+}
+
+/* One -o value: nonempty is ours (libfuse 3 mounts over files silently);
+ * the rest goes to libfuse, which refuses what it does not know. */
+static int add_fuse_opts(struct options *o, const char *opts)
+{
+	while (*opts) {
+		size_t len = strcspn(opts, ",");
+
+		if (len == strlen("nonempty") && strncmp(opts, "nonempty", len) == 0)
+			o->nonempty = true;
+		else if (len && add_fuse_opt(o, opts, len) < 0)
+			return -ENOMEM;
+		opts += len;
+		if (*opts == ',')
+			opts++;
+	}
 	return 0;
 }
 
@@ -112,7 +142,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->single_thread = true;
 			break;
 		case 'o':
-			if (add_fuse_opt(o, optarg) < 0)
+			if (add_fuse_opts(o, optarg) < 0)
 				return -1;
 			break;
 		case 'h':
@@ -320,6 +350,37 @@ static void daemon_ready(unsigned char status)
 	ready_fd = -1;
 }
 
+/* --- the pid file ---
+ *
+ * Written by the daemon itself (after the fork) once it holds the
+ * database's lock, so a second daemon refused by that lock never
+ * overwrites the first one's; removed at a clean exit. Written to a
+ * temporary name and renamed, so a reader never sees it half written. */
+
+static int pid_file_write(const char *path)
+{
+	char tmp[4096], line[32];
+	int fd, n, rc = 0;
+	ssize_t w;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+	w = write(fd, line, (size_t)n);
+	if (w != n)
+		rc = w < 0 ? -errno : -EIO;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
+}
+
 /* SIGHUP: the engine re-reads its sources. Set once before the handler is
  * installed, read-only afterwards. */
 static struct engine *hup_engine;
@@ -341,7 +402,9 @@ static void install_hup(struct engine *e)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
-static struct fuse *make_fuse(const struct options *o, struct engine *e)
+/* A FUSE instance with the command line's options; debug adds -d. */
+static struct fuse *make_fuse(const struct options *o, const struct fuse_operations *ops,
+			      bool debug, struct engine *e)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse *f = NULL;
@@ -350,15 +413,35 @@ static struct fuse *make_fuse(const struct options *o, struct engine *e)
 	if (fuse_opt_add_arg(&args, "proxyfs") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
 	    fuse_opt_add_arg(&args, "subtype=proxyfs,fsname=proxyfs") < 0)
 		goto out;
-	if (o->debug && fuse_opt_add_arg(&args, "-d") < 0)
+	if (debug && fuse_opt_add_arg(&args, "-d") < 0)
 		goto out;
 	if (o->fuse_opts && (fuse_opt_add_arg(&args, "-o") < 0 ||
 			     fuse_opt_add_arg(&args, o->fuse_opts) < 0))
 		goto out;
-	f = fuse_new(&args, fs_operations(), sizeof(struct fuse_operations), e);
+	f = fuse_new(&args, ops, sizeof(struct fuse_operations), e);
 out:
 	fuse_opt_free_args(&args);
 	return f;
+}
+
+/* The -o options are a usage matter: libfuse is asked whether it takes
+ * them before anything starts (it names the ones it does not know), so a
+ * typo exits 2 like any other usage error. Nothing is mounted or opened. */
+static int check_fuse_opts(const struct options *o)
+{
+	static const struct fuse_operations no_ops;
+	struct fuse *f;
+
+	if (!o->fuse_opts)
+		return 0;
+	f = make_fuse(o, &no_ops, false, NULL);
+	if (!f) {
+		fprintf(stderr, "proxyfs: -o %s: not accepted (see proxyfs(8), FUSE OPTIONS)\n",
+			o->fuse_opts);
+		return -EINVAL;
+	}
+	fuse_destroy(f);
+	return 0;
 }
 
 static int serve(struct fuse *f, const struct options *o)
@@ -378,10 +461,26 @@ static int serve(struct fuse *f, const struct options *o)
 	return rc;
 }
 
+/* Whether the directory holds anything (a mount would hide it). */
+static bool dir_has_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool any = false;
+
+	if (!d)
+		return false;
+	while (!any && (de = readdir(d)))
+		any = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	return any;
+}
+
 /* Before anything is started: the mountpoint is a directory, not in use
- * (a stale mount of a dead daemon is cleared). Its absolute path, or NULL
- * with the reason on stderr. */
-static char *claim_mountpoint(const char *path)
+ * (a stale mount of a dead daemon is cleared), and empty unless nonempty
+ * says that hiding its files is wanted. Its absolute path, or NULL with
+ * the reason on stderr. */
+static char *claim_mountpoint(const char *path, bool nonempty)
 {
 	char type[64], *abs;
 	int rc = clear_stale_mount(path);
@@ -401,6 +500,14 @@ static char *claim_mountpoint(const char *path)
 		free(abs);
 		return NULL;
 	}
+	if (!nonempty && dir_has_entries(abs)) {
+		fprintf(stderr,
+			"proxyfs: %s: not empty (the mount would hide its files); "
+			"give -o nonempty to mount over them\n",
+			abs);
+		free(abs);
+		return NULL;
+	}
 	return abs;
 }
 
@@ -411,9 +518,10 @@ static int run(const struct options *o, const struct cfg *c)
 	struct fuse *f = NULL;
 	char *mountpoint;
 	char err[512];
+	bool wrote_pid = false;
 	int rc, status = 1;
 
-	mountpoint = claim_mountpoint(o->mountpoint);
+	mountpoint = claim_mountpoint(o->mountpoint, o->nonempty);
 	if (!mountpoint)
 		return 1;
 	if (!o->foreground && (rc = daemon_fork()) < 0) {
@@ -426,12 +534,17 @@ static int run(const struct options *o, const struct cfg *c)
 		goto out_mountpoint;
 	}
 	store_set_owner(store, mountpoint);
+	if (c->pid_file && (rc = pid_file_write(c->pid_file)) < 0) {
+		fprintf(stderr, "proxyfs: [proxyfs] pid_file %s: %s\n", c->pid_file, strerror(-rc));
+		goto out_store;
+	}
+	wrote_pid = c->pid_file != NULL;
 	if (snap_system_init() < 0)
 		goto out_store;
 	e = engine_new(c, store);
 	if (!e)
 		goto out_snap;
-	f = make_fuse(o, e);
+	f = make_fuse(o, fs_operations(), o->debug, e);
 	if (!f)
 		goto out_engine;
 	if (fuse_mount(f, mountpoint) != 0)
@@ -447,8 +560,10 @@ static int run(const struct options *o, const struct cfg *c)
 	if (chdir("/") < 0)
 		log_warn("chdir /: %s", strerror(errno));
 	daemon_ready(0);
+	notify_ready();
 	rc = serve(f, o);
 	status = rc >= 0 ? 0 : 1; /* a signal number when a signal ended the loop */
+	notify_stopping();
 	log_info("unmounting %s", mountpoint);
 out_signals:
 	hup_engine = NULL;
@@ -462,6 +577,8 @@ out_engine:
 out_snap:
 	snap_system_fini();
 out_store:
+	if (wrote_pid)
+		unlink(c->pid_file);
 	store_close(store);
 out_mountpoint:
 	free(mountpoint);
@@ -484,14 +601,16 @@ int main(int argc, char **argv)
 		free(o.fuse_opts);
 		return rc > 0 ? 0 : EXIT_USAGE;
 	}
-	if (load_config(&o, &c) < 0 || check_judge(&c) < 0) {
+	if (load_config(&o, &c) < 0 || check_judge(&c) < 0 || check_fuse_opts(&o) < 0) {
 		cfg_free(&c);
 		free(o.fuse_opts);
 		return EXIT_USAGE;
 	}
 	log_set_level(c.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	notify_init();
 	rc = run(&o, &c);
+	notify_fini();
 	fetch_global_cleanup();
 	cfg_free(&c);
 	free(o.fuse_opts);
