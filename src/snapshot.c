@@ -85,6 +85,8 @@ struct snap_builder {
 	struct arena *arena;
 	struct snap_proxy *live;
 	uint32_t nlive, cap;
+	struct snap_proxy *other; /* tracked but not alive */
+	uint32_t nother, othercap;
 	struct snap_source *sources;
 	uint32_t nsources, srccap;
 	struct snap_judge *judges;
@@ -115,6 +117,7 @@ void snap_builder_free(struct snap_builder *b)
 		return;
 	arena_free(b->arena);
 	free(b->live);
+	free(b->other);
 	free(b->sources);
 	free(b->judges);
 	free(b);
@@ -140,11 +143,14 @@ static bool grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
 
 int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p)
 {
+	bool alive = p->state == SNAP_ALIVE;
+	struct snap_proxy **arr = alive ? &b->live : &b->other;
+	uint32_t *n = alive ? &b->nlive : &b->nother;
 	struct snap_proxy *d;
 
-	if (!grow((void **)&b->live, &b->cap, b->nlive + 1, sizeof(*b->live)))
+	if (!grow((void **)arr, alive ? &b->cap : &b->othercap, *n + 1, sizeof(**arr)))
 		goto out_nomem;
-	d = &b->live[b->nlive];
+	d = &(*arr)[*n];
 	*d = *p;
 	d->uri = arena_strdup(b->arena, p->uri);
 	d->host = arena_strdup(b->arena, p->host);
@@ -152,7 +158,7 @@ int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p)
 	d->sources = arena_strdup(b->arena, p->sources);
 	if (!d->uri || !d->host || !d->exit_ip || !d->sources)
 		goto out_nomem;
-	b->nlive++;
+	(*n)++;
 	return 0;
 out_nomem:
 	b->failed = true;
@@ -382,10 +388,17 @@ struct snapshot *snap_builder_finish(struct snap_builder *b)
 		goto out;
 	if (b->nlive)
 		qsort(b->live, b->nlive, sizeof(*b->live), by_latency);
-	s->live = arena_copy(b->arena, b->live, (size_t)b->nlive * sizeof(*b->live));
+	/* One array: the live proxies, then the others (all[]). */
+	if (!grow((void **)&b->live, &b->cap, b->nlive + b->nother, sizeof(*b->live)))
+		goto out_free_snap;
+	if (b->nother)
+		memcpy(b->live + b->nlive, b->other, (size_t)b->nother * sizeof(*b->live));
+	s->all = arena_copy(b->arena, b->live, (size_t)(b->nlive + b->nother) * sizeof(*b->live));
+	s->live = s->all;
+	s->nall = b->nlive + b->nother;
 	s->sources = arena_copy(b->arena, b->sources, (size_t)b->nsources * sizeof(*b->sources));
 	s->judges = arena_copy(b->arena, b->judges, (size_t)b->njudges * sizeof(*b->judges));
-	if ((b->nlive && !s->live) || (b->nsources && !s->sources) ||
+	if ((s->nall && !s->all) || (b->nsources && !s->sources) ||
 	    (b->njudges && !s->judges))
 		goto out_free_snap;
 	s->njudges = b->njudges;
