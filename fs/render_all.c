@@ -192,6 +192,16 @@ static void why_wrong(const struct snap_result *r, struct sbuf *out)
 	}
 }
 
+/* A SOCKS refusal of our credentials: SOCKS5's method reply (0xff: none
+ * of ours), SOCKS4's identd codes, or else SOCKS5's password status. */
+static void why_socks_auth(uint8_t code, struct sbuf *out)
+{
+	if (code == 0xff || code == 92 || code == 93)
+		add_socks(out, code);
+	else
+		sbuf_printf(out, "SOCKS5 user and password refused (status %u)", code);
+}
+
 void render_result(const struct snap_result *r, struct sbuf *out)
 {
 	int res = r->result - 1;
@@ -220,7 +230,7 @@ void render_result(const struct snap_result *r, struct sbuf *out)
 	case CHK_AUTH:
 		if (r->socks_reply) {
 			sbuf_adds(out, ": ");
-			add_socks(out, r->socks_reply);
+			why_socks_auth(r->socks_reply, out);
 		} else if (r->status) {
 			sbuf_printf(out, ": %u", r->status);
 		}
