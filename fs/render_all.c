@@ -213,7 +213,8 @@ void render_result(const struct snap_result *r, struct sbuf *out)
 	sbuf_adds(out, chk_result_name(res));
 	switch (res) {
 	case CHK_TIMEOUT:
-		sbuf_printf(out, " %s", stage_words(r->stage));
+		sbuf_addc(out, ' ');
+		sbuf_adds(out, stage_words(r->stage));
 		break;
 	case CHK_REFUSED:
 		why_refused(r, out);
@@ -252,11 +253,27 @@ void render_result(const struct snap_result *r, struct sbuf *out)
 
 /* --- the records --- */
 
+/* A decimal number without printf, which all.json would call 400,000
+ * times at 100,000 proxies. */
+static void add_num(struct sbuf *out, int64_t v)
+{
+	char buf[24], *p = buf + sizeof(buf);
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	sbuf_add(out, p, (size_t)(buf + sizeof(buf) - p));
+}
+
 /* A JSON number, or null when 0 (never, not known). */
 static void json_num_or_null(struct sbuf *out, int64_t v)
 {
 	if (v)
-		sbuf_printf(out, "%" PRId64, v);
+		add_num(out, v);
 	else
 		sbuf_adds(out, "null");
 }
@@ -269,24 +286,31 @@ static void json_record(struct sbuf *out, const struct snap_proxy *p, struct sbu
 
 	sbuf_adds(out, "{\"uri\":");
 	sbuf_add_json_str(out, p->uri);
-	sbuf_printf(out,
-		    ",\"protocol\":\"%s\",\"state\":\"%s\",\"result\":", proxy_proto_name(p->proto),
-		    render_state_name(p->state));
-	if (p->last.result && p->last.result <= CHK_RESULT_COUNT)
-		sbuf_printf(out, "\"%s\"", chk_result_name(p->last.result - 1));
-	else
+	sbuf_adds(out, ",\"protocol\":\"");
+	sbuf_adds(out, proxy_proto_name(p->proto));
+	sbuf_adds(out, "\",\"state\":\"");
+	sbuf_adds(out, render_state_name(p->state));
+	sbuf_adds(out, "\",\"result\":");
+	if (p->last.result && p->last.result <= CHK_RESULT_COUNT) {
+		sbuf_addc(out, '"');
+		sbuf_adds(out, chk_result_name(p->last.result - 1));
+		sbuf_addc(out, '"');
+	} else {
 		sbuf_adds(out, "null");
+	}
 	sbuf_reset(scratch);
 	render_result(&p->last, scratch);
 	sbuf_adds(out, ",\"detail\":");
 	sbuf_add_json_str(out, sbuf_cstr(scratch));
-	sbuf_printf(out, ",\"fails_in_row\":%" PRIu32 ",\"last_checked\":", p->fails_in_row);
+	sbuf_adds(out, ",\"fails_in_row\":");
+	add_num(out, p->fails_in_row);
+	sbuf_adds(out, ",\"last_checked\":");
 	json_num_or_null(out, p->last_checked);
 	sbuf_adds(out, ",\"next_check\":");
 	json_num_or_null(out, p->next_check);
 	sbuf_adds(out, ",\"latency_ms\":");
 	if (p->state == SNAP_ALIVE)
-		sbuf_printf(out, "%" PRIu32, p->latency_ms);
+		add_num(out, p->latency_ms);
 	else
 		sbuf_adds(out, "null");
 	sbuf_adds(out, ",\"sources\":[");

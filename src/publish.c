@@ -201,7 +201,7 @@ static void shown_of(const struct pool_entry *pe, const struct pool_entry *twin,
 
 /* When pe is due again, in unix seconds (see snap_proxy.next_check);
  * clock0 is the wall time of the engine clock's zero. */
-static int64_t next_check(const struct engine *e, const struct pool_entry *pe, int64_t clock0)
+static int64_t next_check(const struct pool_entry *pe, int64_t clock0)
 {
 	if (pe->removed || pe->dropped)
 		return 0;
@@ -245,7 +245,7 @@ static int add_record(struct engine *e, struct snap_builder *b, const struct sho
 		.anon_http = sh->anon_http, .anon_https = sh->anon_https,
 		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
 		.state = state, .last = pe->last, .fails_in_row = pe->fails_in_row,
-		.next_check = next_check(e, pe, clock0),
+		.next_check = next_check(pe, clock0),
 	};
 	return snap_builder_add(b, &p);
 }
@@ -269,6 +269,10 @@ void eng_publish(struct engine *e)
 	sbuf_init(&sources);
 	alive_by_src = calloc(e->cfg->nsources ? e->cfg->nsources : 1, sizeof(*alive_by_src));
 	b = alive_by_src ? snap_builder_new() : NULL;
+	if (b && snap_builder_reserve(b, (uint32_t)pool_count(e->pool)) < 0) {
+		snap_builder_free(b);
+		b = NULL;
+	}
 	if (!b)
 		goto out_nomem;
 	while ((pe = pool_next(e->pool, &it, pe))) {

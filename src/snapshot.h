@@ -164,7 +164,8 @@ struct snapshot {
 	struct sbuf cache[SNAP_CACHE_SLOTS];
 	bool ready[SNAP_CACHE_SLOTS];
 
-	void *arena; /* owns every string and array above */
+	void *arena;   /* owns every string and array above but all[] */
+	void *records; /* owns all[] (and so live[]) */
 };
 
 /* --- readers (any thread) --- */
@@ -193,6 +194,9 @@ void snap_system_fini(void);
 struct snap_builder;
 
 struct snap_builder *snap_builder_new(void);
+/* Room for n proxies, when the caller knows how many will come: one
+ * allocation instead of a series of growing ones. 0 or -ENOMEM. */
+int snap_builder_reserve(struct snap_builder *b, uint32_t n);
 /* Copies the proxy's strings; p's own pointers need not outlive the call.
  * A proxy whose state is not SNAP_ALIVE goes to all[] only. */
 int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p);
