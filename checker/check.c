@@ -362,6 +362,7 @@ static bool chk_echo_without_token(const struct chk *c)
 static void chk_answer_over(struct chk *c)
 {
 	enum chk_result r = (enum chk_result)c->ans.result;
+	enum chk_why why = CHK_WHY_NONE;
 
 	if (r == CHK_OK && chk_echo_without_token(c))
 		r = CHK_BAD_ANSWER;
@@ -369,8 +370,9 @@ static void chk_answer_over(struct chk *c)
 	if (r == CHK_BAD_ANSWER && c->proto->proxy_answers && chk_status_is_auth(c, c->ans.status))
 		r = CHK_AUTH;
 	/* an answer turned bad here echoed another check's token */
-	chk_end_why(c, r, 0,
-		    r != CHK_BAD_ANSWER ? CHK_WHY_NONE : c->ans.why ? c->ans.why : CHK_WHY_TOKEN, 0);
+	if (r == CHK_BAD_ANSWER)
+		why = c->ans.why ? (enum chk_why)c->ans.why : CHK_WHY_TOKEN;
+	chk_end_why(c, r, 0, why, 0);
 }
 
 /* ---- HTTP: absolute-URI GET, or CONNECT then the origin-form GET ---- */

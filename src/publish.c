@@ -217,8 +217,9 @@ static uint8_t shown_state(const struct pool_entry *pe, const struct shown *sh)
 		return SNAP_REMOVED;
 	if (pe->dropped)
 		return SNAP_DROPPED;
-	return sh->state == POOL_ALIVE ? SNAP_ALIVE : sh->state == POOL_DEAD ? SNAP_DEAD
-									      : SNAP_UNKNOWN;
+	if (sh->state == POOL_ALIVE)
+		return SNAP_ALIVE;
+	return sh->state == POOL_DEAD ? SNAP_DEAD : SNAP_UNKNOWN;
 }
 
 /* One record of the tree: a live proxy, or any other tracked one (all.json,
@@ -236,16 +237,23 @@ static int add_record(struct engine *e, struct snap_builder *b, const struct sho
 	if (state != SNAP_ALIVE && sh->twin && sh->twin->last_checked > pe->last_checked)
 		pe = sh->twin;
 	p = (struct snap_proxy){
-		.uri = pe->removed || pe->dropped ? pe->uri : pool_entry_uri(pe, uri),
-		.host = pe->host,
-		.exit_ip = exit_ip(pe, ip, sizeof(ip)),
-		.sources = sources_join(e, sh->pe, sh->twin, sources),
-		.port = pe->port, .proto = pe->proto, .folders = sh->folders,
-		.anonymity = sh->anonymity, .anon_split = sh->anon_split,
-		.anon_http = sh->anon_http, .anon_https = sh->anon_https,
-		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
-		.state = state, .last = pe->last, .fails_in_row = pe->fails_in_row,
-		.next_check = next_check(pe, clock0),
+	    .uri = pe->removed || pe->dropped ? pe->uri : pool_entry_uri(pe, uri),
+	    .host = pe->host,
+	    .exit_ip = exit_ip(pe, ip, sizeof(ip)),
+	    .sources = sources_join(e, sh->pe, sh->twin, sources),
+	    .port = pe->port,
+	    .proto = pe->proto,
+	    .folders = sh->folders,
+	    .anonymity = sh->anonymity,
+	    .anon_split = sh->anon_split,
+	    .anon_http = sh->anon_http,
+	    .anon_https = sh->anon_https,
+	    .latency_ms = pe->latency_ms,
+	    .last_checked = pe->last_checked,
+	    .state = state,
+	    .last = pe->last,
+	    .fails_in_row = pe->fails_in_row,
+	    .next_check = next_check(pe, clock0),
 	};
 	return snap_builder_add(b, &p);
 }

@@ -435,8 +435,8 @@ struct snapshot *snap_builder_finish(struct snap_builder *b)
 		free(b->live);
 		b->live = NULL;
 	} else if (b->nlive + b->nother < b->cap) {
-		struct snap_proxy *all = realloc(b->live, (size_t)(b->nlive + b->nother) *
-								  sizeof(*b->live));
+		struct snap_proxy *all =
+		    realloc(b->live, (size_t)(b->nlive + b->nother) * sizeof(*b->live));
 
 		if (all)
 			b->live = all;

@@ -64,11 +64,11 @@ struct snap_proxy {
 	uint32_t latency_ms;
 	int64_t last_checked; /* unix seconds */
 	/* Why it is what it is (all.json, dead.txt, lookup/). */
-	uint8_t state;	      /* enum snap_state */
+	uint8_t state; /* enum snap_state */
 	struct snap_result last;
 	uint32_t fails_in_row;
-	int64_t next_check;   /* unix seconds it is due, 0 = not scheduled (removed,
-			       * dropped) or now (queued, in flight: see state) */
+	int64_t next_check; /* unix seconds it is due, 0 = not scheduled (removed,
+			     * dropped) or now (queued, in flight: see state) */
 };
 
 #define SNAP_SAMPLE_INVALID 3

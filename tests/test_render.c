@@ -520,62 +520,138 @@ static const struct {
 	struct snap_proxy p;
 	const char *detail;
 } tracked[] = {
-    {{.uri = "http://10.0.1.1:8080", .host = "10.0.1.1", .port = 8080, .proto = PROXY_HTTP,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
-      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_ANSWER}, .fails_in_row = 3,
-      .last_checked = 1700000060, .next_check = 1700000300},
+    {{.uri = "http://10.0.1.1:8080",
+      .host = "10.0.1.1",
+      .port = 8080,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_ANSWER},
+      .fails_in_row = 3,
+      .last_checked = 1700000060,
+      .next_check = 1700000300},
      "timeout after connect, waiting for the judge's answer"},
-    {{.uri = "http://10.0.1.2:8080", .host = "10.0.1.2", .port = 8080, .proto = PROXY_HTTP,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
-      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_CONNECT}, .fails_in_row = 1,
-      .last_checked = 1700000061, .next_check = 1700000200},
+    {{.uri = "http://10.0.1.2:8080",
+      .host = "10.0.1.2",
+      .port = 8080,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_CONNECT},
+      .fails_in_row = 1,
+      .last_checked = 1700000061,
+      .next_check = 1700000200},
      "timeout connecting"},
-    {{.uri = "socks5://10.0.1.3:1080", .host = "10.0.1.3", .port = 1080, .proto = PROXY_SOCKS5,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
+    {{.uri = "socks5://10.0.1.3:1080",
+      .host = "10.0.1.3",
+      .port = 1080,
+      .proto = PROXY_SOCKS5,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
       .last = {.result = R(CHK_REFUSED), .stage = CHK_STAGE_CONNECT, .err = ECONNREFUSED},
-      .fails_in_row = 1, .last_checked = 1700000062},
+      .fails_in_row = 1,
+      .last_checked = 1700000062},
      "refused: connection refused"},
-    {{.uri = "socks5://10.0.1.4:1080", .host = "10.0.1.4", .port = 1080, .proto = PROXY_SOCKS5,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
+    {{.uri = "socks5://10.0.1.4:1080",
+      .host = "10.0.1.4",
+      .port = 1080,
+      .proto = PROXY_SOCKS5,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
       .last = {.result = R(CHK_REFUSED), .stage = CHK_STAGE_HANDSHAKE, .socks_reply = 5},
-      .fails_in_row = 1, .last_checked = 1700000063},
+      .fails_in_row = 1,
+      .last_checked = 1700000063},
      "refused: SOCKS reply 5 (connection refused)"},
-    {{.uri = "http://10.0.1.5:3128", .host = "10.0.1.5", .port = 3128, .proto = PROXY_HTTP,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
-      .last = {.result = R(CHK_BAD_ANSWER), .stage = CHK_STAGE_ANSWER, .status = 200,
+    {{.uri = "http://10.0.1.5:3128",
+      .host = "10.0.1.5",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_BAD_ANSWER),
+	       .stage = CHK_STAGE_ANSWER,
+	       .status = 200,
 	       .why = CHK_WHY_NO_EXPECT},
-      .fails_in_row = 2, .last_checked = 1700000064},
+      .fails_in_row = 2,
+      .last_checked = 1700000064},
      "wrong_answer: 200 without the expected text"},
-    {{.uri = "http://10.0.1.6:3128", .host = "10.0.1.6", .port = 3128, .proto = PROXY_HTTP,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
-      .last = {.result = R(CHK_BAD_ANSWER), .stage = CHK_STAGE_ANSWER, .status = 503,
+    {{.uri = "http://10.0.1.6:3128",
+      .host = "10.0.1.6",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_BAD_ANSWER),
+	       .stage = CHK_STAGE_ANSWER,
+	       .status = 503,
 	       .why = CHK_WHY_STATUS},
-      .fails_in_row = 1, .last_checked = 1700000065},
+      .fails_in_row = 1,
+      .last_checked = 1700000065},
      "wrong_answer: 503, not 200"},
-    {{.uri = "http://u:wrong@10.0.1.7:3128", .host = "10.0.1.7", .port = 3128,
-      .proto = PROXY_HTTP, .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
+    {{.uri = "http://u:wrong@10.0.1.7:3128",
+      .host = "10.0.1.7",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
       .last = {.result = R(CHK_AUTH), .stage = CHK_STAGE_ANSWER, .status = 407},
-      .fails_in_row = 1, .last_checked = 1700000066},
+      .fails_in_row = 1,
+      .last_checked = 1700000066},
      "auth: 407"},
-    {{.uri = "http://10.0.1.8:3128", .host = "10.0.1.8", .port = 3128, .proto = PROXY_HTTP,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
-      .last = {.result = R(CHK_RESET), .stage = CHK_STAGE_ANSWER}, .fails_in_row = 1,
+    {{.uri = "http://10.0.1.8:3128",
+      .host = "10.0.1.8",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_RESET), .stage = CHK_STAGE_ANSWER},
+      .fails_in_row = 1,
       .last_checked = 1700000067},
      "reset: closed before the judge's answer was whole"},
-    {{.uri = "http://10.0.1.9:3128", .host = "10.0.1.9", .port = 3128, .proto = PROXY_HTTP,
-      .state = SNAP_DEAD, .sources = "list-a", .exit_ip = "",
+    {{.uri = "http://10.0.1.9:3128",
+      .host = "10.0.1.9",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
       .last = {.result = R(CHK_PROTO_ERR), .stage = CHK_STAGE_HANDSHAKE, .why = CHK_WHY_EARLY},
-      .fails_in_row = 1, .last_checked = 1700000068},
+      .fails_in_row = 1,
+      .last_checked = 1700000068},
      "protocol_error: the proxy sent data before our request"},
-    {{.uri = "http://10.0.2.1:3128", .host = "10.0.2.1", .port = 3128, .proto = PROXY_HTTP,
-      .state = SNAP_UNKNOWN, .sources = "list-a", .exit_ip = ""},
+    {{.uri = "http://10.0.2.1:3128",
+      .host = "10.0.2.1",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_UNKNOWN,
+      .sources = "list-a",
+      .exit_ip = ""},
      "not checked since start"},
-    {{.uri = "https://10.0.2.2:3128", .host = "10.0.2.2", .port = 3128, .proto = PROXY_HTTP,
-      .state = SNAP_REMOVED, .sources = "", .exit_ip = ""},
+    {{.uri = "https://10.0.2.2:3128",
+      .host = "10.0.2.2",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_REMOVED,
+      .sources = "",
+      .exit_ip = ""},
      "not checked since start"},
-    {{.uri = "socks4://10.0.2.3:1081", .host = "10.0.2.3", .port = 1081, .proto = PROXY_SOCKS4,
-      .state = SNAP_DROPPED, .sources = "list-b", .exit_ip = "",
-      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_HANDSHAKE}, .fails_in_row = 9,
+    {{.uri = "socks4://10.0.2.3:1081",
+      .host = "10.0.2.3",
+      .port = 1081,
+      .proto = PROXY_SOCKS4,
+      .state = SNAP_DROPPED,
+      .sources = "list-b",
+      .exit_ip = "",
+      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_HANDSHAKE},
+      .fails_in_row = 9,
       .last_checked = 1700000069},
      "timeout after connect, in the proxy's handshake"},
 };
@@ -624,22 +700,25 @@ static void test_all_json(void)
 	t = render(render_all_json, s, 0);
 	CHECK(json_valid(t));
 	/* the live one first, then dead, unknown, dropped, removed, by URI */
-	check_contains(t, "[\n{\"uri\":\"socks5h://user:pw@[2001:db8::1]:1080\",\"protocol\":"
-			  "\"socks5\",\"state\":\"alive\",\"result\":null,\"detail\":\"not checked "
-			  "since start\",\"fails_in_row\":0,\"last_checked\":1700000090,"
-			  "\"next_check\":null,\"latency_ms\":300,\"sources\":[\"list-a\",\"list-b\"]},\n"
-			  "{\"uri\":\"http://10.0.1.1:8080\",");
-	check_contains(t, "{\"uri\":\"http://10.0.1.1:8080\",\"protocol\":\"http\",\"state\":\"dead\","
-			  "\"result\":\"timeout\",\"detail\":\"timeout after connect, waiting for "
-			  "the judge's answer\",\"fails_in_row\":3,\"last_checked\":1700000060,"
-			  "\"next_check\":1700000300,\"latency_ms\":null,\"sources\":[\"list-a\"]},\n");
+	check_contains(
+	    t, "[\n{\"uri\":\"socks5h://user:pw@[2001:db8::1]:1080\",\"protocol\":"
+	       "\"socks5\",\"state\":\"alive\",\"result\":null,\"detail\":\"not checked "
+	       "since start\",\"fails_in_row\":0,\"last_checked\":1700000090,"
+	       "\"next_check\":null,\"latency_ms\":300,\"sources\":[\"list-a\",\"list-b\"]},\n"
+	       "{\"uri\":\"http://10.0.1.1:8080\",");
+	check_contains(
+	    t, "{\"uri\":\"http://10.0.1.1:8080\",\"protocol\":\"http\",\"state\":\"dead\","
+	       "\"result\":\"timeout\",\"detail\":\"timeout after connect, waiting for "
+	       "the judge's answer\",\"fails_in_row\":3,\"last_checked\":1700000060,"
+	       "\"next_check\":1700000300,\"latency_ms\":null,\"sources\":[\"list-a\"]},\n");
 	check_contains(t, "\"uri\":\"http://u:wrong@10.0.1.7:3128\",\"protocol\":\"http\","
 			  "\"state\":\"dead\",\"result\":\"auth\",\"detail\":\"auth: 407\"");
 	check_contains(t, "{\"uri\":\"http://10.0.1.9:3128\",");
-	check_contains(t, "\"state\":\"dead\",\"result\":\"protocol_error\",\"detail\":\"protocol_error: "
-			  "the proxy sent data before our request\",\"fails_in_row\":1,"
-			  "\"last_checked\":1700000068,\"next_check\":null,\"latency_ms\":null,"
-			  "\"sources\":[\"list-a\"]},\n");
+	check_contains(
+	    t, "\"state\":\"dead\",\"result\":\"protocol_error\",\"detail\":\"protocol_error: "
+	       "the proxy sent data before our request\",\"fails_in_row\":1,"
+	       "\"last_checked\":1700000068,\"next_check\":null,\"latency_ms\":null,"
+	       "\"sources\":[\"list-a\"]},\n");
 	check_contains(t, "\"sources\":[\"list-a\"]},\n{\"uri\":\"http://10.0.2.1:3128\","
 			  "\"protocol\":\"http\",\"state\":\"unknown\",\"result\":null,");
 	check_contains(t, "\"sources\":[]}\n]\n"); /* the removed one last */

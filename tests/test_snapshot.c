@@ -194,10 +194,10 @@ static void test_all_records(void)
 {
 	for (int reserve = 0; reserve < 2; reserve++) {
 		struct snap_builder *b = snap_builder_new();
-		struct snap_stats st = { .health = "ok" };
+		struct snap_stats st = {.health = "ok"};
 		struct snapshot *s;
 		char uri[64], host[32];
-		unsigned seen[300] = { 0 };
+		unsigned seen[300] = {0};
 
 		CHECK(b != NULL);
 		if (!b)
@@ -206,9 +206,13 @@ static void test_all_records(void)
 			CHECK_INT(snap_builder_reserve(b, 300), 0);
 		for (uint32_t i = 0; i < 300; i++) {
 			struct snap_proxy p = {
-				.uri = uri, .host = host, .exit_ip = "", .sources = "a,b",
-				.port = (uint16_t)(1000 + i), .latency_ms = 1000 - i,
-				.state = i % 3 ? (uint8_t)(SNAP_DEAD + i % 4) : SNAP_ALIVE,
+			    .uri = uri,
+			    .host = host,
+			    .exit_ip = "",
+			    .sources = "a,b",
+			    .port = (uint16_t)(1000 + i),
+			    .latency_ms = 1000 - i,
+			    .state = i % 3 ? (uint8_t)(SNAP_DEAD + i % 4) : SNAP_ALIVE,
 			};
 
 			snprintf(host, sizeof(host), "10.0.%u.%u", i / 256, i % 256);
