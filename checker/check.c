@@ -155,18 +155,40 @@ static uint8_t *chk_msg(struct chk *c, unsigned i)
 	return p;
 }
 
-/* Records the outcome; the first one wins. */
-static void chk_end(struct chk *c, enum chk_result r, int err)
+/* Where the check is: the stage its outcome is told by. */
+static enum chk_stage chk_stage_of(const struct chk *c)
+{
+	if (c->state == CHK_ST_RESOLVING)
+		return CHK_STAGE_RESOLVE;
+	if (c->state == CHK_ST_CONNECTING)
+		return CHK_STAGE_CONNECT;
+	if (c->phase == CHK_PH_TLS)
+		return CHK_STAGE_TLS;
+	return c->phase == CHK_PH_ANSWER ? CHK_STAGE_ANSWER : CHK_STAGE_HANDSHAKE;
+}
+
+/* Records the outcome and what tells it apart (enum chk_why, the SOCKS
+ * reply code); the first one wins. */
+static void chk_end_why(struct chk *c, enum chk_result r, int err, enum chk_why why,
+			uint8_t socks_reply)
 {
 	if (c->state == CHK_ST_DONE)
 		return;
 	c->res.result = r;
 	c->res.err = err;
+	c->res.stage = (uint8_t)chk_stage_of(c);
+	c->res.why = (uint8_t)why;
+	c->res.socks_reply = socks_reply;
 	if (r == CHK_OK)
 		c->res.latency_ms = (uint32_t)((chk_now_ns() - c->start_ns) / 1000000u);
 	if (r == CHK_TIMEOUT)
 		c->res.idle_ms = (uint32_t)((chk_now_ns() - c->wait_ns) / 1000000u);
 	c->state = CHK_ST_DONE;
+}
+
+static void chk_end(struct chk *c, enum chk_result r, int err)
+{
+	chk_end_why(c, r, err, CHK_WHY_NONE, 0);
 }
 
 /* What an errno from the socket says about the proxy. */
@@ -272,7 +294,7 @@ static bool chk_peer_spoke_first(struct chk *c)
 	ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 
 	if (n > 0) {
-		chk_end(c, CHK_PROTO_ERR, 0);
+		chk_end_why(c, CHK_PROTO_ERR, 0, CHK_WHY_EARLY, 0);
 		return true;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -340,13 +362,17 @@ static bool chk_echo_without_token(const struct chk *c)
 static void chk_answer_over(struct chk *c)
 {
 	enum chk_result r = (enum chk_result)c->ans.result;
+	enum chk_why why = CHK_WHY_NONE;
 
 	if (r == CHK_OK && chk_echo_without_token(c))
 		r = CHK_BAD_ANSWER;
 	c->res.status = c->ans.status;
 	if (r == CHK_BAD_ANSWER && c->proto->proxy_answers && chk_status_is_auth(c, c->ans.status))
 		r = CHK_AUTH;
-	chk_end(c, r, 0);
+	/* an answer turned bad here echoed another check's token */
+	if (r == CHK_BAD_ANSWER)
+		why = c->ans.why ? (enum chk_why)c->ans.why : CHK_WHY_TOKEN;
+	chk_end_why(c, r, 0, why, 0);
 }
 
 /* ---- HTTP: absolute-URI GET, or CONNECT then the origin-form GET ---- */
@@ -526,7 +552,8 @@ static size_t http_connect_feed(struct chk *c, const uint8_t *p, size_t n)
 	if (c->ans.result != CHK_OK)
 		chk_end(c, (enum chk_result)c->ans.result, 0);
 	else
-		chk_end(c, chk_status_is_auth(c, status) ? CHK_AUTH : CHK_BAD_ANSWER, 0);
+		chk_end_why(c, chk_status_is_auth(c, status) ? CHK_AUTH : CHK_BAD_ANSWER, 0,
+			    chk_status_is_auth(c, status) ? CHK_WHY_NONE : CHK_WHY_STATUS, 0);
 	return used;
 }
 
@@ -586,7 +613,7 @@ static size_t socks4_feed(struct chk *c, const uint8_t *p, size_t n)
 	if (!c->sr.done)
 		return used;
 	if (c->sr.result != CHK_OK)
-		chk_end(c, (enum chk_result)c->sr.result, 0);
+		chk_end_why(c, (enum chk_result)c->sr.result, 0, CHK_WHY_NONE, c->sr.code);
 	else
 		chk_tunnel_up(c);
 	return used;
@@ -665,7 +692,7 @@ static size_t socks5_feed(struct chk *c, const uint8_t *p, size_t n)
 	if (!c->sr.done)
 		return used;
 	if (c->sr.result != CHK_OK) {
-		chk_end(c, (enum chk_result)c->sr.result, 0);
+		chk_end_why(c, (enum chk_result)c->sr.result, 0, CHK_WHY_NONE, c->sr.code);
 		return used;
 	}
 	switch (c->sr.step) {

@@ -134,8 +134,32 @@ struct chk_target {
 	const char *pass;
 };
 
+/* Where a check ended: tells "timeout connecting" from "timeout after
+ * connect", and so on. */
+enum chk_stage {
+	CHK_STAGE_RESOLVE,   /* looking up the proxy's name */
+	CHK_STAGE_CONNECT,   /* the TCP connect to the proxy */
+	CHK_STAGE_HANDSHAKE, /* the proxy's own handshake (CONNECT, SOCKS) */
+	CHK_STAGE_TLS,	     /* TLS with the judge through the tunnel */
+	CHK_STAGE_ANSWER,    /* our request to the judge sent (or going), its answer read */
+};
+
+/* Why an answer did not count (CHK_BAD_ANSWER, and CHK_PROTO_ERR for
+ * CHK_WHY_EARLY). */
+enum chk_why {
+	CHK_WHY_NONE,
+	CHK_WHY_STATUS,	   /* a status other than 200 (other than 2xx to CONNECT) */
+	CHK_WHY_NO_EXPECT, /* 200 without the expected text */
+	CHK_WHY_TOKEN,	   /* an echo of another check's request: cached or replayed */
+	CHK_WHY_TOO_BIG,   /* head or body over the limit */
+	CHK_WHY_EARLY,	   /* the peer spoke before our request went out */
+};
+
 struct chk_outcome {
 	enum chk_result result;
+	uint8_t stage;	     /* enum chk_stage: where it ended */
+	uint8_t why;	     /* enum chk_why */
+	uint8_t socks_reply; /* the SOCKS reply code behind a SOCKS refusal or auth failure */
 	int err;             /* errno behind a REFUSED/RESET/LOCAL_ERR, else 0 (a name
 			      * that does not resolve: REFUSED, EHOSTUNREACH) */
 	uint32_t latency_ms; /* the start (resolving a name included) to the last byte of

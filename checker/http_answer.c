@@ -87,6 +87,13 @@ static void ans_end(struct chk_answer *a, enum chk_result r)
 	a->result = (uint8_t)r;
 }
 
+/* A well-formed answer that is not the judge's, and why. */
+static void ans_bad(struct chk_answer *a, enum chk_why why)
+{
+	ans_end(a, CHK_BAD_ANSWER);
+	a->why = (uint8_t)why;
+}
+
 /* The body is whole: alive if the expected text was in it (or, where that
  * suffices, our token) and any echo of a token is of ours. */
 static void ans_end_body(struct chk_answer *a)
@@ -94,7 +101,10 @@ static void ans_end_body(struct chk_answer *a)
 	bool proof = a->found || (a->echo_suffices && a->tok_found);
 	bool echo_ok = a->tok_found || (!a->echo_seen && !a->echo_required);
 
-	ans_end(a, proof && echo_ok ? CHK_OK : CHK_BAD_ANSWER);
+	if (proof && echo_ok)
+		ans_end(a, CHK_OK);
+	else
+		ans_bad(a, echo_ok ? CHK_WHY_NO_EXPECT : CHK_WHY_TOKEN);
 }
 
 static const char ans_marker[] = CHK_ECHO_MARKER;
@@ -280,7 +290,7 @@ static void ans_head_end(struct chk_answer *a)
 	if (a->head_only) {
 		ans_end(a, CHK_OK);
 	} else if (a->status != 200) {
-		ans_end(a, CHK_BAD_ANSWER);
+		ans_bad(a, CHK_WHY_STATUS);
 	} else if (a->chunked) {
 		a->phase = AP_CHUNK_SIZE;
 		a->left = 0;
@@ -288,7 +298,7 @@ static void ans_head_end(struct chk_answer *a)
 		ans_body_begins(a);
 	} else if (a->have_length) {
 		if (a->length > a->max - a->total) {
-			ans_end(a, CHK_BAD_ANSWER);
+			ans_bad(a, CHK_WHY_TOO_BIG);
 		} else if (a->length == 0) {
 			ans_end_body(a);
 		} else {
@@ -370,7 +380,7 @@ static void ans_encoding_byte(struct chk_answer *a, uint8_t c)
 static void ans_head_byte(struct chk_answer *a, uint8_t c)
 {
 	if (++a->head_len > CHK_ANSWER_HEAD_MAX) {
-		ans_end(a, CHK_BAD_ANSWER);
+		ans_bad(a, CHK_WHY_TOO_BIG);
 		return;
 	}
 	switch (a->phase) {
@@ -411,7 +421,7 @@ static void ans_head_byte(struct chk_answer *a, uint8_t c)
 static void ans_chunk_size_end(struct chk_answer *a)
 {
 	if (a->left > a->max - a->total) {
-		ans_end(a, CHK_BAD_ANSWER);
+		ans_bad(a, CHK_WHY_TOO_BIG);
 	} else if (a->left == 0) {
 		a->phase = AP_TRAILER_START;
 	} else {
@@ -505,7 +515,7 @@ size_t chk_answer_feed(struct chk_answer *a, const void *buf, size_t n)
 		}
 	}
 	if (!a->done && !a->at_body && i < n)
-		ans_end(a, CHK_BAD_ANSWER); /* more than max bytes */
+		ans_bad(a, CHK_WHY_TOO_BIG); /* more than max bytes */
 	return i;
 }
 

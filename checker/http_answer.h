@@ -47,6 +47,7 @@ struct chk_answer {
 	/* outcome: valid once done */
 	bool done;
 	uint8_t result;	 /* enum chk_result */
+	uint8_t why;	 /* enum chk_why of a CHK_BAD_ANSWER */
 	uint16_t status; /* 0 until the status code is read */
 
 	/* parse state */

@@ -44,6 +44,7 @@ enum fs_kind {
 	FS_RENDERED, /* rendered per open */
 	FS_RANDOM,   /* one proxy, picked at random per open */
 	FS_NEXT,     /* one proxy, the next in turn per open */
+	FS_LOOKUP,   /* /lookup/NAME: the records NAME names, rendered per open */
 	FS_RELOAD,   /* control files from here on */
 	FS_ADD,
 	FS_REMOVE,
@@ -58,8 +59,17 @@ struct fs_node {
 	mode_t mode;
 };
 
-/* Cache slots: the two top-level lists, then live.txt per folder. */
-enum { SLOT_LIVE_TXT, SLOT_LIVE_JSON, SLOT_FOLDER_LIVE_TXT };
+/* Cache slots: the two top-level lists, then live.txt per folder, then
+ * the files of every tracked proxy. */
+enum {
+	SLOT_LIVE_TXT,
+	SLOT_LIVE_JSON,
+	SLOT_FOLDER_LIVE_TXT,
+	SLOT_ALL_JSON = SLOT_FOLDER_LIVE_TXT + SNAP_VIEW_SOURCES,
+	SLOT_DEAD_TXT,
+	SLOT_REMOVED_TXT,
+	SLOT_COUNT,
+};
 
 /* One row per line reads best here. */
 /* clang-format off */
@@ -82,6 +92,13 @@ static const struct fs_node fs_nodes[] = {
 	{ .path = "/stat.json", .kind = FS_RENDERED, .render = render_stat_json, .mode = 0444 },
 	{ .path = "/metrics", .kind = FS_RENDERED, .render = render_metrics, .mode = 0444 },
 	{ .path = "/health", .kind = FS_RENDERED, .render = render_health, .mode = 0444 },
+	{ .path = "/all.json", .kind = FS_CACHED, .render = render_all_json,
+	  .slot = SLOT_ALL_JSON, .mode = 0444 },
+	{ .path = "/dead.txt", .kind = FS_CACHED, .render = render_dead_txt,
+	  .slot = SLOT_DEAD_TXT, .mode = 0444 },
+	{ .path = "/removed.txt", .kind = FS_CACHED, .render = render_removed_txt,
+	  .slot = SLOT_REMOVED_TXT, .mode = 0444 },
+	DIR_NODE("/lookup"),
 	FOLDER_NODES("http", PROXY_HTTP),
 	FOLDER_NODES("https", PROXY_HTTPS),
 	FOLDER_NODES("socks4", PROXY_SOCKS4),
@@ -101,7 +118,7 @@ static const struct fs_node fs_nodes[] = {
 };
 /* clang-format on */
 
-_Static_assert(SLOT_FOLDER_LIVE_TXT + SNAP_VIEW_SOURCES <= SNAP_CACHE_SLOTS,
+_Static_assert(SLOT_COUNT <= SNAP_CACHE_SLOTS,
 	       "the snapshot has a cache slot for every cached file");
 
 #define FS_NNODES (sizeof(fs_nodes) / sizeof(fs_nodes[0]))
@@ -203,6 +220,27 @@ static bool source_node(const char *path, struct fs_node *out)
 	return true;
 }
 
+/* /lookup/NAME: a file while the current snapshot has a proxy NAME names
+ * (render_lookup says how NAME is read); `ls lookup/` is empty. */
+static bool lookup_node(const char *path, struct fs_node *out)
+{
+	struct snapshot *s = snap_current();
+	struct sbuf tmp;
+	bool found;
+
+	sbuf_init(&tmp);
+	found = render_lookup(s, path + strlen("/lookup/"), &tmp) > 0;
+	sbuf_free(&tmp);
+	snap_unref(s);
+	if (!found)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->path = path;
+	out->kind = FS_LOOKUP;
+	out->mode = 0444;
+	return true;
+}
+
 /* Fills *out with the node at path; false if there is none. */
 static bool node_lookup(const char *path, struct fs_node *out)
 {
@@ -214,6 +252,8 @@ static bool node_lookup(const char *path, struct fs_node *out)
 	}
 	if (strncmp(path, "/sources/", 9) == 0 && path[9])
 		return source_node(path, out);
+	if (strncmp(path, "/lookup/", 8) == 0 && path[8])
+		return lookup_node(path, out);
 	return false;
 }
 
@@ -273,8 +313,10 @@ static uint32_t pick_index(const struct fs_node *n, const struct snapshot *s)
 	return (uint32_t)(atomic_fetch_add(&next_counter[c], 1) % count);
 }
 
-/* Points h->content at the node's content over h->snap. 0 or -ENOMEM. */
-static int handle_render(struct fs_handle *h)
+/* Points h->content at the node's content over h->snap; path is the
+ * request's. 0, -ENOENT (a lookup name this snapshot does not have) or
+ * -ENOMEM. */
+static int handle_render(struct fs_handle *h, const char *path)
 {
 	const struct fs_node *n = h->node;
 
@@ -282,10 +324,15 @@ static int handle_render(struct fs_handle *h)
 		h->content = snap_cached(h->snap, n->slot, n->render, n->arg);
 		return h->content ? 0 : -ENOMEM;
 	}
-	if (n->kind == FS_RENDERED)
+	if (n->kind == FS_LOOKUP) {
+		if (!render_lookup(h->snap, path + strlen("/lookup/"), &h->buf) &&
+		    !sbuf_failed(&h->buf))
+			return -ENOENT;
+	} else if (n->kind == FS_RENDERED) {
 		n->render(h->snap, n->arg, &h->buf);
-	else
+	} else {
 		render_pick(h->snap, n->arg, pick_index(n, h->snap), &h->buf);
+	}
 	h->content = &h->buf;
 	return sbuf_failed(&h->buf) ? -ENOMEM : 0;
 }
@@ -301,9 +348,12 @@ static off_t node_size(const struct fs_node *n, struct snapshot *s)
 	if (n->kind == FS_CACHED) {
 		c = snap_cached(s, n->slot, n->render, n->arg);
 		size = c ? (off_t)c->len : 0;
-	} else if (n->kind == FS_RENDERED) {
+	} else if (n->kind == FS_RENDERED || n->kind == FS_LOOKUP) {
 		sbuf_init(&tmp);
-		n->render(s, n->arg, &tmp);
+		if (n->kind == FS_LOOKUP)
+			render_lookup(s, n->path + strlen("/lookup/"), &tmp);
+		else
+			n->render(s, n->arg, &tmp);
 		size = (off_t)tmp.len;
 		sbuf_free(&tmp);
 	}
@@ -574,7 +624,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	pthread_mutex_init(&h->lock, NULL);
 	if (!node_is_control(n)) {
 		h->snap = snap_current();
-		err = handle_render(h);
+		err = handle_render(h, path);
 		if (err)
 			goto out_free_handle;
 	}

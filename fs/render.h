@@ -43,4 +43,37 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out);
 /* /health: "ok" or "degraded: <why>", and "\n". arg unused. */
 void render_health(const struct snapshot *s, int arg, struct sbuf *out);
 
+/* --- why a proxy is what it is (render_all.c) --- */
+
+/* "alive", "dead", "unknown", "dropped" or "removed" (enum snap_state). */
+const char *render_state_name(int state);
+
+/* A last result in words: its class and what tells it apart, e.g.
+ * "timeout after connect, waiting for the judge's answer", "refused:
+ * connection refused", "wrong_answer: 200 without the expected text",
+ * "auth: 407"; "not checked since start" when there is none. */
+void render_result(const struct snap_result *r, struct sbuf *out);
+
+/* /all.json: a JSON array, one object a line, of every tracked proxy:
+ * the live ones fastest first, then the others by state and URI. Each:
+ * uri, protocol, state, result (class or null), detail (render_result),
+ * fails_in_row, last_checked, next_check (unix seconds or null),
+ * latency_ms (null unless alive), sources. arg unused. */
+void render_all_json(const struct snapshot *s, int arg, struct sbuf *out);
+
+/* /dead.txt: "URI DETAIL" a line for each dead proxy, by URI. arg unused. */
+void render_dead_txt(const struct snapshot *s, int arg, struct sbuf *out);
+
+/* /removed.txt: the URI of each proxy control/remove keeps out, by URI
+ * (a tunnel's as https://, the line that control/add takes back). arg unused. */
+void render_removed_txt(const struct snapshot *s, int arg, struct sbuf *out);
+
+/* /lookup/NAME: the all.json object of each proxy NAME names, one a line
+ * (JSON Lines); returns how many (0: nothing written, the name is
+ * unknown). NAME is a URI with its slashes written %2F (any %XX is
+ * decoded: socks5:%2F%2Fhost:1080), naming that proxy, or a line
+ * without a scheme (host:port, [v6]:port), naming every proxy on that
+ * host and port whatever its scheme and credentials. */
+uint32_t render_lookup(const struct snapshot *s, const char *name, struct sbuf *out);
+
 #endif

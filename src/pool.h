@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "proxy.h"
+#include "snapshot.h"
 
 enum pool_state { POOL_UNKNOWN, POOL_ALIVE, POOL_DEAD };
 
@@ -49,6 +50,7 @@ struct pool_entry {
 	uint32_t heap_idx;         /* slot in the engine's schedule + 1; 0 = not scheduled */
 	uint32_t lag_mark;         /* the engine's lag_ms when the check in flight started */
 	int64_t dead_since;        /* unix seconds of the first failure in a row, 0 = alive */
+	struct snap_result last;   /* the last check's result, kept to say why (8 bytes) */
 	uint8_t exit_family;       /* AF_INET / AF_INET6 of exit_addr; 0 = unknown */
 	uint8_t exit_addr[16];     /* the address the judge saw through the proxy */
 	uint16_t port;

@@ -199,21 +199,62 @@ static void shown_of(const struct pool_entry *pe, const struct pool_entry *twin,
 	}
 }
 
-static int add_live(struct engine *e, struct snap_builder *b, const struct shown *sh,
-		    struct sbuf *sources)
+/* When pe is due again, in unix seconds (see snap_proxy.next_check);
+ * clock0 is the wall time of the engine clock's zero. */
+static int64_t next_check(const struct pool_entry *pe, int64_t clock0)
+{
+	if (pe->removed || pe->dropped)
+		return 0;
+	if (pe->heap_idx)
+		return clock0 + pe->due;
+	return pe->queued || pe->chk ? eng_wall_s() : 0;
+}
+
+/* The state a tracked proxy shows. */
+static uint8_t shown_state(const struct pool_entry *pe, const struct shown *sh)
+{
+	if (pe->removed)
+		return SNAP_REMOVED;
+	if (pe->dropped)
+		return SNAP_DROPPED;
+	if (sh->state == POOL_ALIVE)
+		return SNAP_ALIVE;
+	return sh->state == POOL_DEAD ? SNAP_DEAD : SNAP_UNKNOWN;
+}
+
+/* One record of the tree: a live proxy, or any other tracked one (all.json,
+ * dead.txt, removed.txt, lookup/). A removed or dropped entry shows its
+ * key (https:// for a tunnel), as control/add would take it back. */
+static int add_record(struct engine *e, struct snap_builder *b, const struct shown *sh,
+		      struct sbuf *sources, int64_t clock0)
 {
 	const struct pool_entry *pe = sh->lead;
 	char ip[INET6_ADDRSTRLEN], uri[PROXY_URI_MAX];
-	struct snap_proxy p = {
-		.uri = pool_entry_uri(pe, uri), .host = pe->host,
-		.exit_ip = exit_ip(pe, ip, sizeof(ip)),
-		.sources = sources_join(e, sh->pe, sh->twin, sources),
-		.port = pe->port, .proto = pe->proto, .folders = sh->folders,
-		.anonymity = sh->anonymity, .anon_split = sh->anon_split,
-		.anon_http = sh->anon_http, .anon_https = sh->anon_https,
-		.latency_ms = pe->latency_ms, .last_checked = pe->last_checked,
-	};
+	uint8_t state = shown_state(sh->pe, sh);
+	struct snap_proxy p;
 
+	/* Twins failed both ways: the one checked last says why. */
+	if (state != SNAP_ALIVE && sh->twin && sh->twin->last_checked > pe->last_checked)
+		pe = sh->twin;
+	p = (struct snap_proxy){
+	    .uri = pe->removed || pe->dropped ? pe->uri : pool_entry_uri(pe, uri),
+	    .host = pe->host,
+	    .exit_ip = exit_ip(pe, ip, sizeof(ip)),
+	    .sources = sources_join(e, sh->pe, sh->twin, sources),
+	    .port = pe->port,
+	    .proto = pe->proto,
+	    .folders = sh->folders,
+	    .anonymity = sh->anonymity,
+	    .anon_split = sh->anon_split,
+	    .anon_http = sh->anon_http,
+	    .anon_https = sh->anon_https,
+	    .latency_ms = pe->latency_ms,
+	    .last_checked = pe->last_checked,
+	    .state = state,
+	    .last = pe->last,
+	    .fails_in_row = pe->fails_in_row,
+	    .next_check = next_check(pe, clock0),
+	};
 	return snap_builder_add(b, &p);
 }
 
@@ -229,15 +270,25 @@ void eng_publish(struct engine *e)
 	char health[512];
 	uint32_t *alive_by_src;
 	struct sbuf sources;
+	int64_t clock0 = eng_wall_s() - (int64_t)((eng_now_ms() - e->epoch_ms) / 1000);
 
 	if (e->once)
 		return; /* proxyfs check shows no tree */
 	sbuf_init(&sources);
 	alive_by_src = calloc(e->cfg->nsources ? e->cfg->nsources : 1, sizeof(*alive_by_src));
 	b = alive_by_src ? snap_builder_new() : NULL;
+	if (b && snap_builder_reserve(b, (uint32_t)pool_count(e->pool)) < 0) {
+		snap_builder_free(b);
+		b = NULL;
+	}
 	if (!b)
 		goto out_nomem;
 	while ((pe = pool_next(e->pool, &it, pe))) {
+		twin = shown_twin(e, pe);
+		if (twin && pe->tunnel)
+			continue; /* shown with its http:// twin */
+		shown_of(pe, twin, &sh);
+		add_record(e, b, &sh, &sources, clock0);
 		if (pe->removed) {
 			st.removed++;
 			continue;
@@ -246,16 +297,11 @@ void eng_publish(struct engine *e)
 			st.dropped++;
 			continue;
 		}
-		twin = shown_twin(e, pe);
-		if (twin && pe->tunnel)
-			continue; /* shown with its http:// twin */
-		shown_of(pe, twin, &sh);
 		st.total++;
 		if (sh.state == POOL_ALIVE) {
 			st.alive++;
 			for (int f = 0; f < PROXY_PROTO_COUNT; f++)
 				st.alive_by_folder[f] += sh.folders >> f & 1;
-			add_live(e, b, &sh, &sources);
 			for (size_t i = next_src(pe, twin, 0); i < e->cfg->nsources;
 			     i = next_src(pe, twin, i + 1))
 				alive_by_src[i]++;

@@ -77,16 +77,24 @@ void sbuf_addc(struct sbuf *b, char c)
 	sbuf_add(b, &c, 1);
 }
 
+/* Formats into the room the buffer has, and only when that is too small
+ * grows it and formats again: one pass for nearly every call (100,000
+ * records of all.json make this count). */
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
+	size_t room = b->failed || !b->data ? 0 : b->cap - b->len;
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
 	va_end(ap);
 	if (n < 0) {
 		b->failed = true;
+		return;
+	}
+	if ((size_t)n < room) {
+		b->len += (size_t)n;
 		return;
 	}
 	if (!sbuf_reserve(b, (size_t)n))
@@ -103,6 +111,16 @@ void sbuf_add_json_str(struct sbuf *b, const char *s)
 
 	sbuf_addc(b, '"');
 	for (p = (const unsigned char *)s; *p; p++) {
+		size_t run = 0;
+
+		/* the characters that need no escape, in one go */
+		while (p[run] >= 0x20 && p[run] != '"' && p[run] != '\\' && p[run] != 0x7f)
+			run++;
+		if (run) {
+			sbuf_add(b, p, run);
+			p += run - 1;
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			sbuf_adds(b, "\\\"");

@@ -189,6 +189,14 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 			 const struct chk_outcome *o)
 {
 	pe->last_checked = eng_wall_s();
+	pe->last = (struct snap_result){
+	    .result = (uint8_t)(o->result + 1),
+	    .stage = o->stage,
+	    .why = o->why,
+	    .socks_reply = o->socks_reply,
+	    .status = o->status,
+	    .err = o->err > 0 && o->err <= UINT16_MAX ? (uint16_t)o->err : 0,
+	};
 	if (o->result == CHK_OK) {
 		/* An average over the last checks, not one lucky one. */
 		pe->latency_ms = pe->state == POOL_ALIVE

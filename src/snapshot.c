@@ -23,13 +23,13 @@ struct arena {
 	struct arena_chunk *head;
 };
 
-static void *arena_alloc(struct arena *a, size_t n)
+/* n bytes aligned to align (a power of two, at most max_align_t's). */
+static void *arena_alloc_aligned(struct arena *a, size_t n, size_t align)
 {
 	struct arena_chunk *c = a->head;
-	size_t align = sizeof(max_align_t);
+	size_t off = c ? (c->used + align - 1) & ~(align - 1) : 0;
 
-	n = (n + align - 1) / align * align;
-	if (!c || c->size - c->used < n) {
+	if (!c || off > c->size || c->size - off < n) {
 		size_t size = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
 
 		c = malloc(sizeof(*c) + size);
@@ -37,6 +37,7 @@ static void *arena_alloc(struct arena *a, size_t n)
 			return NULL;
 		c->size = size;
 		c->used = 0;
+		off = 0;
 		/* A dedicated big block goes behind the current chunk so the
 		 * current one keeps serving small strings. */
 		if (size != ARENA_CHUNK && a->head) {
@@ -47,9 +48,13 @@ static void *arena_alloc(struct arena *a, size_t n)
 			a->head = c;
 		}
 	}
-	void *p = (char *)c->data + c->used;
-	c->used += n;
-	return p;
+	c->used = off + n;
+	return (char *)c->data + off;
+}
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+	return arena_alloc_aligned(a, n, sizeof(max_align_t));
 }
 
 static const char *arena_strdup(struct arena *a, const char *s)
@@ -60,7 +65,7 @@ static const char *arena_strdup(struct arena *a, const char *s)
 	if (!s || !*s)
 		return "";
 	n = strlen(s) + 1;
-	p = arena_alloc(a, n);
+	p = arena_alloc_aligned(a, n, 1); /* strings packed: 100,000 proxies hold 4 each */
 	if (p)
 		memcpy(p, s, n);
 	return p;
@@ -83,8 +88,12 @@ static void arena_free(struct arena *a)
 
 struct snap_builder {
 	struct arena *arena;
+	/* Every record in one array of cap: the live ones from the front
+	 * (nlive), the others from the back (nother). It becomes the
+	 * snapshot's all[] as it is: 100,000 records are never copied. */
 	struct snap_proxy *live;
-	uint32_t nlive, cap;
+	uint32_t nlive, nother, cap;
+	const char *last_sources; /* the last proxy's sources, in the arena: most repeat it */
 	struct snap_source *sources;
 	uint32_t nsources, srccap;
 	struct snap_judge *judges;
@@ -138,21 +147,57 @@ static bool grow(void **arr, uint32_t *cap, uint32_t need, size_t elem)
 	return true;
 }
 
+/* Grows the records to hold cap of them (at least one more when cap is
+ * 0), keeping the others at the back. */
+static bool records_grow(struct snap_builder *b, uint32_t cap)
+{
+	struct snap_proxy *p;
+
+	if (!cap && b->nlive + b->nother < b->cap)
+		return true;
+	if (!cap)
+		cap = b->cap ? b->cap * 2 : 64;
+	if (cap <= b->cap || cap > UINT32_MAX / 2)
+		return cap <= b->cap;
+	p = realloc(b->live, (size_t)cap * sizeof(*p));
+	if (!p)
+		return false;
+	memmove(p + cap - b->nother, p + b->cap - b->nother, (size_t)b->nother * sizeof(*p));
+	b->live = p;
+	b->cap = cap;
+	return true;
+}
+
+int snap_builder_reserve(struct snap_builder *b, uint32_t n)
+{
+	if (records_grow(b, n))
+		return 0;
+	b->failed = true;
+	return -ENOMEM;
+}
+
 int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p)
 {
+	bool alive = p->state == SNAP_ALIVE;
 	struct snap_proxy *d;
 
-	if (!grow((void **)&b->live, &b->cap, b->nlive + 1, sizeof(*b->live)))
+	if (!records_grow(b, 0))
 		goto out_nomem;
-	d = &b->live[b->nlive];
+	d = alive ? &b->live[b->nlive] : &b->live[b->cap - 1 - b->nother];
 	*d = *p;
 	d->uri = arena_strdup(b->arena, p->uri);
 	d->host = arena_strdup(b->arena, p->host);
 	d->exit_ip = arena_strdup(b->arena, p->exit_ip);
-	d->sources = arena_strdup(b->arena, p->sources);
+	if (b->last_sources && strcmp(b->last_sources, p->sources ? p->sources : "") == 0)
+		d->sources = b->last_sources;
+	else
+		d->sources = b->last_sources = arena_strdup(b->arena, p->sources);
 	if (!d->uri || !d->host || !d->exit_ip || !d->sources)
 		goto out_nomem;
-	b->nlive++;
+	if (alive)
+		b->nlive++;
+	else
+		b->nother++;
 	return 0;
 out_nomem:
 	b->failed = true;
@@ -382,11 +427,27 @@ struct snapshot *snap_builder_finish(struct snap_builder *b)
 		goto out;
 	if (b->nlive)
 		qsort(b->live, b->nlive, sizeof(*b->live), by_latency);
-	s->live = arena_copy(b->arena, b->live, (size_t)b->nlive * sizeof(*b->live));
+	/* The others follow the live ones, and the array shrinks to fit. */
+	if (b->nother)
+		memmove(b->live + b->nlive, b->live + b->cap - b->nother,
+			(size_t)b->nother * sizeof(*b->live));
+	if (b->nlive + b->nother == 0) {
+		free(b->live);
+		b->live = NULL;
+	} else if (b->nlive + b->nother < b->cap) {
+		struct snap_proxy *all =
+		    realloc(b->live, (size_t)(b->nlive + b->nother) * sizeof(*b->live));
+
+		if (all)
+			b->live = all;
+	}
+	/* the builder's array becomes the snapshot's: no copy of 100,000 records */
+	s->all = s->live = s->records = b->live;
+	b->live = NULL;
+	s->nall = b->nlive + b->nother;
 	s->sources = arena_copy(b->arena, b->sources, (size_t)b->nsources * sizeof(*b->sources));
 	s->judges = arena_copy(b->arena, b->judges, (size_t)b->njudges * sizeof(*b->judges));
-	if ((b->nlive && !s->live) || (b->nsources && !s->sources) ||
-	    (b->njudges && !s->judges))
+	if ((b->nsources && !s->sources) || (b->njudges && !s->judges))
 		goto out_free_snap;
 	s->njudges = b->njudges;
 	s->nlive = b->nlive;
@@ -402,6 +463,7 @@ struct snapshot *snap_builder_finish(struct snap_builder *b)
 	b->arena = NULL;
 	goto out;
 out_free_snap:
+	free(s->records);
 	free(s);
 	s = NULL;
 out:
@@ -425,6 +487,7 @@ void snap_unref(struct snapshot *s)
 		sbuf_free(&s->cache[i]);
 	pthread_mutex_destroy(&s->cache_lock);
 	arena_free(s->arena);
+	free(s->records);
 	free(s);
 }
 

@@ -31,7 +31,23 @@ enum snap_view {
 	SNAP_VIEW_SOURCES, /* the first source's view */
 };
 
-/* One live proxy. Strings point into the snapshot's own arena. */
+/* What a tracked proxy is: live, failed, not known yet (or only our
+ * network failed it), dead too long and no longer checked, or kept out by
+ * control/remove. SNAP_ALIVE is 0 so a record that says nothing is live. */
+enum snap_state { SNAP_ALIVE, SNAP_DEAD, SNAP_UNKNOWN, SNAP_DROPPED, SNAP_REMOVED };
+
+/* A proxy's last check result in a few bytes, worded only when rendered
+ * (fs/render.c): 100,000 proxies keep no text for it. */
+struct snap_result {
+	uint8_t result;	     /* enum chk_result + 1; 0: none since the daemon started */
+	uint8_t stage;	     /* enum chk_stage: where the check ended */
+	uint8_t why;	     /* enum chk_why: why an answer did not count */
+	uint8_t socks_reply; /* the SOCKS reply code of a refusal, 0 if none */
+	uint16_t status;     /* the HTTP status answered, 0 if none */
+	uint16_t err;	     /* the errno behind a refusal or reset, 0 if none */
+};
+
+/* One tracked proxy. Strings point into the snapshot's own arena. */
 struct snap_proxy {
 	const char *uri;     /* canonical URI, no newline */
 	const char *host;    /* without brackets */
@@ -47,6 +63,12 @@ struct snap_proxy {
 	uint8_t anon_http, anon_https;
 	uint32_t latency_ms;
 	int64_t last_checked; /* unix seconds */
+	/* Why it is what it is (all.json, dead.txt, lookup/). */
+	uint8_t state; /* enum snap_state */
+	struct snap_result last;
+	uint32_t fails_in_row;
+	int64_t next_check; /* unix seconds it is due, 0 = not scheduled (removed,
+			     * dropped) or now (queued, in flight: see state) */
 };
 
 #define SNAP_SAMPLE_INVALID 3
@@ -122,6 +144,10 @@ struct snapshot {
 
 	const struct snap_proxy *live; /* alive proxies, fastest first */
 	uint32_t nlive;
+	/* Every tracked proxy: all[0..nlive) is live[], then the others
+	 * (dead, unknown, dropped, removed) in no set order. */
+	const struct snap_proxy *all;
+	uint32_t nall;
 	/* Indexes into live[] of the proxies in each view (enum snap_view),
 	 * same order; nviews = SNAP_VIEW_SOURCES + nsources. */
 	const uint32_t *const *by_folder;
@@ -138,7 +164,8 @@ struct snapshot {
 	struct sbuf cache[SNAP_CACHE_SLOTS];
 	bool ready[SNAP_CACHE_SLOTS];
 
-	void *arena; /* owns every string and array above */
+	void *arena;   /* owns every string and array above but all[] */
+	void *records; /* owns all[] (and so live[]) */
 };
 
 /* --- readers (any thread) --- */
@@ -167,7 +194,11 @@ void snap_system_fini(void);
 struct snap_builder;
 
 struct snap_builder *snap_builder_new(void);
-/* Copies the proxy's strings; p's own pointers need not outlive the call. */
+/* Room for n proxies, when the caller knows how many will come: one
+ * allocation instead of a series of growing ones. 0 or -ENOMEM. */
+int snap_builder_reserve(struct snap_builder *b, uint32_t n);
+/* Copies the proxy's strings; p's own pointers need not outlive the call.
+ * A proxy whose state is not SNAP_ALIVE goes to all[] only. */
 int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p);
 int snap_builder_add_source(struct snap_builder *b, const struct snap_source *src);
 int snap_builder_add_judge(struct snap_builder *b, const struct snap_judge *j);

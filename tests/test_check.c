@@ -910,6 +910,71 @@ static void test_talks_first(void)
 	EXPECT_OUTCOME(&t, good, CHK_OK, 200);
 }
 
+/* What tells failures of one class apart: where the check ended, why an
+ * answer did not count, the SOCKS reply code. */
+static void test_why(void)
+{
+	struct chk_target t = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target tc = target(PROXY_HTTP, NULL, NULL);
+	struct chk_target t5 = target(PROXY_SOCKS5, NULL, NULL);
+	struct chk_target t5a = target(PROXY_SOCKS5, "user", "pass");
+	struct chk_opts quick = {.connect_timeout_ms = 200, .timeout_ms = 300};
+	struct step wrong[] = {EXPECT_S(REQ_ABSOLUTE),
+			       SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), END};
+	struct step missing[] = {EXPECT_S(REQ_ABSOLUTE),
+				 SEND_S("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+				 HOLD};
+	struct step big[] = {EXPECT_S(REQ_ABSOLUTE),
+			     SEND_S("HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n"), HOLD};
+	struct step forbidden[] = {EXPECT_S(CONNECT_REQ "\r\n"),
+				   SEND_S("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"),
+				   HOLD};
+	struct step refused[] = {EXPECT_B(5, 1, 0), SEND_B(5, 0),
+				 EXPECT_B(5, 1, 0, 1, 127, 0, 0, 1, 0x1f, 0x90),
+				 SEND_B(5, 5, 0, 1, 0, 0, 0, 0, 0, 0), HOLD};
+	struct step wrong_pass[] = {EXPECT_B(5, 2, 0, 2), SEND_B(5, 2),
+				    EXPECT_B(1, 4, 'u', 's', 'e', 'r', 4, 'p', 'a', 's', 's'),
+				    SEND_B(1, 1), END};
+	struct step s5_silent[] = {EXPECT_B(5, 1, 0), HOLD};
+	struct step silent[] = {EXPECT_S(REQ_ABSOLUTE), HOLD};
+	struct step at_once[] = {SEND_S(ANSWER), HOLD};
+	struct chk_outcome out;
+
+	tc.tunnel = true;
+	out = play(&t, NULL, wrong, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_BAD_ANSWER);
+	CHECK_INT(out.why, CHK_WHY_NO_EXPECT);
+	CHECK_INT(out.stage, CHK_STAGE_ANSWER);
+	out = play(&t, NULL, missing, SIZE_MAX, false);
+	CHECK_INT(out.why, CHK_WHY_STATUS);
+	CHECK_INT(out.status, 404);
+	out = play(&t, NULL, big, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_BAD_ANSWER);
+	CHECK_INT(out.why, CHK_WHY_TOO_BIG);
+	out = play(&tc, NULL, forbidden, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_BAD_ANSWER);
+	CHECK_INT(out.why, CHK_WHY_STATUS);
+	CHECK_INT(out.stage, CHK_STAGE_HANDSHAKE);
+	out = play(&t5, NULL, refused, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_REFUSED);
+	CHECK_INT(out.socks_reply, 5);
+	CHECK_INT(out.stage, CHK_STAGE_HANDSHAKE);
+	out = play(&t5a, NULL, wrong_pass, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_AUTH);
+	CHECK_INT(out.socks_reply, 1);
+	out = play(&t5, &quick, s5_silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_TIMEOUT);
+	CHECK_INT(out.stage, CHK_STAGE_HANDSHAKE);
+	out = play(&t, &quick, silent, SIZE_MAX, false);
+	CHECK_INT(out.result, CHK_TIMEOUT);
+	CHECK_INT(out.stage, CHK_STAGE_ANSWER);
+	accept_at_start = true;
+	out = play(&t, NULL, at_once, SIZE_MAX, false);
+	accept_at_start = false;
+	CHECK_INT(out.result, CHK_PROTO_ERR);
+	CHECK_INT(out.why, CHK_WHY_EARLY);
+}
+
 #define ECHO_HEAD "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
 #define AZENV_ECHO(tok)                                                                            \
 	ECHO_HEAD "<pre>REMOTE_ADDR = 127.0.0.1\nHTTP_USER_AGENT = proxyfs/" PROXYFS_VERSION       \
@@ -1646,6 +1711,7 @@ int main(void)
 	test_socks4();
 	test_garbage();
 	test_talks_first();
+	test_why();
 	test_token();
 	test_tls();
 	test_body();

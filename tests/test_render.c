@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -509,6 +510,310 @@ static void test_metrics(void)
 	snap_unref(s);
 }
 
+/* --- why a proxy is what it is: all.json, dead.txt, removed.txt, lookup --- */
+
+#define R(res) ((uint8_t)((res) + 1))
+
+/* A tracked pool with one proxy of every kind of failure: each record's
+ * detail is the words render_result gives its numbers. */
+static const struct {
+	struct snap_proxy p;
+	const char *detail;
+} tracked[] = {
+    {{.uri = "http://10.0.1.1:8080",
+      .host = "10.0.1.1",
+      .port = 8080,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_ANSWER},
+      .fails_in_row = 3,
+      .last_checked = 1700000060,
+      .next_check = 1700000300},
+     "timeout after connect, waiting for the judge's answer"},
+    {{.uri = "http://10.0.1.2:8080",
+      .host = "10.0.1.2",
+      .port = 8080,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_CONNECT},
+      .fails_in_row = 1,
+      .last_checked = 1700000061,
+      .next_check = 1700000200},
+     "timeout connecting"},
+    {{.uri = "socks5://10.0.1.3:1080",
+      .host = "10.0.1.3",
+      .port = 1080,
+      .proto = PROXY_SOCKS5,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_REFUSED), .stage = CHK_STAGE_CONNECT, .err = ECONNREFUSED},
+      .fails_in_row = 1,
+      .last_checked = 1700000062},
+     "refused: connection refused"},
+    {{.uri = "socks5://10.0.1.4:1080",
+      .host = "10.0.1.4",
+      .port = 1080,
+      .proto = PROXY_SOCKS5,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_REFUSED), .stage = CHK_STAGE_HANDSHAKE, .socks_reply = 5},
+      .fails_in_row = 1,
+      .last_checked = 1700000063},
+     "refused: SOCKS reply 5 (connection refused)"},
+    {{.uri = "http://10.0.1.5:3128",
+      .host = "10.0.1.5",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_BAD_ANSWER),
+	       .stage = CHK_STAGE_ANSWER,
+	       .status = 200,
+	       .why = CHK_WHY_NO_EXPECT},
+      .fails_in_row = 2,
+      .last_checked = 1700000064},
+     "wrong_answer: 200 without the expected text"},
+    {{.uri = "http://10.0.1.6:3128",
+      .host = "10.0.1.6",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_BAD_ANSWER),
+	       .stage = CHK_STAGE_ANSWER,
+	       .status = 503,
+	       .why = CHK_WHY_STATUS},
+      .fails_in_row = 1,
+      .last_checked = 1700000065},
+     "wrong_answer: 503, not 200"},
+    {{.uri = "http://u:wrong@10.0.1.7:3128",
+      .host = "10.0.1.7",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_AUTH), .stage = CHK_STAGE_ANSWER, .status = 407},
+      .fails_in_row = 1,
+      .last_checked = 1700000066},
+     "auth: 407"},
+    {{.uri = "http://10.0.1.8:3128",
+      .host = "10.0.1.8",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_RESET), .stage = CHK_STAGE_ANSWER},
+      .fails_in_row = 1,
+      .last_checked = 1700000067},
+     "reset: closed before the judge's answer was whole"},
+    {{.uri = "http://10.0.1.9:3128",
+      .host = "10.0.1.9",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_DEAD,
+      .sources = "list-a",
+      .exit_ip = "",
+      .last = {.result = R(CHK_PROTO_ERR), .stage = CHK_STAGE_HANDSHAKE, .why = CHK_WHY_EARLY},
+      .fails_in_row = 1,
+      .last_checked = 1700000068},
+     "protocol_error: the proxy sent data before our request"},
+    {{.uri = "http://10.0.2.1:3128",
+      .host = "10.0.2.1",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_UNKNOWN,
+      .sources = "list-a",
+      .exit_ip = ""},
+     "not checked since start"},
+    {{.uri = "https://10.0.2.2:3128",
+      .host = "10.0.2.2",
+      .port = 3128,
+      .proto = PROXY_HTTP,
+      .state = SNAP_REMOVED,
+      .sources = "",
+      .exit_ip = ""},
+     "not checked since start"},
+    {{.uri = "socks4://10.0.2.3:1081",
+      .host = "10.0.2.3",
+      .port = 1081,
+      .proto = PROXY_SOCKS4,
+      .state = SNAP_DROPPED,
+      .sources = "list-b",
+      .exit_ip = "",
+      .last = {.result = R(CHK_TIMEOUT), .stage = CHK_STAGE_HANDSHAKE},
+      .fails_in_row = 9,
+      .last_checked = 1700000069},
+     "timeout after connect, in the proxy's handshake"},
+};
+
+#define NTRACKED (sizeof(tracked) / sizeof(tracked[0]))
+
+static struct snapshot *make_tracked(void)
+{
+	struct snap_builder *b = snap_builder_new();
+	struct snap_stats st;
+
+	CHECK(b != NULL);
+	if (!b)
+		return NULL;
+	/* not in order: the files sort them */
+	for (size_t i = NTRACKED; i-- > 0;)
+		CHECK_INT(snap_builder_add(b, &tracked[i].p), 0);
+	CHECK_INT(snap_builder_add(b, &three[0]), 0);
+	fill_stats(&st, 1);
+	snap_builder_set_stats(b, &st);
+	return snap_builder_finish(b);
+}
+
+static void test_result_words(void)
+{
+	for (size_t i = 0; i < NTRACKED; i++) {
+		struct sbuf b;
+
+		sbuf_init(&b);
+		render_result(&tracked[i].p.last, &b);
+		CHECK_STR(sbuf_cstr(&b), tracked[i].detail);
+		sbuf_free(&b);
+	}
+}
+
+static void test_all_json(void)
+{
+	struct snapshot *s = make_tracked();
+	char *t;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK_INT(s->nlive, 1);
+	CHECK_INT(s->nall, NTRACKED + 1);
+	t = render(render_all_json, s, 0);
+	CHECK(json_valid(t));
+	/* the live one first, then dead, unknown, dropped, removed, by URI */
+	check_contains(
+	    t, "[\n{\"uri\":\"socks5h://user:pw@[2001:db8::1]:1080\",\"protocol\":"
+	       "\"socks5\",\"state\":\"alive\",\"result\":null,\"detail\":\"not checked "
+	       "since start\",\"fails_in_row\":0,\"last_checked\":1700000090,"
+	       "\"next_check\":null,\"latency_ms\":300,\"sources\":[\"list-a\",\"list-b\"]},\n"
+	       "{\"uri\":\"http://10.0.1.1:8080\",");
+	check_contains(
+	    t, "{\"uri\":\"http://10.0.1.1:8080\",\"protocol\":\"http\",\"state\":\"dead\","
+	       "\"result\":\"timeout\",\"detail\":\"timeout after connect, waiting for "
+	       "the judge's answer\",\"fails_in_row\":3,\"last_checked\":1700000060,"
+	       "\"next_check\":1700000300,\"latency_ms\":null,\"sources\":[\"list-a\"]},\n");
+	check_contains(t, "\"uri\":\"http://u:wrong@10.0.1.7:3128\",\"protocol\":\"http\","
+			  "\"state\":\"dead\",\"result\":\"auth\",\"detail\":\"auth: 407\"");
+	check_contains(t, "{\"uri\":\"http://10.0.1.9:3128\",");
+	check_contains(
+	    t, "\"state\":\"dead\",\"result\":\"protocol_error\",\"detail\":\"protocol_error: "
+	       "the proxy sent data before our request\",\"fails_in_row\":1,"
+	       "\"last_checked\":1700000068,\"next_check\":null,\"latency_ms\":null,"
+	       "\"sources\":[\"list-a\"]},\n");
+	check_contains(t, "\"sources\":[\"list-a\"]},\n{\"uri\":\"http://10.0.2.1:3128\","
+			  "\"protocol\":\"http\",\"state\":\"unknown\",\"result\":null,");
+	check_contains(t, "\"sources\":[]}\n]\n"); /* the removed one last */
+	check_contains(t, "\"state\":\"dropped\",\"result\":\"timeout\"");
+	free(t);
+	snap_unref(s);
+}
+
+static void test_dead_removed(void)
+{
+	struct snapshot *s = make_tracked();
+	char *t;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	t = render(render_dead_txt, s, 0);
+	CHECK_STR(t, "http://10.0.1.1:8080 timeout after connect, waiting for the judge's answer\n"
+		     "http://10.0.1.2:8080 timeout connecting\n"
+		     "http://10.0.1.5:3128 wrong_answer: 200 without the expected text\n"
+		     "http://10.0.1.6:3128 wrong_answer: 503, not 200\n"
+		     "http://10.0.1.8:3128 reset: closed before the judge's answer was whole\n"
+		     "http://10.0.1.9:3128 protocol_error: the proxy sent data before our request\n"
+		     "http://u:wrong@10.0.1.7:3128 auth: 407\n"
+		     "socks5://10.0.1.3:1080 refused: connection refused\n"
+		     "socks5://10.0.1.4:1080 refused: SOCKS reply 5 (connection refused)\n");
+	free(t);
+	t = render(render_removed_txt, s, 0);
+	CHECK_STR(t, "https://10.0.2.2:3128\n");
+	free(t);
+	snap_unref(s);
+}
+
+/* lookup output for name, as a string the caller frees; *n its records. */
+static char *lookup(const struct snapshot *s, const char *name, uint32_t *n)
+{
+	struct sbuf b;
+	char *text;
+
+	sbuf_init(&b);
+	*n = render_lookup(s, name, &b);
+	CHECK(!sbuf_failed(&b));
+	text = strdup(sbuf_cstr(&b));
+	sbuf_free(&b);
+	return text;
+}
+
+static void test_lookup(void)
+{
+	struct snapshot *s = make_tracked();
+	uint32_t n;
+	char *t;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	t = lookup(s, "10.0.1.7:3128", &n);
+	CHECK_INT(n, 1);
+	CHECK(json_valid(t));
+	CHECK(strncmp(t, "{\"uri\":\"http://u:wrong@10.0.1.7:3128\"", 37) == 0);
+	CHECK(strchr(t, '\n') == t + strlen(t) - 1);
+	free(t);
+	t = lookup(s, "socks5:%2F%2F10.0.1.4:1080", &n);
+	CHECK_INT(n, 1);
+	check_contains(t, "\"detail\":\"refused: SOCKS reply 5 (connection refused)\"");
+	free(t);
+	/* a URI names one scheme only */
+	t = lookup(s, "http:%2f%2f10.0.1.4:1080", &n);
+	CHECK_INT(n, 0);
+	CHECK_STR(t, "");
+	free(t);
+	/* the tunnel's key and its printed form both name the removed one */
+	t = lookup(s, "https:%2F%2F10.0.2.2:3128", &n);
+	CHECK_INT(n, 1);
+	check_contains(t, "\"state\":\"removed\"");
+	free(t);
+	t = lookup(s, "http:%2F%2F10.0.2.2:3128", &n);
+	CHECK_INT(n, 1);
+	free(t);
+	t = lookup(s, "[2001:db8::1]:1080", &n);
+	CHECK_INT(n, 1);
+	check_contains(t, "\"state\":\"alive\"");
+	free(t);
+	t = lookup(s, "10.9.9.9:1", &n);
+	CHECK_INT(n, 0);
+	free(t);
+	t = lookup(s, "%zz", &n);
+	CHECK_INT(n, 0);
+	free(t);
+	t = lookup(s, "not a proxy", &n);
+	CHECK_INT(n, 0);
+	free(t);
+	snap_unref(s);
+}
+
 int main(void)
 {
 	test_empty();
@@ -516,5 +821,9 @@ int main(void)
 	test_lists();
 	test_stat_json();
 	test_metrics();
+	test_result_words();
+	test_all_json();
+	test_dead_removed();
+	test_lookup();
 	return test_exit_code();
 }

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdio.h>
 
 static int render_calls;
 
@@ -186,8 +187,66 @@ static void test_system_init(void)
 	snap_system_fini();
 }
 
+/* Live and other proxies mixed, past the first growth, with and without a
+ * reservation: all[] holds the live ones (fastest first) then every other
+ * one, each once; a source string repeated is shared. */
+static void test_all_records(void)
+{
+	for (int reserve = 0; reserve < 2; reserve++) {
+		struct snap_builder *b = snap_builder_new();
+		struct snap_stats st = {.health = "ok"};
+		struct snapshot *s;
+		char uri[64], host[32];
+		unsigned seen[300] = {0};
+
+		CHECK(b != NULL);
+		if (!b)
+			return;
+		if (reserve)
+			CHECK_INT(snap_builder_reserve(b, 300), 0);
+		for (uint32_t i = 0; i < 300; i++) {
+			struct snap_proxy p = {
+			    .uri = uri,
+			    .host = host,
+			    .exit_ip = "",
+			    .sources = "a,b",
+			    .port = (uint16_t)(1000 + i),
+			    .latency_ms = 1000 - i,
+			    .state = i % 3 ? (uint8_t)(SNAP_DEAD + i % 4) : SNAP_ALIVE,
+			};
+
+			snprintf(host, sizeof(host), "10.0.%u.%u", i / 256, i % 256);
+			snprintf(uri, sizeof(uri), "http://%s:%u", host, 1000 + i);
+			CHECK_INT(snap_builder_add(b, &p), 0);
+		}
+		snap_builder_set_stats(b, &st);
+		s = snap_builder_finish(b);
+		CHECK(s != NULL);
+		if (!s)
+			return;
+		CHECK_INT(s->nlive, 100);
+		CHECK_INT(s->nall, 300);
+		CHECK(s->live == s->all);
+		for (uint32_t i = 0; i < s->nall; i++) {
+			uint32_t k = s->all[i].port - 1000u;
+
+			CHECK((s->all[i].state == SNAP_ALIVE) == (i < s->nlive));
+			CHECK(k < 300 && (k % 3 == 0) == (i < s->nlive));
+			if (k < 300)
+				seen[k]++;
+			if (i > 0 && i < s->nlive)
+				CHECK(s->all[i - 1].latency_ms <= s->all[i].latency_ms);
+			CHECK(s->all[i].sources == s->all[0].sources);
+		}
+		for (uint32_t k = 0; k < 300; k++)
+			CHECK_INT(seen[k], 1);
+		snap_unref(s);
+	}
+}
+
 int main(void)
 {
+	test_all_records();
 	test_source_views();
 	test_build();
 	test_empty();
