@@ -62,6 +62,7 @@ static void usage(FILE *out)
 		"\n"
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
 		"random, next, live.txt, live.json, stat.json, metrics, health,\n"
+		"all.json, dead.txt, removed.txt, lookup/PROXY,\n"
 		"{http,https,socks4,socks5}/{random,next,live.txt},\n"
 		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt},\n"
 		"sources/NAME/{random,next,live.txt}, prometheus/proxyfs.prom,\n"
