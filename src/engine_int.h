@@ -72,11 +72,18 @@ struct fetch_ctx {
 	uint64_t gen;
 };
 
-/* A FIFO of entries, growable ring. */
+/* A FIFO of entries, linked through their qnext: pushing cannot fail. */
 struct queue {
-	struct pool_entry **items;
-	uint64_t *due;           /* monotonic ms when ready; NULL for plain queues */
-	size_t head, len, cap;
+	struct pool_entry *head, *tail;
+	size_t len;
+};
+
+/* Checks waiting out their backoff: one FIFO per try (the last one takes
+ * every later try), the earliest due head first. */
+#define RETRY_LEVELS 12
+struct retry_queue {
+	struct queue by_try[RETRY_LEVELS];
+	size_t len;
 };
 
 struct engine {
@@ -110,7 +117,7 @@ struct engine {
 
 	struct queue urgent;     /* control/add: checked first */
 	struct queue ready;      /* the scan */
-	struct queue retry;      /* due-time ordered (same backoff per try) */
+	struct retry_queue retry; /* due-time ordered */
 	struct queue recheck;    /* due by the re-check policy; after urgent, turn about
 				  * with the scan */
 	uint32_t turn;           /* which of recheck and ready goes next */
@@ -169,12 +176,17 @@ static inline int64_t eng_wall_s(void)
 	return (int64_t)time(NULL);
 }
 
-/* queue.c: FIFO rings of pool entries. */
-int queue_push(struct queue *q, struct pool_entry *e, uint64_t due, bool timed);
-struct pool_entry *queue_peek(const struct queue *q, uint64_t *due);
+/* queue.c: FIFOs of pool entries, linked through the entries. An entry is
+ * in one queue at most: pushing one already queued leaves it where it is. */
+void queue_push(struct queue *q, struct pool_entry *e);
 struct pool_entry *queue_pop(struct queue *q);
 /* Empties q, freeing the unlinked entries only it still held. */
 void queue_drain(struct queue *q);
+/* e's try number try (from 1) failed; it is due again at due (monotonic ms). */
+void retry_push(struct retry_queue *r, struct pool_entry *e, unsigned int try, uint64_t due);
+/* The retry due earliest if it is due by now, else NULL. */
+struct pool_entry *retry_pop_due(struct retry_queue *r, uint64_t now);
+void retry_drain(struct retry_queue *r);
 /* Frees an unlinked entry once no queue nor check refers to it. */
 void eng_release_entry(struct pool_entry *e);
 

@@ -29,6 +29,8 @@ struct pool_entry {
 	char *uri;                 /* the key; one allocation holds uri, host, user, pass */
 	const char *host, *user, *pass; /* user and pass are "" when none */
 	struct chk *chk;           /* the check in flight, or NULL */
+	struct pool_entry *qnext;  /* the next in the engine queue it waits in */
+	uint64_t qdue;             /* when a retry waiting in the engine is due (ms) */
 	uint64_t sources;          /* bit i: listed by source i of the config */
 	union pool_addr addr;      /* valid when have_addr */
 	int64_t last_checked;      /* unix seconds, 0 = never */
@@ -52,7 +54,7 @@ struct pool_entry {
 	bool manual;               /* added through control/add */
 	bool removed;              /* kept out by control/remove: never checked or shown */
 	bool dropped;              /* dead too long (max_fails, dead_ttl_s): kept, not checked */
-	bool queued;               /* in a queue of the engine */
+	bool queued;               /* in a queue of the engine (linked by qnext) */
 	bool unlinked;             /* out of the table; freed once not queued nor in flight */
 };
 

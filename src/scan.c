@@ -82,8 +82,8 @@ void eng_scan_start(struct engine *e)
 			continue;
 		pe->scan = (uint32_t)e->scan_gen;
 		pe->tries = 0;
-		if (queue_push(&e->ready, pe, 0, false) == 0)
-			e->scan_total++;
+		queue_push(&e->ready, pe);
+		e->scan_total++;
 	}
 	log_info("scan %llu started: %u proxies", (unsigned long long)e->scan_gen,
 		 e->scan_total);
@@ -170,7 +170,7 @@ void eng_take_due(struct engine *e)
 		if (pe->queued || pe->chk || pe->removed || pe->dropped || pe->unlinked)
 			continue;
 		pe->tries = 0;
-		queue_push(&e->recheck, pe, 0, false);
+		queue_push(&e->recheck, pe);
 	}
 }
 
@@ -278,7 +278,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 
 	j = e->paused ? NULL : judges_pick(e->judges);
 	if (!j) {
-		queue_push(&e->urgent, pe, 0, false);
+		queue_push(&e->urgent, pe);
 		return false; /* no judge answers: wait for one */
 	}
 	if (pe->have_addr) {
@@ -299,7 +299,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 			return fail_unstarted(e, pe, CHK_PROTO_ERR, err);
 		e->local_requeues++;
 		eng_lower_limit(e);
-		queue_push(&e->urgent, pe, 0, false);
+		queue_push(&e->urgent, pe);
 		return false;
 	}
 	pe->tries++;
@@ -355,7 +355,7 @@ static bool hold_failure(struct engine *e, struct pool_entry *pe)
 		return false;
 	e->held_total++;
 	pe->tries = 0;
-	queue_push(&e->urgent, pe, 0, false);
+	queue_push(&e->urgent, pe);
 	return true;
 }
 
@@ -398,22 +398,22 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	}
 	if (o->result == CHK_TIMEOUT && timeout_is_ours(e, pe, o)) {
 		e->local_requeues++;
-		queue_push(&e->urgent, pe, 0, false);
+		queue_push(&e->urgent, pe);
 		goto out;
 	}
 	if (o->result == CHK_LOCAL_ERR) {
 		e->local_requeues++;
 		eng_lower_limit(e);
 		pe->tries--;
-		queue_push(&e->urgent, pe, 0, false);
+		queue_push(&e->urgent, pe);
 		goto out;
 	}
 	if (retryable(o->result) && pe->tries <= (uint8_t)e->cfg->retries) {
 		uint64_t delay = (uint64_t)RETRY_BASE_MS << (pe->tries - 1);
 
 		e->retries_total++;
-		if (queue_push(&e->retry, pe, eng_now_ms() + delay, true) == 0)
-			goto out;
+		retry_push(&e->retry, pe, pe->tries, eng_now_ms() + delay);
+		goto out;
 	}
 	e->checks_total[o->result]++;
 	result_apply(e, pe, o);
@@ -428,21 +428,25 @@ out:
  * re-checks and the scan taking turns, so that neither starves the other
  * when more is due than the checker can do (a scan that never ended kept
  * `echo sync > control/reload` waiting for ever). */
+static struct pool_entry *pop_next(struct engine *e)
+{
+	struct pool_entry *pe = retry_pop_due(&e->retry, eng_now_ms());
+
+	if (pe)
+		return pe;
+	if (e->urgent.len)
+		return queue_pop(&e->urgent);
+	if (e->recheck.len && (!e->ready.len || (e->turn++ & 1)))
+		return queue_pop(&e->recheck);
+	return queue_pop(&e->ready);
+}
+
 static struct pool_entry *next_entry(struct engine *e)
 {
 	struct pool_entry *pe;
-	uint64_t due;
 
 	for (;;) {
-		pe = queue_peek(&e->retry, &due);
-		if (pe && due <= eng_now_ms())
-			pe = queue_pop(&e->retry);
-		else if (e->urgent.len)
-			pe = queue_pop(&e->urgent);
-		else if (e->recheck.len && (!e->ready.len || (e->turn++ & 1)))
-			pe = queue_pop(&e->recheck);
-		else
-			pe = queue_pop(&e->ready);
+		pe = pop_next(e);
 		if (!pe)
 			return NULL;
 		if (!pe->unlinked && !pe->removed && !pe->dropped && !pe->chk)
