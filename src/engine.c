@@ -75,6 +75,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	watch_lag(e, t);
 	watch_store(e);
 	eng_recover_limit(e);
+	eng_settle_doubt(e);
 	eng_take_due(e);
 	eng_probe_judges(e, false);
 	if (!e->once)
@@ -649,6 +650,7 @@ void engine_free(struct engine *e)
 	queue_drain(&e->urgent);
 	queue_drain(&e->ready);
 	retry_drain(&e->retry);
+	queue_drain(&e->doubt);
 	queue_drain(&e->recheck);
 	sched_free(&e->sched);
 	pool_free(e->pool);

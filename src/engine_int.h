@@ -33,7 +33,8 @@
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
 #define DISPATCH_BATCH 4096 /* checks started a loop turn besides refills */
-#define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt */
+#define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt,
+			     * at most (fewer in a smaller pool) */
 #define CONTROL_SOURCE "@control"
 
 /* A FUSE thread waiting for a rescan to be published. */
@@ -99,6 +100,10 @@ struct engine {
 	bool dns_failed;          /* ... and could not be: not tried again */
 	bool paused;             /* no judge answers: checking waits */
 	uint32_t alive_fail_run; /* live proxies failed in a row, no success between */
+	uint32_t alive_at_run;   /* live proxies when that run began */
+	uint64_t run_started_ms; /* when it began */
+	uint32_t alive_published; /* live proxies in the last snapshot */
+	struct queue doubt;      /* that run's proxies: their failures wait until it is settled */
 	uint64_t held_total;     /* results not applied while the judges were in doubt */
 
 	pthread_t thread;
@@ -211,6 +216,8 @@ void eng_dispatch(struct engine *e);
 void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
 void eng_take_due(struct engine *e);
 void eng_recover_limit(struct engine *e);
+/* Settles the run of live proxies failing in a row, when it can be. */
+void eng_settle_doubt(struct engine *e);
 /* Our side is short of something (fds, ports, CPU): fewer checks at once. */
 void eng_lower_limit(struct engine *e);
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);

@@ -55,6 +55,8 @@ struct pool_entry {
 	bool removed;              /* kept out by control/remove: never checked or shown */
 	bool dropped;              /* dead too long (max_fails, dead_ttl_s): kept, not checked */
 	bool queued;               /* in a queue of the engine (linked by qnext) */
+	bool doubted;              /* live, failed while the judges were in doubt: the next
+				    * failure counts */
 	bool unlinked;             /* out of the table; freed once not queued nor in flight */
 };
 

@@ -179,6 +179,7 @@ void eng_publish(struct engine *e)
 			st.unknown++;
 		}
 	}
+	e->alive_published = st.alive;
 	for (size_t i = 0; i < e->cfg->nsources; i++)
 		src_snapshot(&e->sources[i], &e->cfg->sources[i], i < 64 ? alive_by_src[i] : 0, b);
 	for (size_t i = 0; i < e->judges->n; i++) {

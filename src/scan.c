@@ -176,6 +176,7 @@ void eng_take_due(struct engine *e)
 
 static void result_apply(struct engine *e, struct pool_entry *pe, const struct chk_outcome *o)
 {
+	pe->doubted = false;
 	pe->last_checked = eng_wall_s();
 	if (o->result == CHK_OK) {
 		/* An average over the last checks, not one lucky one. */
@@ -336,27 +337,86 @@ static void learn_anonymity(struct engine *e, struct pool_entry *pe, const struc
 		pe->exit_family = AF_INET6;
 }
 
-/* A failure may be the judges' or our network's, not the proxy's: while no
- * judge answers, or when many live proxies fail in a row, the result is
- * held (the proxy keeps its state and is checked again) and the judges are
- * probed at once. */
+/* How many live proxies failing in a row put the judges in doubt: most of
+ * what was alive when the run began, HOLD_AFTER_FAILS at most. */
+static uint32_t hold_threshold(const struct engine *e)
+{
+	uint32_t most = e->alive_at_run / 2 + 1;
+
+	return most < HOLD_AFTER_FAILS ? most : HOLD_AFTER_FAILS;
+}
+
+/* The judges are asked before the run's failures count: checking pauses
+ * until a probe says whether one answers (see eng_apply_probe). Without
+ * probes there is nobody to ask, and the run counts as it is. */
+static void doubt_judges(struct engine *e)
+{
+	if (!e->cfg->probe_judges) {
+		e->alive_fail_run = 0;
+		return;
+	}
+	log_warn("%u of %u live proxies failed in a row: holding results, probing the judges",
+		 e->alive_fail_run, e->alive_at_run);
+	e->paused = true;
+	eng_probe_judges(e, true);
+}
+
+/* A failure may be the judges' or our network's, not the proxy's. While no
+ * judge answers, it is held: the proxy keeps its state and is checked again
+ * once one does. A live proxy's failure is held back too, parked in doubt,
+ * until its run of live proxies failing in a row is settled: a success
+ * means the judges work, and each parked proxy gets one more check that
+ * counts; a run that covers most of what was alive, whatever the pool's
+ * size, has the judges probed before anything of it is applied. */
 static bool hold_failure(struct engine *e, struct pool_entry *pe)
 {
 	if (e->once)
 		return false;
-	if (!e->paused && pe->state == POOL_ALIVE && ++e->alive_fail_run >= HOLD_AFTER_FAILS) {
-		log_warn("%u live proxies failed in a row: holding results, probing the judges",
-			 e->alive_fail_run);
-		e->paused = true;
-		e->alive_fail_run = 0;
-		eng_probe_judges(e, true);
-	}
-	if (!e->paused)
+	if (!e->paused && (pe->state != POOL_ALIVE || pe->doubted))
 		return false;
 	e->held_total++;
 	pe->tries = 0;
-	queue_push(&e->urgent, pe);
+	if (e->paused) {
+		queue_push(&e->urgent, pe);
+		return true;
+	}
+	if (e->alive_fail_run++ == 0) {
+		e->alive_at_run = e->alive_published;
+		e->run_started_ms = eng_now_ms();
+	}
+	pe->doubted = true;
+	queue_push(&e->doubt, pe);
+	if (e->alive_fail_run >= hold_threshold(e))
+		doubt_judges(e);
 	return true;
+}
+
+/* Nothing else in flight or waiting can end the run with a success, or
+ * no success came for a whole check timeout. */
+static bool run_unsettled(const struct engine *e)
+{
+	if (!e->in_flight && !e->urgent.len && !e->ready.len && !e->recheck.len && !e->retry.len)
+		return true;
+	return eng_now_ms() - e->run_started_ms > (uint64_t)e->cfg->timeout_ms;
+}
+
+void eng_settle_doubt(struct engine *e)
+{
+	struct pool_entry *pe;
+
+	if (!e->doubt.len || e->paused)
+		return;
+	if (e->alive_fail_run && run_unsettled(e)) {
+		doubt_judges(e);
+		if (e->paused)
+			return;
+	}
+	if (e->alive_fail_run)
+		return;
+	/* Settled (a success, or a probe that found a judge answering): each
+	 * parked proxy is checked once more, and that result counts. */
+	while ((pe = queue_pop(&e->doubt)))
+		queue_push(&e->urgent, pe);
 }
 
 /* A proxy that timed out while it had less than half the timeout for its
