@@ -47,7 +47,7 @@ static void watch_lag(struct engine *e, uint64_t t)
 	e->lag_ms += late;
 	if (late > LAG_MIN_MS && late > (uint64_t)e->cfg->timeout_ms / 10) {
 		log_debug("event loop %llu ms late", (unsigned long long)late);
-		eng_lower_limit(e);
+		eng_lower_limit(e, SNAP_LIMIT_LOOP_LAG);
 	}
 }
 

@@ -32,9 +32,21 @@
 #define RETRY_BASE_MS 250
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
+/* The latency rule: a proxy's check that succeeds in LAT_TOLERANCE times
+ * its usual latency (never less than the timeout / LAT_FLOOR_DIV) means the
+ * checker, not the proxy, is slow. Judged over LAT_MIN_SAMPLES checks at
+ * least; the limit moves at most once a LAT_STEP_MS, and grows again only
+ * while checks take less than LAT_RELAXED times their usual. */
+#define LAT_TOLERANCE 2.0
+#define LAT_RELAXED 1.3
+#define LAT_FLOOR_DIV 20
+#define LAT_MIN_SAMPLES 16
+#define LAT_STEP_MS 1000
+#define LAT_SETTLE_MS 60000 /* after the latency rule acted, the limit grows slowly */
 #define DISPATCH_BATCH 4096 /* checks started a loop turn besides refills */
-#define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt,
-			     * at most (fewer in a smaller pool) */
+/* Live proxies failing in a row that put the judges in doubt, at most:
+ * fewer in a smaller pool (see hold_failure). */
+#define HOLD_AFTER_FAILS 64
 #define CONTROL_SOURCE "@control"
 
 /* A FUSE thread waiting for a rescan to be published. */
@@ -147,7 +159,14 @@ struct engine {
 	/* Concurrency. */
 	uint32_t in_flight, in_flight_max;
 	uint32_t limit, limit_max;
-	uint64_t last_local_err_ms;
+	uint64_t last_local_err_ms; /* when the limit was last lowered */
+	enum snap_limit_why limit_why; /* why it is where it is */
+	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
+	double lat_sum;          /* latency ratios of the checks since lat_since ... */
+	uint32_t lat_n;          /* ... and how many */
+	uint64_t lat_since;
+	double lat_ratio;        /* the last full window's mean ratio; 0 = none lately */
+	uint64_t lat_lowered_ms; /* when the latency rule last lowered the limit */
 	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
 	uint64_t lag_ms;         /* the tick's lateness, added up: the loop's own delay */
 	uint64_t store_errors_seen; /* the store's figures last published, */
@@ -215,11 +234,14 @@ void eng_scan_forget(struct engine *e, struct pool_entry *pe);
 void eng_dispatch(struct engine *e);
 void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
 void eng_take_due(struct engine *e);
+/* Once a tick: the latency rule, and the limit's recovery. */
 void eng_recover_limit(struct engine *e);
+/* A live proxy's check succeeded in latency_ms: a sample for the latency rule. */
+void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t latency_ms);
 /* Settles the run of live proxies failing in a row, when it can be. */
 void eng_settle_doubt(struct engine *e);
 /* Our side is short of something (fds, ports, CPU): fewer checks at once. */
-void eng_lower_limit(struct engine *e);
+void eng_lower_limit(struct engine *e, enum snap_limit_why why);
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
 
 /* engine.c */

@@ -220,17 +220,32 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct c
 	e->dirty = true;
 }
 
-void eng_lower_limit(struct engine *e)
-{
-	uint32_t nl = e->in_flight - e->in_flight / 4;
+static const char *const limit_why_name[SNAP_LIMIT_WHY_COUNT] = {
+	[SNAP_LIMIT_LOCAL_ERROR] = "local resource shortage",
+	[SNAP_LIMIT_LOOP_LAG] = "event loop late",
+};
 
+/* Lowers the limit to nl (MIN_CONCURRENCY at least), saying why. */
+static void set_lower_limit(struct engine *e, uint32_t nl, enum snap_limit_why why)
+{
 	if (nl < MIN_CONCURRENCY)
 		nl = MIN_CONCURRENCY;
-	if (nl < e->limit) {
-		log_warn("local resource shortage: concurrency %u -> %u", e->limit, nl);
-		e->limit = nl;
-	}
 	e->last_local_err_ms = eng_now_ms();
+	if (nl >= e->limit)
+		return;
+	if (why == SNAP_LIMIT_LATENCY)
+		log_info("checks take %.1f times their proxies' usual latency: concurrency %u -> %u",
+			 e->lat_ratio, e->limit, nl);
+	else
+		log_warn("%s: concurrency %u -> %u", limit_why_name[why], e->limit, nl);
+	e->limit = nl;
+	e->limit_why = why;
+	e->limit_lowered[why]++;
+}
+
+void eng_lower_limit(struct engine *e, enum snap_limit_why why)
+{
+	set_lower_limit(e, e->in_flight - e->in_flight / 4, why);
 }
 
 static void check_done(void *arg, const struct chk_outcome *o);
@@ -299,7 +314,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		if (!chk_errno_is_local(err))
 			return fail_unstarted(e, pe, CHK_PROTO_ERR, err);
 		e->local_requeues++;
-		eng_lower_limit(e);
+		eng_lower_limit(e, SNAP_LIMIT_LOCAL_ERROR);
 		queue_push(&e->urgent, pe);
 		return false;
 	}
@@ -367,11 +382,13 @@ static void doubt_judges(struct engine *e)
  * until its run of live proxies failing in a row is settled: a success
  * means the judges work, and each parked proxy gets one more check that
  * counts; a run that covers most of what was alive, whatever the pool's
- * size, has the judges probed before anything of it is applied. */
+ * size, has the judges probed before anything of it is applied. A proxy
+ * already dead keeps its state whatever the judges', so its failure counts
+ * (holding it would only check it again). */
 static bool hold_failure(struct engine *e, struct pool_entry *pe)
 {
-	if (e->once)
-		return false;
+	if (e->once || pe->state == POOL_DEAD)
+		return false; /* a dead proxy failing again loses nothing */
 	if (!e->paused && (pe->state != POOL_ALIVE || pe->doubted))
 		return false;
 	e->held_total++;
@@ -449,21 +466,24 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	}
 	if (o->result != CHK_LOCAL_ERR)
 		j->checks++;
-	if (o->result == CHK_OK) {
-		j->ok++;
-		e->alive_fail_run = 0;
-		learn_anonymity(e, pe, o);
-	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
-		goto out;
-	}
+	/* A timeout our own delays caused says nothing of the proxy, nor of
+	 * the judges: it does not count in a run of live proxies failing. */
 	if (o->result == CHK_TIMEOUT && timeout_is_ours(e, pe, o)) {
 		e->local_requeues++;
 		queue_push(&e->urgent, pe);
 		goto out;
 	}
+	if (o->result == CHK_OK) {
+		j->ok++;
+		e->alive_fail_run = 0;
+		eng_latency_sample(e, pe, o->latency_ms);
+		learn_anonymity(e, pe, o);
+	} else if (o->result != CHK_LOCAL_ERR && hold_failure(e, pe)) {
+		goto out;
+	}
 	if (o->result == CHK_LOCAL_ERR) {
 		e->local_requeues++;
-		eng_lower_limit(e);
+		eng_lower_limit(e, SNAP_LIMIT_LOCAL_ERROR);
 		pe->tries--;
 		queue_push(&e->urgent, pe);
 		goto out;
@@ -556,13 +576,68 @@ void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 	eng_scan_maybe_finish(e);
 }
 
+void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t latency_ms)
+{
+	uint32_t usual = pe->latency_ms;
+	uint32_t floor = (uint32_t)e->cfg->timeout_ms / LAT_FLOOR_DIV;
+
+	if (pe->state != POOL_ALIVE || !usual)
+		return; /* no history to compare with */
+	if (!e->lat_n)
+		e->lat_since = eng_now_ms();
+	e->lat_sum += (double)latency_ms / (usual > floor ? usual : floor);
+	e->lat_n++;
+}
+
+/* Closes the latency window when it has enough samples (or forgets the
+ * last ratio when none came for a while); true when a new ratio is in. */
+static bool latency_window(struct engine *e, uint64_t t)
+{
+	if (e->lat_n >= LAT_MIN_SAMPLES) {
+		e->lat_ratio = e->lat_sum / e->lat_n;
+		e->lat_sum = 0;
+		e->lat_n = 0;
+		e->lat_since = t;
+		return true;
+	}
+	if (t - e->lat_since > 10 * LAT_STEP_MS)
+		e->lat_ratio = 0; /* too few checks lately to tell */
+	return false;
+}
+
+/* The limit follows the latency of checks that succeed against the pool's
+ * own history, besides the local errors and the loop's lag: overload shows
+ * first as live proxies answering slowly, then as their timeouts (counted
+ * against them, or holding the judges in doubt), so when checks take
+ * LAT_TOLERANCE times their usual the limit falls in proportion; it grows
+ * back only once they are near their usual again. A fresh pool (no
+ * history, as in proxyfs check) runs at the configured limit. */
 void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
+	bool fresh = latency_window(e, t);
 
-	if (e->limit >= e->limit_max || t - e->last_local_err_ms < 1000)
+	if (fresh && e->lat_ratio > LAT_TOLERANCE && t - e->last_local_err_ms >= LAT_STEP_MS) {
+		uint32_t base = e->in_flight < e->limit ? e->in_flight : e->limit;
+		double f = LAT_TOLERANCE / e->lat_ratio;
+
+		f = f < 0.5 ? 0.5 : f > 0.9 ? 0.9 : f;
+		set_lower_limit(e, (uint32_t)(base * f), SNAP_LIMIT_LATENCY);
+		e->lat_lowered_ms = t;
 		return;
-	e->limit += e->limit / 8 + 1;
-	if (e->limit > e->limit_max)
+	}
+	if (e->limit >= e->limit_max || t - e->last_local_err_ms < LAT_STEP_MS ||
+	    e->lat_ratio > LAT_RELAXED)
+		return;
+	/* Back to a limit that was too much for the latency only slowly, so
+	 * the limit settles below it instead of swinging back and forth. */
+	if (e->lat_lowered_ms && t - e->lat_lowered_ms < LAT_SETTLE_MS)
+		e->limit += e->limit / 64 + 1;
+	else
+		e->limit += e->limit / 8 + 1;
+	e->limit_why = SNAP_LIMIT_RECOVERING;
+	if (e->limit >= e->limit_max) {
 		e->limit = e->limit_max;
+		e->limit_why = SNAP_LIMIT_CONFIGURED;
+	}
 }

@@ -1,4 +1,4 @@
-/* test_engine: the engine's queues and its thread's signal mask.
+/* test_engine: the engine's queues, its thread's signal mask, its limit.
  *
  * The queues are tried on pool entries made here by hand (only the queue
  * fields matter): pushing never allocates, so it goes on while every
@@ -7,7 +7,8 @@
  * and the retry queue hands out the entry due first, not the one pushed
  * first, when later tries wait longer. Then a real engine is started and
  * every thread besides the main one must block the signals the daemon
- * handles, so that they reach the main thread's handlers.
+ * handles, so that they reach the main thread's handlers. Last, the
+ * concurrency limit's latency rule, fed samples by hand.
  */
 #include <dirent.h>
 #include <signal.h>
@@ -177,10 +178,80 @@ out:
 	cfg_free(&c);
 }
 
+/* The limit follows the latency of checks that succeed against their
+ * proxies' usual: it falls when they take several times longer, not for a
+ * pool with no history, and grows back once they are quick again. */
+static void test_latency_limit(void)
+{
+	struct cfg c;
+	struct engine *e;
+	struct pool_entry pe = { 0 };
+	char err[256];
+	uint32_t before;
+
+	cfg_init(&c);
+	CHECK_INT(cfg_add_judge(&c, "http://127.0.0.1:9/"), 0);
+	c.probe_judges = 0;
+	c.timeout_ms = 3000;
+	c.concurrency = 1000;
+	CHECK_INT(cfg_validate(&c, err, sizeof(err)), 0);
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK_INT(e->limit, 1000);
+	e->in_flight = 800;
+
+	/* No history (a fresh pool): slow answers say nothing about us. */
+	pe.state = POOL_UNKNOWN;
+	for (int i = 0; i < 100; i++)
+		eng_latency_sample(e, &pe, 2900);
+	eng_recover_limit(e);
+	CHECK_INT(e->limit, 1000);
+
+	/* Usually 200 ms, now 1000 ms: five times as long. */
+	pe.state = POOL_ALIVE;
+	pe.latency_ms = 200;
+	for (int i = 0; i < LAT_MIN_SAMPLES; i++)
+		eng_latency_sample(e, &pe, 1000);
+	eng_recover_limit(e);
+	CHECK(e->limit < 800);
+	CHECK(e->limit >= 400); /* at most halved in one step */
+	CHECK_INT(e->limit_why, SNAP_LIMIT_LATENCY);
+	CHECK_INT(e->limit_lowered[SNAP_LIMIT_LATENCY], 1);
+	CHECK(e->lat_ratio > 4.9 && e->lat_ratio < 5.1);
+
+	/* Twice a quick proxy's 5 ms is not congestion: the floor is a
+	 * twentieth of the timeout. */
+	before = e->limit;
+	e->last_local_err_ms = 0;
+	pe.latency_ms = 5;
+	for (int i = 0; i < LAT_MIN_SAMPLES; i++)
+		eng_latency_sample(e, &pe, 140);
+	eng_recover_limit(e);
+	CHECK(e->limit > before);
+	CHECK_INT(e->limit_why, SNAP_LIMIT_RECOVERING);
+
+	/* Checks near their usual again: back to the configured limit. */
+	pe.latency_ms = 200;
+	for (int i = 0; i < 100 && e->limit < 1000; i++) {
+		for (int k = 0; k < LAT_MIN_SAMPLES; k++)
+			eng_latency_sample(e, &pe, 210);
+		eng_recover_limit(e);
+	}
+	CHECK_INT(e->limit, 1000);
+	CHECK_INT(e->limit_why, SNAP_LIMIT_CONFIGURED);
+	e->in_flight = 0;
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
 int main(void)
 {
 	test_fifo_without_memory();
 	test_retry_due_order();
 	test_threads_block_signals();
+	test_latency_limit();
 	return test_exit_code();
 }
