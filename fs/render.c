@@ -173,6 +173,30 @@ static void stat_scan(const struct snap_stats *st, struct sbuf *out)
 		    finite_or_zero(st->last_scan_seconds));
 }
 
+static const char *const limit_why[SNAP_LIMIT_WHY_COUNT] = {
+	[SNAP_LIMIT_CONFIGURED] = "configured", [SNAP_LIMIT_LOCAL_ERROR] = "local_error",
+	[SNAP_LIMIT_LOOP_LAG] = "loop_lag",     [SNAP_LIMIT_LATENCY] = "latency",
+	[SNAP_LIMIT_RECOVERING] = "recovering",
+};
+
+/* The reasons the limit is lowered for (the others only say where it is). */
+static const enum snap_limit_why lowered_why[] = {
+	SNAP_LIMIT_LOCAL_ERROR, SNAP_LIMIT_LOOP_LAG, SNAP_LIMIT_LATENCY,
+};
+#define NLOWERED (sizeof(lowered_why) / sizeof(lowered_why[0]))
+
+static void stat_limit(const struct snap_stats *st, struct sbuf *out)
+{
+	sbuf_printf(out,
+		    ", \"concurrency_why\": \"%s\", \"latency_ratio\": %.2f"
+		    ", \"concurrency_lowered\": {",
+		    limit_why[st->concurrency_why], finite_or_zero(st->latency_ratio));
+	for (size_t i = 0; i < NLOWERED; i++)
+		sbuf_printf(out, "%s\"%s\": %" PRIu64, i ? ", " : "", limit_why[lowered_why[i]],
+			    st->concurrency_lowered[lowered_why[i]]);
+	sbuf_printf(out, "}");
+}
+
 static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 {
 	sbuf_printf(out,
@@ -188,9 +212,11 @@ static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 			    st->checks_total[r]);
 	sbuf_printf(out,
 		    "}, \"local_requeues\": %" PRIu64 ", \"retries\": %" PRIu64
-		    ", \"paused\": %s, \"held\": %" PRIu64 "},\n",
+		    ", \"paused\": %s, \"held\": %" PRIu64,
 		    st->local_requeues_total, st->retries_total, st->paused ? "true" : "false",
 		    st->held_total);
+	stat_limit(st, out);
+	sbuf_printf(out, "},\n");
 }
 
 static void stat_judges(const struct snapshot *s, struct sbuf *out)
@@ -369,6 +395,14 @@ static void metrics_engine(const struct snap_stats *st, struct sbuf *out)
 	scalar(out, "proxyfs_check_concurrency_max", "gauge",
 	       "Most checks in flight the open-file limit leaves room for.",
 	       st->concurrency_fd_max);
+	family(out, "proxyfs_check_concurrency_lowered_total", "counter",
+	       "Times the limit of checks in flight was lowered, by reason.");
+	for (size_t i = 0; i < NLOWERED; i++)
+		labelled(out, "proxyfs_check_concurrency_lowered_total", "reason",
+			 limit_why[lowered_why[i]], st->concurrency_lowered[lowered_why[i]]);
+	family(out, "proxyfs_check_latency_ratio", "gauge",
+	       "Latency of recent checks that succeeded over their proxies' usual (0: too few).");
+	sbuf_printf(out, "proxyfs_check_latency_ratio %.3f\n", finite_or_zero(st->latency_ratio));
 	scalar(out, "proxyfs_local_requeues_total", "counter",
 	       "Checks requeued because our own side failed.", st->local_requeues_total);
 	scalar(out, "proxyfs_check_retries_total", "counter", "Checks retried after a failure.",

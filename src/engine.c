@@ -15,6 +15,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,7 +57,7 @@ static void watch_lag(struct engine *e, uint64_t t)
 	e->lag_ms += late;
 	if (late > LAG_MIN_MS && late > (uint64_t)e->cfg->timeout_ms / 10) {
 		log_debug("event loop %llu ms late", (unsigned long long)late);
-		eng_lower_limit(e);
+		eng_lower_limit(e, SNAP_LIMIT_LOOP_LAG);
 	}
 }
 
@@ -84,6 +85,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	watch_lag(e, t);
 	watch_store(e);
 	eng_recover_limit(e);
+	eng_settle_doubt(e);
 	eng_take_due(e);
 	eng_probe_judges(e, false);
 	if (!e->once)
@@ -125,7 +127,7 @@ static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 		if (!pe->queued && !pe->chk) {
 			pe->tries = 0;
 			pe->scan = 0;
-			queue_push(&e->urgent, pe, 0, false);
+			queue_push(&e->urgent, pe);
 		}
 	}
 	e->dirty = true;
@@ -750,6 +752,7 @@ static void *engine_main(void *arg)
 
 int engine_start(struct engine *e)
 {
+	sigset_t all, old;
 	int rc;
 
 	/* The daemon may have forked since engine_new: renew the backend,
@@ -760,8 +763,12 @@ int engine_start(struct engine *e)
 	if (!e->fetcher)
 		return -ENOMEM;
 	eng_probe_judges(e, true);
+	/* Signals are the main thread's (FUSE's handlers): the engine thread
+	 * inherits a mask that blocks them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(&e->thread, NULL, engine_main, e);
-
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc)
 		return -rc;
 	e->running = true;
@@ -833,7 +840,8 @@ void engine_free(struct engine *e)
 	free_dns(e);
 	queue_drain(&e->urgent);
 	queue_drain(&e->ready);
-	queue_drain(&e->retry);
+	retry_drain(&e->retry);
+	queue_drain(&e->doubt);
 	queue_drain(&e->recheck);
 	sched_free(&e->sched);
 	pool_free(e->pool);

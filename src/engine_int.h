@@ -34,8 +34,21 @@
 #define RETRY_BASE_MS 250
 #define FD_RESERVE 128      /* fds kept for FUSE, SQLite, sources, logs */
 #define MIN_CONCURRENCY 8
+/* The latency rule: a proxy's check that succeeds in LAT_TOLERANCE times
+ * its usual latency (never less than the timeout / LAT_FLOOR_DIV) means the
+ * checker, not the proxy, is slow. Judged over LAT_MIN_SAMPLES checks at
+ * least; the limit moves at most once a LAT_STEP_MS, and grows again only
+ * while checks take less than LAT_RELAXED times their usual. */
+#define LAT_TOLERANCE 2.0
+#define LAT_RELAXED 1.3
+#define LAT_FLOOR_DIV 20
+#define LAT_MIN_SAMPLES 16
+#define LAT_STEP_MS 1000
+#define LAT_SETTLE_MS 60000 /* after the latency rule acted, the limit grows slowly */
 #define DISPATCH_BATCH 4096 /* checks started a loop turn besides refills */
-#define HOLD_AFTER_FAILS 64 /* live proxies failing in a row that put the judges in doubt */
+/* Live proxies failing in a row that put the judges in doubt, at most:
+ * fewer in a smaller pool (see hold_failure). */
+#define HOLD_AFTER_FAILS 64
 #define CONTROL_SOURCE "@control"
 
 /* A caller waiting for a command's end (a rescan published, a reload
@@ -74,11 +87,18 @@ struct fetch_ctx {
 	uint64_t gen;            /* as in struct cmd */
 };
 
-/* A FIFO of entries, growable ring. */
+/* A FIFO of entries, linked through their qnext: pushing cannot fail. */
 struct queue {
-	struct pool_entry **items;
-	uint64_t *due;           /* monotonic ms when ready; NULL for plain queues */
-	size_t head, len, cap;
+	struct pool_entry *head, *tail;
+	size_t len;
+};
+
+/* Checks waiting out their backoff: one FIFO per try (the last one takes
+ * every later try), the earliest due head first. */
+#define RETRY_LEVELS 12
+struct retry_queue {
+	struct queue by_try[RETRY_LEVELS];
+	size_t len;
 };
 
 struct engine {
@@ -95,6 +115,10 @@ struct engine {
 	bool dns_failed;          /* ... and could not be: not tried again */
 	bool paused;             /* no judge answers: checking waits */
 	uint32_t alive_fail_run; /* live proxies failed in a row, no success between */
+	uint32_t alive_at_run;   /* live proxies when that run began */
+	uint64_t run_started_ms; /* when it began */
+	uint32_t alive_published; /* live proxies in the last snapshot */
+	struct queue doubt;      /* that run's proxies: their failures wait until it is settled */
 	uint64_t held_total;     /* results not applied while the judges were in doubt */
 
 	pthread_t thread;
@@ -113,7 +137,7 @@ struct engine {
 
 	struct queue urgent;     /* control/add: checked first */
 	struct queue ready;      /* the scan */
-	struct queue retry;      /* due-time ordered (same backoff per try) */
+	struct retry_queue retry; /* due-time ordered */
 	struct queue recheck;    /* due by the re-check policy; after urgent, turn about
 				  * with the scan */
 	uint32_t turn;           /* which of recheck and ready goes next */
@@ -138,7 +162,14 @@ struct engine {
 	/* Concurrency. */
 	uint32_t in_flight, in_flight_max;
 	uint32_t limit, limit_max;
-	uint64_t last_local_err_ms;
+	uint64_t last_local_err_ms; /* when the limit was last lowered */
+	enum snap_limit_why limit_why; /* why it is where it is */
+	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
+	double lat_sum;          /* latency ratios of the checks since lat_since ... */
+	uint32_t lat_n;          /* ... and how many */
+	uint64_t lat_since;
+	double lat_ratio;        /* the last full window's mean ratio; 0 = none lately */
+	uint64_t lat_lowered_ms; /* when the latency rule last lowered the limit */
 	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
 	uint64_t lag_ms;         /* the tick's lateness, added up: the loop's own delay */
 	uint64_t store_errors_seen; /* the store's figures last published, */
@@ -172,12 +203,17 @@ static inline int64_t eng_wall_s(void)
 	return (int64_t)time(NULL);
 }
 
-/* queue.c: FIFO rings of pool entries. */
-int queue_push(struct queue *q, struct pool_entry *e, uint64_t due, bool timed);
-struct pool_entry *queue_peek(const struct queue *q, uint64_t *due);
+/* queue.c: FIFOs of pool entries, linked through the entries. An entry is
+ * in one queue at most: pushing one already queued leaves it where it is. */
+void queue_push(struct queue *q, struct pool_entry *e);
 struct pool_entry *queue_pop(struct queue *q);
 /* Empties q, freeing the unlinked entries only it still held. */
 void queue_drain(struct queue *q);
+/* e's try number try (from 1) failed; it is due again at due (monotonic ms). */
+void retry_push(struct retry_queue *r, struct pool_entry *e, unsigned int try, uint64_t due);
+/* The retry due earliest if it is due by now, else NULL. */
+struct pool_entry *retry_pop_due(struct retry_queue *r, uint64_t now);
+void retry_drain(struct retry_queue *r);
 /* Frees an unlinked entry once no queue nor check refers to it. */
 void eng_release_entry(struct pool_entry *e);
 
@@ -206,9 +242,14 @@ void eng_dispatch(struct engine *e);
 void eng_check_cancel(struct pool_entry *pe);
 void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
 void eng_take_due(struct engine *e);
+/* Once a tick: the latency rule, and the limit's recovery. */
 void eng_recover_limit(struct engine *e);
+/* A live proxy's check succeeded in latency_ms: a sample for the latency rule. */
+void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t latency_ms);
+/* Settles the run of live proxies failing in a row, when it can be. */
+void eng_settle_doubt(struct engine *e);
 /* Our side is short of something (fds, ports, CPU): fewer checks at once. */
-void eng_lower_limit(struct engine *e);
+void eng_lower_limit(struct engine *e, enum snap_limit_why why);
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
 
 /* engine.c */

@@ -115,13 +115,13 @@ static void queue_unchecked(struct engine *e)
 			continue;
 		pe->tries = 0;
 		if (!e->scan_running) {
-			queue_push(&e->recheck, pe, 0, false);
+			queue_push(&e->recheck, pe);
 			continue;
 		}
 		/* A running scan takes it in, so its end means this one too. */
 		pe->scan = (uint32_t)e->scan_gen;
-		if (queue_push(&e->ready, pe, 0, false) == 0)
-			e->scan_total++;
+		queue_push(&e->ready, pe);
+		e->scan_total++;
 	}
 }
 

@@ -38,6 +38,8 @@ struct pool_entry {
 	const char *host, *user, *pass; /* user and pass are "" when none */
 	struct judge *judge;       /* the judge of chk, holding a reference on its set */
 	struct chk *chk;           /* the check in flight, or NULL */
+	struct pool_entry *qnext;  /* the next in the engine queue it waits in */
+	uint64_t qdue;             /* when a retry waiting in the engine is due (ms) */
 	uint64_t sources;          /* bit i: listed by source i < 64 of the config */
 	uint64_t *src_more;        /* sources 64 and up: [0] = words after it, then bit i
 				    * of word 1 + (i - 64) / 64; NULL when none (the common case) */
@@ -63,7 +65,9 @@ struct pool_entry {
 	bool manual;               /* added through control/add */
 	bool removed;              /* kept out by control/remove: never checked or shown */
 	bool dropped;              /* dead too long (max_fails, dead_ttl_s): kept, not checked */
-	bool queued;               /* in a queue of the engine */
+	bool queued;               /* in a queue of the engine (linked by qnext) */
+	bool doubted;              /* live, failed while the judges were in doubt: the next
+				    * failure counts */
 	bool unlinked;             /* out of the table; freed once not queued nor in flight */
 	bool has_twin;             /* the same proxy listed the other way is in the table */
 };

@@ -123,6 +123,9 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	st->concurrency = e->limit;
 	st->concurrency_conf = (uint32_t)e->cfg->concurrency;
 	st->concurrency_fd_max = e->limit_max;
+	st->concurrency_why = e->limit_why;
+	memcpy(st->concurrency_lowered, e->limit_lowered, sizeof(st->concurrency_lowered));
+	st->latency_ratio = e->lat_ratio;
 	for (int i = 0; i < CHK_RESULT_COUNT && i < SNAP_RESULT_CLASSES; i++)
 		st->checks_total[i] = e->checks_total[i];
 	st->local_requeues_total = e->local_requeues;
@@ -311,6 +314,7 @@ void eng_publish(struct engine *e)
 			st.unknown++;
 		}
 	}
+	e->alive_published = st.alive;
 	for (size_t i = 0; i < e->cfg->nsources; i++)
 		src_snapshot(&e->sources[i], &e->cfg->sources[i], alive_by_src[i], b);
 	for (size_t i = 0; i < e->judges->n; i++) {

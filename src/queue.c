@@ -1,71 +1,39 @@
-/* queue: the engine's FIFO rings of pool entries; see engine_int.h.
+/* queue: the engine's FIFOs of pool entries, and its retry queue; see
+ * engine_int.h.
  *
- * A queue only holds pointers: an entry taken out of the pool while queued
- * is freed when the last queue or check lets go of it.
+ * A queue links its entries through the entries themselves (qnext): an
+ * entry is in one queue at most, so a push never allocates and cannot
+ * fail, and no proxy can leave the schedule because memory ran short. An
+ * entry taken out of the pool while queued is freed when the last queue or
+ * check lets go of it. Nothing here decides what is checked when.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <event2/event.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
 #include "engine_int.h"
-#include "judge_answer.h"
-#include "log.h"
 
-int queue_push(struct queue *q, struct pool_entry *e, uint64_t due, bool timed)
+void queue_push(struct queue *q, struct pool_entry *e)
 {
-	if (q->len == q->cap) {
-		size_t ncap = q->cap ? q->cap * 2 : 256;
-		struct pool_entry **items = malloc(ncap * sizeof(*items));
-		uint64_t *dues = timed ? malloc(ncap * sizeof(*dues)) : NULL;
-
-		if (!items || (timed && !dues)) {
-			free(items);
-			free(dues);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < q->len; i++) {
-			items[i] = q->items[(q->head + i) % q->cap];
-			if (timed)
-				dues[i] = q->due[(q->head + i) % q->cap];
-		}
-		free(q->items);
-		free(q->due);
-		q->items = items;
-		q->due = dues;
-		q->head = 0;
-		q->cap = ncap;
-	}
-	q->items[(q->head + q->len) % q->cap] = e;
-	if (timed)
-		q->due[(q->head + q->len) % q->cap] = due;
+	if (e->queued)
+		return; /* already waiting for a check: once is enough */
+	e->qnext = NULL;
+	if (q->tail)
+		q->tail->qnext = e;
+	else
+		q->head = e;
+	q->tail = e;
 	q->len++;
 	e->queued = true;
-	return 0;
-}
-
-struct pool_entry *queue_peek(const struct queue *q, uint64_t *due)
-{
-	if (!q->len)
-		return NULL;
-	if (due)
-		*due = q->due ? q->due[q->head] : 0;
-	return q->items[q->head];
 }
 
 struct pool_entry *queue_pop(struct queue *q)
 {
-	struct pool_entry *e;
+	struct pool_entry *e = q->head;
 
-	if (!q->len)
+	if (!e)
 		return NULL;
-	e = q->items[q->head];
-	q->head = (q->head + 1) % q->cap;
+	q->head = e->qnext;
+	if (!q->head)
+		q->tail = NULL;
 	q->len--;
+	e->qnext = NULL;
 	e->queued = false;
 	return e;
 }
@@ -84,7 +52,44 @@ void queue_drain(struct queue *q)
 
 	while ((e = queue_pop(q)))
 		eng_release_entry(e);
-	free(q->items);
-	free(q->due);
-	memset(q, 0, sizeof(*q));
+}
+
+/* Every entry of one try waits the same backoff, so each try's FIFO is in
+ * due order by itself: the next due entry is the earliest of the heads. */
+void retry_push(struct retry_queue *r, struct pool_entry *e, unsigned int try, uint64_t due)
+{
+	unsigned int level = try ? try - 1 : 0;
+
+	if (e->queued)
+		return;
+	if (level >= RETRY_LEVELS)
+		level = RETRY_LEVELS - 1;
+	e->qdue = due;
+	queue_push(&r->by_try[level], e);
+	r->len++;
+}
+
+struct pool_entry *retry_pop_due(struct retry_queue *r, uint64_t now)
+{
+	struct queue *first = NULL;
+
+	if (!r->len)
+		return NULL;
+	for (size_t i = 0; i < RETRY_LEVELS; i++) {
+		struct queue *q = &r->by_try[i];
+
+		if (q->head && q->head->qdue <= now && (!first || q->head->qdue < first->head->qdue))
+			first = q;
+	}
+	if (!first)
+		return NULL;
+	r->len--;
+	return queue_pop(first);
+}
+
+void retry_drain(struct retry_queue *r)
+{
+	for (size_t i = 0; i < RETRY_LEVELS; i++)
+		queue_drain(&r->by_try[i]);
+	r->len = 0;
 }

@@ -90,8 +90,8 @@ void eng_scan_start(struct engine *e)
 		}
 		pe->scan = (uint32_t)e->scan_gen;
 		pe->tries = 0;
-		if (queue_push(&e->ready, pe, 0, false) == 0)
-			e->scan_total++;
+		queue_push(&e->ready, pe);
+		e->scan_total++;
 	}
 	log_info("scan %llu started: %u proxies", (unsigned long long)e->scan_gen,
 		 e->scan_total);
@@ -180,7 +180,7 @@ void eng_take_due(struct engine *e)
 		if (pe->queued || pe->chk || pe->removed || pe->dropped || pe->unlinked)
 			continue;
 		pe->tries = 0;
-		queue_push(&e->recheck, pe, 0, false);
+		queue_push(&e->recheck, pe);
 	}
 }
 
@@ -188,6 +188,7 @@ void eng_take_due(struct engine *e)
 static void result_apply(struct engine *e, struct pool_entry *pe, const struct judge *j,
 			 const struct chk_outcome *o)
 {
+	pe->doubted = false;
 	pe->last_checked = eng_wall_s();
 	pe->last = (struct snap_result){
 	    .result = (uint8_t)(o->result + 1),
@@ -243,17 +244,32 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 	e->dirty = true;
 }
 
-void eng_lower_limit(struct engine *e)
-{
-	uint32_t nl = e->in_flight - e->in_flight / 4;
+static const char *const limit_why_name[SNAP_LIMIT_WHY_COUNT] = {
+	[SNAP_LIMIT_LOCAL_ERROR] = "local resource shortage",
+	[SNAP_LIMIT_LOOP_LAG] = "event loop late",
+};
 
+/* Lowers the limit to nl (MIN_CONCURRENCY at least), saying why. */
+static void set_lower_limit(struct engine *e, uint32_t nl, enum snap_limit_why why)
+{
 	if (nl < MIN_CONCURRENCY)
 		nl = MIN_CONCURRENCY;
-	if (nl < e->limit) {
-		log_warn("local resource shortage: concurrency %u -> %u", e->limit, nl);
-		e->limit = nl;
-	}
 	e->last_local_err_ms = eng_now_ms();
+	if (nl >= e->limit)
+		return;
+	if (why == SNAP_LIMIT_LATENCY)
+		log_info("checks take %.1f times their proxies' usual latency: concurrency %u -> %u",
+			 e->lat_ratio, e->limit, nl);
+	else
+		log_warn("%s: concurrency %u -> %u", limit_why_name[why], e->limit, nl);
+	e->limit = nl;
+	e->limit_why = why;
+	e->limit_lowered[why]++;
+}
+
+void eng_lower_limit(struct engine *e, enum snap_limit_why why)
+{
+	set_lower_limit(e, e->in_flight - e->in_flight / 4, why);
 }
 
 static void check_done(void *arg, const struct chk_outcome *o);
@@ -302,7 +318,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 
 	j = e->paused ? NULL : judges_pick(e->judges);
 	if (!j) {
-		queue_push(&e->urgent, pe, 0, false);
+		queue_push(&e->urgent, pe);
 		return false; /* no judge answers: wait for one */
 	}
 	if (pe->have_addr) {
@@ -321,8 +337,8 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 		if (!chk_errno_is_local(err))
 			return fail_unstarted(e, pe, CHK_PROTO_ERR, err);
 		e->local_requeues++;
-		eng_lower_limit(e);
-		queue_push(&e->urgent, pe, 0, false);
+		eng_lower_limit(e, SNAP_LIMIT_LOCAL_ERROR);
+		queue_push(&e->urgent, pe);
 		return false;
 	}
 	/* The check reads its judge until it ends, whatever a reload does. */
@@ -364,27 +380,88 @@ static void learn_anonymity(const struct judge *j, struct pool_entry *pe,
 		pe->exit_family = AF_INET6;
 }
 
-/* A failure may be the judges' or our network's, not the proxy's: while no
- * judge answers, or when many live proxies fail in a row, the result is
- * held (the proxy keeps its state and is checked again) and the judges are
- * probed at once. */
+/* How many live proxies failing in a row put the judges in doubt: most of
+ * what was alive when the run began, HOLD_AFTER_FAILS at most. */
+static uint32_t hold_threshold(const struct engine *e)
+{
+	uint32_t most = e->alive_at_run / 2 + 1;
+
+	return most < HOLD_AFTER_FAILS ? most : HOLD_AFTER_FAILS;
+}
+
+/* The judges are asked before the run's failures count: checking pauses
+ * until a probe says whether one answers (see eng_apply_probe). Without
+ * probes there is nobody to ask, and the run counts as it is. */
+static void doubt_judges(struct engine *e)
+{
+	if (!e->cfg->probe_judges) {
+		e->alive_fail_run = 0;
+		return;
+	}
+	log_warn("%u of %u live proxies failed in a row: holding results, probing the judges",
+		 e->alive_fail_run, e->alive_at_run);
+	e->paused = true;
+	eng_probe_judges(e, true);
+}
+
+/* A failure may be the judges' or our network's, not the proxy's. While no
+ * judge answers, it is held: the proxy keeps its state and is checked again
+ * once one does. A live proxy's failure is held back too, parked in doubt,
+ * until its run of live proxies failing in a row is settled: a success
+ * means the judges work, and each parked proxy gets one more check that
+ * counts; a run that covers most of what was alive, whatever the pool's
+ * size, has the judges probed before anything of it is applied. A proxy
+ * already dead keeps its state whatever the judges', so its failure counts
+ * (holding it would only check it again). */
 static bool hold_failure(struct engine *e, struct pool_entry *pe)
 {
-	if (e->once)
-		return false;
-	if (!e->paused && pe->state == POOL_ALIVE && ++e->alive_fail_run >= HOLD_AFTER_FAILS) {
-		log_warn("%u live proxies failed in a row: holding results, probing the judges",
-			 e->alive_fail_run);
-		e->paused = true;
-		e->alive_fail_run = 0;
-		eng_probe_judges(e, true);
-	}
-	if (!e->paused)
+	if (e->once || pe->state == POOL_DEAD)
+		return false; /* a dead proxy failing again loses nothing */
+	if (!e->paused && (pe->state != POOL_ALIVE || pe->doubted))
 		return false;
 	e->held_total++;
 	pe->tries = 0;
-	queue_push(&e->urgent, pe, 0, false);
+	if (e->paused) {
+		queue_push(&e->urgent, pe);
+		return true;
+	}
+	if (e->alive_fail_run++ == 0) {
+		e->alive_at_run = e->alive_published;
+		e->run_started_ms = eng_now_ms();
+	}
+	pe->doubted = true;
+	queue_push(&e->doubt, pe);
+	if (e->alive_fail_run >= hold_threshold(e))
+		doubt_judges(e);
 	return true;
+}
+
+/* Nothing else in flight or waiting can end the run with a success, or
+ * no success came for a whole check timeout. */
+static bool run_unsettled(const struct engine *e)
+{
+	if (!e->in_flight && !e->urgent.len && !e->ready.len && !e->recheck.len && !e->retry.len)
+		return true;
+	return eng_now_ms() - e->run_started_ms > (uint64_t)e->cfg->timeout_ms;
+}
+
+void eng_settle_doubt(struct engine *e)
+{
+	struct pool_entry *pe;
+
+	if (!e->doubt.len || e->paused)
+		return;
+	if (e->alive_fail_run && run_unsettled(e)) {
+		doubt_judges(e);
+		if (e->paused)
+			return;
+	}
+	if (e->alive_fail_run)
+		return;
+	/* Settled (a success, or a probe that found a judge answering): each
+	 * parked proxy is checked once more, and that result counts. */
+	while ((pe = queue_pop(&e->doubt)))
+		queue_push(&e->urgent, pe);
 }
 
 /* A proxy that timed out while it had less than half the timeout for its
@@ -428,31 +505,34 @@ static void check_done(void *arg, const struct chk_outcome *o)
 	ours = o->result == CHK_LOCAL_ERR || o->result == CHK_UNREACHABLE;
 	if (!ours)
 		j->checks++;
+	/* A timeout our own delays caused says nothing of the proxy, nor of
+	 * the judges: it does not count in a run of live proxies failing. */
+	if (o->result == CHK_TIMEOUT && timeout_is_ours(e, pe, o)) {
+		e->local_requeues++;
+		queue_push(&e->urgent, pe);
+		goto out;
+	}
 	if (o->result == CHK_OK) {
 		j->ok++;
 		e->alive_fail_run = 0;
+		eng_latency_sample(e, pe, o->latency_ms);
 		learn_anonymity(j, pe, o);
 	} else if (!ours && hold_failure(e, pe)) {
 		goto out;
 	}
-	if (o->result == CHK_TIMEOUT && timeout_is_ours(e, pe, o)) {
-		e->local_requeues++;
-		queue_push(&e->urgent, pe, 0, false);
-		goto out;
-	}
 	if (o->result == CHK_LOCAL_ERR) {
 		e->local_requeues++;
-		eng_lower_limit(e);
+		eng_lower_limit(e, SNAP_LIMIT_LOCAL_ERROR);
 		pe->tries--;
-		queue_push(&e->urgent, pe, 0, false);
+		queue_push(&e->urgent, pe);
 		goto out;
 	}
 	if (retryable(o->result) && pe->tries <= (uint8_t)e->cfg->retries) {
 		uint64_t delay = (uint64_t)RETRY_BASE_MS << (pe->tries - 1);
 
 		e->retries_total++;
-		if (queue_push(&e->retry, pe, eng_now_ms() + delay, true) == 0)
-			goto out;
+		retry_push(&e->retry, pe, pe->tries, eng_now_ms() + delay);
+		goto out;
 	}
 	e->checks_total[o->result]++;
 	result_apply(e, pe, j, o);
@@ -468,21 +548,25 @@ out:
  * re-checks and the scan taking turns, so that neither starves the other
  * when more is due than the checker can do (a scan that never ended kept
  * `echo sync > control/reload` waiting for ever). */
+static struct pool_entry *pop_next(struct engine *e)
+{
+	struct pool_entry *pe = retry_pop_due(&e->retry, eng_now_ms());
+
+	if (pe)
+		return pe;
+	if (e->urgent.len)
+		return queue_pop(&e->urgent);
+	if (e->recheck.len && (!e->ready.len || (e->turn++ & 1)))
+		return queue_pop(&e->recheck);
+	return queue_pop(&e->ready);
+}
+
 static struct pool_entry *next_entry(struct engine *e)
 {
 	struct pool_entry *pe;
-	uint64_t due;
 
 	for (;;) {
-		pe = queue_peek(&e->retry, &due);
-		if (pe && due <= eng_now_ms())
-			pe = queue_pop(&e->retry);
-		else if (e->urgent.len)
-			pe = queue_pop(&e->urgent);
-		else if (e->recheck.len && (!e->ready.len || (e->turn++ & 1)))
-			pe = queue_pop(&e->recheck);
-		else
-			pe = queue_pop(&e->ready);
+		pe = pop_next(e);
 		if (!pe)
 			return NULL;
 		if (!pe->unlinked && !pe->removed && !pe->dropped && !pe->chk)
@@ -532,13 +616,68 @@ void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 	eng_scan_maybe_finish(e);
 }
 
+void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t latency_ms)
+{
+	uint32_t usual = pe->latency_ms;
+	uint32_t floor = (uint32_t)e->cfg->timeout_ms / LAT_FLOOR_DIV;
+
+	if (pe->state != POOL_ALIVE || !usual)
+		return; /* no history to compare with */
+	if (!e->lat_n)
+		e->lat_since = eng_now_ms();
+	e->lat_sum += (double)latency_ms / (usual > floor ? usual : floor);
+	e->lat_n++;
+}
+
+/* Closes the latency window when it has enough samples (or forgets the
+ * last ratio when none came for a while); true when a new ratio is in. */
+static bool latency_window(struct engine *e, uint64_t t)
+{
+	if (e->lat_n >= LAT_MIN_SAMPLES) {
+		e->lat_ratio = e->lat_sum / e->lat_n;
+		e->lat_sum = 0;
+		e->lat_n = 0;
+		e->lat_since = t;
+		return true;
+	}
+	if (t - e->lat_since > 10 * LAT_STEP_MS)
+		e->lat_ratio = 0; /* too few checks lately to tell */
+	return false;
+}
+
+/* The limit follows the latency of checks that succeed against the pool's
+ * own history, besides the local errors and the loop's lag: overload shows
+ * first as live proxies answering slowly, then as their timeouts (counted
+ * against them, or holding the judges in doubt), so when checks take
+ * LAT_TOLERANCE times their usual the limit falls in proportion; it grows
+ * back only once they are near their usual again. A fresh pool (no
+ * history, as in proxyfs check) runs at the configured limit. */
 void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
+	bool fresh = latency_window(e, t);
 
-	if (e->limit >= e->limit_max || t - e->last_local_err_ms < 1000)
+	if (fresh && e->lat_ratio > LAT_TOLERANCE && t - e->last_local_err_ms >= LAT_STEP_MS) {
+		uint32_t base = e->in_flight < e->limit ? e->in_flight : e->limit;
+		double f = LAT_TOLERANCE / e->lat_ratio;
+
+		f = f < 0.5 ? 0.5 : f > 0.9 ? 0.9 : f;
+		set_lower_limit(e, (uint32_t)(base * f), SNAP_LIMIT_LATENCY);
+		e->lat_lowered_ms = t;
 		return;
-	e->limit += e->limit / 8 + 1;
-	if (e->limit > e->limit_max)
+	}
+	if (e->limit >= e->limit_max || t - e->last_local_err_ms < LAT_STEP_MS ||
+	    e->lat_ratio > LAT_RELAXED)
+		return;
+	/* Back to a limit that was too much for the latency only slowly, so
+	 * the limit settles below it instead of swinging back and forth. */
+	if (e->lat_lowered_ms && t - e->lat_lowered_ms < LAT_SETTLE_MS)
+		e->limit += e->limit / 64 + 1;
+	else
+		e->limit += e->limit / 8 + 1;
+	e->limit_why = SNAP_LIMIT_RECOVERING;
+	if (e->limit >= e->limit_max) {
 		e->limit = e->limit_max;
+		e->limit_why = SNAP_LIMIT_CONFIGURED;
+	}
 }

@@ -101,6 +101,16 @@ struct snap_judge {
 /* Engine figures at the time of the snapshot. Indexes are enum chk_result. */
 #define SNAP_RESULT_CLASSES 12
 
+/* Why the adaptive concurrency limit is where it is. */
+enum snap_limit_why {
+	SNAP_LIMIT_CONFIGURED,  /* at its maximum */
+	SNAP_LIMIT_LOCAL_ERROR, /* lowered: our side ran short (fds, ports, buffers) */
+	SNAP_LIMIT_LOOP_LAG,    /* lowered: the event loop ran late */
+	SNAP_LIMIT_LATENCY,     /* lowered: checks that succeed took far longer than usual */
+	SNAP_LIMIT_RECOVERING,  /* growing back towards its maximum */
+	SNAP_LIMIT_WHY_COUNT
+};
+
 struct snap_stats {
 	uint64_t generation;     /* snapshot number, increases by one per publish */
 	struct timespec built;   /* when built; the files' st_mtime */
@@ -122,6 +132,9 @@ struct snap_stats {
 	uint32_t concurrency_conf;  /* what the config asked for */
 	uint32_t concurrency_fd_max; /* what the open-file limit leaves of it (the clamp) */
 	uint32_t in_flight_max;
+	enum snap_limit_why concurrency_why; /* why the limit is where it is */
+	uint64_t concurrency_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
+	double latency_ratio;       /* checks' latency over their proxies' usual; 0 = none */
 	uint64_t checks_total[SNAP_RESULT_CLASSES];
 	uint64_t local_requeues_total; /* checks put back because our side failed */
 	bool paused;               /* no judge answers: checking waits */

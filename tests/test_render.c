@@ -40,6 +40,11 @@ static void fill_stats(struct snap_stats *st, uint32_t alive)
 	st->concurrency = 64;
 	st->concurrency_conf = 100;
 	st->concurrency_fd_max = 90;
+	st->concurrency_why = SNAP_LIMIT_LATENCY;
+	st->concurrency_lowered[SNAP_LIMIT_LOCAL_ERROR] = 1;
+	st->concurrency_lowered[SNAP_LIMIT_LOOP_LAG] = 2;
+	st->concurrency_lowered[SNAP_LIMIT_LATENCY] = 3;
+	st->latency_ratio = 2.5;
 	for (int r = 0; r < SNAP_RESULT_CLASSES; r++)
 		st->checks_total[r] = 100 + (uint64_t)r;
 	st->local_requeues_total = 6;
@@ -449,7 +454,9 @@ static void test_stat_json(void)
 		check_contains(t, want);
 	}
 	check_contains(t, "}, \"local_requeues\": 6, \"retries\": 8, \"paused\": false, "
-			  "\"held\": 0}");
+			  "\"held\": 0, \"concurrency_why\": \"latency\", \"latency_ratio\": 2.50, "
+			  "\"concurrency_lowered\": {\"local_error\": 1, \"loop_lag\": 2, "
+			  "\"latency\": 3}}");
 	check_contains(t, "\"judges\": [],");
 	check_contains(t, "\"store\": {\"writes\": 1000, \"errors\": 0, \"error\": null}");
 	check_contains(t, "\"health\": \"ok\"");
@@ -494,6 +501,12 @@ static void test_metrics(void)
 	check_contains(t, "# TYPE proxyfs_checks_total counter\n"
 			  "proxyfs_checks_total{result=\"ok\"} 100\n"
 			  "proxyfs_checks_total{result=\"timeout\"} 101\n");
+	check_contains(t, "# TYPE proxyfs_check_concurrency_lowered_total counter\n"
+			  "proxyfs_check_concurrency_lowered_total{reason=\"local_error\"} 1\n"
+			  "proxyfs_check_concurrency_lowered_total{reason=\"loop_lag\"} 2\n"
+			  "proxyfs_check_concurrency_lowered_total{reason=\"latency\"} 3\n");
+	check_contains(t, "# TYPE proxyfs_check_latency_ratio gauge\n"
+			  "proxyfs_check_latency_ratio 2.500\n");
 	check_contains(t, "\nproxyfs_snapshot_timestamp_seconds 1700000100.250\n");
 	check_contains(t, "\nproxyfs_start_time_seconds 1700000000\n");
 	check_contains(t, "\nproxyfs_healthy 1\n");

@@ -1,0 +1,257 @@
+/* test_engine: the engine's queues, its thread's signal mask, its limit.
+ *
+ * The queues are tried on pool entries made here by hand (only the queue
+ * fields matter): pushing never allocates, so it goes on while every
+ * allocation fails (this file stands in for malloc, except under ASan,
+ * which has its own); FIFO order holds; an entry is never queued twice;
+ * and the retry queue hands out the entry due first, not the one pushed
+ * first, when later tries wait longer. Then a real engine is started and
+ * every thread besides the main one must block the signals the daemon
+ * handles, so that they reach the main thread's handlers. Last, the
+ * concurrency limit's latency rule, fed samples by hand.
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "engine_int.h"
+#include "testutil.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ALLOC_FAILS_TESTED 0
+#else
+#define ALLOC_FAILS_TESTED 1
+
+/* While set, every allocation fails. */
+static bool alloc_fail;
+
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+
+void *malloc(size_t n)
+{
+	return alloc_fail ? NULL : __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+	return alloc_fail ? NULL : __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+	return alloc_fail ? NULL : __libc_realloc(p, n);
+}
+#endif
+
+#define NENT 20000
+
+static void test_fifo_without_memory(void)
+{
+	struct pool_entry *ent = calloc(NENT, sizeof(*ent));
+	struct queue q = { 0 };
+	size_t popped = 0;
+	bool in_order = true;
+	struct pool_entry *pe;
+
+	if (!ent) {
+		CHECK(ent != NULL);
+		return;
+	}
+#if ALLOC_FAILS_TESTED
+	alloc_fail = true;
+#endif
+	for (size_t i = 0; i < NENT; i++)
+		queue_push(&q, &ent[i]);
+	queue_push(&q, &ent[7]); /* already queued: stays where it is */
+#if ALLOC_FAILS_TESTED
+	alloc_fail = false;
+#endif
+	CHECK_INT(q.len, NENT);
+	while ((pe = queue_pop(&q))) {
+		in_order = in_order && pe == &ent[popped] && !pe->queued;
+		popped++;
+	}
+	CHECK_INT(popped, NENT);
+	CHECK(in_order);
+	CHECK(q.head == NULL && q.tail == NULL && q.len == 0);
+	/* Emptied, it takes entries again. */
+	queue_push(&q, &ent[3]);
+	CHECK(queue_pop(&q) == &ent[3]);
+	CHECK(queue_pop(&q) == NULL);
+	free(ent);
+}
+
+/* Backoff grows per try: an entry on its second try, pushed first, must
+ * not hold back one on its first try that is due earlier. */
+static void test_retry_due_order(void)
+{
+	struct pool_entry a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
+	struct retry_queue r = { 0 };
+
+	retry_push(&r, &a, 2, 1000 + 500); /* failed at 1000, second try: waits 500 */
+	retry_push(&r, &b, 1, 1010 + 250); /* failed at 1010, first try: waits 250 */
+	retry_push(&r, &c, 1, 1020 + 250);
+	retry_push(&r, &d, 20, 1030 + 60000); /* beyond the last level: still kept */
+	CHECK_INT(r.len, 4);
+	CHECK(retry_pop_due(&r, 1200) == NULL);
+	CHECK(retry_pop_due(&r, 1260) == &b);
+	CHECK(retry_pop_due(&r, 1260) == NULL);
+	CHECK(retry_pop_due(&r, 1600) == &c);
+	CHECK(retry_pop_due(&r, 1600) == &a);
+	CHECK(retry_pop_due(&r, 1600) == NULL);
+	CHECK(retry_pop_due(&r, 61030) == &d);
+	CHECK_INT(r.len, 0);
+	CHECK(!a.queued && !b.queued && !c.queued && !d.queued);
+}
+
+/* Signals blocked by thread tid, from /proc (SigBlk). */
+static unsigned long long sig_blocked(const char *tid)
+{
+	char path[320], line[256];
+	unsigned long long mask = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+			break;
+	fclose(f);
+	return mask;
+}
+
+static void test_threads_block_signals(void)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGPIPE };
+	struct cfg c;
+	struct engine *e;
+	char err[256], self[32];
+	struct dirent *de;
+	DIR *d;
+	int others = 0;
+
+	cfg_init(&c);
+	/* Nothing listens there, and it is not probed: checking does not wait. */
+	CHECK_INT(cfg_add_judge(&c, "http://127.0.0.1:9/"), 0);
+	c.probe_judges = 0;
+	CHECK_INT(cfg_validate(&c, err, sizeof(err)), 0);
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK_INT(engine_start(e), 0);
+	/* A rescan it answered: its thread runs its loop, past the moment
+	 * pthread_create keeps a new thread's signals blocked. */
+	CHECK_INT(engine_rescan(e, true, NULL, NULL), 0);
+	snprintf(self, sizeof(self), "%d", (int)getpid());
+	d = opendir("/proc/self/task");
+	CHECK(d != NULL);
+	while (d && (de = readdir(d))) {
+		unsigned long long mask;
+
+		if (de->d_name[0] == '.' || strcmp(de->d_name, self) == 0)
+			continue;
+		others++;
+		mask = sig_blocked(de->d_name);
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			if (!(mask >> (sigs[i] - 1) & 1)) {
+				fprintf(stderr, "thread %s does not block signal %d (SigBlk %llx)\n",
+					de->d_name, sigs[i], mask);
+				CHECK(mask >> (sigs[i] - 1) & 1);
+			}
+	}
+	if (d)
+		closedir(d);
+	CHECK(others >= 2); /* the engine's and the fetcher's */
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
+/* The limit follows the latency of checks that succeed against their
+ * proxies' usual: it falls when they take several times longer, not for a
+ * pool with no history, and grows back once they are quick again. */
+static void test_latency_limit(void)
+{
+	struct cfg c;
+	struct engine *e;
+	struct pool_entry pe = { 0 };
+	char err[256];
+	uint32_t before;
+
+	cfg_init(&c);
+	CHECK_INT(cfg_add_judge(&c, "http://127.0.0.1:9/"), 0);
+	c.probe_judges = 0;
+	c.timeout_ms = 3000;
+	c.concurrency = 1000;
+	CHECK_INT(cfg_validate(&c, err, sizeof(err)), 0);
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK_INT(e->limit, 1000);
+	e->in_flight = 800;
+
+	/* No history (a fresh pool): slow answers say nothing about us. */
+	pe.state = POOL_UNKNOWN;
+	for (int i = 0; i < 100; i++)
+		eng_latency_sample(e, &pe, 2900);
+	eng_recover_limit(e);
+	CHECK_INT(e->limit, 1000);
+
+	/* Usually 200 ms, now 1000 ms: five times as long. */
+	pe.state = POOL_ALIVE;
+	pe.latency_ms = 200;
+	for (int i = 0; i < LAT_MIN_SAMPLES; i++)
+		eng_latency_sample(e, &pe, 1000);
+	eng_recover_limit(e);
+	CHECK(e->limit < 800);
+	CHECK(e->limit >= 400); /* at most halved in one step */
+	CHECK_INT(e->limit_why, SNAP_LIMIT_LATENCY);
+	CHECK_INT(e->limit_lowered[SNAP_LIMIT_LATENCY], 1);
+	CHECK(e->lat_ratio > 4.9 && e->lat_ratio < 5.1);
+
+	/* Twice a quick proxy's 5 ms is not congestion: the floor is a
+	 * twentieth of the timeout. */
+	before = e->limit;
+	e->last_local_err_ms = 0;
+	pe.latency_ms = 5;
+	for (int i = 0; i < LAT_MIN_SAMPLES; i++)
+		eng_latency_sample(e, &pe, 140);
+	eng_recover_limit(e);
+	CHECK(e->limit > before);
+	CHECK_INT(e->limit_why, SNAP_LIMIT_RECOVERING);
+
+	/* Checks near their usual again: back to the configured limit. */
+	pe.latency_ms = 200;
+	for (int i = 0; i < 100 && e->limit < 1000; i++) {
+		for (int k = 0; k < LAT_MIN_SAMPLES; k++)
+			eng_latency_sample(e, &pe, 210);
+		eng_recover_limit(e);
+	}
+	CHECK_INT(e->limit, 1000);
+	CHECK_INT(e->limit_why, SNAP_LIMIT_CONFIGURED);
+	e->in_flight = 0;
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
+int main(void)
+{
+	test_fifo_without_memory();
+	test_retry_due_order();
+	test_threads_block_signals();
+	test_latency_limit();
+	return test_exit_code();
+}
