@@ -550,6 +550,11 @@ static int run(const struct options *o, const struct cfg *c)
 		goto out_engine;
 	if (fuse_mount(f, mountpoint) != 0)
 		goto out_fuse;
+	/* libfuse leaves a signal its parent ignored alone, and a shell runs
+	 * `proxyfs ... &` from a script with SIGINT ignored: the daemon is
+	 * to stop on SIGINT and SIGTERM whoever started it. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0)
 		goto out_unmount;
 	install_hup(e);

@@ -209,6 +209,19 @@ def test_signal_ends_the_daemon_while_a_sync_waits(mounts, slow_conf, sig, backg
     wait_until(lambda: not is_mounted(d.mnt), WAIT_TIMEOUT, "the mount to go")
 
 
+def test_sigint_stops_a_daemon_started_with_sigint_ignored(mounts, peer_set, tmp_path):
+    # What `proxyfs ... &` in a script does: the shell starts it with
+    # SIGINT ignored; the daemon must still stop on it.
+    d = mounts.new(good_conf(peer_set, str(tmp_path)), background=True)
+    os.makedirs(d.mnt, exist_ok=True)
+    p = subprocess.run([d.binary, "-c", d.conf, d.mnt], capture_output=True, text=True,
+                       timeout=15, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert p.returncode == 0, p.stderr
+    with open(config_db(d.conf) + ".lock") as f:
+        d.pid = int(f.read().split(",")[0])
+    d.stop(signal.SIGINT)
+
+
 def test_unmount_ends_the_daemon_with_checks_in_flight(mounts, slow_conf):
     d = mounts.new(slow_conf).start()
     wait_until(lambda: d.read_json("stat.json")["engine"]["in_flight"] >= 1, WAIT_TIMEOUT,
