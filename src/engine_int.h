@@ -151,6 +151,7 @@ struct engine {
 	void *once_arg;
 	uint32_t scan_alive;
 	int once_rc;             /* why a one-shot run stopped early, 0 if it did not */
+	uint64_t last_start_ms;  /* when the newest check started (one-shot: its ETA) */
 
 	/* Publishing. */
 	bool dirty;
