@@ -412,6 +412,9 @@ static int add_lists(struct cfg *c, int argc, char **argv, int first, enum proxy
 		}
 		if (cfg_add_list(c, path, path, proto) < 0)
 			return -ENOMEM;
+		if (path != argv[i] && isatty(STDIN_FILENO))
+			fprintf(stderr, "proxyfs check: reading a list from the terminal: one proxy "
+					"a line, Ctrl-D to end\n");
 	}
 	return 0;
 }

@@ -211,3 +211,27 @@ def test_short_run_gives_no_rate(binary, peer_set, tmp_path):
     assert elapsed > 0, "a run shown as taking no time:\n" + p.stderr
     if elapsed < 1.0:
         assert "checks/s" not in m.group(0), m.group(0)
+
+
+def test_dash_reads_a_terminal_and_says_so(binary, peer_set):
+    """`-` asks for stdin even on a terminal: the run says what it waits
+    for, and takes the lines typed up to Ctrl-D."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(check_argv(binary, peer_set, "-"), stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        slave = -1
+        os.write(master, (peer_set.tinyproxy.line + "\n").encode() + b"\x04")
+        try:
+            out, err = proc.communicate(timeout=CHECK_TIMEOUT)
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0, err
+    assert "reading a list from the terminal" in err, err
+    assert out.split() == [peer_set.tinyproxy.uri], err
