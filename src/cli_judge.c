@@ -20,7 +20,9 @@
  * works as an expected text. Keeps nothing between requests and logs nothing per
  * request; it asks to close each connection after its answer (evhttp keeps
  * a CONNECT's open until the 10 s idle timeout). A host name listens on the
- * first address it resolves to.
+ * first address it resolves to; ":PORT" listens on every address (IPv6 and
+ * IPv4 on one socket where the host has IPv6). SIGHUP is ignored: a judge
+ * has nothing to reload, and a closed terminal must not stop it.
  */
 #include "cli_judge.h"
 
@@ -28,6 +30,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +61,9 @@ static void judge_usage(FILE *out)
 		"\"proxyfs-judge %d\". Point the checker at it with\n"
 		"judge = http://ADDR:PORT/ (the default expect accepts it).\n"
 		"\n"
-		"  -l, --listen ADDR:PORT  where to listen: 1.2.3.4:80, [::1]:80, host:80;\n"
-		"                          port 0 picks a free one (printed at start)\n"
+		"  -l, --listen ADDR:PORT  where to listen: 1.2.3.4:80, [::1]:80, host:80,\n"
+		"                          :80 for every address; port 0 picks a free one\n"
+		"                          (printed at start)\n"
 		"  -h, --help              this text\n",
 		JUDGE_FORMAT_VERSION);
 }
@@ -141,7 +146,8 @@ static void judge_signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /* Splits ADDR:PORT ([v6]:PORT for IPv6) into host and port, both pointing
- * into buf (a copy of spec); -EINVAL when it is not of that form. */
+ * into buf (a copy of spec), host NULL for ":PORT" (every address);
+ * -EINVAL when it is not of that form. */
 static int judge_split(const char *spec, char *buf, size_t size, char **host, char **port)
 {
 	char *colon, *end;
@@ -167,9 +173,25 @@ static int judge_split(const char *spec, char *buf, size_t size, char **host, ch
 	*port = colon + 1;
 	errno = 0;
 	n = strtol(*port, &end, 10);
-	if (**host == '\0' || **port < '0' || **port > '9' || *end || errno || n > 65535)
+	if (**port < '0' || **port > '9' || *end || errno || n > 65535)
 		return -EINVAL;
+	if (**host == '\0') {
+		if (buf[0] == '[')
+			return -EINVAL; /* "[]:PORT" */
+		*host = NULL;
+	}
 	return 0;
+}
+
+/* True when this host can make an IPv6 socket. */
+static bool judge_has_ipv6(void)
+{
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
 }
 
 /* A listening, non-blocking socket on spec. Returns the fd, or -1 after a
@@ -180,14 +202,19 @@ static int judge_listen(const char *spec, int *status)
 				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *ai = NULL;
 	char buf[300], *host, *port;
-	int fd = -1, one = 1, rc;
+	int fd = -1, one = 1, zero = 0, rc;
 
 	*status = EXIT_USAGE;
 	if (judge_split(spec, buf, sizeof(buf), &host, &port) < 0) {
-		fprintf(stderr, "proxyfs judge: --listen '%s': expected ADDR:PORT or [IPV6]:PORT\n",
+		fprintf(stderr,
+			"proxyfs judge: --listen '%s': expected ADDR:PORT, [IPV6]:PORT or :PORT\n",
 			spec);
 		return -1;
 	}
+	/* Every address: the IPv6 wildcard taking IPv4 too, or the IPv4
+	 * one on a host without IPv6. */
+	if (!host)
+		hints.ai_family = judge_has_ipv6() ? AF_INET6 : AF_INET;
 	rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc != 0) {
 		fprintf(stderr, "proxyfs judge: --listen '%s': %s\n", spec, gai_strerror(rc));
@@ -197,6 +224,9 @@ static int judge_listen(const char *spec, int *status)
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto out_error;
+	if (!host && ai->ai_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+		goto out_close;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, JUDGE_BACKLOG) < 0)
 		goto out_close;
@@ -318,6 +348,7 @@ int judge_main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	fd = judge_listen(listen_on, &status);
 	if (fd < 0)
 		return status;

@@ -675,6 +675,22 @@ out_free:
 	return NULL;
 }
 
+/* At most how long the checks in flight, and a retry waiting for its turn,
+ * may still take: the newest check's whole timeout from its start, a
+ * retry's from when it is due. What is still queued besides is the rate's
+ * to estimate. */
+static uint64_t tail_ms(const struct engine *e)
+{
+	uint64_t now = eng_now_ms(), end = 0, due = retry_last_due(&e->retry);
+	uint64_t timeout = (uint64_t)e->cfg->timeout_ms;
+
+	if (e->in_flight)
+		end = e->last_start_ms + timeout;
+	if (due && due + timeout > end)
+		end = (due > now ? due : now) + timeout;
+	return end > now ? end - now : 0;
+}
+
 static void progress_fill(const struct engine *e, struct engine_progress *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -691,6 +707,8 @@ static void progress_fill(const struct engine *e, struct engine_progress *p)
 	for (int i = 0; i < CHK_RESULT_COUNT; i++)
 		p->by_result[i] = e->checks_total[i];
 	p->elapsed_s = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
+	p->waiting = (uint32_t)(e->ready.len + e->urgent.len + e->retry.len);
+	p->tail_s = tail_ms(e) / 1000.0;
 }
 
 static void progress_cb(evutil_socket_t fd, short what, void *arg)
@@ -700,6 +718,22 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
 
 	progress_fill(e, &p);
 	e->once->progress(e->once_arg, &p);
+}
+
+static void report_sources(const struct engine *e, const struct engine_once_ops *ops, void *arg)
+{
+	for (size_t i = 0; ops->source && i < e->cfg->nsources; i++) {
+		const struct src_state *st = &e->sources[i];
+		struct engine_source s = {
+			.url = e->cfg->sources[i].url, .proxies = st->proxies,
+			.invalid = st->invalid, .sample = (const char *const *)st->sample,
+			.http_status = st->http_status, .error = st->error,
+		};
+
+		while (s.nsample < SNAP_SAMPLE_INVALID && st->sample[s.nsample])
+			s.nsample++;
+		ops->source(arg, &s);
+	}
 }
 
 int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *arg,
@@ -734,6 +768,7 @@ int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *a
 	if (e->once_rc)
 		rc = e->once_rc;
 	progress_fill(e, out);
+	report_sources(e, ops, arg);
 out:
 	if (prog)
 		event_free(prog);

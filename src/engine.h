@@ -36,6 +36,21 @@ struct engine_result {
 	bool alive;
 	uint32_t latency_ms;      /* when alive */
 	const char *result;       /* chk_result_name() of the final outcome */
+	int err;                  /* errno behind a refused/reset/local error, else 0 */
+	uint16_t http_status;     /* the judge's answer's status through the proxy, 0 if none */
+	uint8_t anonymity;        /* enum snap_anon, when alive */
+	const char *exit_ip;      /* the address the judge saw, "" when not known */
+};
+
+/* What became of one source of a one-shot run. */
+struct engine_source {
+	const char *url;          /* as given: a path or an http(s) URL */
+	uint32_t proxies;         /* distinct proxies read from it */
+	uint32_t invalid;         /* lines with no proxy in them */
+	const char *const *sample; /* the first invalid lines, nsample of them */
+	int nsample;
+	long http_status;         /* of its download, 0 for files */
+	const char *error;        /* "" when it was read */
 };
 
 struct engine_progress {
@@ -47,11 +62,16 @@ struct engine_progress {
 	uint64_t local_requeues, retries;
 	uint64_t by_result[CHK_RESULT_COUNT]; /* final outcomes, indexed by enum chk_result */
 	double elapsed_s;
+	uint32_t waiting;         /* proxies not started yet, retries due later included */
+	double tail_s;            /* at most how long the checks in flight and the retries
+				   * waiting may still take; 0 when none */
 };
 
 struct engine_once_ops {
 	void (*result)(void *arg, const struct engine_result *r);
 	void (*progress)(void *arg, const struct engine_progress *p); /* may be NULL */
+	/* At the end of the run, once per source in config order; may be NULL. */
+	void (*source)(void *arg, const struct engine_source *s);
 	int progress_ms;
 };
 

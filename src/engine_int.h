@@ -182,6 +182,7 @@ struct engine {
 	void *once_arg;
 	uint32_t scan_alive;
 	int once_rc;             /* why a one-shot run stopped early, 0 if it did not */
+	uint64_t last_start_ms;  /* when the newest check started (one-shot: its ETA) */
 
 	/* Publishing. */
 	bool dirty;
@@ -213,6 +214,8 @@ void queue_drain(struct queue *q);
 void retry_push(struct retry_queue *r, struct pool_entry *e, unsigned int try, uint64_t due);
 /* The retry due earliest if it is due by now, else NULL. */
 struct pool_entry *retry_pop_due(struct retry_queue *r, uint64_t now);
+/* When the retry due last is due; 0 when none waits. */
+uint64_t retry_last_due(const struct retry_queue *r);
 void retry_drain(struct retry_queue *r);
 /* Frees an unlinked entry once no queue nor check refers to it. */
 void eng_release_entry(struct pool_entry *e);

@@ -87,6 +87,16 @@ struct pool_entry *retry_pop_due(struct retry_queue *r, uint64_t now)
 	return queue_pop(first);
 }
 
+uint64_t retry_last_due(const struct retry_queue *r)
+{
+	uint64_t last = 0;
+
+	for (size_t i = 0; i < RETRY_LEVELS; i++)
+		if (r->by_try[i].tail && r->by_try[i].tail->qdue > last)
+			last = r->by_try[i].tail->qdue;
+	return last;
+}
+
 void retry_drain(struct retry_queue *r)
 {
 	for (size_t i = 0; i < RETRY_LEVELS; i++)

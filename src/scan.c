@@ -232,12 +232,18 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 	}
 	if (e->once) {
 		char uri[PROXY_URI_MAX];
+		char ip[INET6_ADDRSTRLEN];
 		struct engine_result r = {
 			.uri = pool_entry_uri(pe, uri), .proto = (enum proxy_proto)pe->proto,
 			.alive = o->result == CHK_OK, .latency_ms = o->latency_ms,
-			.result = chk_result_name(o->result),
+			.result = chk_result_name(o->result), .err = o->err,
+			.http_status = o->status, .exit_ip = "",
+			.anonymity = o->result == CHK_OK ? pe->anonymity : SNAP_ANON_UNKNOWN,
 		};
 
+		if (r.alive && pe->exit_family &&
+		    inet_ntop(pe->exit_family, pe->exit_addr, ip, sizeof(ip)))
+			r.exit_ip = ip;
 		e->once->result(e->once_arg, &r);
 	}
 	eng_store_entry(e, pe);
@@ -346,6 +352,8 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 	pe->judge = j;
 	pe->tries++;
 	pe->lag_mark = (uint32_t)e->lag_ms;
+	if (e->once)
+		e->last_start_ms = eng_now_ms();
 	e->in_flight++;
 	if (e->in_flight > e->in_flight_max)
 		e->in_flight_max = e->in_flight;

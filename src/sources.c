@@ -186,7 +186,9 @@ void src_read(struct src_state *st, const struct cfg_source *cs, FILE *f, size_t
 	size_t n;
 	bool failed = !mem;
 
-	while (!failed && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+	/* A terminal's end (Ctrl-D) is one empty read: stop at it, not at a
+	 * second one that waits for more typing. */
+	while (!failed && !feof(f) && (n = fread(buf, 1, sizeof(buf), f)) > 0)
 		failed = fwrite(buf, 1, n, mem) != n;
 	failed = failed || ferror(f);
 	if (mem && fclose(mem) != 0)
