@@ -94,6 +94,7 @@ struct engine {
 	struct chk_opts opts;     /* opts.dns: made when a proxy given by name comes */
 	bool dns_failed;          /* ... and could not be: not tried again */
 	bool paused;             /* no judge answers: checking waits */
+	bool pause_said;         /* ... and that was logged (warn): its end is said at info */
 	uint32_t alive_fail_run; /* live proxies failed in a row, no success between */
 	uint64_t held_total;     /* results not applied while the judges were in doubt */
 
