@@ -96,6 +96,9 @@ def test_group_and_mode_keep_readers_to_the_group(mounts, peer_set, open_dir, tm
     assert stat.S_IMODE(st.st_mode) == 0o200, "control/add: mode %o" % st.st_mode
 
     # Not in the group: the kernel refuses every reader file.
+    p = subprocess.run(["runuser", "-u", "nobody", "--", "cat", os.path.join(mnt, "random")],
+                       capture_output=True, text=True, timeout=PROBE_TIMEOUT, cwd="/")
+    assert p.returncode != 0 and "Permission denied" in p.stderr and not p.stdout, p
     seen = as_nobody(mnt, READERS)
     for rel in READERS:
         assert seen[rel][0] == "EACCES", "nobody read %s: %r" % (rel, seen[rel])
@@ -126,6 +129,9 @@ def test_hide_credentials(mounts, peer_set, open_dir, tmp_path):
 
     st = os.stat(os.path.join(mnt, "live.txt"))
     assert stat.S_IMODE(st.st_mode) == 0o444, "default mode without a group: %o" % st.st_mode
+    p = subprocess.run(["runuser", "-u", "nobody", "--", "cat", os.path.join(mnt, "live.txt")],
+                       capture_output=True, text=True, timeout=PROBE_TIMEOUT, cwd="/")
+    assert p.returncode == 0 and bare + "\n" in p.stdout and "s3cret" not in p.stdout, p
     seen = as_nobody(mnt, READERS)
     for rel in READERS:
         outcome, text = seen[rel]
