@@ -266,8 +266,7 @@ static void stat_judges(const struct snapshot *s, struct sbuf *out)
 	sbuf_adds(out, s->njudges ? "\n  ],\n" : "],\n");
 }
 
-static void stat_source(const struct snapshot *s, const struct snap_source *src,
-			struct sbuf *out)
+static void stat_source(const struct snapshot *s, const struct snap_source *src, struct sbuf *out)
 {
 	bool first = true;
 

@@ -42,7 +42,7 @@ enum cfg_key_type {
 	KEY_URL,
 	KEY_LOG_LEVEL,
 	KEY_PROTO,
-	KEY_BOOL, /* yes/no, true/false, on/off, 1/0; stored as int */
+	KEY_BOOL,  /* yes/no, true/false, on/off, 1/0; stored as int */
 	KEY_GROUP, /* a group name (or number) that exists; its id goes to cfg.gid */
 	KEY_MODE,  /* octal, read bits only (reader files are never writable) */
 };
@@ -231,7 +231,8 @@ static int parse_int(struct cfg_parse *p, const struct cfg_key *k, const char *v
 	long n = 0;
 
 	errno = 0;
-	if (v[0] == '-' && v[1] >= '0' && v[1] <= '9' && v[strspn(v + 1, "0123456789") + 1] == '\0') {
+	if (v[0] == '-' && v[1] >= '0' && v[1] <= '9' &&
+	    v[strspn(v + 1, "0123456789") + 1] == '\0') {
 		parse_fail(p, k->name, "%.*s: %s (%d..%d)", VALUE_SHOWN, v,
 			   k->min > 0 ? "must be positive" : "must not be negative", k->min,
 			   k->max);
@@ -326,8 +327,7 @@ static int set_mode(struct cfg_parse *p, const struct cfg_key *k, int *field, co
 	if (*v >= '0' && *v <= '7')
 		m = strtoul(v, &end, 8);
 	if (!end || *end || strlen(v) > 4) {
-		parse_fail(p, k->name, "'%.*s' is not an octal mode such as 0440", VALUE_SHOWN,
-			   v);
+		parse_fail(p, k->name, "'%.*s' is not an octal mode such as 0440", VALUE_SHOWN, v);
 		return -EINVAL;
 	}
 	if (m & ~(unsigned long)k->max) {

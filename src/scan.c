@@ -94,8 +94,7 @@ void eng_scan_start(struct engine *e)
 		if (queue_push(&e->ready, pe, 0, false) == 0)
 			e->scan_total++;
 	}
-	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan_gen,
-		  e->scan_total);
+	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan_gen, e->scan_total);
 	e->dirty = true;
 	eng_dispatch(e);
 }

@@ -339,9 +339,9 @@ static void test_access_keys(void)
 	cfg_free(&c);
 
 	cfg_init(&c);
-	CHECK_INT(load_text("[proxyfs]\ngroup = 4321\nfile_mode = 0400\n", &c, err,
-			    sizeof(err), path),
-		  0);
+	CHECK_INT(
+	    load_text("[proxyfs]\ngroup = 4321\nfile_mode = 0400\n", &c, err, sizeof(err), path),
+	    0);
 	CHECK_INT(c.gid, 4321);
 	CHECK_INT(cfg_file_mode(&c), 0400);
 	cfg_free(&c);
