@@ -527,6 +527,7 @@ static void sig_cb(evutil_socket_t fd, short what, void *arg)
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
+	log_reopen(); /* a rotated log_file: continue in a new one */
 	log_info("SIGHUP: re-reading the config and the sources");
 	eng_reload_config(e);
 }

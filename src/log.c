@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@ static atomic_bool log_to_syslog;
 /* Where lines go when not to syslog; set at start, before other threads. */
 static atomic_int log_fd = STDERR_FILENO;
 static atomic_bool log_file_open; /* log_fd is the log_file: it stays so */
+/* The log_file's path; written once by log_open_file, before other threads. */
+static char log_path[PATH_MAX];
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -50,13 +53,36 @@ void log_set_level(enum log_level lvl)
 
 int log_open_file(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	int fd;
 
+	if (strlen(path) >= sizeof(log_path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 	if (fd < 0)
 		return -errno;
+	strcpy(log_path, path);
 	atomic_store(&log_fd, fd);
 	atomic_store(&log_file_open, true);
 	return 0;
+}
+
+void log_reopen(void)
+{
+	int fd;
+
+	if (!atomic_load(&log_file_open))
+		return;
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0) {
+		log_err("log_file %s: cannot open it again: %s; writing on in the old one",
+			log_path, strerror(errno));
+		return;
+	}
+	/* dup3 swaps the file under the same descriptor: a thread writing
+	 * a line meanwhile writes it whole to one file or the other. */
+	if (dup3(fd, atomic_load(&log_fd), O_CLOEXEC) < 0)
+		log_err("log_file %s: cannot switch to it: %s", log_path, strerror(errno));
+	close(fd);
 }
 
 static bool syslog_socket_exists(void)

@@ -18,6 +18,10 @@ void log_set_level(enum log_level lvl);
 /* Appends every line to path from now on, in the background too (it is
  * created 0640 if missing). 0 or -errno. */
 int log_open_file(const char *path);
+/* Opens the log_file's path again (after logrotate moved it away) and
+ * writes there from now on; without a log_file, or when it cannot be
+ * opened (said in the old one), nothing changes. */
+void log_reopen(void);
 /* on: the daemon is going to the background (its stderr to /dev/null):
  * lines go to syslog, or stay with the log file if one is open, or, with
  * no syslog socket, to a copy of the stderr it had (said once, at warn). */

@@ -7,6 +7,7 @@ socket the lines go to log_file, or stay on the stderr it was started with.
 
 import os
 import re
+import signal
 
 import hostile
 from conftest import wait_until
@@ -121,3 +122,21 @@ def test_background_without_syslog_keeps_stderr(mounts, peer_set, tmp_path):
     assert any("no syslog socket" in m for m in messages(text, "warn")), text
     # Said after the daemon left the terminal: not lost in /dev/null.
     assert any(m.startswith("unmounting ") for m in messages(text, "info")), text
+
+
+def test_log_file_reopened_on_sighup(mounts, peer_set, tmp_path):
+    """logrotate's way: move the file away, send SIGHUP; the daemon goes on
+    in a new file at the same path and writes nothing more to the old."""
+    tmp = str(tmp_path)
+    log_file = os.path.join(tmp, "proxyfs.log")
+    conf = conf_with(tmp, peer_set, {"log_level": "info", "log_file": log_file})
+    d = mounts.new(conf, background=True).start()
+    d.sync()
+    os.rename(log_file, log_file + ".1")
+    d.send_signal(signal.SIGHUP)
+    wait_until(lambda: os.path.exists(log_file) and
+               "SIGHUP: re-reading" in full_log(log_file), 10.0, "the log in a new file")
+    d.stop()
+    old = full_log(log_file + ".1")
+    assert "mounted on" in old and "SIGHUP" not in old and "unmounting" not in old, old
+    assert any(m.startswith("unmounting ") for m in messages(full_log(log_file), "info"))
