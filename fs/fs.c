@@ -128,6 +128,12 @@ _Static_assert(SLOT_COUNT <= SNAP_CACHE_SLOTS,
 static uid_t owner_uid;
 static gid_t owner_gid;
 
+/* Reader files' mode and group (fs_set_access). Written once before
+ * libfuse serves any request, read-only afterwards. */
+static mode_t reader_mode = 0444;
+static bool reader_has_group;
+static gid_t reader_gid;
+
 /* /next: how many opens each folder has served (index folder + 1, 0 for the
  * top level). Atomic: FUSE threads open concurrently. */
 static atomic_uint_fast64_t next_counter[SNAP_VIEW_SOURCES + 2]; /* the last: all sources */
@@ -515,6 +521,13 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	return fuse_get_context()->private_data;
 }
 
+void fs_set_access(bool has_group, unsigned int gid, unsigned int mode)
+{
+	reader_has_group = has_group;
+	reader_gid = (gid_t)gid;
+	reader_mode = (mode_t)(mode & 0444);
+}
+
 static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	struct fs_node node, *n = &node;
@@ -529,9 +542,14 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	if (n->kind == FS_DIR) {
 		st->st_mode = S_IFDIR | n->mode;
 		st->st_nlink = 2;
-	} else {
+	} else if (node_is_control(n)) {
 		st->st_mode = S_IFREG | n->mode;
 		st->st_nlink = 1;
+	} else {
+		st->st_mode = S_IFREG | reader_mode;
+		st->st_nlink = 1;
+		if (reader_has_group)
+			st->st_gid = reader_gid;
 	}
 	/* An open reader's own snapshot and content, else the current one. */
 	s = h && h->snap ? snap_ref(h->snap) : snap_current();

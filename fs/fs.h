@@ -15,7 +15,15 @@
 #ifndef PROXYFS_FS_H
 #define PROXYFS_FS_H
 
+#include <stdbool.h>
+
 #include <fuse.h>
+
+/* Who may read the reader files (every file but the directories and
+ * control/): they get mode (read bits) and, when has_group, group gid
+ * instead of the mounting user's. Call before fuse_new(); mount with
+ * default_permissions so the kernel enforces it for every user. */
+void fs_set_access(bool has_group, unsigned int gid, unsigned int mode);
 
 /* The filesystem's operations; a static table, valid for the whole run. */
 const struct fuse_operations *fs_operations(void);

@@ -14,6 +14,59 @@
 #include "check.h"
 #include "proxy.h"
 
+/* --- credentials --- */
+
+/* Where the part after user:pass@ begins (uri itself when it has none):
+ * the last '@' before the path, after an optional scheme://. */
+static const char *after_userinfo(const char *uri)
+{
+	const char *sep = strstr(uri, "://");
+	const char *auth = sep ? sep + 3 : uri;
+	const char *end = auth + strcspn(auth, "/?#");
+	const char *at = NULL;
+
+	for (const char *c = auth; c < end; c++) {
+		if (*c == '@')
+			at = c;
+	}
+	return at ? at + 1 : uri;
+}
+
+/* Appends uri without its user:pass@. */
+static void add_without_userinfo(const char *uri, struct sbuf *out)
+{
+	const char *rest = after_userinfo(uri);
+	const char *sep = strstr(uri, "://");
+
+	if (rest != uri && sep)
+		sbuf_add(out, uri, (size_t)(sep + 3 - uri));
+	sbuf_adds(out, rest);
+}
+
+void render_uri(const struct snapshot *s, const char *uri, struct sbuf *out)
+{
+	if (s->stats.hide_credentials)
+		add_without_userinfo(uri, out);
+	else
+		sbuf_adds(out, uri);
+}
+
+void render_uri_json(const struct snapshot *s, const char *uri, struct sbuf *out)
+{
+	struct sbuf scratch;
+
+	if (!s->stats.hide_credentials || after_userinfo(uri) == uri) {
+		sbuf_add_json_str(out, uri);
+		return;
+	}
+	sbuf_init(&scratch);
+	add_without_userinfo(uri, &scratch);
+	sbuf_add_json_str(out, sbuf_cstr(&scratch));
+	if (sbuf_failed(&scratch))
+		out->failed = true;
+	sbuf_free(&scratch);
+}
+
 /* --- the pool lists --- */
 
 uint32_t render_count(const struct snapshot *s, int folder)
@@ -37,7 +90,7 @@ void render_pick(const struct snapshot *s, int folder, uint32_t index, struct sb
 
 	if (n == 0)
 		return;
-	sbuf_adds(out, folder_proxy(s, folder, index % n)->uri);
+	render_uri(s, folder_proxy(s, folder, index % n)->uri, out);
 	sbuf_addc(out, '\n');
 }
 
@@ -46,7 +99,7 @@ void render_live_txt(const struct snapshot *s, int folder, struct sbuf *out)
 	uint32_t n = render_count(s, folder);
 
 	for (uint32_t i = 0; i < n; i++) {
-		sbuf_adds(out, folder_proxy(s, folder, i)->uri);
+		render_uri(s, folder_proxy(s, folder, i)->uri, out);
 		sbuf_addc(out, '\n');
 	}
 }
@@ -101,10 +154,11 @@ static void json_source_list(struct sbuf *out, const char *joined, struct sbuf *
 	sbuf_addc(out, ']');
 }
 
-static void json_proxy(struct sbuf *out, const struct snap_proxy *p, struct sbuf *scratch)
+static void json_proxy(const struct snapshot *s, struct sbuf *out, const struct snap_proxy *p,
+		       struct sbuf *scratch)
 {
 	sbuf_adds(out, "{\"uri\":");
-	sbuf_add_json_str(out, p->uri);
+	render_uri_json(s, p->uri, out);
 	sbuf_printf(out, ",\"protocol\":\"%s\",\"host\":", proxy_proto_name(p->proto));
 	sbuf_add_json_str(out, p->host);
 	sbuf_printf(out,
@@ -127,7 +181,7 @@ void render_live_json(const struct snapshot *s, int folder, struct sbuf *out)
 	sbuf_init(&scratch);
 	sbuf_adds(out, "[\n");
 	for (uint32_t i = 0; i < n; i++) {
-		json_proxy(out, folder_proxy(s, folder, i), &scratch);
+		json_proxy(s, out, folder_proxy(s, folder, i), &scratch);
 		sbuf_adds(out, i + 1 < n ? ",\n" : "\n");
 	}
 	sbuf_adds(out, "]\n");
@@ -226,7 +280,7 @@ static void stat_judges(const struct snapshot *s, struct sbuf *out)
 		const struct snap_judge *j = &s->judges[i];
 
 		sbuf_adds(out, i ? ",\n    {\"url\": " : "\n    {\"url\": ");
-		sbuf_add_json_str(out, j->url);
+		render_uri_json(s, j->url, out);
 		sbuf_printf(out, ", \"healthy\": %s, \"last_probe\": %" PRId64 ", \"error\": ",
 			    j->healthy ? "true" : "false", j->last_probe);
 		json_str_or_null(out, j->error);
@@ -238,14 +292,14 @@ static void stat_judges(const struct snapshot *s, struct sbuf *out)
 	sbuf_adds(out, s->njudges ? "\n  ],\n" : "],\n");
 }
 
-static void stat_source(const struct snap_source *src, struct sbuf *out)
+static void stat_source(const struct snapshot *s, const struct snap_source *src, struct sbuf *out)
 {
 	bool first = true;
 
 	sbuf_adds(out, "    {\"name\": ");
 	sbuf_add_json_str(out, src->name);
 	sbuf_adds(out, ", \"url\": ");
-	sbuf_add_json_str(out, src->url);
+	render_uri_json(s, src->url, out);
 	sbuf_adds(out, ", \"protocol\": ");
 	json_str_or_null(out, src->protocol);
 	sbuf_printf(out,
@@ -264,7 +318,7 @@ static void stat_source(const struct snap_source *src, struct sbuf *out)
 			continue;
 		if (!first)
 			sbuf_adds(out, ", ");
-		sbuf_add_json_str(out, src->invalid_sample[i]);
+		render_uri_json(s, src->invalid_sample[i], out);
 		first = false;
 	}
 	sbuf_adds(out, "]}");
@@ -278,7 +332,7 @@ static void stat_sources(const struct snapshot *s, struct sbuf *out)
 	}
 	sbuf_adds(out, "  \"sources\": [\n");
 	for (uint32_t i = 0; i < s->nsources; i++) {
-		stat_source(&s->sources[i], out);
+		stat_source(s, &s->sources[i], out);
 		sbuf_adds(out, i + 1 < s->nsources ? ",\n" : "\n");
 	}
 	sbuf_adds(out, "  ]\n");

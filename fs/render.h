@@ -19,6 +19,13 @@
 /* The folder argument: a enum proxy_proto, or RENDER_ALL for the top level. */
 #define RENDER_ALL (-1)
 
+/* A proxy URI (or a source or judge URL, or a line from a list) as readers
+ * may see it: as it is, or without its user:pass@ when the snapshot says
+ * credentials are hidden. Every renderer writes URIs through this. */
+void render_uri(const struct snapshot *s, const char *uri, struct sbuf *out);
+/* The same, as a JSON string. */
+void render_uri_json(const struct snapshot *s, const char *uri, struct sbuf *out);
+
 /* Live proxies in a folder (RENDER_ALL: all of them). */
 uint32_t render_count(const struct snapshot *s, int folder);
 

@@ -278,13 +278,14 @@ static void json_num_or_null(struct sbuf *out, int64_t v)
 }
 
 /* One all.json object, without a line end. */
-static void json_record(struct sbuf *out, const struct snap_proxy *p, struct sbuf *scratch)
+static void json_record(const struct snapshot *s, struct sbuf *out, const struct snap_proxy *p,
+			struct sbuf *scratch)
 {
 	const char *sep, *name;
 	bool first = true;
 
 	sbuf_adds(out, "{\"uri\":");
-	sbuf_add_json_str(out, p->uri);
+	render_uri_json(s, p->uri, out);
 	sbuf_adds(out, ",\"protocol\":\"");
 	sbuf_adds(out, proxy_proto_name(p->proto));
 	sbuf_adds(out, "\",\"state\":\"");
@@ -373,7 +374,7 @@ void render_all_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_init(&scratch);
 	sbuf_adds(out, "[\n");
 	for (uint32_t i = 0; i < s->nlive + n; i++) {
-		json_record(out, i < s->nlive ? &s->live[i] : v[i - s->nlive], &scratch);
+		json_record(s, out, i < s->nlive ? &s->live[i] : v[i - s->nlive], &scratch);
 		sbuf_adds(out, i + 1 < s->nlive + n ? ",\n" : "\n");
 	}
 	sbuf_adds(out, "]\n");
@@ -389,7 +390,7 @@ void render_dead_txt(const struct snapshot *s, int arg, struct sbuf *out)
 	(void)arg;
 	v = others_sorted(s, SNAP_DEAD, &n, out);
 	for (uint32_t i = 0; v && i < n; i++) {
-		sbuf_adds(out, v[i]->uri);
+		render_uri(s, v[i]->uri, out);
 		sbuf_addc(out, ' ');
 		render_result(&v[i]->last, out);
 		sbuf_addc(out, '\n');
@@ -405,7 +406,7 @@ void render_removed_txt(const struct snapshot *s, int arg, struct sbuf *out)
 	(void)arg;
 	v = others_sorted(s, SNAP_REMOVED, &n, out);
 	for (uint32_t i = 0; v && i < n; i++) {
-		sbuf_adds(out, v[i]->uri);
+		render_uri(s, v[i]->uri, out);
 		sbuf_addc(out, '\n');
 	}
 	free(v);
@@ -499,7 +500,7 @@ uint32_t render_lookup(const struct snapshot *s, const char *name, struct sbuf *
 		for (uint32_t i = 0; i < s->nall; i++) {
 			if (!lookup_match(k, &s->all[i]))
 				continue;
-			json_record(out, &s->all[i], &scratch);
+			json_record(s, out, &s->all[i], &scratch);
 			sbuf_addc(out, '\n');
 			n++;
 		}

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
 #include <libgen.h>
 #include <limits.h>
@@ -41,7 +42,9 @@ enum cfg_key_type {
 	KEY_URL,
 	KEY_LOG_LEVEL,
 	KEY_PROTO,
-	KEY_BOOL, /* yes/no, true/false, on/off, 1/0; stored as int */
+	KEY_BOOL,  /* yes/no, true/false, on/off, 1/0; stored as int */
+	KEY_GROUP, /* a group name (or number) that exists; its id goes to cfg.gid */
+	KEY_MODE,  /* octal, read bits only (reader files are never writable) */
 };
 
 /* One settable key. off is into struct cfg, or into struct cfg_source for
@@ -58,6 +61,10 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_PROXYFS, "db", KEY_PATH, offsetof(struct cfg, db), 0, 0},
     {SECT_PROXYFS, "log_level", KEY_LOG_LEVEL, offsetof(struct cfg, log_level), 0, 0},
     {SECT_PROXYFS, "pid_file", KEY_PATH, offsetof(struct cfg, pid_file), 0, 0},
+    {SECT_PROXYFS, "log_file", KEY_PATH, offsetof(struct cfg, log_file), 0, 0},
+    {SECT_PROXYFS, "group", KEY_GROUP, offsetof(struct cfg, group), 0, 0},
+    {SECT_PROXYFS, "file_mode", KEY_MODE, offsetof(struct cfg, file_mode), 0, 0444},
+    {SECT_PROXYFS, "hide_credentials", KEY_BOOL, offsetof(struct cfg, hide_credentials), 0, 1},
     {SECT_CHECK, "judge", KEY_JUDGE, offsetof(struct cfg, judge), 0, 0},
     {SECT_CHECK, "ca_file", KEY_PATH, offsetof(struct cfg, ca_file), 0, 0},
     {SECT_CHECK, "recheck_s", KEY_INT, offsetof(struct cfg, recheck_s), 1, 31536000},
@@ -83,6 +90,8 @@ static const struct cfg_key cfg_keys[] = {
 
 #define N_CFG_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
+_Static_assert(N_CFG_KEYS <= 32, "struct cfg_parse's seen has a bit for every key");
+
 /* The state of one cfg_load(): the file, where in it we are, and the
  * struct being filled. */
 struct cfg_parse {
@@ -100,6 +109,7 @@ struct cfg_parse {
 	uint32_t seen;		      /* bit i: cfg_keys[i] given in this section */
 	int proxyfs_line, check_line; /* where those sections began, or 0 */
 	int expect_line;	      /* where expect was given, or 0 */
+	int key_line[32];	      /* [proxyfs] and [check]: where cfg_keys[i] was given, or 0 */
 
 	struct cfg *c;
 	char *err;
@@ -221,6 +231,13 @@ static int parse_int(struct cfg_parse *p, const struct cfg_key *k, const char *v
 	long n = 0;
 
 	errno = 0;
+	if (v[0] == '-' && v[1] >= '0' && v[1] <= '9' &&
+	    v[strspn(v + 1, "0123456789") + 1] == '\0') {
+		parse_fail(p, k->name, "%.*s: %s (%d..%d)", VALUE_SHOWN, v,
+			   k->min > 0 ? "must be positive" : "must not be negative", k->min,
+			   k->max);
+		return -EINVAL;
+	}
 	if (*v >= '0' && *v <= '9')
 		n = strtol(v, &end, 10);
 	if (!end || *end) {
@@ -274,6 +291,53 @@ static int set_path(struct cfg_parse *p, const struct cfg_key *k, char **field, 
 		return -ENOMEM;
 	free(*field);
 	*field = s;
+	return 0;
+}
+
+/* group = NAME (or a number): it must exist now, as it is the group the
+ * reader files are shown with. */
+static int set_group(struct cfg_parse *p, const struct cfg_key *k, const char *v)
+{
+	struct group gr, *found = NULL;
+	char buf[4096], *end = NULL;
+	unsigned long num = ULONG_MAX;
+
+	if (getgrnam_r(v, &gr, buf, sizeof(buf), &found) == 0 && found) {
+		p->c->gid = (unsigned int)found->gr_gid;
+	} else {
+		/* A number is a group id, named in the group database or not. */
+		errno = 0;
+		if (*v >= '0' && *v <= '9')
+			num = strtoul(v, &end, 10);
+		if (!end || *end || errno || num >= UINT_MAX) {
+			parse_fail(p, k->name, "'%.*s': no such group", VALUE_SHOWN, v);
+			return -EINVAL;
+		}
+		p->c->gid = (unsigned int)num;
+	}
+	return set_str(&p->c->group, v);
+}
+
+/* file_mode = octal read bits, such as 0440. */
+static int set_mode(struct cfg_parse *p, const struct cfg_key *k, int *field, const char *v)
+{
+	char *end = NULL;
+	unsigned long m = 0;
+
+	if (*v >= '0' && *v <= '7')
+		m = strtoul(v, &end, 8);
+	if (!end || *end || strlen(v) > 4) {
+		parse_fail(p, k->name, "'%.*s' is not an octal mode such as 0440", VALUE_SHOWN, v);
+		return -EINVAL;
+	}
+	if (m & ~(unsigned long)k->max) {
+		parse_fail(p, k->name,
+			   "%s: only read bits (0444) can be given; reader files are never "
+			   "writable or executable",
+			   v);
+		return -EINVAL;
+	}
+	*field = (int)m;
 	return 0;
 }
 
@@ -359,6 +423,10 @@ static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, c
 		return cfg_add_judge(p->c, v);
 	case KEY_PATH:
 		return set_path(p, k, field, v);
+	case KEY_GROUP:
+		return set_group(p, k, v);
+	case KEY_MODE:
+		return set_mode(p, k, field, v);
 	case KEY_URL:
 		return set_url(p, k, base, v);
 	case KEY_LOG_LEVEL:
@@ -427,6 +495,8 @@ static int cfg_key_cb(void *user, const char *section, const char *name, const c
 		return 0;
 	}
 	p->seen |= UINT32_C(1) << i;
+	if (p->sect != SECT_SOURCE)
+		p->key_line[i] = p->lineno;
 	if (p->sect == SECT_CHECK && strcmp(name, "expect") == 0)
 		p->expect_line = p->lineno;
 	rc = set_value(p, &cfg_keys[i], base, value);
@@ -622,8 +692,36 @@ static const char cfg_empty_expect[] =
     "the judge's answer contains, or set require_echo = yes for a judge that echoes the "
     "request (proxyfs judge, azenv, httpbin)";
 
+/* The line where the file gave key, or 0. */
+static int line_of(const struct cfg_parse *p, const char *key)
+{
+	for (size_t i = 0; i < N_CFG_KEYS; i++) {
+		if (cfg_keys[i].sect != SECT_SOURCE && strcmp(cfg_keys[i].name, key) == 0)
+			return p->key_line[i];
+	}
+	return 0;
+}
+
+/* lo must not be more than hi: the message names the line of lo if the
+ * file gave it, else the line of hi (one of the two was given, or both
+ * would be their defaults, which agree). */
+static void check_order(struct cfg_parse *p, const char *lo, int lo_v, const char *hi, int hi_v)
+{
+	if (lo_v <= hi_v)
+		return;
+	snprintf(p->section, sizeof(p->section), "check");
+	if (line_of(p, lo)) {
+		p->lineno = line_of(p, lo);
+		parse_fail(p, lo, "%d is more than %s (%d)", lo_v, hi, hi_v);
+	} else {
+		p->lineno = line_of(p, hi);
+		parse_fail(p, hi, "%d is less than %s (%d)", hi_v, lo, lo_v);
+	}
+}
+
 /* Rules over the whole file: an empty expect is proof of nothing unless
- * the judge's echo of each check's token is required. */
+ * the judge's echo of each check's token is required; the pairs that bound
+ * each other are in order. Each message names the line of the key. */
 static void check_file(struct cfg_parse *p)
 {
 	int line = p->lineno;
@@ -632,8 +730,11 @@ static void check_file(struct cfg_parse *p)
 		p->lineno = p->expect_line;
 		snprintf(p->section, sizeof(p->section), "check");
 		parse_fail(p, "expect", "%s", cfg_empty_expect);
-		p->lineno = line;
 	}
+	check_order(p, "retry_min_s", p->c->retry_min_s, "retry_max_s", p->c->retry_max_s);
+	check_order(p, "connect_timeout_ms", p->c->connect_timeout_ms, "timeout_ms",
+		    p->c->timeout_ms);
+	p->lineno = line;
 }
 
 /* Runs inih over the open file; 0 or -errno with the message set. */
@@ -683,6 +784,7 @@ void cfg_init(struct cfg *c)
 	c->dead_ttl_s = 86400;
 	c->judge_probe_s = 60;
 	c->probe_judges = 1;
+	c->file_mode = -1;
 	c->judges = calloc(1, sizeof(*c->judges));
 	if (c->judges) {
 		c->judges[0] = strdup(CFG_DEFAULT_JUDGE);
@@ -701,6 +803,8 @@ void cfg_free(struct cfg *c)
 	free(c->file);
 	free(c->db);
 	free(c->pid_file);
+	free(c->log_file);
+	free(c->group);
 	free(c->judge);
 	for (size_t i = 0; i < c->njudges; i++)
 		free(c->judges[i]);
@@ -731,6 +835,13 @@ int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_p
 	if (!s->name || !s->url || (!remote && !s->path))
 		return -ENOMEM;
 	return 0;
+}
+
+unsigned int cfg_file_mode(const struct cfg *c)
+{
+	if (c->file_mode >= 0)
+		return (unsigned int)c->file_mode;
+	return c->group ? 0440 : 0444;
 }
 
 int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen)

@@ -31,6 +31,12 @@ struct cfg {
 	char *db;                /* default CFG_DEFAULT_DB */
 	enum log_level log_level; /* default info */
 	char *pid_file;          /* the daemon's pid is written there; NULL = none */
+	char *log_file;          /* logs are appended there; NULL = stderr, or syslog once
+				  * in the background (stderr kept when there is no syslog) */
+	char *group;             /* reader files belong to this group; NULL = the daemon's */
+	unsigned int gid;        /* ... its id, looked up when the file was read */
+	int file_mode;           /* reader files' mode; -1 = 0440 with a group, else 0444 */
+	int hide_credentials;    /* user:pass@ left out of every reader file; default 0 */
 
 	/* [check] */
 	char *judge;            /* URL fetched through each proxy; default http://azenv.net/ */
@@ -79,6 +85,9 @@ int cfg_add_judge(struct cfg *c, const char *url);
  * the current directory) or downloading an http(s) URL, for proxyfs check.
  * 0 or -ENOMEM. */
 int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto);
+
+/* The mode reader files get: file_mode, or its default. */
+unsigned int cfg_file_mode(const struct cfg *c);
 
 /* Checks the cross-field rules (judge URL parses, timeouts positive, ...)
  * after command-line overrides; 0 or -EINVAL with a message. */

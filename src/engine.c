@@ -110,15 +110,20 @@ static void cmd_free(struct cmd *c)
 
 static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 {
+	size_t added = 0, known = 0, readmitted = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		bool created;
 		struct pool_entry *pe = pool_get(e->pool, &list[i], &created);
 
 		if (!pe)
 			continue;
+		added += created;
+		known += !created;
 		pe->manual = true;
 		pe->dropped = false;
 		if (pe->removed) {
+			readmitted++;
 			pe->removed = false;
 			if (e->store)
 				store_unmark_removed(e->store, pe->uri);
@@ -130,6 +135,9 @@ static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 			queue_push(&e->urgent, pe);
 		}
 	}
+	log_debug("control/add: %zu line%s: %zu added, %zu already in the pool (%zu let back in "
+		  "after a remove), %zu not taken (out of memory); each is checked first",
+		  n, n == 1 ? "" : "s", added, known, readmitted, n - added - known);
 	e->dirty = true;
 	eng_dispatch(e);
 }
@@ -171,14 +179,15 @@ static int cmp_str(const void *a, const void *b)
 /* A line without credentials also removes every credential variant of
  * its scheme, host and port the pool holds: one pass over the pool for
  * the whole write. matched[k] says whether bare[k] (sorted) took any. */
-static void remove_variants(struct engine *e, char **bare, size_t nbare, bool *matched)
+static size_t remove_variants(struct engine *e, char **bare, size_t nbare, bool *matched)
 {
 	struct pool_iter it;
 	struct pool_entry *pe = NULL;
 	char key[PROXY_URI_MAX];
+	size_t took = 0;
 
 	if (!nbare)
-		return;
+		return 0;
 	qsort(bare, nbare, sizeof(*bare), cmp_str);
 	while ((pe = pool_next(e->pool, &it, pe))) {
 		const char *k = key;
@@ -192,7 +201,9 @@ static void remove_variants(struct engine *e, char **bare, size_t nbare, bool *m
 		log_info("remove %s: also %s", *hit, pe->uri);
 		remove_entry(e, pe);
 		matched[hit - bare] = true;
+		took++;
 	}
+	return took;
 }
 
 /* Whether the line whose key is key removed some credential variant. */
@@ -224,7 +235,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 	char **bare = calloc(2 * n + 1, sizeof(*bare)); /* keys without credentials, owned */
 	bool *matched = calloc(2 * n + 1, sizeof(*matched));
 	bool *known = calloc(n + 1, sizeof(*known));
-	size_t nbare = 0;
+	size_t nbare = 0, removed = 0, variants = 0, unknown = 0;
 
 	if (!bare || !matched || !known)
 		log_warn("remove: out of memory; only the exact lines are removed");
@@ -238,6 +249,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 			continue;
 		}
 		remove_entry(e, pe);
+		removed++;
 		twin = tk ? pool_find(e->pool, tk) : NULL;
 		if (twin)
 			remove_entry(e, twin);
@@ -255,7 +267,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 		free(tk);
 	}
 	if (bare && matched)
-		remove_variants(e, bare, nbare, matched);
+		variants = remove_variants(e, bare, nbare, matched);
 	for (size_t i = 0; known && i < n; i++) {
 		char key[PROXY_URI_MAX];
 		char *tk;
@@ -268,9 +280,14 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 		       (took_variants(bare, nbare, matched, key) ||
 			(tk && took_variants(bare, nbare, matched, tk)));
 		free(tk);
-		if (!took)
-			log_info("remove %s: not in the pool; kept out should a source list it", key);
+		if (took)
+			continue;
+		log_info("remove %s: not in the pool; kept out should a source list it", key);
+		unknown++;
 	}
+	log_debug("control/remove: %zu line%s: %zu removed (%zu not in the pool, kept out), "
+		  "%zu credential variants removed with them",
+		  n, n == 1 ? "" : "s", removed - unknown, unknown, variants);
 	for (size_t i = 0; bare && i < nbare; i++)
 		free(bare[i]);
 	free(bare);
@@ -291,6 +308,8 @@ static void do_rescan(struct engine *e, struct waiter *w)
 {
 	uint64_t target = e->scan_gen + 1; /* the pending scan, or the one started below */
 
+	log_debug("control/reload: %s: %s", w ? "sync" : "rescan",
+		  e->scan_running ? "a scan runs; another follows it" : "a scan starts");
 	if (e->scan_running)
 		e->rescan_pending = true;
 	if (w && eng_judges_unreachable(e)) {
@@ -358,6 +377,7 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 			eng_apply_lookup(e, c->idx, c->gen, &c->rsv);
 			break;
 		case CMD_RELOAD:
+			log_debug("control/reload: reload: re-reading the config and the sources");
 			eng_wake(c->waiter, eng_reload_config(e));
 			c->waiter = NULL;
 			break;
@@ -509,6 +529,7 @@ static void sig_cb(evutil_socket_t fd, short what, void *arg)
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
+	log_reopen(); /* a rotated log_file: continue in a new one */
 	log_info("SIGHUP: re-reading the config and the sources");
 	eng_reload_config(e);
 }

@@ -114,6 +114,7 @@ struct engine {
 	struct chk_opts opts;     /* opts.dns: made when a proxy given by name comes */
 	bool dns_failed;          /* ... and could not be: not tried again */
 	bool paused;             /* no judge answers: checking waits */
+	bool pause_said;         /* ... and that was logged (warn): its end is said at info */
 	uint32_t alive_fail_run; /* live proxies failed in a row, no success between */
 	uint32_t alive_at_run;   /* live proxies when that run began */
 	uint64_t run_started_ms; /* when it began */

@@ -125,6 +125,16 @@ static void queue_unchecked(struct engine *e)
 	}
 }
 
+/* What a source's read gave, at debug. */
+static void log_source_read(const struct engine *e, size_t i, const char *how)
+{
+	const struct src_state *st = &e->sources[i];
+
+	log_debug("source %s: read %s: %u proxies, %u invalid, %u scraped%s%s",
+		  e->cfg->sources[i].name, how, st->proxies, st->invalid, st->scraped,
+		  st->error[0] ? "; " : "", st->error);
+}
+
 static void read_local(struct engine *e, size_t i)
 {
 	FILE *f = src_open(&e->sources[i], &e->cfg->sources[i]);
@@ -135,6 +145,7 @@ static void read_local(struct engine *e, size_t i)
 		return;
 	src_read(&e->sources[i], &e->cfg->sources[i], f, i, source_line, &lr);
 	read_kept(e, i, &lr, &before);
+	log_source_read(e, i, e->cfg->sources[i].path);
 }
 
 static void fetch_done_cb(void *arg, struct fetch_result *res);
@@ -203,11 +214,21 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 	st->http_status = r->http_status;
 	kept = r->err != 0;
 	if (r->err) {
+		/* Said at warn when it starts failing (or fails otherwise), not
+		 * again at every refresh while it stays down. */
+		bool news = strcmp(st->error, r->error) != 0;
+
 		src_failed(st, r->error, r->http_status);
-		log_warn("source %s: %s", e->cfg->sources[i].name, r->error);
+		log_msg(news ? LOG_LVL_WARN : LOG_LVL_DEBUG, "source %s: %s%s",
+			e->cfg->sources[i].name, r->error, news ? "" : " (still)");
 	} else if (r->not_modified) {
+		if (st->error[0])
+			log_info("source %s: read again", e->cfg->sources[i].name);
 		st->error[0] = '\0';
 		st->last_read = eng_wall_s();
+		log_debug("source %s: fetched %s: HTTP %ld, not modified: %u proxies kept",
+			  e->cfg->sources[i].name, e->cfg->sources[i].url, r->http_status,
+			  st->proxies);
 	} else {
 		struct list_read lr = { .e = e };
 		struct src_state before = *st;
@@ -216,6 +237,11 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 		/* A list kept over an empty one keeps its validators too, so
 		 * the next download is a full one, not a 304 for the empty. */
 		kept = read_kept(e, i, &lr, &before);
+		if (before.error[0] && !st->error[0])
+			log_info("source %s: read again", e->cfg->sources[i].name);
+		log_debug("source %s: fetched %s: HTTP %ld, %zu bytes", e->cfg->sources[i].name,
+			  e->cfg->sources[i].url, r->http_status, r->len);
+		log_source_read(e, i, e->cfg->sources[i].url);
 		prune_unlisted(e);
 		queue_unchecked(e);
 	}
@@ -326,13 +352,18 @@ static bool judges_settle(struct engine *e)
 		return false;
 	}
 	if (e->paused && ready) {
-		log_info("a judge answers: checking resumes");
+		/* A pause nobody was told of (the start, the judges confirmed
+		 * before a scan) ends at debug. */
+		log_msg(e->pause_said ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+			"a judge answers: checking %s", e->pause_said ? "resumes" : "goes on");
+		e->pause_said = false;
 		e->paused = false;
 		e->alive_fail_run = 0;
 		e->dirty = true;
 	} else if (!e->paused && !judges_any_healthy(js)) {
 		log_warn("no judge answers: checking pauses, proxies keep their state");
 		e->paused = true;
+		e->pause_said = true;
 		e->dirty = true;
 	}
 	if (eng_judges_unreachable(e)) /* a scan waited for cannot end: say so */

@@ -124,13 +124,15 @@ enum judge_step judges_next_step(const struct judge *j, bool looked_up)
 	return j->set->probe ? JUDGE_PROBE : JUDGE_READY;
 }
 
-/* Health changed: say so once. */
-static bool judge_health_changed(const struct judge *j, bool was)
+/* Health changed: say so once. A judge's first answer is no news (it was
+ * never said to be away): debug; its return after being set aside, info. */
+static bool judge_health_changed(const struct judge *j, bool was, bool first)
 {
 	if (was == j->healthy)
 		return false;
 	if (j->healthy)
-		log_info("judge %s answers again", j->url);
+		log_msg(first ? LOG_LVL_DEBUG : LOG_LVL_INFO, "judge %s answers%s", j->url,
+			first ? "" : " again");
 	else
 		log_warn("judge %s set aside: %s", j->url, j->error);
 	return true;
@@ -138,14 +140,14 @@ static bool judge_health_changed(const struct judge *j, bool was)
 
 bool judges_unprobed_ok(struct judge *j, int64_t now, int probe_s)
 {
-	bool was = j->healthy;
+	bool was = j->healthy, first = j->last_probe == 0;
 
 	j->probing = false;
 	j->last_probe = now;
 	j->next_probe = now + probe_s;
 	j->healthy = true;
 	j->error[0] = '\0';
-	return judge_health_changed(j, was);
+	return judge_health_changed(j, was, first);
 }
 
 int judges_lookup_done(struct judge *j, const struct resolve_result *r, int64_t now,
@@ -227,7 +229,7 @@ static bool answer_ok(const struct judge *j, const struct fetch_result *r, char 
 bool judges_probe_done(struct judge_set *js, struct judge *j, const struct fetch_result *r,
 		       int64_t now, int probe_s)
 {
-	bool was = j->healthy;
+	bool was = j->healthy, first = j->last_probe == 0;
 	char why[256];
 
 	j->probing = false;
@@ -239,9 +241,12 @@ bool judges_probe_done(struct judge_set *js, struct judge *j, const struct fetch
 		if (ja_own_addr(r->data, r->len, j->our_addr, sizeof(j->our_addr)) < 0)
 			j->our_addr[0] = '\0';
 		collect_ours(js);
+		log_debug("judge %s probe: answers (HTTP %ld, %zu bytes), our address %s", j->url,
+			  r->http_status, r->len, j->our_addr[0] ? j->our_addr : "unknown");
 	} else {
 		j->healthy = false;
 		snprintf(j->error, sizeof(j->error), "%s", why);
+		log_debug("judge %s probe: fails: %s", j->url, why);
 	}
-	return judge_health_changed(j, was);
+	return judge_health_changed(j, was, first);
 }

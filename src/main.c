@@ -410,9 +410,13 @@ static struct fuse *make_fuse(const struct options *o, const struct fuse_operati
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse *f = NULL;
 
-	/* Listed as type fuse.proxyfs (mount, df -t, findmnt), source proxyfs. */
+	/* Listed as type fuse.proxyfs (mount, df -t, findmnt), source proxyfs.
+	 * default_permissions: the kernel checks every access against the
+	 * modes and group getattr gives (file_mode, group), so with
+	 * allow_other the credentials in the reader files stay with those
+	 * who may read them. */
 	if (fuse_opt_add_arg(&args, "proxyfs") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
-	    fuse_opt_add_arg(&args, "subtype=proxyfs,fsname=proxyfs") < 0)
+	    fuse_opt_add_arg(&args, "subtype=proxyfs,fsname=proxyfs,default_permissions") < 0)
 		goto out;
 	if (debug && fuse_opt_add_arg(&args, "-d") < 0)
 		goto out;
@@ -613,6 +617,14 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	log_set_level(c.log_level);
+	if (c.log_file && (rc = log_open_file(c.log_file)) < 0) {
+		fprintf(stderr, "proxyfs: %s: [proxyfs] log_file %s: %s\n", c.file, c.log_file,
+			strerror(-rc));
+		cfg_free(&c);
+		free(o.fuse_opts);
+		return EXIT_USAGE;
+	}
+	fs_set_access(c.group != NULL, c.gid, cfg_file_mode(&c));
 	signal(SIGPIPE, SIG_IGN);
 	notify_init();
 	rc = run(&o, &c);

@@ -327,6 +327,7 @@ void eng_publish(struct engine *e)
 		snap_builder_add_judge(b, &sj);
 	}
 	fill_stats(e, &st, &ss);
+	st.hide_credentials = e->cfg->hide_credentials;
 	st.health = health_text(e, &st, &ss, health, sizeof(health));
 	snap_builder_set_stats(b, &st);
 	s = snap_builder_finish(b);

@@ -18,6 +18,7 @@
 #include "engine_int.h"
 #include "judge_answer.h"
 #include "log.h"
+#include "snapshot.h"
 
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc)
 {
@@ -93,8 +94,7 @@ void eng_scan_start(struct engine *e)
 		queue_push(&e->ready, pe);
 		e->scan_total++;
 	}
-	log_info("scan %llu started: %u proxies", (unsigned long long)e->scan_gen,
-		 e->scan_total);
+	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan_gen, e->scan_total);
 	e->dirty = true;
 	eng_dispatch(e);
 }
@@ -117,6 +117,20 @@ static bool scan_busy(const struct engine *e)
 	return e->once && sources_busy(e);
 }
 
+/* The first scan's end is news (the pool is warm); later ones are said at
+ * debug, so info stays quiet at rest. The counts are the published ones. */
+static void log_scan_end(const struct engine *e)
+{
+	struct snapshot *s = e->once ? NULL : snap_current();
+
+	log_msg(e->scan_gen == 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+		"scan %llu finished: %u checked in %.1f s: %u alive, %u dead, %u unknown",
+		(unsigned long long)e->scan_gen, e->scan_checked, e->last_scan_seconds,
+		s ? s->stats.alive : 0, s ? s->stats.dead : 0, s ? s->stats.unknown : 0);
+	if (s)
+		snap_unref(s);
+}
+
 void eng_scan_maybe_finish(struct engine *e)
 {
 	if (!e->scan_running || scan_busy(e))
@@ -125,9 +139,8 @@ void eng_scan_maybe_finish(struct engine *e)
 	e->scan_finished = eng_wall_s();
 	e->last_scan_seconds = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
 	e->next_scan_ms = eng_now_ms() + (uint64_t)e->cfg->interval_s * 1000;
-	log_info("scan %llu finished: %u checked in %.1f s", (unsigned long long)e->scan_gen,
-		 e->scan_checked, e->last_scan_seconds);
 	eng_publish(e);
+	log_scan_end(e);
 	eng_finish_waiters(e, e->scan_gen, 0);
 	if (e->once)
 		event_base_loopbreak(e->base);
@@ -409,6 +422,7 @@ static void doubt_judges(struct engine *e)
 	log_warn("%u of %u live proxies failed in a row: holding results, probing the judges",
 		 e->alive_fail_run, e->alive_at_run);
 	e->paused = true;
+	e->pause_said = true;
 	eng_probe_judges(e, true);
 }
 

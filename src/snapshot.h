@@ -146,6 +146,7 @@ struct snap_stats {
 	const char *store_error;   /* "" when fine */
 	const char *health;        /* "ok" or "degraded: <why>" (no newline) */
 	uint64_t snapshots_total;
+	bool hide_credentials;     /* [proxyfs] hide_credentials: readers leave user:pass@ out */
 };
 
 /* Render slots a snapshot caches (filled by whoever renders). */

@@ -144,10 +144,25 @@ static int store_make_parents(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
+/* Whether an existing file of this size starts as SQLite's files do (an
+ * empty one is a new database). */
+static bool store_looks_like_sqlite(int fd, off_t size)
+{
+	static const char magic[16] = "SQLite format 3";
+	char head[sizeof(magic)];
+
+	if (size == 0)
+		return true;
+	return pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+	       memcmp(head, magic, sizeof(magic)) == 0;
+}
+
 /* Creates the file with mode 0600 before SQLite sees it (it holds proxy
  * credentials; SQLite gives its -wal and -shm files the same mode), and
- * narrows the mode of an existing one. The descriptor is closed before
- * SQLite opens the file: closing it later would drop SQLite's locks. */
+ * narrows the mode of an existing one, but only once it is known to be a
+ * database: a path naming some other file by mistake is refused untouched.
+ * The descriptor is closed before SQLite opens the file: closing it later
+ * would drop SQLite's locks. */
 static int store_create_file(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
@@ -158,6 +173,15 @@ static int store_create_file(const char *path, char *err, size_t errlen)
 		rc = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return rc;
+	}
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    !store_looks_like_sqlite(fd, st.st_size)) {
+		snprintf(err, errlen,
+			 "%s: file is not a database (not SQLite); left as it was: give "
+			 "[proxyfs] db another path",
+			 path);
+		close(fd);
+		return -EINVAL;
 	}
 	if (fstat(fd, &st) == 0 && (st.st_mode & 077)) {
 		log_warn("store: %s was readable by others; setting its mode to 0600", path);

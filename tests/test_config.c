@@ -158,7 +158,7 @@ static void load_witness(struct cfg *c)
 	char err[512], path[PATH_MAX];
 
 	cfg_init(c);
-	CHECK_INT(load_text("[check]\ntimeout_ms = 777\n[source:w]\nurl = /w\n", c, err,
+	CHECK_INT(load_text("[check]\ntimeout_ms = 7777\n[source:w]\nurl = /w\n", c, err,
 			    sizeof(err), path),
 		  0);
 }
@@ -166,7 +166,7 @@ static void load_witness(struct cfg *c)
 static void check_witness(const struct cfg *c, const struct cfg *before)
 {
 	CHECK(memcmp(c, before, sizeof(*c)) == 0);
-	CHECK_INT(c->timeout_ms, 777);
+	CHECK_INT(c->timeout_ms, 7777);
 	CHECK_INT(c->nsources, 1);
 	CHECK_STR(c->sources[0].name, "w");
 	CHECK_STR(c->judge, "http://azenv.net/");
@@ -239,7 +239,21 @@ static void test_bad_values(void)
 	expect_bad_value("check", "timeout_ms", "5.0", "not a decimal number");
 	expect_bad_value("check", "timeout_ms", "0x100", "not a decimal number");
 	expect_bad_value("check", "timeout_ms", "+5000", "not a decimal number");
-	expect_bad_value("check", "timeout_ms", "-5000", "not a decimal number");
+	expect_bad_value("check", "timeout_ms", "-5000", "-5000: must be positive (100..600000)");
+	expect_bad_value("check", "concurrency", "-1", "must be positive");
+	expect_bad_value("check", "retries", "-1", "-1: must not be negative (0..10)");
+	expect_bad_value("source:s", "interval_s", "-60", "must be positive");
+	expect_bad_value("check", "timeout_ms", "-", "not a decimal number");
+	expect_bad_value("check", "timeout_ms", "-5x", "not a decimal number");
+	expect_bad_value("proxyfs", "group", "no-such-group-here", "no such group");
+	expect_bad_value("proxyfs", "group", "", "no such group");
+	expect_bad_value("proxyfs", "file_mode", "0640", "only read bits");
+	expect_bad_value("proxyfs", "file_mode", "0777", "only read bits");
+	expect_bad_value("proxyfs", "file_mode", "440x", "not an octal mode");
+	expect_bad_value("proxyfs", "file_mode", "0448", "not an octal mode");
+	expect_bad_value("proxyfs", "file_mode", "", "not an octal mode");
+	expect_bad_value("proxyfs", "hide_credentials", "sometimes", "not yes or no");
+	expect_bad_value("proxyfs", "log_file", "", "empty path");
 	expect_bad_value("check", "timeout_ms", "1e4", "not a decimal number");
 	expect_bad_value("check", "timeout_ms", "99", "out of range 100..600000");
 	expect_bad_value("check", "timeout_ms", "600001", "out of range");
@@ -283,6 +297,53 @@ static void expect_error(const char *text, int code, const char *part1, const ch
 	check_contains(err, part1);
 	check_contains(err, part2);
 	check_witness(&c, &before);
+	cfg_free(&c);
+}
+
+/* Keys that bound each other are refused with the line of the one given
+ * (the first of the pair when both are). */
+static void test_cross_field_lines(void)
+{
+	expect_error("[check]\nretry_max_s = 100\nretry_min_s = 200\n", -EINVAL,
+		     ":3: [check] retry_min_s: 200 is more than retry_max_s (100)", "");
+	expect_error("[check]\nretry_min_s = 200\n\nretry_max_s = 100\n", -EINVAL,
+		     ":2: [check] retry_min_s: 200", "");
+	expect_error("; c\n[check]\nretry_max_s = 30\n", -EINVAL,
+		     ":3: [check] retry_max_s: 30 is less than retry_min_s (60)", "");
+	expect_error("[check]\ntimeout_ms = 1000\n", -EINVAL,
+		     ":2: [check] timeout_ms: 1000 is less than connect_timeout_ms (2000)", "");
+	expect_error("[check]\ntimeout_ms = 3000\nconnect_timeout_ms = 4000\n", -EINVAL,
+		     ":3: [check] connect_timeout_ms: 4000 is more than timeout_ms (3000)", "");
+}
+
+/* group, file_mode, hide_credentials and log_file, and their defaults. */
+static void test_access_keys(void)
+{
+	struct cfg c;
+	char err[512] = "", path[PATH_MAX];
+
+	cfg_init(&c);
+	CHECK_INT(cfg_file_mode(&c), 0444);
+	CHECK(c.group == NULL);
+	CHECK_INT(c.hide_credentials, 0);
+	CHECK_INT(load_text("[proxyfs]\ngroup = root\nhide_credentials = yes\n"
+			    "log_file = /var/log/p.log\n",
+			    &c, err, sizeof(err), path),
+		  0);
+	CHECK_STR(err, "");
+	CHECK_STR(c.group, "root");
+	CHECK_INT(c.gid, 0);
+	CHECK_INT(cfg_file_mode(&c), 0440);
+	CHECK_INT(c.hide_credentials, 1);
+	CHECK_STR(c.log_file, "/var/log/p.log");
+	cfg_free(&c);
+
+	cfg_init(&c);
+	CHECK_INT(
+	    load_text("[proxyfs]\ngroup = 4321\nfile_mode = 0400\n", &c, err, sizeof(err), path),
+	    0);
+	CHECK_INT(c.gid, 4321);
+	CHECK_INT(cfg_file_mode(&c), 0400);
 	cfg_free(&c);
 }
 
@@ -507,6 +568,8 @@ int main(void)
 	test_bad_values();
 	test_empty_expect();
 	test_bad_structure();
+	test_cross_field_lines();
+	test_access_keys();
 	test_nul_byte();
 	test_good_structure();
 	test_paths();

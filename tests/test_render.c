@@ -827,6 +827,55 @@ static void test_lookup(void)
 	snap_unref(s);
 }
 
+static void check_uri(const struct snapshot *s, const char *uri, const char *shown)
+{
+	struct sbuf b;
+
+	sbuf_init(&b);
+	render_uri(s, uri, &b);
+	CHECK_STR(sbuf_cstr(&b), shown);
+	sbuf_free(&b);
+}
+
+/* hide_credentials: user:pass@ is left out of every list and pick. */
+static void test_hide_credentials(void)
+{
+	struct snapshot *s = make(3);
+	char *text;
+
+	if (!s)
+		return;
+	text = render(render_live_txt, s, RENDER_ALL);
+	check_contains(text, "socks5h://user:pw@[2001:db8::1]:1080\n");
+	free(text);
+	s->stats.hide_credentials = true;
+	text = render(render_live_txt, s, RENDER_ALL);
+	CHECK(strstr(text, "user") == NULL);
+	check_contains(text, "socks5h://[2001:db8::1]:1080\n");
+	free(text);
+	text = render(render_live_json, s, RENDER_ALL);
+	CHECK(json_valid(text));
+	CHECK(strstr(text, "user") == NULL);
+	check_contains(text, "\"uri\":\"socks5h://[2001:db8::1]:1080\"");
+	free(text);
+	for (uint32_t i = 0; i < 3; i++) {
+		text = pick(s, RENDER_ALL, i);
+		CHECK(strstr(text, "user") == NULL);
+		free(text);
+	}
+	text = render(render_all_json, s, 0);
+	CHECK(json_valid(text));
+	CHECK(strstr(text, "user") == NULL);
+	check_contains(text, "\"uri\":\"socks5h://[2001:db8::1]:1080\"");
+	free(text);
+	check_uri(s, "http://a:b@c@10.0.0.1:80", "http://10.0.0.1:80");
+	check_uri(s, "user:pass@10.0.0.1:80", "10.0.0.1:80");
+	check_uri(s, "https://lists.example/a@b.txt", "https://lists.example/a@b.txt");
+	check_uri(s, "https://u:t@lists.example/a@b.txt", "https://lists.example/a@b.txt");
+	check_uri(s, "not a proxy", "not a proxy");
+	snap_unref(s);
+}
+
 int main(void)
 {
 	test_empty();
@@ -838,5 +887,6 @@ int main(void)
 	test_all_json();
 	test_dead_removed();
 	test_lookup();
+	test_hide_credentials();
 	return test_exit_code();
 }

@@ -435,6 +435,7 @@ static void expect_refused(const char *path, const char *what)
 
 static void test_junk(void)
 {
+	struct stat st;
 	char path[256];
 	FILE *f;
 
@@ -446,7 +447,10 @@ static void test_junk(void)
 	for (int i = 0; i < 200; i++)
 		fputs("this is not a database, just some text\n", f);
 	fclose(f);
+	/* A file given by mistake keeps its mode: only a database is narrowed. */
+	CHECK_INT(chmod(path, 0644), 0);
 	expect_refused(path, "not a database");
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0644);
 }
 
 static int sql_exec(const char *path, const char *sql)
