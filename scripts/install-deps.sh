@@ -13,7 +13,7 @@ PACKAGES=(
 	libfuse3-dev fuse3
 	libevent-dev libsqlite3-dev libinih-dev libssl-dev libcurl4-openssl-dev
 	clang
-	python3-pytest
+	python3-pytest python3-pytest-xdist
 	tinyproxy microsocks dante-server squid
 	curl sqlite3 openssl ca-certificates
 	groff-base man-db

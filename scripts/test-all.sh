@@ -26,6 +26,12 @@ step() {
 	fi
 }
 
+# The integration tests spend most of their time waiting on timeouts and
+# peers, not on the CPU: several pytest workers (pytest-xdist) cut the
+# suite's wall time about three times on 2 cores. PYTEST_WORKERS=1 for one.
+workers=${PYTEST_WORKERS:-4}
+export PYTEST_WORKERS=$workers
+
 werror=false
 if [ "${CI:-}" = true ]; then
 	werror=true
@@ -71,7 +77,7 @@ fi
 # the last line printed is that run's summary.
 if [ -x build-asan/proxyfs ] && [ -z "${PROXYFS_BIN:-}" ]; then
 	step asan-integration env PROXYFS_BIN=build-asan/proxyfs \
-		/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider -n "$workers" tests/integration
 fi
 
 # libFuzzer on the parsers (scripts/fuzz.sh, FUZZ_SECONDS per target), and
@@ -84,8 +90,8 @@ if [ "${#failed[@]}" -gt 0 ]; then
 else
 	echo "==> build and unit tests passed"
 fi
-echo "==> integration: PROXYFS_BIN=$bin /usr/bin/python3 -m pytest -v tests/integration"
-PROXYFS_BIN=$bin /usr/bin/python3 -m pytest -v tests/integration
+echo "==> integration: PROXYFS_BIN=$bin /usr/bin/python3 -m pytest -v -n $workers tests/integration"
+PROXYFS_BIN=$bin /usr/bin/python3 -m pytest -v -n "$workers" tests/integration
 pytest_rc=$?
 
 if [ "${#failed[@]}" -gt 0 ] || [ "$pytest_rc" -ne 0 ]; then

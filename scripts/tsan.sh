@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 dir=build-tsan
 reports=$dir/tsan-logs
-default_args="tests/integration -x
+default_args="tests/integration -n ${PYTEST_WORKERS:-4}
 	--ignore=tests/integration/test_crash.py
 	--ignore=tests/integration/test_sim.py
 	--ignore=tests/integration/test_hostile.py"
