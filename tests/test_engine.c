@@ -2,8 +2,8 @@
  *
  * The queues are tried on pool entries made here by hand (only the queue
  * fields matter): pushing never allocates, so it goes on while every
- * allocation fails (this file stands in for malloc, except under ASan,
- * which has its own); FIFO order holds; an entry is never queued twice;
+ * allocation fails (this file stands in for malloc, except under ASan and
+ * TSan, which have their own); FIFO order holds; an entry is never queued twice;
  * and the retry queue hands out the entry due first, not the one pushed
  * first, when later tries wait longer. Then a real engine is started and
  * every thread besides the main one must block the signals the daemon
@@ -23,7 +23,7 @@
 #include "engine_int.h"
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define ALLOC_FAILS_TESTED 0
 #else
 #define ALLOC_FAILS_TESTED 1
