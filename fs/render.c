@@ -104,20 +104,6 @@ void render_live_txt(const struct snapshot *s, int folder, struct sbuf *out)
 	}
 }
 
-static const char *anon_name(int anonymity)
-{
-	switch (anonymity) {
-	case SNAP_ANON_TRANSPARENT:
-		return "transparent";
-	case SNAP_ANON_ANONYMOUS:
-		return "anonymous";
-	case SNAP_ANON_ELITE:
-		return "elite";
-	default:
-		return "unknown";
-	}
-}
-
 /* A JSON string, or null when s is empty. */
 static void json_str_or_null(struct sbuf *out, const char *s)
 {
@@ -163,11 +149,11 @@ static void json_proxy(const struct snapshot *s, struct sbuf *out, const struct 
 	sbuf_add_json_str(out, p->host);
 	sbuf_printf(out,
 		    ",\"port\":%u,\"latency_ms\":%" PRIu32 ",\"anonymity\":\"%s\",\"exit_ip\":",
-		    p->port, p->latency_ms, anon_name(p->anonymity));
+		    p->port, p->latency_ms, snap_anon_name(p->anonymity));
 	json_str_or_null(out, p->exit_ip);
 	if (p->anon_split)
 		sbuf_printf(out, ",\"anonymity_by_protocol\":{\"http\":\"%s\",\"https\":\"%s\"}",
-			    anon_name(p->anon_http), anon_name(p->anon_https));
+			    snap_anon_name(p->anon_http), snap_anon_name(p->anon_https));
 	sbuf_printf(out, ",\"last_checked\":%" PRId64 ",\"sources\":", p->last_checked);
 	json_source_list(out, p->sources, scratch);
 	sbuf_addc(out, '}');

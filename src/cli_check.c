@@ -103,21 +103,6 @@ static int set_str(char **field, const char *v)
 	return 0;
 }
 
-/* The names live.json uses. */
-static const char *anon_name(unsigned anonymity)
-{
-	switch (anonymity) {
-	case SNAP_ANON_TRANSPARENT:
-		return "transparent";
-	case SNAP_ANON_ANONYMOUS:
-		return "anonymous";
-	case SNAP_ANON_ELITE:
-		return "elite";
-	default:
-		return "unknown";
-	}
-}
-
 /* What is known of why a check failed beyond its class: the errno behind
  * it, or the status the judge's answer had; "" when nothing more. */
 static void result_detail(const struct engine_result *r, char *buf, size_t size)
@@ -155,7 +140,7 @@ static void on_result(void *arg, const struct engine_result *r)
 		sbuf_adds(&run->line, "null");
 	if (r->alive) {
 		sbuf_printf(&run->line, ",\"latency_ms\":%u,\"anonymity\":\"%s\",\"exit_ip\":",
-			    r->latency_ms, anon_name(r->anonymity));
+			    r->latency_ms, snap_anon_name(r->anonymity));
 		if (r->exit_ip[0])
 			sbuf_add_json_str(&run->line, r->exit_ip);
 		else

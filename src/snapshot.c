@@ -559,3 +559,17 @@ void snap_system_fini(void)
 {
 	snap_publish(NULL);
 }
+
+const char *snap_anon_name(int anonymity)
+{
+	switch (anonymity) {
+	case SNAP_ANON_TRANSPARENT:
+		return "transparent";
+	case SNAP_ANON_ANONYMOUS:
+		return "anonymous";
+	case SNAP_ANON_ELITE:
+		return "elite";
+	default:
+		return "unknown";
+	}
+}

@@ -21,6 +21,10 @@
 
 enum snap_anon { SNAP_ANON_UNKNOWN, SNAP_ANON_TRANSPARENT, SNAP_ANON_ANONYMOUS, SNAP_ANON_ELITE };
 
+/* "transparent", "anonymous", "elite", else "unknown": the names every
+ * output (live.json, proxyfs check --json) uses. */
+const char *snap_anon_name(int anonymity);
+
 /* The subsets of live proxies a snapshot indexes (by_folder): one per
  * protocol folder (the enum proxy_proto values), one per anonymity class,
  * then one per source, in the order the sources were added. */
