@@ -265,6 +265,7 @@ static void set_lower_limit(struct engine *e, uint32_t nl, enum snap_limit_why w
 	e->limit = nl;
 	e->limit_why = why;
 	e->limit_lowered[why]++;
+	e->limit_cut_ms = e->last_local_err_ms;
 }
 
 void eng_lower_limit(struct engine *e, enum snap_limit_why why)
@@ -464,19 +465,33 @@ void eng_settle_doubt(struct engine *e)
 		queue_push(&e->urgent, pe);
 }
 
+/* We are overloaded: checks that succeed take LAT_TOLERANCE times their
+ * usual, or the limit was cut within the last timeout. */
+static bool overloaded(const struct engine *e)
+{
+	return e->lat_ratio > LAT_TOLERANCE ||
+	       (e->limit_cut_ms && eng_now_ms() - e->limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
+}
+
 /* A proxy that timed out while it had less than half the timeout for its
  * last turn spent the rest waiting on us: when the loop also ran late by a
  * tenth of the timeout during the check, the timeout may be ours and the
  * check is tried again (a few times at most, then it counts). A proxy
- * silent for half the timeout or more had its chance whatever our delays. */
+ * silent for half the timeout or more had its chance whatever our delays,
+ * unless it was alive and we are overloaded: then its silence is more
+ * likely ours than its own, and holding it would only put the judges in
+ * doubt and check it again anyway. */
 static bool timeout_is_ours(struct engine *e, const struct pool_entry *pe,
 			    const struct chk_outcome *o)
 {
 	uint32_t half = (uint32_t)e->cfg->timeout_ms / 2;
 
+	if (pe->tries > (uint8_t)e->cfg->retries + LAG_RETRIES)
+		return false;
+	if (pe->state == POOL_ALIVE && !pe->doubted && overloaded(e))
+		return true;
 	return o->idle_ms < half &&
-	       (uint32_t)e->lag_ms - pe->lag_mark > (uint32_t)e->cfg->timeout_ms / 10 &&
-	       pe->tries <= (uint8_t)e->cfg->retries + LAG_RETRIES;
+	       (uint32_t)e->lag_ms - pe->lag_mark > (uint32_t)e->cfg->timeout_ms / 10;
 }
 
 void eng_check_cancel(struct pool_entry *pe)
@@ -616,16 +631,23 @@ void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 	eng_scan_maybe_finish(e);
 }
 
+/* A proxy with a history is compared with its own usual latency; one
+ * without (a first scan, proxyfs check) with the best window of such
+ * proxies the pool has seen, a baseline learnt from the scan's own early
+ * checks, before load builds up. */
 void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t latency_ms)
 {
-	uint32_t usual = pe->latency_ms;
-	uint32_t floor = (uint32_t)e->cfg->timeout_ms / LAT_FLOOR_DIV;
+	double usual = pe->state == POOL_ALIVE ? pe->latency_ms : 0;
+	double floor = (double)e->cfg->timeout_ms / LAT_FLOOR_DIV;
 
-	if (pe->state != POOL_ALIVE || !usual)
-		return; /* no history to compare with */
 	if (!e->lat_n)
 		e->lat_since = eng_now_ms();
-	e->lat_sum += (double)latency_ms / (usual > floor ? usual : floor);
+	if (!usual) {
+		usual = e->lat_base;
+		e->nh_sum += latency_ms;
+		e->nh_n++;
+	}
+	e->lat_sum += latency_ms / (usual > floor ? usual : floor);
 	e->lat_n++;
 }
 
@@ -633,6 +655,16 @@ void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t 
  * last ratio when none came for a while); true when a new ratio is in. */
 static bool latency_window(struct engine *e, uint64_t t)
 {
+	if (e->nh_n >= LAT_MIN_SAMPLES) {
+		double mean = e->nh_sum / e->nh_n;
+
+		if (!e->lat_base || mean < e->lat_base)
+			e->lat_base = mean;
+		else
+			e->lat_base += (mean - e->lat_base) / LAT_BASE_FORGET;
+		e->nh_sum = 0;
+		e->nh_n = 0;
+	}
 	if (e->lat_n >= LAT_MIN_SAMPLES) {
 		e->lat_ratio = e->lat_sum / e->lat_n;
 		e->lat_sum = 0;
@@ -651,7 +683,7 @@ static bool latency_window(struct engine *e, uint64_t t)
  * against them, or holding the judges in doubt), so when checks take
  * LAT_TOLERANCE times their usual the limit falls in proportion; it grows
  * back only once they are near their usual again. A fresh pool (no
- * history, as in proxyfs check) runs at the configured limit. */
+ * history, as in proxyfs check) is judged against its own best. */
 void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
@@ -663,16 +695,15 @@ void eng_recover_limit(struct engine *e)
 
 		f = f < 0.5 ? 0.5 : f > 0.9 ? 0.9 : f;
 		set_lower_limit(e, (uint32_t)(base * f), SNAP_LIMIT_LATENCY);
-		e->lat_lowered_ms = t;
 		return;
 	}
 	if (e->limit >= e->limit_max || t - e->last_local_err_ms < LAT_STEP_MS ||
 	    e->lat_ratio > LAT_RELAXED)
 		return;
-	/* Back to a limit that was too much for the latency only slowly, so
-	 * the limit settles below it instead of swinging back and forth. */
-	if (e->lat_lowered_ms && t - e->lat_lowered_ms < LAT_SETTLE_MS)
-		e->limit += e->limit / 64 + 1;
+	/* Back to a limit that was too much only slowly, so the limit
+	 * settles below it instead of swinging back and forth. */
+	if (e->limit_cut_ms && t - e->limit_cut_ms < LAT_SETTLE_MS)
+		e->limit += e->limit_max / LIMIT_SETTLE_DIV + 1;
 	else
 		e->limit += e->limit / 8 + 1;
 	e->limit_why = SNAP_LIMIT_RECOVERING;
