@@ -40,13 +40,15 @@
 #define MIN_CONCURRENCY 8
 /* The latency rule: a proxy's check that succeeds in LAT_TOLERANCE times
  * its usual latency (never less than the timeout / LAT_FLOOR_DIV) means the
- * checker, not the proxy, is slow. Judged over LAT_MIN_SAMPLES checks at
- * least; the limit moves at most once a LAT_STEP_MS, and grows again only
+ * checker, not the proxy, is slow. Judged on the median of
+ * LAT_MIN_SAMPLES checks at least (a few answers late from a dropped SYN
+ * are not overload); the limit moves at most once a LAT_STEP_MS, and grows again only
  * while checks take less than LAT_RELAXED times their usual. */
 #define LAT_TOLERANCE 2.0
 #define LAT_RELAXED 1.3
 #define LAT_FLOOR_DIV 20
 #define LAT_MIN_SAMPLES 16
+#define LAT_WINDOW_MAX 512 /* samples a window keeps: its median is the ratio */
 #define LAT_STEP_MS 1000
 /* For LAT_SETTLE_MS after a cut the limit grows by a LIMIT_SETTLE_DIV-th
  * of its maximum a tick (additive increase), so it settles just below what
@@ -176,8 +178,8 @@ struct engine {
 	uint64_t last_local_err_ms; /* when the limit was last lowered */
 	enum snap_limit_why limit_why; /* why it is where it is */
 	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
-	double lat_sum;          /* latency ratios of the checks since lat_since ... */
-	uint32_t lat_n;          /* ... and how many */
+	float lat_win[LAT_WINDOW_MAX]; /* latency ratios of the checks since lat_since ... */
+	uint32_t lat_n;          /* ... and how many (the last LAT_WINDOW_MAX kept) */
 	uint64_t lat_since;
 	double lat_ratio;        /* the last full window's mean ratio; 0 = none lately */
 	double lat_base;         /* proxies without history: the best window's mean ms ... */

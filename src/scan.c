@@ -647,8 +647,21 @@ void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t 
 		e->nh_sum += latency_ms;
 		e->nh_n++;
 	}
-	e->lat_sum += latency_ms / (usual > floor ? usual : floor);
-	e->lat_n++;
+	e->lat_win[e->lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / (usual > floor ? usual : floor));
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The median of the n samples of v (sorted in place). */
+static double window_median(float *v, uint32_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_float);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
 
 /* Closes the latency window when it has enough samples (or forgets the
@@ -666,8 +679,8 @@ static bool latency_window(struct engine *e, uint64_t t)
 		e->nh_n = 0;
 	}
 	if (e->lat_n >= LAT_MIN_SAMPLES) {
-		e->lat_ratio = e->lat_sum / e->lat_n;
-		e->lat_sum = 0;
+		e->lat_ratio = window_median(e->lat_win, e->lat_n < LAT_WINDOW_MAX ? e->lat_n
+										  : LAT_WINDOW_MAX);
 		e->lat_n = 0;
 		e->lat_since = t;
 		return true;
