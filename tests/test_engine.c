@@ -258,9 +258,12 @@ out:
 	cfg_free(&c);
 }
 
-/* A pool without history (a first scan) is judged against its own early
- * checks: quick ones, slow proxies among them, keep the limit; the same
- * proxies answering many times slower lower it. The soak's first scan
+static const struct engine_once_ops once_ops = { 0 };
+
+/* A pool without history (a daemon's first scan) is judged against its own
+ * early checks: quick ones, slow proxies among them, keep the limit; the
+ * same proxies answering many times slower lower it, except in proxyfs
+ * check. The soak's first scan
  * held live proxies' timeouts because nothing could act before. */
 static void test_latency_no_history(void)
 {
@@ -284,6 +287,14 @@ static void test_latency_no_history(void)
 	CHECK(e->limit < 1000);
 	CHECK(e->limit >= 500);
 	CHECK_INT(e->limit_why, SNAP_LIMIT_LATENCY);
+
+	/* proxyfs check (one-shot) keeps the limit asked for. */
+	e->limit = 1000;
+	e->last_local_err_ms = 0;
+	e->once = &once_ops;
+	latency_window_of(e, &pe, 1500);
+	CHECK_INT(e->limit, 1000);
+	e->once = NULL;
 	e->in_flight = 0;
 	engine_free(e);
 out:
