@@ -40,10 +40,10 @@
 #define MIN_CONCURRENCY 8
 /* The latency rule: a proxy's check that succeeds in LAT_TOLERANCE times
  * its usual latency (never less than the timeout / LAT_FLOOR_DIV) means the
- * checker, not the proxy, is slow. Judged on the median of
- * LAT_MIN_SAMPLES checks at least (a few answers late from a dropped SYN
- * are not overload); the limit moves at most once a LAT_STEP_MS, and grows again only
- * while checks take less than LAT_RELAXED times their usual. */
+ * checker, not the proxy, is slow. Judged on the median of LAT_MIN_SAMPLES
+ * checks at least (a few answers late from a dropped SYN are not
+ * overload); the limit moves at most once a LAT_STEP_MS, and grows again
+ * only while checks take less than LAT_RELAXED times their usual. */
 #define LAT_TOLERANCE 2.0
 #define LAT_RELAXED 1.3
 #define LAT_FLOOR_DIV 20
@@ -181,7 +181,7 @@ struct engine {
 	float lat_win[LAT_WINDOW_MAX]; /* latency ratios of the checks since lat_since ... */
 	uint32_t lat_n;          /* ... and how many (the last LAT_WINDOW_MAX kept) */
 	uint64_t lat_since;
-	double lat_ratio;        /* the last full window's mean ratio; 0 = none lately */
+	double lat_ratio;        /* the last full window's median ratio; 0 = none lately */
 	double lat_base;         /* proxies without history: the best window's mean ms ... */
 	double nh_sum;           /* ... and the latencies (ms) of theirs since lat_since */
 	uint32_t nh_n;

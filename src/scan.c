@@ -651,7 +651,9 @@ void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t 
 		e->nh_sum += latency_ms;
 		e->nh_n++;
 	}
-	e->lat_win[e->lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / (usual > floor ? usual : floor));
+	if (usual < floor)
+		usual = floor;
+	e->lat_win[e->lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / usual);
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -683,8 +685,9 @@ static bool latency_window(struct engine *e, uint64_t t)
 		e->nh_n = 0;
 	}
 	if (e->lat_n >= LAT_MIN_SAMPLES) {
-		e->lat_ratio = window_median(e->lat_win, e->lat_n < LAT_WINDOW_MAX ? e->lat_n
-										  : LAT_WINDOW_MAX);
+		uint32_t n = e->lat_n < LAT_WINDOW_MAX ? e->lat_n : LAT_WINDOW_MAX;
+
+		e->lat_ratio = window_median(e->lat_win, n);
 		e->lat_n = 0;
 		e->lat_since = t;
 		return true;
@@ -699,8 +702,8 @@ static bool latency_window(struct engine *e, uint64_t t)
  * first as live proxies answering slowly, then as their timeouts (counted
  * against them, or holding the judges in doubt), so when checks take
  * LAT_TOLERANCE times their usual the limit falls in proportion; it grows
- * back only once they are near their usual again. A fresh pool (no
- * history, as in proxyfs check) is judged against its own best. */
+ * back only once they are near their usual again. A daemon's first scan
+ * is judged against its own early checks (see eng_latency_sample). */
 void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
