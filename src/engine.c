@@ -46,8 +46,10 @@ void eng_wake(struct waiter *w, int rc)
 
 /* The tick coming late means the loop is behind. Its lateness adds up in
  * lag_ms, so a check that timed out can tell how much of its time was our
- * delay; a loop far behind also gets fewer checks at once. */
-static void watch_lag(struct engine *e, uint64_t t)
+ * delay; a loop that stays far behind (LAG_SUSTAINED late ticks within
+ * LAG_WINDOW_MS) also gets fewer checks at once. One late turn, as when a
+ * scan starts thousands of checks, is not overload. */
+void eng_watch_lag(struct engine *e, uint64_t t)
 {
 	uint64_t late = e->last_tick_ms && t > e->last_tick_ms + TICK_MS
 				? t - e->last_tick_ms - TICK_MS
@@ -55,10 +57,17 @@ static void watch_lag(struct engine *e, uint64_t t)
 
 	e->last_tick_ms = t;
 	e->lag_ms += late;
-	if (late > LAG_MIN_MS && late > (uint64_t)e->cfg->timeout_ms / 10) {
-		log_debug("event loop %llu ms late", (unsigned long long)late);
-		eng_lower_limit(e, SNAP_LIMIT_LOOP_LAG);
+	if (late <= LAG_MIN_MS || late <= (uint64_t)e->cfg->timeout_ms / 10)
+		return;
+	log_debug("event loop %llu ms late", (unsigned long long)late);
+	if (t - e->lag_window_ms > LAG_WINDOW_MS) {
+		e->lag_window_ms = t;
+		e->lag_late_ticks = 0;
 	}
+	if (++e->lag_late_ticks < LAG_SUSTAINED)
+		return;
+	e->lag_late_ticks = 0;
+	eng_lower_limit(e, SNAP_LIMIT_LOOP_LAG);
 }
 
 /* The store fails or recovers on its own thread: health must follow even
@@ -82,7 +91,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct engine *e = arg;
 	uint64_t t = eng_now_ms();
 
-	watch_lag(e, t);
+	eng_watch_lag(e, t);
 	watch_store(e);
 	eng_recover_limit(e);
 	eng_settle_doubt(e);

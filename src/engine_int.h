@@ -29,6 +29,10 @@
 #define TICK_MS 100
 #define WAIT_POLL_MS 50     /* how often a waiting caller asks whether to give up */
 #define LAG_MIN_MS 200      /* the tick this late means the loop is behind */
+/* The loop behind in LAG_SUSTAINED ticks within LAG_WINDOW_MS is overloaded:
+ * a single late turn (a scan's start, a publish) is not. */
+#define LAG_SUSTAINED 3
+#define LAG_WINDOW_MS 2000
 #define LAG_RETRIES 2       /* extra tries of a timeout our lateness may have caused */
 #define JUDGE_FRESH_S 5     /* a judge probed longer ago is probed again before a scan */
 #define RETRY_BASE_MS 250
@@ -36,15 +40,24 @@
 #define MIN_CONCURRENCY 8
 /* The latency rule: a proxy's check that succeeds in LAT_TOLERANCE times
  * its usual latency (never less than the timeout / LAT_FLOOR_DIV) means the
- * checker, not the proxy, is slow. Judged over LAT_MIN_SAMPLES checks at
- * least; the limit moves at most once a LAT_STEP_MS, and grows again only
- * while checks take less than LAT_RELAXED times their usual. */
+ * checker, not the proxy, is slow. Judged on the median of LAT_MIN_SAMPLES
+ * checks at least (a few answers late from a dropped SYN are not
+ * overload); the limit moves at most once a LAT_STEP_MS, and grows again
+ * only while checks take less than LAT_RELAXED times their usual. */
 #define LAT_TOLERANCE 2.0
 #define LAT_RELAXED 1.3
 #define LAT_FLOOR_DIV 20
 #define LAT_MIN_SAMPLES 16
+#define LAT_WINDOW_MAX 512 /* samples a window keeps: its median is the ratio */
 #define LAT_STEP_MS 1000
-#define LAT_SETTLE_MS 60000 /* after the latency rule acted, the limit grows slowly */
+/* For LAT_SETTLE_MS after a cut the limit grows by a LIMIT_SETTLE_DIV-th
+ * of its maximum a tick (additive increase), so it settles just below what
+ * was too much instead of swinging back to it; later by an eighth again. */
+#define LAT_SETTLE_MS 60000
+#define LIMIT_SETTLE_DIV 2000
+/* A pool's best window of checks without history, this much worse, is
+ * forgotten a window at a time (the mix may change). */
+#define LAT_BASE_FORGET 64
 #define DISPATCH_BATCH 4096 /* checks started a loop turn besides refills */
 /* Live proxies failing in a row that put the judges in doubt, at most:
  * fewer in a smaller pool (see hold_failure). */
@@ -166,11 +179,16 @@ struct engine {
 	uint64_t last_local_err_ms; /* when the limit was last lowered */
 	enum snap_limit_why limit_why; /* why it is where it is */
 	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
-	double lat_sum;          /* latency ratios of the checks since lat_since ... */
-	uint32_t lat_n;          /* ... and how many */
+	float lat_win[LAT_WINDOW_MAX]; /* latency ratios of the checks since lat_since ... */
+	uint32_t lat_n;          /* ... and how many (the last LAT_WINDOW_MAX kept) */
 	uint64_t lat_since;
-	double lat_ratio;        /* the last full window's mean ratio; 0 = none lately */
-	uint64_t lat_lowered_ms; /* when the latency rule last lowered the limit */
+	double lat_ratio;        /* the last full window's median ratio; 0 = none lately */
+	double lat_base;         /* proxies without history: the best window's mean ms ... */
+	double nh_sum;           /* ... and the latencies (ms) of theirs since lat_since */
+	uint32_t nh_n;
+	uint64_t limit_cut_ms;   /* when a cut last lowered the limit, 0 = never */
+	uint64_t lag_window_ms;  /* when the window of late ticks began ... */
+	uint32_t lag_late_ticks; /* ... and how many were late in it */
 	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
 	uint64_t lag_ms;         /* the tick's lateness, added up: the loop's own delay */
 	uint64_t store_errors_seen; /* the store's figures last published, */
@@ -248,7 +266,7 @@ void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg);
 void eng_take_due(struct engine *e);
 /* Once a tick: the latency rule, and the limit's recovery. */
 void eng_recover_limit(struct engine *e);
-/* A live proxy's check succeeded in latency_ms: a sample for the latency rule. */
+/* A proxy's check succeeded in latency_ms: a sample for the latency rule. */
 void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t latency_ms);
 /* Settles the run of live proxies failing in a row, when it can be. */
 void eng_settle_doubt(struct engine *e);
@@ -257,6 +275,9 @@ void eng_lower_limit(struct engine *e, enum snap_limit_why why);
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
 
 /* engine.c */
+/* Once a tick, at t: how late the loop runs; a loop that stays behind
+ * gets fewer checks at once. */
+void eng_watch_lag(struct engine *e, uint64_t t);
 int eng_cmd_send(struct engine *e, struct cmd *c);
 /* Gives w its result and drops the engine's reference. */
 void eng_wake(struct waiter *w, int rc);

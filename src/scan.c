@@ -284,6 +284,7 @@ static void set_lower_limit(struct engine *e, uint32_t nl, enum snap_limit_why w
 	e->limit = nl;
 	e->limit_why = why;
 	e->limit_lowered[why]++;
+	e->limit_cut_ms = e->last_local_err_ms;
 }
 
 void eng_lower_limit(struct engine *e, enum snap_limit_why why)
@@ -486,19 +487,33 @@ void eng_settle_doubt(struct engine *e)
 		queue_push(&e->urgent, pe);
 }
 
+/* We are overloaded: checks that succeed take LAT_TOLERANCE times their
+ * usual, or the limit was cut within the last timeout. */
+static bool overloaded(const struct engine *e)
+{
+	return e->lat_ratio > LAT_TOLERANCE ||
+	       (e->limit_cut_ms && eng_now_ms() - e->limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
+}
+
 /* A proxy that timed out while it had less than half the timeout for its
  * last turn spent the rest waiting on us: when the loop also ran late by a
  * tenth of the timeout during the check, the timeout may be ours and the
  * check is tried again (a few times at most, then it counts). A proxy
- * silent for half the timeout or more had its chance whatever our delays. */
+ * silent for half the timeout or more had its chance whatever our delays,
+ * unless it was alive and we are overloaded: then its silence is more
+ * likely ours than its own, and holding it would only put the judges in
+ * doubt and check it again anyway. */
 static bool timeout_is_ours(struct engine *e, const struct pool_entry *pe,
 			    const struct chk_outcome *o)
 {
 	uint32_t half = (uint32_t)e->cfg->timeout_ms / 2;
 
+	if (pe->tries > (uint8_t)e->cfg->retries + LAG_RETRIES)
+		return false;
+	if (pe->state == POOL_ALIVE && !pe->doubted && overloaded(e))
+		return true;
 	return o->idle_ms < half &&
-	       (uint32_t)e->lag_ms - pe->lag_mark > (uint32_t)e->cfg->timeout_ms / 10 &&
-	       pe->tries <= (uint8_t)e->cfg->retries + LAG_RETRIES;
+	       (uint32_t)e->lag_ms - pe->lag_mark > (uint32_t)e->cfg->timeout_ms / 10;
 }
 
 void eng_check_cancel(struct pool_entry *pe)
@@ -638,26 +653,63 @@ void eng_dispatch_cb(evutil_socket_t fd, short what, void *arg)
 	eng_scan_maybe_finish(e);
 }
 
+/* A proxy with a history is compared with its own usual latency; one
+ * without (a daemon's first scan) with the best window of such proxies the
+ * pool has seen, a baseline learnt from the scan's own early checks,
+ * before load builds up. proxyfs check, a batch with no results to hold,
+ * runs at the limit asked for: cutting it there only made the run slower
+ * (21 s instead of 14 s for the bench's 100,000). */
 void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t latency_ms)
 {
-	uint32_t usual = pe->latency_ms;
-	uint32_t floor = (uint32_t)e->cfg->timeout_ms / LAT_FLOOR_DIV;
+	double usual = pe->state == POOL_ALIVE ? pe->latency_ms : 0;
+	double floor = (double)e->cfg->timeout_ms / LAT_FLOOR_DIV;
 
-	if (pe->state != POOL_ALIVE || !usual)
-		return; /* no history to compare with */
+	if (!usual && e->once)
+		return;
 	if (!e->lat_n)
 		e->lat_since = eng_now_ms();
-	e->lat_sum += (double)latency_ms / (usual > floor ? usual : floor);
-	e->lat_n++;
+	if (!usual) {
+		usual = e->lat_base;
+		e->nh_sum += latency_ms;
+		e->nh_n++;
+	}
+	if (usual < floor)
+		usual = floor;
+	e->lat_win[e->lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / usual);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The median of the n samples of v (sorted in place). */
+static double window_median(float *v, uint32_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_float);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
 
 /* Closes the latency window when it has enough samples (or forgets the
  * last ratio when none came for a while); true when a new ratio is in. */
 static bool latency_window(struct engine *e, uint64_t t)
 {
+	if (e->nh_n >= LAT_MIN_SAMPLES) {
+		double mean = e->nh_sum / e->nh_n;
+
+		if (!e->lat_base || mean < e->lat_base)
+			e->lat_base = mean;
+		else
+			e->lat_base += (mean - e->lat_base) / LAT_BASE_FORGET;
+		e->nh_sum = 0;
+		e->nh_n = 0;
+	}
 	if (e->lat_n >= LAT_MIN_SAMPLES) {
-		e->lat_ratio = e->lat_sum / e->lat_n;
-		e->lat_sum = 0;
+		uint32_t n = e->lat_n < LAT_WINDOW_MAX ? e->lat_n : LAT_WINDOW_MAX;
+
+		e->lat_ratio = window_median(e->lat_win, n);
 		e->lat_n = 0;
 		e->lat_since = t;
 		return true;
@@ -672,8 +724,8 @@ static bool latency_window(struct engine *e, uint64_t t)
  * first as live proxies answering slowly, then as their timeouts (counted
  * against them, or holding the judges in doubt), so when checks take
  * LAT_TOLERANCE times their usual the limit falls in proportion; it grows
- * back only once they are near their usual again. A fresh pool (no
- * history, as in proxyfs check) runs at the configured limit. */
+ * back only once they are near their usual again. A daemon's first scan
+ * is judged against its own early checks (see eng_latency_sample). */
 void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
@@ -685,16 +737,15 @@ void eng_recover_limit(struct engine *e)
 
 		f = f < 0.5 ? 0.5 : f > 0.9 ? 0.9 : f;
 		set_lower_limit(e, (uint32_t)(base * f), SNAP_LIMIT_LATENCY);
-		e->lat_lowered_ms = t;
 		return;
 	}
 	if (e->limit >= e->limit_max || t - e->last_local_err_ms < LAT_STEP_MS ||
 	    e->lat_ratio > LAT_RELAXED)
 		return;
-	/* Back to a limit that was too much for the latency only slowly, so
-	 * the limit settles below it instead of swinging back and forth. */
-	if (e->lat_lowered_ms && t - e->lat_lowered_ms < LAT_SETTLE_MS)
-		e->limit += e->limit / 64 + 1;
+	/* Back to a limit that was too much only slowly, so the limit
+	 * settles below it instead of swinging back and forth. */
+	if (e->limit_cut_ms && t - e->limit_cut_ms < LAT_SETTLE_MS)
+		e->limit += e->limit_max / LIMIT_SETTLE_DIV + 1;
 	else
 		e->limit += e->limit / 8 + 1;
 	e->limit_why = SNAP_LIMIT_RECOVERING;
