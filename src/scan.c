@@ -276,11 +276,15 @@ static void set_lower_limit(struct engine *e, uint32_t nl, enum snap_limit_why w
 	e->last_local_err_ms = eng_now_ms();
 	if (nl >= e->limit)
 		return;
+	/* The first cut from the full limit is said at info (warn for a
+	 * shortage of ours); the cuts and recovery steps after it at debug. */
 	if (why == SNAP_LIMIT_LATENCY)
-		log_info("checks take %.1f times their proxies' usual latency: concurrency %u -> %u",
-			 e->lat_ratio, e->limit, nl);
+		log_msg(e->limit >= e->limit_max ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+			"checks take %.1f times their proxies' usual latency: concurrency %u -> %u",
+			e->lat_ratio, e->limit, nl);
 	else
-		log_warn("%s: concurrency %u -> %u", limit_why_name[why], e->limit, nl);
+		log_msg(e->limit >= e->limit_max ? LOG_LVL_WARN : LOG_LVL_DEBUG,
+			"%s: concurrency %u -> %u", limit_why_name[why], e->limit, nl);
 	e->limit = nl;
 	e->limit_why = why;
 	e->limit_lowered[why]++;
@@ -730,6 +734,7 @@ void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
 	bool fresh = latency_window(e, t);
+	uint32_t was = e->limit;
 
 	if (fresh && e->lat_ratio > LAT_TOLERANCE && t - e->last_local_err_ms >= LAT_STEP_MS) {
 		uint32_t base = e->in_flight < e->limit ? e->in_flight : e->limit;
@@ -753,4 +758,8 @@ void eng_recover_limit(struct engine *e)
 		e->limit = e->limit_max;
 		e->limit_why = SNAP_LIMIT_CONFIGURED;
 	}
+	log_debug("concurrency %u -> %u: %s for %.1f s, latency ratio %.1f", was, e->limit,
+		  e->limit_why == SNAP_LIMIT_CONFIGURED ? "back to the configured limit, no cut"
+							: "recovering, no cut",
+		  (double)(t - e->last_local_err_ms) / 1000.0, e->lat_ratio);
 }

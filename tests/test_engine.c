@@ -21,6 +21,7 @@
 
 #include "engine.h"
 #include "engine_int.h"
+#include "log.h"
 #include "testutil.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -311,10 +312,19 @@ static void test_limit_settles(void)
 	struct engine *e = limit_engine(&c);
 	struct pool_entry pe = { .state = POOL_ALIVE, .latency_ms = 200 };
 	uint32_t cut;
+	FILE *logf;
+	int saved;
 
 	CHECK(e != NULL);
 	if (!e)
 		goto out;
+	/* Every change of the limit is logged with why (debug): the log goes
+	 * to a file for the while. */
+	log_set_level(LOG_LVL_DEBUG);
+	saved = dup(STDERR_FILENO);
+	logf = tmpfile();
+	if (logf)
+		dup2(fileno(logf), STDERR_FILENO);
 	e->in_flight = 1000;
 	latency_window_of(e, &pe, 1000);
 	cut = e->limit;
@@ -325,6 +335,22 @@ static void test_limit_settles(void)
 	CHECK(e->limit > cut);
 	CHECK(e->limit <= cut + 60 * (e->limit_max / LIMIT_SETTLE_DIV + 1));
 	CHECK_INT(e->limit_why, SNAP_LIMIT_RECOVERING);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	log_set_level(LOG_LVL_INFO);
+	CHECK(logf != NULL);
+	if (logf) {
+		char text[8192] = "";
+		size_t n;
+
+		rewind(logf);
+		n = fread(text, 1, sizeof(text) - 1, logf);
+		text[n] = '\0';
+		fclose(logf);
+		CHECK(strstr(text, "usual latency: concurrency 1000 -> ") != NULL);
+		CHECK(strstr(text, "recovering, no cut") != NULL);
+	}
 	e->in_flight = 0;
 	engine_free(e);
 out:
