@@ -47,7 +47,7 @@
 
 #include "check.h"
 #include "http_answer.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "socks.h"
 
 #define CHK_TIMEOUT_DEFAULT_MS 10000

@@ -30,7 +30,6 @@
 
 #include <fuse_lowlevel.h>
 
-#include "engine.h"
 #include "proxy.h"
 #include "render.h"
 #include "snapshot.h"
@@ -290,7 +289,7 @@ static struct fs_handle *handle_of(const struct fuse_file_info *fi)
 	return (struct fs_handle *)(uintptr_t)fi->fh;
 }
 
-static struct engine *engine_of(void)
+static const struct fs_control *control_of(void)
 {
 	return fuse_get_context()->private_data;
 }
@@ -403,9 +402,11 @@ static int control_parse(enum fs_kind kind, const char *text, size_t len, bool a
 		}
 		p = eol + 1;
 	}
-	if (apply && !err && n)
-		err = kind == FS_ADD ? engine_add(engine_of(), list, n)
-				     : engine_remove(engine_of(), list, n);
+	if (apply && !err && n) {
+		const struct fs_control *ctl = control_of();
+
+		err = kind == FS_ADD ? ctl->add(ctl->arg, list, n) : ctl->remove(ctl->arg, list, n);
+	}
 	free(list);
 	return err;
 }
@@ -486,6 +487,7 @@ static int control_wait_stop(void *arg)
  * anything else queues a rescan. */
 static int control_reload(const char *buf, size_t size)
 {
+	const struct fs_control *ctl = control_of();
 	const char *end = buf + size;
 	size_t n;
 
@@ -495,9 +497,9 @@ static int control_reload(const char *buf, size_t size)
 		end--;
 	n = (size_t)(end - buf);
 	if (n == 6 && memcmp(buf, "reload", 6) == 0)
-		return engine_reload(engine_of(), control_wait_stop, NULL);
-	return engine_rescan(engine_of(), n == 4 && memcmp(buf, "sync", 4) == 0,
-			     control_wait_stop, NULL);
+		return ctl->reload(ctl->arg, control_wait_stop, NULL);
+	return ctl->rescan(ctl->arg, n == 4 && memcmp(buf, "sync", 4) == 0, control_wait_stop,
+			   NULL);
 }
 
 /* --- the operations --- */

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "log.h"
 
 /* One read of a source's list. Its old proxies are let go only once the

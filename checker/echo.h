@@ -1,4 +1,4 @@
-/* judge_answer: what a judge's answer says about the proxy it came through.
+/* echo: what a judge echoes (its answer) says about the proxy it came through.
  *
  * A judge echoes the address that connected to it and the request headers
  * it received. From that body this parser takes the proxy's exit address

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "log.h"
 
 void eng_waiter_put(struct waiter *w)

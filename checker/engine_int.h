@@ -19,7 +19,7 @@
 #include "config.h"
 #include "engine.h"
 #include "fetch.h"
-#include "judges.h"
+#include "judge_set.h"
 #include "pool.h"
 #include "schedule.h"
 #include "snapshot.h"

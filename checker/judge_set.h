@@ -1,4 +1,5 @@
-/* judges: the judge URLs a check can go through, and whether each works.
+/* judge_set: the healthy-judge rotation: the judge URLs a check can go through,
+ * and whether each works.
  *
  * A judge given by name is looked up off the engine's thread (resolve.h)
  * at start and again before every probe; one that does not resolve is set
