@@ -16,12 +16,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Numerically equal to enum snap_anon (snapshot.h). */
+#include "snapshot.h"
+
+/* The snapshot's grades (enum snap_anon), so that one is the other. */
 enum ja_anon {
-	JA_UNKNOWN,     /* the answer was not understood */
-	JA_TRANSPARENT, /* one of our addresses is visible to the judge */
-	JA_ANONYMOUS,   /* a header shows a proxy, but not our address */
-	JA_ELITE,       /* neither */
+	JA_UNKNOWN = SNAP_ANON_UNKNOWN,		/* the answer was not understood */
+	JA_TRANSPARENT = SNAP_ANON_TRANSPARENT, /* one of our addresses is visible to the judge */
+	JA_ANONYMOUS = SNAP_ANON_ANONYMOUS,	/* a header shows a proxy, but not our address */
+	JA_ELITE = SNAP_ANON_ELITE,		/* neither */
 };
 
 enum ja_format {

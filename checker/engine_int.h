@@ -236,7 +236,6 @@ void eng_lookup_done_cb(void *owner, uint64_t tag, const struct resolve_result *
 int eng_reload_config(struct engine *e);
 
 /* scan.c: scans, checks and their results. */
-void eng_scan_bind(struct engine *e);
 void eng_scan_start(struct engine *e);
 void eng_scan_maybe_finish(struct engine *e);
 /* An entry of the running scan will get no result (removed, gone). */

@@ -492,6 +492,7 @@ static int swap_judges(struct engine *e, const struct cfg *nc, char *err, size_t
 	if (!js)
 		return -EINVAL;
 	js->id = ++e->judges_ids;
+	js->owner = e;
 	judges_unref(e->judges);
 	e->judges = js;
 	e->paused = !judges_any_healthy(js);

@@ -48,6 +48,8 @@ struct judge {
 	uint64_t ok;            /* of which the proxy was alive */
 };
 
+struct engine;
+
 struct judge_set {
 	struct judge v[JUDGES_MAX];
 	size_t n;
@@ -56,6 +58,8 @@ struct judge_set {
 	size_t nour;
 	bool probe;              /* probed directly (probe_judges); else only looked up */
 	uint64_t id;             /* set by the owner: which set a lookup or probe was for */
+	struct engine *owner;    /* set by the owner: the engine whose checks go through
+				  * this set, which is how a check's end finds it */
 	unsigned refs;           /* the owner's, plus one per check through one of its
 				  * judges; touched on the engine thread only */
 };
