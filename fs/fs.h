@@ -13,6 +13,9 @@
  * fuse_get_context()->private_data.
  * The user running the daemon at mount time owns the tree and alone (with
  * root) may write the control files.
+ *
+ * fs/ holds the tree (tree.h: the path table, for any front), the
+ * renderers (render.h) and this FUSE front. Uses src/, never checker/.
  */
 #ifndef PROXYFS_FS_H
 #define PROXYFS_FS_H

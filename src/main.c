@@ -9,6 +9,13 @@
  * reaches stderr and the exit status, since the parent waits for it.
  * A service manager is told when the mount is ready (notify.c), and a
  * pid_file names the daemon to whoever signals it.
+ *
+ * The map: src/ is what every part uses (config, proxy lines, snapshot,
+ * store, sources, log); checker/ is the engine that keeps the pool checked
+ * and publishes snapshots (engine.h); fs/ is the tree (tree.h) and its
+ * FUSE front (fs.h). checker/ and fs/ know nothing of each other: this
+ * file and the commands (cli_check.c, cli_judge.c), built into the
+ * executable, wire them together (struct fs_control below).
  */
 #include <dirent.h>
 #include <errno.h>
