@@ -128,27 +128,39 @@ static inline uint8_t *chk_msg(struct chk *c, unsigned i)
 	return p;
 }
 
-
 /* The User-Agent line of every request, around the check's token. */
 static const char chk_ua[] = "User-Agent: proxyfs/" PROXYFS_VERSION " " CHK_ECHO_MARKER;
 static const char chk_req_end[] = "\r\nAccept: */*\r\nConnection: close\r\n\r\n";
 
-/* check.c: ending a check, sending, the judge's request and answer. */
+/* check.c. Records the outcome and sets CHK_ST_DONE (the event callback
+ * finishes the check); chk_end_errno tells the result by errno. */
 void chk_end_why(struct chk *c, enum chk_result r, int err, enum chk_why why, uint8_t socks_reply);
 void chk_end(struct chk *c, enum chk_result r, int err);
 void chk_end_errno(struct chk *c, int err);
-void chk_begin_answer(struct chk *c);
+/* Sets msg (len bytes, kept by the caller) as the next thing to send. */
 void chk_send_msg(struct chk *c, const void *msg, size_t len);
+/* The tunnel to the judge is open: TLS first for an https judge, else
+ * chk_begin_answer. */
 void chk_tunnel_up(struct chk *c);
+/* The handshake is over: send this check's request, read the answer. */
+void chk_begin_answer(struct chk *c);
+/* Writes a fresh token, CHK_TOKEN_LEN hex digits. */
 void chk_token(char *dst);
+/* True when bytes wait before our request went: the peer spoke first. */
 bool chk_peer_spoke_first(struct chk *c);
+/* Is an HTTP status in the answer the proxy refusing our credentials? */
 bool chk_status_is_auth(const struct chk *c, uint16_t status);
+/* The judge's request, the tail's last message: its size and build. */
 size_t chk_req_size(const struct chk_target *t, const struct chk_judge *j, bool absolute);
 int chk_req_build(struct chk *c, const struct chk_target *t, bool absolute);
+/* The peer closed; bytes of the judge's answer read. */
 void chk_eof(struct chk *c);
 void chk_consume_answer(struct chk *c, const uint8_t *p, size_t n);
+/* Ends the check from the loop soon (never from inside chk_start). */
 void chk_report_soon(struct chk *c);
+/* Sets the event's timeout to the current deadline; 0 or -errno. */
 int chk_arm(struct chk *c);
+/* Connects to the proxy and waits on the socket; 0 or -errno (our side). */
 int chk_connect(struct chk *c, const struct sockaddr *addr, socklen_t len);
 
 /* check_http.c: the Proxy-Authorization line (with CRLF) for t's

@@ -10,8 +10,8 @@
  * work linear in the body, and any bytes are safe (NULs, truncation,
  * binary). It knows nothing about HTTP framing: it gets the body only.
  */
-#ifndef PROXYFS_JUDGE_ANSWER_H
-#define PROXYFS_JUDGE_ANSWER_H
+#ifndef PROXYFS_ECHO_H
+#define PROXYFS_ECHO_H
 
 #include <stdbool.h>
 #include <stddef.h>

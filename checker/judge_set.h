@@ -17,8 +17,8 @@
  * Owned by the engine thread; lookups and probes run elsewhere and come
  * back through the engine.
  */
-#ifndef PROXYFS_JUDGES_H
-#define PROXYFS_JUDGES_H
+#ifndef PROXYFS_JUDGE_SET_H
+#define PROXYFS_JUDGE_SET_H
 
 #include <stdbool.h>
 #include <stddef.h>
