@@ -26,6 +26,12 @@
  * themselves: they record the outcome and set CHK_ST_DONE, and the event
  * callback, as its last act, closes the socket, frees the check and calls
  * done. Not here: retries, scheduling, what an outcome means for the pool.
+ *
+ * The files: this one has the check's life (start, the event, the socket,
+ * the state machine, the judge's request and answer); check_http.c,
+ * check_socks4.c and check_socks5.c one protocol each; check_tls.c the TLS
+ * to an https judge; check_dns.c a proxy given by name. check_int.h is
+ * what they share.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -45,115 +51,13 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "check.h"
+#include "check_int.h"
 #include "http_answer.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "socks.h"
-
-#define CHK_TIMEOUT_DEFAULT_MS 10000
-#define CHK_READ_CHUNK (16 * 1024)
-#define CHK_MSGS 4
-#define CHK_MSG_REQ (CHK_MSGS - 1) /* the judge's request: always the last message */
-#define CHK_RAND_WORDS 512	   /* 64-bit tokens drawn per getrandom() call */
-
-#ifndef PROXYFS_VERSION
-#define PROXYFS_VERSION "dev"
-#endif
-
-/* The socket is registered once, for both directions, edge-triggered: the
- * kernel tells of a change, not of a state, so what it said is kept here
- * until a call finds the socket empty (read) or full (write). One
- * registration per check instead of one per turn of the conversation. */
-#define CHK_CAN_READ 1
-#define CHK_CAN_WRITE 2
 
 /* Used when the caller passes no options: every field at its default. */
 static const struct chk_opts chk_opts_default = {0};
-
-enum chk_state {
-	CHK_ST_RESOLVING,  /* waiting for the proxy's name to resolve */
-	CHK_ST_CONNECTING, /* waiting for connect() to finish */
-	CHK_ST_SENDING,	   /* out[out_off..out_len) still to send */
-	CHK_ST_READING,	   /* waiting for the peer */
-	CHK_ST_DONE,	   /* outcome recorded; finished by the callback */
-};
-
-enum chk_phase {
-	CHK_PH_HANDSHAKE, /* talking to the proxy */
-	CHK_PH_TLS,	  /* the tunnel is open: TLS handshake with the judge */
-	CHK_PH_ANSWER,	  /* the judge's request is out (or going), reading its answer */
-};
-
-struct chk_proto;
-
-struct chk {
-	struct event ev; /* the socket, both ways, edge-triggered; the deadline */
-	const struct chk_proto *proto;
-	const struct chk_judge *judge;
-	SSL *ssl;      /* https judge: from the tunnel's opening on, else NULL */
-	struct evdns_getaddrinfo_request *dns; /* the name being resolved, else NULL */
-	uint8_t *body; /* the answer's body being kept (judge->capture_body) */
-	const struct chk_opts *opts;
-	chk_done_fn done;
-	void *arg;
-	const uint8_t *out; /* being sent: a message in tail */
-	uint32_t out_len, out_off;
-	uint64_t start_ns;
-	uint64_t wait_ns; /* when the proxy's turn began: connect, or our last send */
-	int fd;
-	uint8_t state;	/* enum chk_state */
-	uint8_t phase;	/* enum chk_phase */
-	bool with_auth; /* credentials were sent in an HTTP header */
-	uint8_t ready;	/* CHK_CAN_*: what the kernel said and no call has used up */
-	uint16_t port;	/* of the proxy given by name */
-	struct chk_outcome res;
-	struct chk_answer ans;	    /* the CONNECT reply's head, then the judge's answer */
-	struct chk_socks_reply sr;  /* the SOCKS reply being read */
-	uint32_t msg_len[CHK_MSGS]; /* messages in tail, one after another */
-	uint8_t tail[];
-};
-
-struct chk_proto {
-	/* At least the bytes build() writes into the tail. */
-	size_t (*msg_size)(const struct chk_target *t, const struct chk_judge *j);
-	/* Builds this check's messages into c->tail; 0 or -errno. */
-	int (*build)(struct chk *c, const struct chk_target *t);
-	/* Connected: sets the first thing to send. */
-	void (*connected)(struct chk *c);
-	/* Handshake bytes from the proxy; returns how many were used, which is
-	 * at least one unless the check is over. */
-	size_t (*feed)(struct chk *c, const uint8_t *p, size_t n);
-	/* The proxy's own HTTP layer answers the judge's request, so a 407
-	 * (or a 401 to our credentials) in the answer is the proxy's refusal. */
-	bool proxy_answers;
-};
-
-static uint64_t chk_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static bool chk_has_user(const struct chk_target *t)
-{
-	return t->user && t->user[0];
-}
-
-static const char *chk_pass(const struct chk_target *t)
-{
-	return t->pass ? t->pass : "";
-}
-
-static uint8_t *chk_msg(struct chk *c, unsigned i)
-{
-	uint8_t *p = c->tail;
-
-	for (unsigned k = 0; k < i; k++)
-		p += c->msg_len[k];
-	return p;
-}
 
 /* Where the check is: the stage its outcome is told by. */
 static enum chk_stage chk_stage_of(const struct chk *c)
@@ -169,7 +73,7 @@ static enum chk_stage chk_stage_of(const struct chk *c)
 
 /* Records the outcome and what tells it apart (enum chk_why, the SOCKS
  * reply code); the first one wins. */
-static void chk_end_why(struct chk *c, enum chk_result r, int err, enum chk_why why,
+void chk_end_why(struct chk *c, enum chk_result r, int err, enum chk_why why,
 			uint8_t socks_reply)
 {
 	if (c->state == CHK_ST_DONE)
@@ -186,7 +90,7 @@ static void chk_end_why(struct chk *c, enum chk_result r, int err, enum chk_why 
 	c->state = CHK_ST_DONE;
 }
 
-static void chk_end(struct chk *c, enum chk_result r, int err)
+void chk_end(struct chk *c, enum chk_result r, int err)
 {
 	chk_end_why(c, r, err, CHK_WHY_NONE, 0);
 }
@@ -214,24 +118,20 @@ static enum chk_result chk_errno_result(int err)
 	}
 }
 
-static void chk_end_errno(struct chk *c, int err)
+void chk_end_errno(struct chk *c, int err)
 {
 	enum chk_result r = chk_errno_result(err);
 
 	chk_end(c, r, r == CHK_TIMEOUT ? 0 : err);
 }
 
-static void chk_send_msg(struct chk *c, const void *msg, size_t len)
+void chk_send_msg(struct chk *c, const void *msg, size_t len)
 {
 	c->out = msg;
 	c->out_len = (uint32_t)len;
 	c->out_off = 0;
 	c->state = CHK_ST_SENDING;
 }
-
-/* The User-Agent line of every request, around the check's token. */
-static const char chk_ua[] = "User-Agent: proxyfs/" PROXYFS_VERSION " " CHK_ECHO_MARKER;
-static const char chk_req_end[] = "\r\nAccept: */*\r\nConnection: close\r\n\r\n";
 
 /* Random words for the tokens, drawn from the kernel in batches so that a
  * check costs no system call for it. Each thread runs its own loop, so each
@@ -258,7 +158,7 @@ static uint64_t chk_random64(void)
 }
 
 /* Writes a fresh token: CHK_TOKEN_LEN lowercase hex digits. */
-static void chk_token(char *dst)
+void chk_token(char *dst)
 {
 	static const char hex[] = "0123456789abcdef";
 	uint64_t v = chk_random64();
@@ -269,7 +169,7 @@ static void chk_token(char *dst)
 
 /* The handshake is over: send this check's request, read the judge's
  * answer, which must echo the request's token if it echoes any. */
-static void chk_begin_answer(struct chk *c)
+void chk_begin_answer(struct chk *c)
 {
 	const struct chk_judge *j = c->judge;
 	const uint8_t *req = chk_msg(c, CHK_MSG_REQ);
@@ -288,7 +188,7 @@ static void chk_begin_answer(struct chk *c)
  * to go were not sent in answer to it: the peer talks first, and nothing
  * it says can count as the judge's answer. Found empty, the socket has
  * used up its readiness. */
-static bool chk_peer_spoke_first(struct chk *c)
+bool chk_peer_spoke_first(struct chk *c)
 {
 	uint8_t b;
 	ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -308,7 +208,7 @@ static bool chk_peer_spoke_first(struct chk *c)
  * writable. TLS writes its Finished and then the request back to back;
  * without TCP_NODELAY the second would wait for the first's delayed ACK
  * and add some 40 ms to every latency. */
-static void chk_tunnel_up(struct chk *c)
+void chk_tunnel_up(struct chk *c)
 {
 	int one = 1;
 
@@ -344,7 +244,7 @@ static void chk_capture_begin(struct chk *c)
 }
 
 /* An HTTP status from the proxy itself that refuses our credentials. */
-static bool chk_status_is_auth(const struct chk *c, uint16_t status)
+bool chk_status_is_auth(const struct chk *c, uint16_t status)
 {
 	return status == 407 || (status == 401 && c->with_auth);
 }
@@ -375,71 +275,11 @@ static void chk_answer_over(struct chk *c)
 	chk_end_why(c, r, 0, why, 0);
 }
 
-/* ---- HTTP: absolute-URI GET, or CONNECT then the origin-form GET ---- */
-
-static size_t chk_b64_len(size_t n)
-{
-	return (n + 2) / 3 * 4;
-}
-
-static size_t chk_b64(char *dst, const uint8_t *src, size_t n)
-{
-	static const char abc[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)src[i] << 16;
-
-		if (i + 1 < n)
-			v |= (uint32_t)src[i + 1] << 8;
-		if (i + 2 < n)
-			v |= src[i + 2];
-		dst[o++] = abc[v >> 18 & 63];
-		dst[o++] = abc[v >> 12 & 63];
-		dst[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
-		dst[o++] = i + 2 < n ? abc[v & 63] : '=';
-	}
-	return o;
-}
-
-static const char chk_auth_name[] = "Proxy-Authorization: Basic ";
-
-static size_t chk_auth_size(const struct chk_target *t)
-{
-	if (!chk_has_user(t))
-		return 0;
-	return sizeof(chk_auth_name) - 1 + chk_b64_len(strlen(t->user) + 1 + strlen(chk_pass(t))) +
-	       2;
-}
-
-/* Writes the Proxy-Authorization line (with CRLF), when there is a user. */
-static size_t chk_auth_write(char *dst, const struct chk_target *t)
-{
-	size_t ulen, plen, o;
-	uint8_t *cred;
-
-	if (!chk_has_user(t))
-		return 0;
-	ulen = strlen(t->user);
-	plen = strlen(chk_pass(t));
-	cred = malloc(ulen + 1 + plen);
-	if (!cred)
-		return 0;
-	memcpy(cred, t->user, ulen);
-	cred[ulen] = ':';
-	memcpy(cred + ulen + 1, chk_pass(t), plen);
-	o = sizeof(chk_auth_name) - 1;
-	memcpy(dst, chk_auth_name, o);
-	o += chk_b64(dst + o, cred, ulen + 1 + plen);
-	memcpy(dst + o, "\r\n", 2);
-	free(cred);
-	return o + 2;
-}
+/* ---- the judge's request, the same through every protocol ---- */
 
 /* Bytes of this check's request to the judge: the judge's start, the
  * credentials for a plain HTTP proxy, the User-Agent with the token. */
-static size_t chk_req_size(const struct chk_target *t, const struct chk_judge *j, bool absolute)
+size_t chk_req_size(const struct chk_target *t, const struct chk_judge *j, bool absolute)
 {
 	size_t head = absolute ? j->req_absolute_len + chk_auth_size(t) : j->req_origin_len;
 
@@ -450,7 +290,7 @@ static size_t chk_req_size(const struct chk_target *t, const struct chk_judge *j
  * already): absolute, with the proxy's credentials, for a plain HTTP proxy;
  * in origin form for a tunnel. A fresh token per check: a judge that echoes
  * it proves that this request reached it. */
-static int chk_req_build(struct chk *c, const struct chk_target *t, bool absolute)
+int chk_req_build(struct chk *c, const struct chk_target *t, bool absolute)
 {
 	const struct chk_judge *j = c->judge;
 	char *dst = (char *)chk_msg(c, CHK_MSG_REQ);
@@ -473,252 +313,6 @@ static int chk_req_build(struct chk *c, const struct chk_target *t, bool absolut
 	c->msg_len[CHK_MSG_REQ] = (uint32_t)(o + sizeof(chk_req_end) - 1);
 	return 0;
 }
-
-static size_t http_plain_size(const struct chk_target *t, const struct chk_judge *j)
-{
-	return chk_req_size(t, j, true);
-}
-
-static int http_plain_build(struct chk *c, const struct chk_target *t)
-{
-	return chk_req_build(c, t, true);
-}
-
-static void http_plain_connected(struct chk *c)
-{
-	if (!chk_peer_spoke_first(c))
-		chk_begin_answer(c);
-}
-
-static size_t http_plain_feed(struct chk *c, const uint8_t *p, size_t n)
-{
-	return n; /* no handshake: never called */
-}
-
-static const char chk_connect_fmt[] = "CONNECT %s HTTP/1.1\r\nHost: %s\r\n";
-
-static size_t http_connect_msg_size(const struct chk_target *t, const struct chk_judge *j)
-{
-	size_t authority = strlen(j->host) + 2 + 6;
-
-	return sizeof(chk_connect_fmt) + 2 * authority + chk_auth_size(t) + 2;
-}
-
-static size_t http_connect_size(const struct chk_target *t, const struct chk_judge *j)
-{
-	return http_connect_msg_size(t, j) + chk_req_size(t, j, false);
-}
-
-static int http_connect_build(struct chk *c, const struct chk_target *t)
-{
-	const struct chk_judge *j = c->judge;
-	bool v6 = strchr(j->host, ':') != NULL;
-	char authority[sizeof(j->host) + 8];
-	char *dst = (char *)c->tail;
-	size_t len, auth;
-
-	snprintf(authority, sizeof(authority), "%s%s%s:%u", v6 ? "[" : "", j->host, v6 ? "]" : "",
-		 j->port);
-	len = (size_t)snprintf(dst, http_connect_msg_size(t, j), chk_connect_fmt, authority,
-			       authority);
-	auth = chk_auth_write(dst + len, t);
-	if (chk_has_user(t) && auth == 0)
-		return -ENOMEM;
-	c->with_auth = auth > 0;
-	memcpy(dst + len + auth, "\r\n", 2);
-	c->msg_len[0] = (uint32_t)(len + auth + 2);
-	return chk_req_build(c, t, false);
-}
-
-static void http_connect_connected(struct chk *c)
-{
-	chk_answer_init(&c->ans, NULL, 0, NULL, c->opts->max_answer, true);
-	chk_send_msg(c, c->tail, c->msg_len[0]);
-}
-
-/* The CONNECT reply's head: 2xx opens the tunnel. */
-static size_t http_connect_feed(struct chk *c, const uint8_t *p, size_t n)
-{
-	size_t used = chk_answer_feed(&c->ans, p, n);
-	uint16_t status = c->ans.status;
-
-	if (!c->ans.done)
-		return used;
-	if (c->ans.result == CHK_OK && status >= 200 && status <= 299) {
-		chk_tunnel_up(c);
-		return used;
-	}
-	c->res.status = status;
-	if (c->ans.result != CHK_OK)
-		chk_end(c, (enum chk_result)c->ans.result, 0);
-	else
-		chk_end_why(c, chk_status_is_auth(c, status) ? CHK_AUTH : CHK_BAD_ANSWER, 0,
-			    chk_status_is_auth(c, status) ? CHK_WHY_NONE : CHK_WHY_STATUS, 0);
-	return used;
-}
-
-static const struct chk_proto chk_http_plain = {
-    .msg_size = http_plain_size,
-    .build = http_plain_build,
-    .connected = http_plain_connected,
-    .feed = http_plain_feed,
-    .proxy_answers = true,
-};
-
-static const struct chk_proto chk_http_connect = {
-    .msg_size = http_connect_size,
-    .build = http_connect_build,
-    .connected = http_connect_connected,
-    .feed = http_connect_feed,
-};
-
-/* ---- SOCKS4 / SOCKS4a ---- */
-
-static size_t socks4_msg_size(const struct chk_target *t, const struct chk_judge *j)
-{
-	return 8 + (t->user ? strlen(t->user) : 0) + 1 + strlen(j->host) + 1;
-}
-
-static size_t socks4_size(const struct chk_target *t, const struct chk_judge *j)
-{
-	return socks4_msg_size(t, j) + chk_req_size(t, j, false);
-}
-
-/* SOCKS4 needs the judge's IPv4 address; without one, ask by name (4a). */
-static int socks4_build(struct chk *c, const struct chk_target *t)
-{
-	const struct chk_judge *j = c->judge;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)&j->addr;
-	bool by_name = t->remote_dns || !j->have_addr || j->addr.ss_family != AF_INET;
-	int n;
-
-	n = chk_socks4_request(c->tail, socks4_msg_size(t, j), (const uint8_t *)&sin->sin_addr,
-			       by_name ? j->host : NULL, j->port, t->user);
-	if (n < 0)
-		return n;
-	c->msg_len[0] = (uint32_t)n;
-	return chk_req_build(c, t, false);
-}
-
-static void socks4_connected(struct chk *c)
-{
-	chk_socks_reply_init(&c->sr, CHK_SOCKS4_REPLY);
-	chk_send_msg(c, c->tail, c->msg_len[0]);
-}
-
-static size_t socks4_feed(struct chk *c, const uint8_t *p, size_t n)
-{
-	size_t used = chk_socks_reply_feed(&c->sr, p, n);
-
-	if (!c->sr.done)
-		return used;
-	if (c->sr.result != CHK_OK)
-		chk_end_why(c, (enum chk_result)c->sr.result, 0, CHK_WHY_NONE, c->sr.code);
-	else
-		chk_tunnel_up(c);
-	return used;
-}
-
-static const struct chk_proto chk_socks4 = {
-    .msg_size = socks4_size,
-    .build = socks4_build,
-    .connected = socks4_connected,
-    .feed = socks4_feed,
-};
-
-/* ---- SOCKS5: greeting, RFC 1929 auth when asked, CONNECT ---- */
-
-enum { S5_GREETING, S5_AUTH, S5_CONNECT };
-
-static size_t socks5_auth_size(const struct chk_target *t)
-{
-	return chk_has_user(t) ? 3 + strlen(t->user) + strlen(chk_pass(t)) : 0;
-}
-
-/* A CONNECT by name or by address (IPv6: 22 bytes). */
-static size_t socks5_request_size(const struct chk_judge *j)
-{
-	size_t by_name = 7 + strlen(j->host);
-
-	return by_name > 22 ? by_name : 22;
-}
-
-static size_t socks5_size(const struct chk_target *t, const struct chk_judge *j)
-{
-	return 4 + socks5_auth_size(t) + socks5_request_size(j) + chk_req_size(t, j, false);
-}
-
-static int socks5_build(struct chk *c, const struct chk_target *t)
-{
-	const struct chk_judge *j = c->judge;
-	bool by_name = t->remote_dns || !j->have_addr;
-	int n;
-
-	n = chk_socks5_greeting(chk_msg(c, S5_GREETING), 4, chk_has_user(t));
-	if (n < 0)
-		return n;
-	c->msg_len[S5_GREETING] = (uint32_t)n;
-	if (chk_has_user(t)) {
-		n = chk_socks5_auth(chk_msg(c, S5_AUTH), socks5_auth_size(t), t->user, chk_pass(t));
-		if (n < 0)
-			return n;
-		c->msg_len[S5_AUTH] = (uint32_t)n;
-	}
-	n = chk_socks5_request(chk_msg(c, S5_CONNECT), socks5_request_size(j),
-			       by_name ? NULL : (const struct sockaddr *)&j->addr, j->host,
-			       j->port);
-	if (n < 0)
-		return n;
-	c->msg_len[S5_CONNECT] = (uint32_t)n;
-	return chk_req_build(c, t, false);
-}
-
-static void socks5_send(struct chk *c, unsigned msg, enum chk_socks_step reply)
-{
-	chk_socks_reply_init(&c->sr, reply);
-	chk_send_msg(c, chk_msg(c, msg), c->msg_len[msg]);
-}
-
-static void socks5_connected(struct chk *c)
-{
-	socks5_send(c, S5_GREETING,
-		    c->msg_len[S5_AUTH] ? CHK_SOCKS5_METHOD_AUTH : CHK_SOCKS5_METHOD);
-}
-
-static size_t socks5_feed(struct chk *c, const uint8_t *p, size_t n)
-{
-	size_t used = chk_socks_reply_feed(&c->sr, p, n);
-
-	if (!c->sr.done)
-		return used;
-	if (c->sr.result != CHK_OK) {
-		chk_end_why(c, (enum chk_result)c->sr.result, 0, CHK_WHY_NONE, c->sr.code);
-		return used;
-	}
-	switch (c->sr.step) {
-	case CHK_SOCKS5_METHOD:
-	case CHK_SOCKS5_METHOD_AUTH:
-		if (c->sr.code == 2)
-			socks5_send(c, S5_AUTH, CHK_SOCKS5_AUTH);
-		else
-			socks5_send(c, S5_CONNECT, CHK_SOCKS5_REPLY);
-		break;
-	case CHK_SOCKS5_AUTH:
-		socks5_send(c, S5_CONNECT, CHK_SOCKS5_REPLY);
-		break;
-	default:
-		chk_tunnel_up(c);
-		break;
-	}
-	return used;
-}
-
-static const struct chk_proto chk_socks5 = {
-    .msg_size = socks5_size,
-    .build = socks5_build,
-    .connected = socks5_connected,
-    .feed = socks5_feed,
-};
 
 /* ---- the state machine ---- */
 
@@ -769,7 +363,7 @@ static void chk_send(struct chk *c)
 
 /* Answer bytes, plain or decrypted; a pause after the head of a 200
  * answer lets the body's buffer be made. */
-static void chk_consume_answer(struct chk *c, const uint8_t *p, size_t n)
+void chk_consume_answer(struct chk *c, const uint8_t *p, size_t n)
 {
 	for (;;) {
 		size_t used = chk_answer_feed(&c->ans, p, n);
@@ -813,7 +407,7 @@ static void chk_consume(struct chk *c, const uint8_t *p, size_t n)
 	}
 }
 
-static void chk_eof(struct chk *c)
+void chk_eof(struct chk *c)
 {
 	if (c->phase == CHK_PH_ANSWER) {
 		chk_answer_eof(&c->ans);
@@ -821,115 +415,6 @@ static void chk_eof(struct chk *c)
 	} else {
 		chk_end(c, CHK_RESET, 0);
 	}
-}
-
-/* ---- TLS to an https judge, through the tunnel ---- */
-
-/* A TLS call returned r <= 0 (err: errno right after it): wait for the
- * socket as OpenSSL asks, or end the check. A close_notify is a clean
- * EOF; a socket error is the connection's; anything else (alert, bad or
- * unverified certificate, wrong host, garbage, EOF without close_notify)
- * is a TLS failure. */
-static void chk_tls_handle(struct chk *c, int r, int err)
-{
-	switch (SSL_get_error(c->ssl, r)) {
-	case SSL_ERROR_WANT_READ: /* its BIO found the socket empty */
-		c->state = CHK_ST_READING;
-		c->ready &= (uint8_t)~CHK_CAN_READ;
-		return;
-	case SSL_ERROR_WANT_WRITE:
-		c->state = CHK_ST_SENDING;
-		c->ready &= (uint8_t)~CHK_CAN_WRITE;
-		return;
-	case SSL_ERROR_ZERO_RETURN:
-		chk_eof(c);
-		break;
-	case SSL_ERROR_SYSCALL:
-		if (err)
-			chk_end_errno(c, err);
-		else
-			chk_end(c, CHK_TLS_ERR, 0);
-		break;
-	default:
-		chk_end(c, CHK_TLS_ERR, 0);
-		break;
-	}
-	ERR_clear_error();
-}
-
-/* Each TLS call starts with an empty error queue, as SSL_get_error needs. */
-static void chk_tls_prepare(void)
-{
-	ERR_clear_error();
-	errno = 0;
-}
-
-/* True once the handshake is done and the judge's request is set to go. */
-static bool chk_tls_handshake(struct chk *c)
-{
-	int r;
-
-	chk_tls_prepare();
-	r = SSL_connect(c->ssl);
-	if (r != 1) {
-		chk_tls_handle(c, r, errno);
-		return false;
-	}
-	chk_begin_answer(c);
-	return true;
-}
-
-/* True once the whole request is written. A retry passes the same bytes,
- * as SSL_write wants. */
-static bool chk_tls_write(struct chk *c)
-{
-	while (c->out_off < c->out_len) {
-		size_t n;
-		int r;
-
-		chk_tls_prepare();
-		r = SSL_write_ex(c->ssl, c->out + c->out_off, c->out_len - c->out_off, &n);
-		if (r != 1) {
-			chk_tls_handle(c, r, errno);
-			return false;
-		}
-		c->out_off += (uint32_t)n;
-	}
-	c->state = CHK_ST_READING;
-	c->wait_ns = chk_now_ns();
-	return true;
-}
-
-/* Reads until OpenSSL has nothing more: decrypted bytes may be waiting in
- * it while the socket is quiet, and no event would come for those. */
-static void chk_tls_read(struct chk *c)
-{
-	uint8_t buf[CHK_READ_CHUNK];
-
-	while (c->state != CHK_ST_DONE) {
-		size_t n;
-		int r;
-
-		chk_tls_prepare();
-		r = SSL_read_ex(c->ssl, buf, sizeof(buf), &n);
-		if (r != 1) {
-			chk_tls_handle(c, r, errno);
-			return;
-		}
-		chk_consume_answer(c, buf, n);
-	}
-}
-
-/* Drives TLS as far as it goes now: handshake, request, answer. */
-static void chk_tls_io(struct chk *c)
-{
-	if (c->state == CHK_ST_DONE)
-		return;
-	if (c->phase == CHK_PH_TLS && !chk_tls_handshake(c))
-		return;
-	if (c->out_off < c->out_len && !chk_tls_write(c))
-		return;
-	chk_tls_read(c);
 }
 
 /* ---- the socket ---- */
@@ -979,7 +464,7 @@ static void chk_cb(evutil_socket_t fd, short what, void *arg);
 /* Sets the timeout to the current deadline: connect_timeout_ms while
  * connecting, timeout_ms from the start for the whole check. Only the
  * timer moves: the socket stays registered as it is. */
-static int chk_arm(struct chk *c)
+int chk_arm(struct chk *c)
 {
 	const struct chk_opts *o = c->opts;
 	int64_t total = o->timeout_ms > 0 ? o->timeout_ms : CHK_TIMEOUT_DEFAULT_MS;
@@ -1141,7 +626,7 @@ static struct chk *chk_alloc(const struct chk_target *t, const struct chk_judge 
 
 /* The outcome is set already: done is called from the loop, as the
  * contract wants, never from inside chk_start. */
-static void chk_report_soon(struct chk *c)
+void chk_report_soon(struct chk *c)
 {
 	struct event_base *base = event_get_base(&c->ev);
 
@@ -1153,7 +638,7 @@ static void chk_report_soon(struct chk *c)
 /* Connects to the proxy and waits on the socket: 0, or -errno when our
  * side failed (nothing is left open then). A refusal at once is the
  * proxy's outcome, reported from the loop. */
-static int chk_connect(struct chk *c, const struct sockaddr *addr, socklen_t len)
+int chk_connect(struct chk *c, const struct sockaddr *addr, socklen_t len)
 {
 	struct event_base *base = event_get_base(&c->ev);
 	int err;
@@ -1188,86 +673,6 @@ static int chk_connect(struct chk *c, const struct sockaddr *addr, socklen_t len
 }
 
 /* The first IPv4 address of a resolved name, else the first IPv6 one. */
-static const struct evutil_addrinfo *chk_pick(const struct evutil_addrinfo *ai)
-{
-	const struct evutil_addrinfo *v6 = NULL;
-
-	for (; ai; ai = ai->ai_next) {
-		if (ai->ai_family == AF_INET)
-			return ai;
-		if (ai->ai_family == AF_INET6 && !v6)
-			v6 = ai;
-	}
-	return v6;
-}
-
-/* The name's answer, from the loop or from inside evdns_getaddrinfo (a
- * name in /etc/hosts). A name that does not exist leaves the proxy
- * unreachable; a resolver that does not answer is a timeout, tried again
- * like one. Our own failure to connect is reported like any local error. */
-static void chk_resolved(int result, struct evutil_addrinfo *res, void *arg)
-{
-	const struct evutil_addrinfo *ai = result == 0 ? chk_pick(res) : NULL;
-	struct chk *c = arg;
-	struct sockaddr_storage ss;
-	int err;
-
-	if (result == EVUTIL_EAI_CANCEL)
-		goto out; /* the check is gone */
-	c->dns = NULL;
-	if (!ai || ai->ai_addrlen > sizeof(ss)) {
-		if (result == EVUTIL_EAI_AGAIN || result == EVUTIL_EAI_FAIL)
-			chk_end(c, CHK_TIMEOUT, 0);
-		else if (result == EVUTIL_EAI_MEMORY)
-			chk_end(c, CHK_LOCAL_ERR, ENOMEM);
-		else
-			chk_end(c, CHK_REFUSED, EHOSTUNREACH);
-		chk_report_soon(c);
-		goto out;
-	}
-	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-	if (ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_port = htons(c->port);
-	else
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->port);
-	err = chk_connect(c, (const struct sockaddr *)&ss, (socklen_t)ai->ai_addrlen);
-	if (err) {
-		chk_end(c, CHK_LOCAL_ERR, -err);
-		chk_report_soon(c);
-	}
-out:
-	if (res)
-		evutil_freeaddrinfo(res);
-}
-
-/* Asks for the proxy's name; the connect timeout covers the answer. */
-static int chk_resolve(struct chk *c, const struct chk_target *t)
-{
-	struct evutil_addrinfo hints = {
-		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP,
-	};
-	struct evdns_getaddrinfo_request *req;
-
-	if (!c->opts->dns || !t->host || !t->host[0]) {
-		chk_end(c, CHK_REFUSED, EHOSTUNREACH);
-		chk_report_soon(c);
-		return 0;
-	}
-	c->port = t->port;
-	c->state = CHK_ST_RESOLVING;
-	if (chk_arm(c) < 0)
-		return -ENOMEM;
-	req = evdns_getaddrinfo(c->opts->dns, t->host, NULL, &hints, chk_resolved, c);
-	if (c->state != CHK_ST_RESOLVING)
-		return 0; /* answered already, from /etc/hosts */
-	if (!req) {
-		chk_end(c, CHK_LOCAL_ERR, ENOMEM);
-		chk_report_soon(c);
-	}
-	c->dns = req;
-	return 0;
-}
-
 struct chk *chk_start(struct event_base *base, const struct chk_target *target,
 		      const struct chk_judge *judge, const struct chk_opts *opts, chk_done_fn done,
 		      void *arg)
@@ -1309,3 +714,4 @@ void chk_cancel(struct chk *c)
 	if (c)
 		chk_destroy(c);
 }
+

@@ -8,8 +8,8 @@
  * judge it also builds the one TLS client context every check shares, and
  * makes each check's TLS client: verified certificate chain and host name,
  * and a socket BIO of our own that sends with MSG_NOSIGNAL, since OpenSSL's
- * would raise SIGPIPE on a proxy that closed. Also holds the names of the
- * results and which errnos are our own side's fault. Does not fetch
+ * would raise SIGPIPE on a proxy that closed. Also says which errnos are our
+ * own side's fault. Does not fetch
  * anything and drives no TLS handshake: the checks do.
  */
 #include <errno.h>
@@ -34,34 +34,6 @@
 
 /* Longer expected texts are refused: the KMP table is 4 bytes a character. */
 #define JUDGE_EXPECT_MAX 4096
-
-const char *chk_result_name(enum chk_result r)
-{
-	switch (r) {
-	case CHK_OK:
-		return "ok";
-	case CHK_TIMEOUT:
-		return "timeout";
-	case CHK_REFUSED:
-		return "refused";
-	case CHK_RESET:
-		return "reset";
-	case CHK_PROTO_ERR:
-		return "protocol_error";
-	case CHK_BAD_ANSWER:
-		return "wrong_answer";
-	case CHK_AUTH:
-		return "auth";
-	case CHK_LOCAL_ERR:
-		return "local_error";
-	case CHK_TLS_ERR:
-		return "tls_error";
-	case CHK_UNREACHABLE:
-		return "unreachable";
-	default:
-		return "unknown";
-	}
-}
 
 bool chk_errno_is_local(int err)
 {

@@ -4,20 +4,43 @@
  * table drives getattr, readdir, open, read and the control writes. A file's
  * content is rendered at open and kept with the open file, so a reader sees
  * one snapshot from the first byte to EOF. Knows nothing about how the pool
- * is kept; control writes go to the engine through engine.h.
+ * is kept; control writes go through the struct fs_control calls that
+ * the caller hands in, so that fs/ needs no checker header.
  *
  * Use: fuse_new(&args, fs_operations(), sizeof(struct fuse_operations),
- * engine), with the engine started and snap_system_init() done. The engine
- * pointer comes back in every op through fuse_get_context()->private_data.
+ * &control), with what control acts on started and snap_system_init()
+ * done. The control pointer comes back in every op through
+ * fuse_get_context()->private_data.
  * The user running the daemon at mount time owns the tree and alone (with
  * root) may write the control files.
+ *
+ * fs/ holds the tree (tree.h: the path table, for any front), the
+ * renderers (render.h) and this FUSE front. Uses src/, never checker/.
  */
 #ifndef PROXYFS_FS_H
 #define PROXYFS_FS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <fuse.h>
+
+#include "proxy.h"
+
+/* Asked about every 50 ms by a control call that waits: 0 to go on
+ * waiting, or a negative errno that ends the wait with that error. */
+typedef int (*fs_stop_fn)(void *arg);
+
+/* What the control files act on (in proxyfs: the engine, wired by main).
+ * Each call returns 0 or -errno, as engine.h tells for its namesake. Must
+ * outlive the mount. */
+struct fs_control {
+	void *arg; /* handed to every call */
+	int (*add)(void *arg, const struct proxy_addr *list, size_t n);
+	int (*remove)(void *arg, const struct proxy_addr *list, size_t n);
+	int (*rescan)(void *arg, bool wait, fs_stop_fn stop, void *stop_arg);
+	int (*reload)(void *arg, fs_stop_fn stop, void *stop_arg);
+};
 
 /* Who may read the reader files (every file but the directories and
  * control/): they get mode (read bits) and, when has_group, group gid

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "check.h"
+#include "check_result.h"
 #include "proxy.h"
 
 /* --- credentials --- */

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "check_result.h"
 #include "proxy.h"
 
 /* --- the last result in words --- */

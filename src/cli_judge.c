@@ -3,7 +3,7 @@
  * Listens on one address (libevent's evhttp) and answers every GET or HEAD,
  * to any path and in origin or absolute form, with 200 and a plain-text
  * echo of who asked and with which headers; any other method gets 405.
- * The answer, read by checker/judge_answer.c, is one item a line:
+ * The answer, read by checker/echo.c, is one item a line:
  *
  *	proxyfs-judge 1              format name and version, always first
  *	remote_addr 127.0.0.2        the address that connected (IPv4-mapped

@@ -9,6 +9,13 @@
  * reaches stderr and the exit status, since the parent waits for it.
  * A service manager is told when the mount is ready (notify.c), and a
  * pid_file names the daemon to whoever signals it.
+ *
+ * The map: src/ is what every part uses (config, proxy lines, snapshot,
+ * store, sources, log); checker/ is the engine that keeps the pool checked
+ * and publishes snapshots (engine.h); fs/ is the tree (tree.h) and its
+ * FUSE front (fs.h). checker/ and fs/ know nothing of each other: this
+ * file and the commands (cli_check.c, cli_judge.c), built into the
+ * executable, wire them together (struct fs_control below).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,7 +38,7 @@
 #include "engine.h"
 #include "fetch.h"
 #include "fs.h"
-#include "judges.h"
+#include "judge_set.h"
 #include "log.h"
 #include "notify.h"
 #include "snapshot.h"
@@ -403,9 +410,31 @@ static void install_hup(struct engine *e)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
-/* A FUSE instance with the command line's options; debug adds -d. */
+/* The control files' calls, wired to the engine (fs/ knows no engine). */
+static int control_add(void *arg, const struct proxy_addr *list, size_t n)
+{
+	return engine_add(arg, list, n);
+}
+
+static int control_remove(void *arg, const struct proxy_addr *list, size_t n)
+{
+	return engine_remove(arg, list, n);
+}
+
+static int control_rescan(void *arg, bool wait, fs_stop_fn stop, void *stop_arg)
+{
+	return engine_rescan(arg, wait, stop, stop_arg);
+}
+
+static int control_reload(void *arg, fs_stop_fn stop, void *stop_arg)
+{
+	return engine_reload(arg, stop, stop_arg);
+}
+
+/* A FUSE instance with the command line's options; debug adds -d. Its ops
+ * get ctl back as their private data. */
 static struct fuse *make_fuse(const struct options *o, const struct fuse_operations *ops,
-			      bool debug, struct engine *e)
+			      bool debug, const struct fs_control *ctl)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse *f = NULL;
@@ -423,7 +452,7 @@ static struct fuse *make_fuse(const struct options *o, const struct fuse_operati
 	if (o->fuse_opts && (fuse_opt_add_arg(&args, "-o") < 0 ||
 			     fuse_opt_add_arg(&args, o->fuse_opts) < 0))
 		goto out;
-	f = fuse_new(&args, ops, sizeof(struct fuse_operations), e);
+	f = fuse_new(&args, ops, sizeof(struct fuse_operations), (void *)ctl);
 out:
 	fuse_opt_free_args(&args);
 	return f;
@@ -520,6 +549,8 @@ static int run(const struct options *o, const struct cfg *c)
 {
 	struct store *store = NULL;
 	struct engine *e = NULL;
+	struct fs_control ctl = { .add = control_add, .remove = control_remove,
+				  .rescan = control_rescan, .reload = control_reload };
 	struct fuse *f = NULL;
 	char *mountpoint;
 	char err[512];
@@ -549,7 +580,8 @@ static int run(const struct options *o, const struct cfg *c)
 	e = engine_new(c, store);
 	if (!e)
 		goto out_snap;
-	f = make_fuse(o, fs_operations(), o->debug, e);
+	ctl.arg = e;
+	f = make_fuse(o, fs_operations(), o->debug, &ctl);
 	if (!f)
 		goto out_engine;
 	if (fuse_mount(f, mountpoint) != 0)

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "check_result.h"
 #include "proxy.h"
 #include "sbuf.h"
 
@@ -103,7 +104,7 @@ struct snap_judge {
 };
 
 /* Engine figures at the time of the snapshot. Indexes are enum chk_result. */
-#define SNAP_RESULT_CLASSES 12
+#define SNAP_RESULT_CLASSES CHK_RESULT_COUNT
 
 /* Why the adaptive concurrency limit is where it is. */
 enum snap_limit_why {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "judge_answer.h"
+#include "echo.h"
 #include "snapshot.h"
 #include "testutil.h"
 

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "judges.h"
+#include "judge_set.h"
 #include "resolve.h"
 #include "testutil.h"
 

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "judge_answer.h"
+#include "echo.h"
 
 
 static const char *const candidates[] = {

@@ -4,6 +4,15 @@
  * publishes snapshots and hands results to the store. Nothing else touches
  * the pool; other threads talk to it through the engine_* calls below, which
  * queue a command and wake the loop.
+ *
+ * checker/ holds the engine and the checks it runs. The engine: engine.c
+ * (loop, life cycle, commands), scan.c (scans, checks and what their
+ * results mean), feeds.c (source lists, judges, the config taken in),
+ * publish.c (snapshots, records for the store), queue.c, schedule.h,
+ * pool.h, judge_set.h (the healthy-judge rotation), resolve.h;
+ * engine_int.h is their shared state. One check: check.h (check.c, one file per protocol, check_tls.c,
+ * check_dns.c), judge.c (the URL a check fetches), http_answer.h, socks.h,
+ * echo.h (what a judge answers). Uses src/, never fs/.
  */
 #ifndef PROXYFS_ENGINE_H
 #define PROXYFS_ENGINE_H

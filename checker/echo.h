@@ -1,4 +1,4 @@
-/* judge_answer: what a judge's answer says about the proxy it came through.
+/* echo: what a judge echoes (its answer) says about the proxy it came through.
  *
  * A judge echoes the address that connected to it and the request headers
  * it received. From that body this parser takes the proxy's exit address
@@ -10,18 +10,20 @@
  * work linear in the body, and any bytes are safe (NULs, truncation,
  * binary). It knows nothing about HTTP framing: it gets the body only.
  */
-#ifndef PROXYFS_JUDGE_ANSWER_H
-#define PROXYFS_JUDGE_ANSWER_H
+#ifndef PROXYFS_ECHO_H
+#define PROXYFS_ECHO_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Numerically equal to enum snap_anon (snapshot.h). */
+#include "snapshot.h"
+
+/* The snapshot's grades (enum snap_anon), so that one is the other. */
 enum ja_anon {
-	JA_UNKNOWN,     /* the answer was not understood */
-	JA_TRANSPARENT, /* one of our addresses is visible to the judge */
-	JA_ANONYMOUS,   /* a header shows a proxy, but not our address */
-	JA_ELITE,       /* neither */
+	JA_UNKNOWN = SNAP_ANON_UNKNOWN,		/* the answer was not understood */
+	JA_TRANSPARENT = SNAP_ANON_TRANSPARENT, /* one of our addresses is visible to the judge */
+	JA_ANONYMOUS = SNAP_ANON_ANONYMOUS,	/* a header shows a proxy, but not our address */
+	JA_ELITE = SNAP_ANON_ELITE,		/* neither */
 };
 
 enum ja_format {

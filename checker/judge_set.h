@@ -1,4 +1,5 @@
-/* judges: the judge URLs a check can go through, and whether each works.
+/* judge_set: the healthy-judge rotation: the judge URLs a check can go through,
+ * and whether each works.
  *
  * A judge given by name is looked up off the engine's thread (resolve.h)
  * at start and again before every probe; one that does not resolve is set
@@ -16,8 +17,8 @@
  * Owned by the engine thread; lookups and probes run elsewhere and come
  * back through the engine.
  */
-#ifndef PROXYFS_JUDGES_H
-#define PROXYFS_JUDGES_H
+#ifndef PROXYFS_JUDGE_SET_H
+#define PROXYFS_JUDGE_SET_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +48,8 @@ struct judge {
 	uint64_t ok;            /* of which the proxy was alive */
 };
 
+struct engine;
+
 struct judge_set {
 	struct judge v[JUDGES_MAX];
 	size_t n;
@@ -55,6 +58,8 @@ struct judge_set {
 	size_t nour;
 	bool probe;              /* probed directly (probe_judges); else only looked up */
 	uint64_t id;             /* set by the owner: which set a lookup or probe was for */
+	struct engine *owner;    /* set by the owner: the engine whose checks go through
+				  * this set, which is how a check's end finds it */
 	unsigned refs;           /* the owner's, plus one per check through one of its
 				  * judges; touched on the engine thread only */
 };

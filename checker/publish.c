@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "log.h"
 
 /* Whether source i (or control/add, i = SIZE_MAX) lists pe or its twin. */

@@ -1,12 +1,12 @@
-/* judges: judge health, choice and lifetime; see judges.h. */
-#include "judges.h"
+/* judge_set: judge health, choice and lifetime; see judge_set.h. */
+#include "judge_set.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "judge_answer.h"
+#include "echo.h"
 #include "log.h"
 
 #define JUDGE_LOOKUP_RETRY_S 10 /* a host that did not resolve is asked again after this */

@@ -1,4 +1,4 @@
-/* judge_answer: what a judge's answer says about the proxy it came through.
+/* echo: what a judge echoes (its answer) says about the proxy it came through.
  *
  * Each format is read by one scanner that hands what it finds to three
  * sinks: the client address (the first one found is the exit address), a
@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "judge_answer.h"
+#include "echo.h"
 
 /* Headers that a proxy adds and a browser never sends; the names are the
  * canonical spelling reported in ja_result.header. Matched without case,

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "log.h"
 
 void eng_waiter_put(struct waiter *w)
@@ -674,6 +674,7 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 		goto out_free;
 	}
 	e->judges->id = ++e->judges_ids;
+	e->judges->owner = e;
 	e->paused = !judges_any_healthy(e->judges); /* until a judge answers */
 	e->resolver = resolver_new(eng_lookup_done_cb, e);
 	if (!e->resolver)
@@ -697,7 +698,6 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	if (store && (store_load(store, load_rec, e) < 0 ||
 		      store_load_removed(store, load_removed, e) < 0))
 		log_warn("store: could not load the last known pool");
-	eng_scan_bind(e);
 	eng_publish(e);
 	return e;
 out_free:
@@ -935,6 +935,5 @@ void engine_free(struct engine *e)
 		free(e->cfg_owned);
 	}
 	pthread_mutex_destroy(&e->cmd_lock);
-	eng_scan_bind(NULL);
 	free(e);
 }

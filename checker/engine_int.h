@@ -19,7 +19,7 @@
 #include "config.h"
 #include "engine.h"
 #include "fetch.h"
-#include "judges.h"
+#include "judge_set.h"
 #include "pool.h"
 #include "schedule.h"
 #include "snapshot.h"
@@ -254,7 +254,6 @@ void eng_lookup_done_cb(void *owner, uint64_t tag, const struct resolve_result *
 int eng_reload_config(struct engine *e);
 
 /* scan.c: scans, checks and their results. */
-void eng_scan_bind(struct engine *e);
 void eng_scan_start(struct engine *e);
 void eng_scan_maybe_finish(struct engine *e);
 /* An entry of the running scan will get no result (removed, gone). */

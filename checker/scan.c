@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -378,16 +378,6 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 	return true;
 }
 
-/* The engine whose checks report to check_done (one per process). Set by
- * engine_new before any check starts, on the thread that then runs the
- * loop or before it is created. */
-static struct engine *the_engine;
-
-void eng_scan_bind(struct engine *e)
-{
-	the_engine = e;
-}
-
 /* What the echo of judge j says about a live proxy's anonymity and exit. */
 static void learn_anonymity(const struct judge *j, struct pool_entry *pe,
 			    const struct chk_outcome *o)
@@ -530,9 +520,9 @@ void eng_check_cancel(struct pool_entry *pe)
 
 static void check_done(void *arg, const struct chk_outcome *o)
 {
-	struct engine *e = the_engine;
 	struct pool_entry *pe = arg;
 	struct judge *j = pe->judge; /* maybe of a set a reload replaced since */
+	struct engine *e = j->set->owner;
 	bool ours; /* the outcome says nothing of the proxy nor the judge */
 
 	pe->chk = NULL;

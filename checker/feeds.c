@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
-#include "judge_answer.h"
+#include "echo.h"
 #include "log.h"
 
 /* One read of a source's list. Its old proxies are let go only once the
@@ -492,6 +492,7 @@ static int swap_judges(struct engine *e, const struct cfg *nc, char *err, size_t
 	if (!js)
 		return -EINVAL;
 	js->id = ++e->judges_ids;
+	js->owner = e;
 	judges_unref(e->judges);
 	e->judges = js;
 	e->paused = !judges_any_healthy(js);

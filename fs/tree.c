@@ -1,0 +1,278 @@
+/* tree: the path table, shared by every front; see tree.h.
+ *
+ * Every path the tree has is one row of tree_nodes[]: its kind, its
+ * renderer and folder, the snapshot cache slot it shares, its mode. A
+ * front looks the path up here and acts on the row; nothing else knows
+ * path names. /sources/NAME/... and /lookup/NAME are made up at lookup
+ * from the current snapshot.
+ */
+#include "tree.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy.h"
+
+/* Cache slots: the two top-level lists, then live.txt per folder, then
+ * the files of every tracked proxy. */
+enum {
+	SLOT_LIVE_TXT,
+	SLOT_LIVE_JSON,
+	SLOT_FOLDER_LIVE_TXT,
+	SLOT_ALL_JSON = SLOT_FOLDER_LIVE_TXT + SNAP_VIEW_SOURCES,
+	SLOT_DEAD_TXT,
+	SLOT_REMOVED_TXT,
+	SLOT_COUNT,
+};
+
+/* One row per line reads best here. */
+/* clang-format off */
+#define DIR_NODE(p) { .path = (p), .kind = TREE_DIR, .mode = 0555 }
+#define FOLDER_NODES(name, f)                                                           \
+	DIR_NODE("/" name),                                                             \
+	{ .path = "/" name "/random", .kind = TREE_RANDOM, .arg = (f), .mode = 0444 },    \
+	{ .path = "/" name "/next", .kind = TREE_NEXT, .arg = (f), .mode = 0444 },        \
+	{ .path = "/" name "/live.txt", .kind = TREE_CACHED, .render = render_live_txt,   \
+	  .arg = (f), .slot = SLOT_FOLDER_LIVE_TXT + (f), .mode = 0444 }
+
+static const struct tree_node tree_nodes[] = {
+	DIR_NODE("/"),
+	{ .path = "/random", .kind = TREE_RANDOM, .arg = RENDER_ALL, .mode = 0444 },
+	{ .path = "/next", .kind = TREE_NEXT, .arg = RENDER_ALL, .mode = 0444 },
+	{ .path = "/live.txt", .kind = TREE_CACHED, .render = render_live_txt, .arg = RENDER_ALL,
+	  .slot = SLOT_LIVE_TXT, .mode = 0444 },
+	{ .path = "/live.json", .kind = TREE_CACHED, .render = render_live_json, .arg = RENDER_ALL,
+	  .slot = SLOT_LIVE_JSON, .mode = 0444 },
+	{ .path = "/stat.json", .kind = TREE_RENDERED, .render = render_stat_json, .mode = 0444 },
+	{ .path = "/metrics", .kind = TREE_RENDERED, .render = render_metrics, .mode = 0444 },
+	{ .path = "/health", .kind = TREE_RENDERED, .render = render_health, .mode = 0444 },
+	{ .path = "/all.json", .kind = TREE_CACHED, .render = render_all_json,
+	  .slot = SLOT_ALL_JSON, .mode = 0444 },
+	{ .path = "/dead.txt", .kind = TREE_CACHED, .render = render_dead_txt,
+	  .slot = SLOT_DEAD_TXT, .mode = 0444 },
+	{ .path = "/removed.txt", .kind = TREE_CACHED, .render = render_removed_txt,
+	  .slot = SLOT_REMOVED_TXT, .mode = 0444 },
+	DIR_NODE("/lookup"),
+	FOLDER_NODES("http", PROXY_HTTP),
+	FOLDER_NODES("https", PROXY_HTTPS),
+	FOLDER_NODES("socks4", PROXY_SOCKS4),
+	FOLDER_NODES("socks5", PROXY_SOCKS5),
+	DIR_NODE("/anonymity"),
+	FOLDER_NODES("anonymity/elite", SNAP_VIEW_ELITE),
+	FOLDER_NODES("anonymity/anonymous", SNAP_VIEW_ANONYMOUS),
+	FOLDER_NODES("anonymity/transparent", SNAP_VIEW_TRANSPARENT),
+	DIR_NODE("/sources"),
+	DIR_NODE("/prometheus"),
+	{ .path = "/prometheus/proxyfs.prom", .kind = TREE_RENDERED, .render = render_metrics,
+	  .mode = 0444 },
+	DIR_NODE("/control"),
+	{ .path = "/control/reload", .kind = TREE_RELOAD, .mode = 0200 },
+	{ .path = "/control/add", .kind = TREE_ADD, .mode = 0200 },
+	{ .path = "/control/remove", .kind = TREE_REMOVE, .mode = 0200 },
+};
+/* clang-format on */
+
+_Static_assert(SLOT_COUNT <= SNAP_CACHE_SLOTS,
+	       "the snapshot has a cache slot for every cached file");
+
+#define TREE_NNODES (sizeof(tree_nodes) / sizeof(tree_nodes[0]))
+
+/* /next: how many opens each folder has served (index folder + 1, 0 for the
+ * top level). Atomic: FUSE threads open concurrently. */
+static atomic_uint_fast64_t next_counter[SNAP_VIEW_SOURCES + 2]; /* the last: all sources */
+
+/* /sources/NAME/...: one folder per source of the current snapshot, made
+ * up at lookup since the sources change with the config. */
+static const char *const source_files[] = { "live.txt", "random", "next" };
+
+/* The view of source name in s, or -1. */
+static int source_view(const struct snapshot *s, const char *name, size_t len)
+{
+	for (uint32_t i = 0; i < s->nsources; i++)
+		if (strlen(s->sources[i].name) == len && strncmp(s->sources[i].name, name, len) == 0)
+			return (int)(SNAP_VIEW_SOURCES + i);
+	return -1;
+}
+
+static bool source_node(const char *path, struct tree_node *out)
+{
+	const char *name = path + strlen("/sources/"), *slash = strchr(name, '/');
+	size_t len = slash ? (size_t)(slash - name) : strlen(name);
+	struct snapshot *s = snap_current();
+	int view = source_view(s, name, len);
+
+	snap_unref(s);
+	if (view < 0)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->path = path;
+	out->arg = view;
+	if (!slash) {
+		out->kind = TREE_DIR;
+		out->mode = 0555;
+		return true;
+	}
+	out->mode = 0444;
+	if (strcmp(slash + 1, "live.txt") == 0) {
+		out->kind = TREE_RENDERED;
+		out->render = render_live_txt;
+	} else if (strcmp(slash + 1, "random") == 0) {
+		out->kind = TREE_RANDOM;
+	} else if (strcmp(slash + 1, "next") == 0) {
+		out->kind = TREE_NEXT;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* /lookup/NAME: a file while the current snapshot has a proxy NAME names
+ * (render_lookup says how NAME is read); `ls lookup/` is empty. */
+static bool lookup_node(const char *path, struct tree_node *out)
+{
+	struct snapshot *s = snap_current();
+	struct sbuf tmp;
+	bool found;
+
+	sbuf_init(&tmp);
+	found = render_lookup(s, path + strlen("/lookup/"), &tmp) > 0;
+	sbuf_free(&tmp);
+	snap_unref(s);
+	if (!found)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->path = path;
+	out->kind = TREE_LOOKUP;
+	out->mode = 0444;
+	return true;
+}
+
+/* Fills *out with the node at path; false if there is none. */
+/* Fills *out with the node at path; false if there is none. */
+bool tree_lookup(const char *path, struct tree_node *out)
+{
+	for (size_t i = 0; i < TREE_NNODES; i++) {
+		if (strcmp(tree_nodes[i].path, path) == 0) {
+			*out = tree_nodes[i];
+			return true;
+		}
+	}
+	if (strncmp(path, "/sources/", 9) == 0 && path[9])
+		return source_node(path, out);
+	if (strncmp(path, "/lookup/", 8) == 0 && path[8])
+		return lookup_node(path, out);
+	return false;
+}
+
+bool tree_is_control(const struct tree_node *n)
+{
+	return n->kind >= TREE_RELOAD;
+}
+
+/* The name of path inside dir, or NULL if path is not directly in dir. */
+static const char *child_name(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	const char *name;
+
+	if (strcmp(path, "/") == 0)
+		return NULL;
+	if (strcmp(dir, "/") == 0)
+		name = path + 1;
+	else if (strncmp(path, dir, n) == 0 && path[n] == '/')
+		name = path + n + 1;
+	else
+		return NULL;
+	return strchr(name, '/') ? NULL : name;
+}
+
+static int list_sources(tree_fill_fn fill, void *arg)
+{
+	struct snapshot *s = snap_current();
+	int rc = 0;
+
+	for (uint32_t i = 0; i < s->nsources && rc == 0; i++)
+		if (fill(arg, s->sources[i].name))
+			rc = -ENOMEM;
+	snap_unref(s);
+	return rc;
+}
+
+int tree_list(const struct tree_node *dir, tree_fill_fn fill, void *arg)
+{
+	const char *name;
+
+	for (size_t i = 0; i < TREE_NNODES; i++) {
+		name = child_name(dir->path, tree_nodes[i].path);
+		if (name && fill(arg, name))
+			return -ENOMEM;
+	}
+	if (strcmp(dir->path, "/sources") == 0)
+		return list_sources(fill, arg);
+	if (strncmp(dir->path, "/sources/", 9) == 0) {
+		for (size_t i = 0; i < sizeof(source_files) / sizeof(source_files[0]); i++)
+			if (fill(arg, source_files[i]))
+				return -ENOMEM;
+	}
+	return 0;
+}
+
+/* --- content --- */
+
+/* Which proxy /random or /next shows on this open. */
+static uint32_t pick_index(const struct tree_node *n, const struct snapshot *s)
+{
+	uint32_t count = render_count(s, n->arg);
+
+	if (count == 0)
+		return 0;
+	if (n->kind == TREE_RANDOM)
+		return arc4random_uniform(count);
+	int c = n->arg < SNAP_VIEW_SOURCES ? n->arg + 1 : SNAP_VIEW_SOURCES + 1;
+
+	return (uint32_t)(atomic_fetch_add(&next_counter[c], 1) % count);
+}
+
+int tree_content(const struct tree_node *n, struct snapshot *s, const char *path, struct sbuf *buf,
+		 const struct sbuf **content)
+{
+
+	if (n->kind == TREE_CACHED) {
+		*content = snap_cached(s, n->slot, n->render, n->arg);
+		return *content ? 0 : -ENOMEM;
+	}
+	if (n->kind == TREE_LOOKUP) {
+		if (!render_lookup(s, path + strlen("/lookup/"), buf) && !sbuf_failed(buf))
+			return -ENOENT;
+	} else if (n->kind == TREE_RENDERED) {
+		n->render(s, n->arg, buf);
+	} else {
+		render_pick(s, n->arg, pick_index(n, s), buf);
+	}
+	*content = buf;
+	return sbuf_failed(buf) ? -ENOMEM : 0;
+}
+
+size_t tree_size(const struct tree_node *n, struct snapshot *s)
+{
+	const struct sbuf *c;
+	struct sbuf tmp;
+	size_t size = 0;
+
+	if (n->kind == TREE_CACHED) {
+		c = snap_cached(s, n->slot, n->render, n->arg);
+		size = c ? c->len : 0;
+	} else if (n->kind == TREE_RENDERED || n->kind == TREE_LOOKUP) {
+		sbuf_init(&tmp);
+		if (n->kind == TREE_LOOKUP)
+			render_lookup(s, n->path + strlen("/lookup/"), &tmp);
+		else
+			n->render(s, n->arg, &tmp);
+		size = tmp.len;
+		sbuf_free(&tmp);
+	}
+	return size;
+}
