@@ -82,7 +82,7 @@ static void watch_store(struct engine *e)
 	if (ss.errors_total != e->store_errors_seen || (ss.error[0] != '\0') != e->store_failing) {
 		e->store_errors_seen = ss.errors_total;
 		e->store_failing = ss.error[0] != '\0';
-		e->dirty = true;
+		eng_mark_dirty(e);
 	}
 }
 
@@ -102,7 +102,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (!e->once && !e->scan_running && (e->rescan_pending || t >= e->next_scan_ms))
 		eng_scan_start(e);
 	eng_dispatch(e);
-	if (e->dirty && t - e->last_publish_ms >= (uint64_t)e->cfg->publish_ms)
+	if (e->pub.dirty && t - e->pub.last_publish_ms >= (uint64_t)e->cfg->publish_ms)
 		eng_publish(e);
 	eng_scan_maybe_finish(e);
 }
@@ -147,7 +147,7 @@ static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 	log_debug("control/add: %zu line%s: %zu added, %zu already in the pool (%zu let back in "
 		  "after a remove), %zu not taken (out of memory); each is checked first",
 		  n, n == 1 ? "" : "s", added, known, readmitted, n - added - known);
-	e->dirty = true;
+	eng_mark_dirty(e);
 	eng_dispatch(e);
 }
 
@@ -302,7 +302,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 	free(bare);
 	free(matched);
 	free(known);
-	e->dirty = true;
+	eng_mark_dirty(e);
 	eng_publish(e); /* a removed proxy must not be handed out a moment longer */
 	eng_dispatch(e);
 	eng_scan_maybe_finish(e);
@@ -688,13 +688,10 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 		goto out_free;
 	}
 	room = eng_fd_room();
-	e->limit_max = (uint32_t)cfg->concurrency;
-	if (e->limit_max > room) {
+	if ((uint32_t)cfg->concurrency > room)
 		log_warn("concurrency %d clamped to %u by the open-file limit", cfg->concurrency,
 			 room);
-		e->limit_max = room;
-	}
-	e->limit = e->limit_max;
+	eng_limit_set_max(e, (uint32_t)cfg->concurrency < room ? (uint32_t)cfg->concurrency : room);
 	if (store && (store_load(store, load_rec, e) < 0 ||
 		      store_load_removed(store, load_removed, e) < 0))
 		log_warn("store: could not load the last known pool");
@@ -729,8 +726,8 @@ static void progress_fill(const struct engine *e, struct engine_progress *p)
 	p->alive = e->scan_alive;
 	p->in_flight = e->in_flight;
 	p->in_flight_max = e->in_flight_max;
-	p->limit = e->limit;
-	p->limit_max = e->limit_max;
+	p->limit = e->lim.limit;
+	p->limit_max = e->lim.limit_max;
 	p->limit_conf = (uint32_t)e->cfg->concurrency;
 	p->local_requeues = e->local_requeues;
 	p->retries = e->retries_total;

@@ -114,6 +114,33 @@ struct retry_queue {
 	size_t len;
 };
 
+/* The concurrency limit and the latency rule that moves it. Written only by
+ * the limit code in scan.c (eng_lower_limit, eng_recover_limit,
+ * eng_latency_sample, eng_limit_set_max); other files may read limit,
+ * limit_max, limit_why, limit_lowered and lat_ratio. */
+struct eng_limits {
+	uint32_t limit, limit_max;
+	uint64_t last_local_err_ms; /* when the limit was last lowered */
+	enum snap_limit_why limit_why; /* why it is where it is */
+	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
+	float lat_win[LAT_WINDOW_MAX]; /* latency ratios of the checks since lat_since ... */
+	uint32_t lat_n;          /* ... and how many (the last LAT_WINDOW_MAX kept) */
+	uint64_t lat_since;
+	double lat_ratio;        /* the last full window's median ratio; 0 = none lately */
+	double lat_base;         /* proxies without history: the best window's mean ms ... */
+	double nh_sum;           /* ... and the latencies (ms) of theirs since lat_since */
+	uint32_t nh_n;
+	uint64_t limit_cut_ms;   /* when a cut last lowered the limit, 0 = never */
+};
+
+/* Publishing. Written only by publish.c (eng_publish, eng_mark_dirty);
+ * other files may read dirty and last_publish_ms. */
+struct eng_publish {
+	bool dirty;              /* the pool changed since the last snapshot */
+	uint64_t last_publish_ms;
+	uint64_t generation;     /* snapshots published */
+};
+
 struct engine {
 	const struct cfg *cfg;
 	struct cfg *cfg_owned;   /* cfg when a reload made it (else the caller owns cfg) */
@@ -175,18 +202,7 @@ struct engine {
 
 	/* Concurrency. */
 	uint32_t in_flight, in_flight_max;
-	uint32_t limit, limit_max;
-	uint64_t last_local_err_ms; /* when the limit was last lowered */
-	enum snap_limit_why limit_why; /* why it is where it is */
-	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
-	float lat_win[LAT_WINDOW_MAX]; /* latency ratios of the checks since lat_since ... */
-	uint32_t lat_n;          /* ... and how many (the last LAT_WINDOW_MAX kept) */
-	uint64_t lat_since;
-	double lat_ratio;        /* the last full window's median ratio; 0 = none lately */
-	double lat_base;         /* proxies without history: the best window's mean ms ... */
-	double nh_sum;           /* ... and the latencies (ms) of theirs since lat_since */
-	uint32_t nh_n;
-	uint64_t limit_cut_ms;   /* when a cut last lowered the limit, 0 = never */
+	struct eng_limits lim;
 	uint64_t lag_window_ms;  /* when the window of late ticks began ... */
 	uint32_t lag_late_ticks; /* ... and how many were late in it */
 	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
@@ -203,11 +219,8 @@ struct engine {
 	int once_rc;             /* why a one-shot run stopped early, 0 if it did not */
 	uint64_t last_start_ms;  /* when the newest check started (one-shot: its ETA) */
 
-	/* Publishing. */
-	bool dirty;
-	uint64_t last_publish_ms;
-	uint64_t generation;
-	int64_t started;
+	struct eng_publish pub;
+	int64_t started;         /* wall clock, set once at engine_new */
 };
 
 static inline uint64_t eng_now_ms(void)
@@ -241,6 +254,8 @@ void eng_release_entry(struct pool_entry *e);
 
 /* publish.c: snapshots and the store. */
 void eng_publish(struct engine *e);
+/* Something a snapshot shows changed: the next tick publishes it. */
+void eng_mark_dirty(struct engine *e);
 void eng_store_entry(struct engine *e, const struct pool_entry *pe);
 
 /* feeds.c: sources, judges and the config. */
@@ -271,6 +286,10 @@ void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t 
 void eng_settle_doubt(struct engine *e);
 /* Our side is short of something (fds, ports, CPU): fewer checks at once. */
 void eng_lower_limit(struct engine *e, enum snap_limit_why why);
+/* The configured (or fd-clamped) limit is now max: the limit is kept if
+ * below it (a cut stays), else brought down to it; an unset limit starts
+ * at max. */
+void eng_limit_set_max(struct engine *e, uint32_t max);
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
 
 /* engine.c */

@@ -195,7 +195,7 @@ void eng_refresh_sources(struct engine *e, bool force)
 	}
 	if (read) {
 		prune_unlisted(e);
-		e->dirty = true;
+		eng_mark_dirty(e);
 	}
 }
 
@@ -252,7 +252,7 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 		st->last_modified = r->last_modified;
 		r->etag = r->last_modified = NULL;
 	}
-	e->dirty = true;
+	eng_mark_dirty(e);
 	eng_dispatch(e);
 }
 
@@ -326,7 +326,7 @@ static void judge_step(struct engine *e, size_t i, bool looked_up)
 		break;
 	case JUDGE_READY:
 		if (judges_unprobed_ok(j, eng_wall_s(), e->cfg->judge_probe_s))
-			e->dirty = true;
+			eng_mark_dirty(e);
 		break;
 	}
 }
@@ -359,12 +359,12 @@ static bool judges_settle(struct engine *e)
 		e->pause_said = false;
 		e->paused = false;
 		e->alive_fail_run = 0;
-		e->dirty = true;
+		eng_mark_dirty(e);
 	} else if (!e->paused && !judges_any_healthy(js)) {
 		log_warn("no judge answers: checking pauses, proxies keep their state");
 		e->paused = true;
 		e->pause_said = true;
-		e->dirty = true;
+		eng_mark_dirty(e);
 	}
 	if (eng_judges_unreachable(e)) /* a scan waited for cannot end: say so */
 		eng_finish_waiters(e, UINT64_MAX, -EHOSTUNREACH);
@@ -394,7 +394,7 @@ void eng_apply_lookup(struct engine *e, size_t i, uint64_t set_id, const struct 
 	j = &e->judges->v[i];
 	if (judges_lookup_done(j, r, eng_wall_s(), e->cfg->judge_probe_s) == 0)
 		judge_step(e, i, true);
-	e->dirty = true; /* health, and the judge's last_probe and error, changed */
+	eng_mark_dirty(e); /* health, and the judge's last_probe and error, changed */
 	if (judges_settle(e))
 		eng_dispatch(e);
 }
@@ -404,7 +404,7 @@ void eng_apply_probe(struct engine *e, size_t i, uint64_t set_id, struct fetch_r
 	if (set_id != e->judges->id || i >= e->judges->n)
 		return;
 	judges_probe_done(e->judges, &e->judges->v[i], r, eng_wall_s(), e->cfg->judge_probe_s);
-	e->dirty = true;
+	eng_mark_dirty(e);
 	if (judges_settle(e))
 		eng_dispatch(e);
 }
@@ -505,9 +505,7 @@ static void apply_limits(struct engine *e, const struct cfg *c)
 
 	e->opts.connect_timeout_ms = c->connect_timeout_ms;
 	e->opts.timeout_ms = c->timeout_ms;
-	e->limit_max = (uint32_t)c->concurrency < room ? (uint32_t)c->concurrency : room;
-	if (e->limit > e->limit_max || e->limit == 0)
-		e->limit = e->limit_max;
+	eng_limit_set_max(e, (uint32_t)c->concurrency < room ? (uint32_t)c->concurrency : room);
 	log_set_level(c->log_level);
 }
 

@@ -108,7 +108,7 @@ static const char *health_text(const struct engine *e, const struct snap_stats *
 
 static void fill_stats(struct engine *e, struct snap_stats *st, struct store_status *ss)
 {
-	st->generation = ++e->generation;
+	st->generation = ++e->pub.generation;
 	clock_gettime(CLOCK_REALTIME, &st->built);
 	st->started = e->started;
 	st->scan_running = e->scan_running;
@@ -120,19 +120,19 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	st->last_scan_seconds = e->last_scan_seconds;
 	st->in_flight = e->in_flight;
 	st->in_flight_max = e->in_flight_max;
-	st->concurrency = e->limit;
+	st->concurrency = e->lim.limit;
 	st->concurrency_conf = (uint32_t)e->cfg->concurrency;
-	st->concurrency_fd_max = e->limit_max;
-	st->concurrency_why = e->limit_why;
-	memcpy(st->concurrency_lowered, e->limit_lowered, sizeof(st->concurrency_lowered));
-	st->latency_ratio = e->lat_ratio;
+	st->concurrency_fd_max = e->lim.limit_max;
+	st->concurrency_why = e->lim.limit_why;
+	memcpy(st->concurrency_lowered, e->lim.limit_lowered, sizeof(st->concurrency_lowered));
+	st->latency_ratio = e->lim.lat_ratio;
 	for (int i = 0; i < CHK_RESULT_COUNT && i < SNAP_RESULT_CLASSES; i++)
 		st->checks_total[i] = e->checks_total[i];
 	st->local_requeues_total = e->local_requeues;
 	st->paused = e->paused;
 	st->held_total = e->held_total;
 	st->retries_total = e->retries_total;
-	st->snapshots_total = e->generation;
+	st->snapshots_total = e->pub.generation;
 	memset(ss, 0, sizeof(*ss));
 	if (e->store)
 		store_get_status(e->store, ss);
@@ -261,6 +261,11 @@ static int add_record(struct engine *e, struct snap_builder *b, const struct sho
 	return snap_builder_add(b, &p);
 }
 
+void eng_mark_dirty(struct engine *e)
+{
+	e->pub.dirty = true;
+}
+
 void eng_publish(struct engine *e)
 {
 	struct snap_builder *b;
@@ -334,8 +339,8 @@ void eng_publish(struct engine *e)
 	if (!s)
 		goto out_nomem;
 	snap_publish(s);
-	e->dirty = false;
-	e->last_publish_ms = eng_now_ms();
+	e->pub.dirty = false;
+	e->pub.last_publish_ms = eng_now_ms();
 	goto out_free;
 out_nomem:
 	log_warn("publish: out of memory; the previous snapshot stays");

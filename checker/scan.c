@@ -95,7 +95,7 @@ void eng_scan_start(struct engine *e)
 		e->scan_total++;
 	}
 	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan_gen, e->scan_total);
-	e->dirty = true;
+	eng_mark_dirty(e);
 	eng_dispatch(e);
 }
 
@@ -260,7 +260,7 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 		e->once->result(e->once_arg, &r);
 	}
 	eng_store_entry(e, pe);
-	e->dirty = true;
+	eng_mark_dirty(e);
 }
 
 static const char *const limit_why_name[SNAP_LIMIT_WHY_COUNT] = {
@@ -273,27 +273,34 @@ static void set_lower_limit(struct engine *e, uint32_t nl, enum snap_limit_why w
 {
 	if (nl < MIN_CONCURRENCY)
 		nl = MIN_CONCURRENCY;
-	e->last_local_err_ms = eng_now_ms();
-	if (nl >= e->limit)
+	e->lim.last_local_err_ms = eng_now_ms();
+	if (nl >= e->lim.limit)
 		return;
 	/* The first cut from the full limit is said at info (warn for a
 	 * shortage of ours); the cuts and recovery steps after it at debug. */
 	if (why == SNAP_LIMIT_LATENCY)
-		log_msg(e->limit >= e->limit_max ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+		log_msg(e->lim.limit >= e->lim.limit_max ? LOG_LVL_INFO : LOG_LVL_DEBUG,
 			"checks take %.1f times their proxies' usual latency: concurrency %u -> %u",
-			e->lat_ratio, e->limit, nl);
+			e->lim.lat_ratio, e->lim.limit, nl);
 	else
-		log_msg(e->limit >= e->limit_max ? LOG_LVL_WARN : LOG_LVL_DEBUG,
-			"%s: concurrency %u -> %u", limit_why_name[why], e->limit, nl);
-	e->limit = nl;
-	e->limit_why = why;
-	e->limit_lowered[why]++;
-	e->limit_cut_ms = e->last_local_err_ms;
+		log_msg(e->lim.limit >= e->lim.limit_max ? LOG_LVL_WARN : LOG_LVL_DEBUG,
+			"%s: concurrency %u -> %u", limit_why_name[why], e->lim.limit, nl);
+	e->lim.limit = nl;
+	e->lim.limit_why = why;
+	e->lim.limit_lowered[why]++;
+	e->lim.limit_cut_ms = e->lim.last_local_err_ms;
 }
 
 void eng_lower_limit(struct engine *e, enum snap_limit_why why)
 {
 	set_lower_limit(e, e->in_flight - e->in_flight / 4, why);
+}
+
+void eng_limit_set_max(struct engine *e, uint32_t max)
+{
+	e->lim.limit_max = max;
+	if (e->lim.limit > max || e->lim.limit == 0)
+		e->lim.limit = max;
 }
 
 static void check_done(void *arg, const struct chk_outcome *o);
@@ -485,8 +492,8 @@ void eng_settle_doubt(struct engine *e)
  * usual, or the limit was cut within the last timeout. */
 static bool overloaded(const struct engine *e)
 {
-	return e->lat_ratio > LAT_TOLERANCE ||
-	       (e->limit_cut_ms && eng_now_ms() - e->limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
+	return e->lim.lat_ratio > LAT_TOLERANCE ||
+	       (e->lim.limit_cut_ms && eng_now_ms() - e->lim.limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
 }
 
 /* A proxy that timed out while it had less than half the timeout for its
@@ -619,7 +626,7 @@ static void dispatch_some(struct engine *e, int n)
 {
 	static const struct timeval now = {0, 0};
 
-	while (e->in_flight < e->limit) {
+	while (e->in_flight < e->lim.limit) {
 		struct pool_entry *pe;
 
 		if (n-- == 0) {
@@ -660,16 +667,16 @@ void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t 
 
 	if (!usual && e->once)
 		return;
-	if (!e->lat_n)
-		e->lat_since = eng_now_ms();
+	if (!e->lim.lat_n)
+		e->lim.lat_since = eng_now_ms();
 	if (!usual) {
-		usual = e->lat_base;
-		e->nh_sum += latency_ms;
-		e->nh_n++;
+		usual = e->lim.lat_base;
+		e->lim.nh_sum += latency_ms;
+		e->lim.nh_n++;
 	}
 	if (usual < floor)
 		usual = floor;
-	e->lat_win[e->lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / usual);
+	e->lim.lat_win[e->lim.lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / usual);
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -690,26 +697,26 @@ static double window_median(float *v, uint32_t n)
  * last ratio when none came for a while); true when a new ratio is in. */
 static bool latency_window(struct engine *e, uint64_t t)
 {
-	if (e->nh_n >= LAT_MIN_SAMPLES) {
-		double mean = e->nh_sum / e->nh_n;
+	if (e->lim.nh_n >= LAT_MIN_SAMPLES) {
+		double mean = e->lim.nh_sum / e->lim.nh_n;
 
-		if (!e->lat_base || mean < e->lat_base)
-			e->lat_base = mean;
+		if (!e->lim.lat_base || mean < e->lim.lat_base)
+			e->lim.lat_base = mean;
 		else
-			e->lat_base += (mean - e->lat_base) / LAT_BASE_FORGET;
-		e->nh_sum = 0;
-		e->nh_n = 0;
+			e->lim.lat_base += (mean - e->lim.lat_base) / LAT_BASE_FORGET;
+		e->lim.nh_sum = 0;
+		e->lim.nh_n = 0;
 	}
-	if (e->lat_n >= LAT_MIN_SAMPLES) {
-		uint32_t n = e->lat_n < LAT_WINDOW_MAX ? e->lat_n : LAT_WINDOW_MAX;
+	if (e->lim.lat_n >= LAT_MIN_SAMPLES) {
+		uint32_t n = e->lim.lat_n < LAT_WINDOW_MAX ? e->lim.lat_n : LAT_WINDOW_MAX;
 
-		e->lat_ratio = window_median(e->lat_win, n);
-		e->lat_n = 0;
-		e->lat_since = t;
+		e->lim.lat_ratio = window_median(e->lim.lat_win, n);
+		e->lim.lat_n = 0;
+		e->lim.lat_since = t;
 		return true;
 	}
-	if (t - e->lat_since > 10 * LAT_STEP_MS)
-		e->lat_ratio = 0; /* too few checks lately to tell */
+	if (t - e->lim.lat_since > 10 * LAT_STEP_MS)
+		e->lim.lat_ratio = 0; /* too few checks lately to tell */
 	return false;
 }
 
@@ -724,32 +731,32 @@ void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
 	bool fresh = latency_window(e, t);
-	uint32_t was = e->limit;
+	uint32_t was = e->lim.limit;
 
-	if (fresh && e->lat_ratio > LAT_TOLERANCE && t - e->last_local_err_ms >= LAT_STEP_MS) {
-		uint32_t base = e->in_flight < e->limit ? e->in_flight : e->limit;
-		double f = LAT_TOLERANCE / e->lat_ratio;
+	if (fresh && e->lim.lat_ratio > LAT_TOLERANCE && t - e->lim.last_local_err_ms >= LAT_STEP_MS) {
+		uint32_t base = e->in_flight < e->lim.limit ? e->in_flight : e->lim.limit;
+		double f = LAT_TOLERANCE / e->lim.lat_ratio;
 
 		f = f < 0.5 ? 0.5 : f > 0.9 ? 0.9 : f;
 		set_lower_limit(e, (uint32_t)(base * f), SNAP_LIMIT_LATENCY);
 		return;
 	}
-	if (e->limit >= e->limit_max || t - e->last_local_err_ms < LAT_STEP_MS ||
-	    e->lat_ratio > LAT_RELAXED)
+	if (e->lim.limit >= e->lim.limit_max || t - e->lim.last_local_err_ms < LAT_STEP_MS ||
+	    e->lim.lat_ratio > LAT_RELAXED)
 		return;
 	/* Back to a limit that was too much only slowly, so the limit
 	 * settles below it instead of swinging back and forth. */
-	if (e->limit_cut_ms && t - e->limit_cut_ms < LAT_SETTLE_MS)
-		e->limit += e->limit_max / LIMIT_SETTLE_DIV + 1;
+	if (e->lim.limit_cut_ms && t - e->lim.limit_cut_ms < LAT_SETTLE_MS)
+		e->lim.limit += e->lim.limit_max / LIMIT_SETTLE_DIV + 1;
 	else
-		e->limit += e->limit / 8 + 1;
-	e->limit_why = SNAP_LIMIT_RECOVERING;
-	if (e->limit >= e->limit_max) {
-		e->limit = e->limit_max;
-		e->limit_why = SNAP_LIMIT_CONFIGURED;
+		e->lim.limit += e->lim.limit / 8 + 1;
+	e->lim.limit_why = SNAP_LIMIT_RECOVERING;
+	if (e->lim.limit >= e->lim.limit_max) {
+		e->lim.limit = e->lim.limit_max;
+		e->lim.limit_why = SNAP_LIMIT_CONFIGURED;
 	}
-	log_debug("concurrency %u -> %u: %s for %.1f s, latency ratio %.1f", was, e->limit,
-		  e->limit_why == SNAP_LIMIT_CONFIGURED ? "back to the configured limit, no cut"
+	log_debug("concurrency %u -> %u: %s for %.1f s, latency ratio %.1f", was, e->lim.limit,
+		  e->lim.limit_why == SNAP_LIMIT_CONFIGURED ? "back to the configured limit, no cut"
 							: "recovering, no cut",
-		  (double)(t - e->last_local_err_ms) / 1000.0, e->lat_ratio);
+		  (double)(t - e->lim.last_local_err_ms) / 1000.0, e->lim.lat_ratio);
 }
