@@ -99,7 +99,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	eng_probe_judges(e, false);
 	if (!e->once)
 		eng_refresh_sources(e, false);
-	if (!e->once && !e->scan_running && (e->rescan_pending || t >= e->next_scan_ms))
+	if (!e->once && !e->scan.running && (e->scan.pending || t >= e->scan.next_ms))
 		eng_scan_start(e);
 	eng_dispatch(e);
 	if (e->pub.dirty && t - e->pub.last_publish_ms >= (uint64_t)e->cfg->publish_ms)
@@ -315,42 +315,17 @@ bool eng_judges_unreachable(const struct engine *e)
 
 static void do_rescan(struct engine *e, struct waiter *w)
 {
-	uint64_t target = e->scan_gen + 1; /* the pending scan, or the one started below */
-
 	log_debug("control/reload: %s: %s", w ? "sync" : "rescan",
-		  e->scan_running ? "a scan runs; another follows it" : "a scan starts");
-	if (e->scan_running)
-		e->rescan_pending = true;
+		  e->scan.running ? "a scan runs; another follows it" : "a scan starts");
 	if (w && eng_judges_unreachable(e)) {
 		/* It runs when a judge answers again; nobody waits for that. */
 		eng_wake(w, -EHOSTUNREACH);
 		w = NULL;
 	}
-	if (w) {
-		size_t need = e->nwaiters + 1;
-
-		if (need > e->capwaiters) {
-			size_t cap = e->capwaiters ? e->capwaiters * 2 : 8;
-			struct waiter **ws = realloc(e->waiters, cap * sizeof(*ws));
-			uint64_t *gs = ws ? realloc(e->waiter_gen, cap * sizeof(*gs)) : NULL;
-
-			if (ws)
-				e->waiters = ws;
-			if (!gs) {
-				eng_wake(w, -ENOMEM);
-				w = NULL;
-			} else {
-				e->waiter_gen = gs;
-				e->capwaiters = cap;
-			}
-		}
-		if (w) {
-			e->waiters[e->nwaiters] = w;
-			e->waiter_gen[e->nwaiters++] = target;
-		}
-	}
-	if (!e->scan_running)
-		eng_scan_start(e);
+	/* It waits for the pending scan, or the one requested below. */
+	if (w && eng_scan_add_waiter(e, w) < 0)
+		eng_wake(w, -ENOMEM);
+	eng_scan_request(e);
 	eng_scan_maybe_finish(e); /* an empty pool finishes at once */
 }
 
@@ -721,8 +696,8 @@ static uint64_t tail_ms(const struct engine *e)
 static void progress_fill(const struct engine *e, struct engine_progress *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->checked = e->scan_checked;
-	p->total = e->scan_total;
+	p->checked = e->scan.checked;
+	p->total = e->scan.total;
 	p->alive = e->scan_alive;
 	p->in_flight = e->in_flight;
 	p->in_flight_max = e->in_flight_max;
@@ -733,7 +708,7 @@ static void progress_fill(const struct engine *e, struct engine_progress *p)
 	p->retries = e->retries_total;
 	for (int i = 0; i < CHK_RESULT_COUNT; i++)
 		p->by_result[i] = e->checks_total[i];
-	p->elapsed_s = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
+	p->elapsed_s = (double)(eng_now_ms() - e->scan.started_ms) / 1000.0;
 	p->waiting = (uint32_t)(e->ready.len + e->urgent.len + e->retry.len);
 	p->tail_s = tail_ms(e) / 1000.0;
 }
@@ -790,7 +765,7 @@ int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *a
 	}
 	eng_scan_start(e);
 	eng_scan_maybe_finish(e);
-	if (e->scan_running && event_base_dispatch(e->base) < 0)
+	if (e->scan.running && event_base_dispatch(e->base) < 0)
 		rc = -EIO;
 	if (e->once_rc)
 		rc = e->once_rc;
@@ -910,8 +885,7 @@ void engine_free(struct engine *e)
 	for (size_t i = 0; e->sources && i < e->cfg->nsources; i++)
 		src_state_clear(&e->sources[i]);
 	free(e->sources);
-	free(e->waiters);
-	free(e->waiter_gen);
+	eng_scan_free(e);
 	if (e->cmd_ev)
 		event_free(e->cmd_ev);
 	if (e->tick_ev)

@@ -114,6 +114,24 @@ struct retry_queue {
 	size_t len;
 };
 
+/* Scanning. Written only by scan.c (eng_scan_start, eng_scan_request,
+ * eng_scan_join, eng_scan_add_waiter, ...); other files may read gen,
+ * running, pending, checked, total, started, finished, last_seconds,
+ * started_ms and next_ms. */
+struct eng_scan {
+	uint64_t gen;            /* scans started */
+	bool running;
+	bool pending;            /* another scan follows the running one */
+	uint32_t checked, total;
+	int64_t started, finished; /* wall clock */
+	double last_seconds;     /* how long the last finished scan took */
+	uint64_t started_ms;
+	uint64_t next_ms;        /* when the next scan is due (monotonic) */
+	struct waiter **waiters; /* finished when the scan they wait for ends */
+	uint64_t *waiter_gen;
+	size_t nwaiters, capwaiters;
+};
+
 /* The concurrency limit and the latency rule that moves it. Written only by
  * the limit code in scan.c (eng_lower_limit, eng_recover_limit,
  * eng_latency_sample, eng_limit_set_max); other files may read limit,
@@ -187,18 +205,7 @@ struct engine {
 
 	struct src_state *sources; /* one per cfg source */
 
-	/* Scanning. */
-	uint64_t scan_gen;       /* scans started */
-	bool scan_running;
-	bool rescan_pending;
-	uint32_t scan_checked, scan_total;
-	int64_t scan_started, scan_finished;
-	double last_scan_seconds;
-	uint64_t scan_started_ms;
-	uint64_t next_scan_ms;
-	struct waiter **waiters; /* finished when the scan they wait for ends */
-	uint64_t *waiter_gen;
-	size_t nwaiters, capwaiters;
+	struct eng_scan scan;
 
 	/* Concurrency. */
 	uint32_t in_flight, in_flight_max;
@@ -270,6 +277,15 @@ int eng_reload_config(struct engine *e);
 
 /* scan.c: scans, checks and their results. */
 void eng_scan_start(struct engine *e);
+/* A scan is asked for: it starts now, or after the running one. */
+void eng_scan_request(struct engine *e);
+/* pe, never checked yet, joins the running scan: false if none runs. */
+bool eng_scan_join(struct engine *e, struct pool_entry *pe);
+/* w is finished when the scan after those started so far ends; 0 or
+ * -ENOMEM (w is left to the caller). */
+int eng_scan_add_waiter(struct engine *e, struct waiter *w);
+/* Frees what the scan state holds, at the engine's end. */
+void eng_scan_free(struct engine *e);
 void eng_scan_maybe_finish(struct engine *e);
 /* An entry of the running scan will get no result (removed, gone). */
 void eng_scan_forget(struct engine *e, struct pool_entry *pe);

@@ -114,14 +114,9 @@ static void queue_unchecked(struct engine *e)
 		if (pe->last_checked || pe->queued || pe->chk || pe->removed || pe->dropped)
 			continue;
 		pe->tries = 0;
-		if (!e->scan_running) {
-			queue_push(&e->recheck, pe);
-			continue;
-		}
 		/* A running scan takes it in, so its end means this one too. */
-		pe->scan = (uint32_t)e->scan_gen;
-		queue_push(&e->ready, pe);
-		e->scan_total++;
+		if (!eng_scan_join(e, pe))
+			queue_push(&e->recheck, pe);
 	}
 }
 
@@ -559,10 +554,7 @@ int eng_reload_config(struct engine *e)
 		 nc->njudges);
 	nc = NULL;
 out_rescan:
-	if (e->scan_running)
-		e->rescan_pending = true;
-	else
-		eng_scan_start(e);
+	eng_scan_request(e);
 	eng_publish(e); /* the new tree (sources, judges) shows at once */
 out_free:
 	if (nc) {

@@ -95,7 +95,7 @@ static const char *health_text(const struct engine *e, const struct snap_stats *
 		snprintf(buf, size, "degraded: store: %s", ss->error);
 	else if (st->total == 0)
 		snprintf(buf, size, "degraded: no proxies (the sources list none)");
-	else if (st->alive == 0 && e->scan_gen == 0)
+	else if (st->alive == 0 && e->scan.gen == 0)
 		snprintf(buf, size, "degraded: no live proxies yet (first scan not started)");
 	else if (st->alive == 0 && st->unknown == st->total)
 		snprintf(buf, size, "degraded: no live proxies yet (first scan running)");
@@ -111,13 +111,13 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	st->generation = ++e->pub.generation;
 	clock_gettime(CLOCK_REALTIME, &st->built);
 	st->started = e->started;
-	st->scan_running = e->scan_running;
-	st->scan_generation = e->scan_gen;
-	st->scan_checked = e->scan_checked;
-	st->scan_total = e->scan_total;
-	st->scan_started = e->scan_started;
-	st->scan_finished = e->scan_finished;
-	st->last_scan_seconds = e->last_scan_seconds;
+	st->scan_running = e->scan.running;
+	st->scan_generation = e->scan.gen;
+	st->scan_checked = e->scan.checked;
+	st->scan_total = e->scan.total;
+	st->scan_started = e->scan.started;
+	st->scan_finished = e->scan.finished;
+	st->last_scan_seconds = e->scan.last_seconds;
 	st->in_flight = e->in_flight;
 	st->in_flight_max = e->in_flight_max;
 	st->concurrency = e->lim.limit;

@@ -20,21 +20,51 @@
 #include "log.h"
 #include "snapshot.h"
 
+int eng_scan_add_waiter(struct engine *e, struct waiter *w)
+{
+	size_t need = e->scan.nwaiters + 1;
+
+	if (need > e->scan.capwaiters) {
+		size_t cap = e->scan.capwaiters ? e->scan.capwaiters * 2 : 8;
+		struct waiter **ws = realloc(e->scan.waiters, cap * sizeof(*ws));
+		uint64_t *gs = ws ? realloc(e->scan.waiter_gen, cap * sizeof(*gs)) : NULL;
+
+		if (ws)
+			e->scan.waiters = ws;
+		if (!gs)
+			return -ENOMEM;
+		e->scan.waiter_gen = gs;
+		e->scan.capwaiters = cap;
+	}
+	e->scan.waiters[e->scan.nwaiters] = w;
+	e->scan.waiter_gen[e->scan.nwaiters++] = e->scan.gen + 1;
+	return 0;
+}
+
+void eng_scan_free(struct engine *e)
+{
+	free(e->scan.waiters);
+	free(e->scan.waiter_gen);
+	e->scan.waiters = NULL;
+	e->scan.waiter_gen = NULL;
+	e->scan.nwaiters = e->scan.capwaiters = 0;
+}
+
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc)
 {
 	size_t kept = 0;
 
-	for (size_t i = 0; i < e->nwaiters; i++) {
-		struct waiter *w = e->waiters[i];
+	for (size_t i = 0; i < e->scan.nwaiters; i++) {
+		struct waiter *w = e->scan.waiters[i];
 
-		if (e->waiter_gen[i] > gen && rc == 0) {
-			e->waiters[kept] = w;
-			e->waiter_gen[kept++] = e->waiter_gen[i];
+		if (e->scan.waiter_gen[i] > gen && rc == 0) {
+			e->scan.waiters[kept] = w;
+			e->scan.waiter_gen[kept++] = e->scan.waiter_gen[i];
 			continue;
 		}
 		eng_wake(w, rc);
 	}
-	e->nwaiters = kept;
+	e->scan.nwaiters = kept;
 }
 
 /* A scan starts only on judges known to answer: when their last probe is
@@ -57,8 +87,8 @@ static void confirm_judges(struct engine *e)
 
 void eng_scan_forget(struct engine *e, struct pool_entry *pe)
 {
-	if (e->scan_running && pe->scan == (uint32_t)e->scan_gen && e->scan_total) {
-		e->scan_total--;
+	if (e->scan.running && pe->scan == (uint32_t)e->scan.gen && e->scan.total) {
+		e->scan.total--;
 		pe->scan = 0;
 	}
 }
@@ -70,14 +100,14 @@ void eng_scan_start(struct engine *e)
 
 	eng_refresh_sources(e, true);
 	confirm_judges(e);
-	e->scan_gen++;
-	e->scan_running = true;
-	e->rescan_pending = false;
-	e->scan_checked = 0;
+	e->scan.gen++;
+	e->scan.running = true;
+	e->scan.pending = false;
+	e->scan.checked = 0;
 	e->scan_alive = 0;
-	e->scan_total = 0;
-	e->scan_started = eng_wall_s();
-	e->scan_started_ms = eng_now_ms();
+	e->scan.total = 0;
+	e->scan.started = eng_wall_s();
+	e->scan.started_ms = eng_now_ms();
 	while ((pe = pool_next(e->pool, &it, pe))) {
 		if (pe->removed || pe->dropped)
 			continue;
@@ -85,16 +115,16 @@ void eng_scan_start(struct engine *e)
 		 * retry) counts too when its result comes: a scan's end means
 		 * every proxy known at its start has a result from after it. */
 		if (pe->queued || pe->chk) {
-			pe->scan = (uint32_t)e->scan_gen;
-			e->scan_total++;
+			pe->scan = (uint32_t)e->scan.gen;
+			e->scan.total++;
 			continue;
 		}
-		pe->scan = (uint32_t)e->scan_gen;
+		pe->scan = (uint32_t)e->scan.gen;
 		pe->tries = 0;
 		queue_push(&e->ready, pe);
-		e->scan_total++;
+		e->scan.total++;
 	}
-	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan_gen, e->scan_total);
+	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan.gen, e->scan.total);
 	eng_mark_dirty(e);
 	eng_dispatch(e);
 }
@@ -112,7 +142,7 @@ static bool scan_busy(const struct engine *e)
 {
 	/* Every proxy the scan took has its result: re-checks and control/add
 	 * going on beside it do not keep it running. */
-	if (e->scan_checked < e->scan_total)
+	if (e->scan.checked < e->scan.total)
 		return true;
 	return e->once && sources_busy(e);
 }
@@ -123,28 +153,46 @@ static void log_scan_end(const struct engine *e)
 {
 	struct snapshot *s = e->once ? NULL : snap_current();
 
-	log_msg(e->scan_gen == 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+	log_msg(e->scan.gen == 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
 		"scan %llu finished: %u checked in %.1f s: %u alive, %u dead, %u unknown",
-		(unsigned long long)e->scan_gen, e->scan_checked, e->last_scan_seconds,
+		(unsigned long long)e->scan.gen, e->scan.checked, e->scan.last_seconds,
 		s ? s->stats.alive : 0, s ? s->stats.dead : 0, s ? s->stats.unknown : 0);
 	if (s)
 		snap_unref(s);
 }
 
+void eng_scan_request(struct engine *e)
+{
+	if (e->scan.running)
+		e->scan.pending = true;
+	else
+		eng_scan_start(e);
+}
+
+bool eng_scan_join(struct engine *e, struct pool_entry *pe)
+{
+	if (!e->scan.running)
+		return false;
+	pe->scan = (uint32_t)e->scan.gen;
+	queue_push(&e->ready, pe);
+	e->scan.total++;
+	return true;
+}
+
 void eng_scan_maybe_finish(struct engine *e)
 {
-	if (!e->scan_running || scan_busy(e))
+	if (!e->scan.running || scan_busy(e))
 		return;
-	e->scan_running = false;
-	e->scan_finished = eng_wall_s();
-	e->last_scan_seconds = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
-	e->next_scan_ms = eng_now_ms() + (uint64_t)e->cfg->interval_s * 1000;
+	e->scan.running = false;
+	e->scan.finished = eng_wall_s();
+	e->scan.last_seconds = (double)(eng_now_ms() - e->scan.started_ms) / 1000.0;
+	e->scan.next_ms = eng_now_ms() + (uint64_t)e->cfg->interval_s * 1000;
 	eng_publish(e);
 	log_scan_end(e);
-	eng_finish_waiters(e, e->scan_gen, 0);
+	eng_finish_waiters(e, e->scan.gen, 0);
 	if (e->once)
 		event_base_loopbreak(e->base);
-	else if (e->rescan_pending)
+	else if (e->scan.pending)
 		eng_scan_start(e);
 }
 
@@ -238,8 +286,8 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 		pe->folders = 0;
 	}
 	schedule_next(e, pe);
-	if ((uint32_t)e->scan_gen == pe->scan && e->scan_running) {
-		e->scan_checked++;
+	if ((uint32_t)e->scan.gen == pe->scan && e->scan.running) {
+		e->scan.checked++;
 		e->scan_alive += o->result == CHK_OK;
 		pe->scan = 0; /* counted once, whatever re-checks follow */
 	}
