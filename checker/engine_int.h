@@ -4,6 +4,12 @@
  * results), feeds.c (sources, judges, config reloads), publish.c
  * (snapshots and the store) and queue.c all work on one struct engine, on
  * the engine thread only. Nothing outside the engine includes this.
+ *
+ * State with one owner sits in a sub-struct named for it: scan (struct
+ * eng_scan, scan.c), lim (struct eng_limits, the limit code in scan.c) and
+ * pub (struct eng_publish, publish.c). Other files read the fields each
+ * one's comment lists and change them only through its owner's functions
+ * (eng_scan_request, eng_limit_set_max, eng_mark_dirty, ...).
  */
 #ifndef PROXYFS_ENGINE_INT_H
 #define PROXYFS_ENGINE_INT_H
