@@ -310,7 +310,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 
 bool eng_judges_unreachable(const struct engine *e)
 {
-	return judges_all_probed(e->judges) && !judges_any_healthy(e->judges);
+	return judges_all_probed(e->feeds.judges) && !judges_any_healthy(e->feeds.judges);
 }
 
 static void do_rescan(struct engine *e, struct waiter *w)
@@ -627,7 +627,6 @@ static int make_events(struct engine *e)
 struct engine *engine_new(const struct cfg *cfg, struct store *store)
 {
 	struct engine *e = calloc(1, sizeof(*e));
-	char err[256];
 	uint32_t room;
 
 	if (!e)
@@ -643,22 +642,16 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 		log_err("libevent: no thread support");
 		goto out_free;
 	}
-	e->judges = judges_new(cfg, cfg->probe_judges, err, sizeof(err));
-	if (!e->judges) {
-		log_err("judge: %s", err);
+	if (eng_feeds_init(e) < 0)
 		goto out_free;
-	}
-	e->judges->id = ++e->judges_ids;
-	e->judges->owner = e;
-	e->paused = !judges_any_healthy(e->judges); /* until a judge answers */
+	e->paused = !judges_any_healthy(e->feeds.judges); /* until a judge answers */
 	e->resolver = resolver_new(eng_lookup_done_cb, e);
 	if (!e->resolver)
 		goto out_free;
 	e->opts.connect_timeout_ms = cfg->connect_timeout_ms;
 	e->opts.timeout_ms = cfg->timeout_ms;
 	e->pool = pool_new();
-	e->sources = calloc(cfg->nsources ? cfg->nsources : 1, sizeof(*e->sources));
-	if (!e->pool || !e->sources || make_events(e) < 0) {
+	if (!e->pool || make_events(e) < 0) {
 		log_err("engine: cannot set up its event loop");
 		goto out_free;
 	}
@@ -725,7 +718,7 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
 static void report_sources(const struct engine *e, const struct engine_once_ops *ops, void *arg)
 {
 	for (size_t i = 0; ops->source && i < e->cfg->nsources; i++) {
-		const struct src_state *st = &e->sources[i];
+		const struct src_state *st = &e->feeds.sources[i];
 		struct engine_source s = {
 			.url = e->cfg->sources[i].url, .proxies = st->proxies,
 			.invalid = st->invalid, .sample = (const char *const *)st->sample,
@@ -882,9 +875,6 @@ void engine_free(struct engine *e)
 	queue_drain(&e->recheck);
 	sched_free(&e->sched);
 	pool_free(e->pool);
-	for (size_t i = 0; e->sources && i < e->cfg->nsources; i++)
-		src_state_clear(&e->sources[i]);
-	free(e->sources);
 	eng_scan_free(e);
 	if (e->cmd_ev)
 		event_free(e->cmd_ev);
@@ -900,11 +890,7 @@ void engine_free(struct engine *e)
 		close(e->sig_pipe[0]);
 	if (e->sig_pipe[1] >= 0)
 		close(e->sig_pipe[1]);
-	judges_unref(e->judges);
-	if (e->cfg_owned) {
-		cfg_free(e->cfg_owned);
-		free(e->cfg_owned);
-	}
+	eng_feeds_free(e);
 	pthread_mutex_destroy(&e->cmd_lock);
 	free(e);
 }

@@ -6,10 +6,11 @@
  * the engine thread only. Nothing outside the engine includes this.
  *
  * State with one owner sits in a sub-struct named for it: scan (struct
- * eng_scan, scan.c), lim (struct eng_limits, the limit code in scan.c) and
- * pub (struct eng_publish, publish.c). Other files read the fields each
- * one's comment lists and change them only through its owner's functions
- * (eng_scan_request, eng_limit_set_max, eng_mark_dirty, ...).
+ * eng_scan, scan.c), lim (struct eng_limits, the limit code in scan.c),
+ * feeds (struct eng_feeds, feeds.c) and pub (struct eng_publish,
+ * publish.c). Other files read the fields each one's comment lists and
+ * change them only through its owner's functions (eng_scan_request,
+ * eng_limit_set_max, eng_mark_dirty, ...).
  */
 #ifndef PROXYFS_ENGINE_INT_H
 #define PROXYFS_ENGINE_INT_H
@@ -120,6 +121,17 @@ struct retry_queue {
 	size_t len;
 };
 
+/* Sources, judges and the config they come from. Written only by feeds.c
+ * (eng_feeds_init, the reload, eng_feeds_free); other files may read
+ * sources, judges and cfg_gen. */
+struct eng_feeds {
+	struct src_state *sources; /* one per cfg source */
+	struct judge_set *judges;  /* the current set, one reference (checks hold theirs) */
+	uint64_t judges_ids;       /* the last judge set id given */
+	struct cfg *cfg_owned;     /* cfg when a reload made it (else the caller owns cfg) */
+	uint64_t cfg_gen;          /* bumped when the config is replaced */
+};
+
 /* Scanning. Written only by scan.c (eng_scan_start, eng_scan_request,
  * eng_scan_join, eng_scan_add_waiter, ...); other files may read gen,
  * running, pending, checked, total, started, finished, last_seconds,
@@ -166,13 +178,10 @@ struct eng_publish {
 };
 
 struct engine {
-	const struct cfg *cfg;
-	struct cfg *cfg_owned;   /* cfg when a reload made it (else the caller owns cfg) */
-	uint64_t cfg_gen;        /* bumped when the config is replaced */
+	const struct cfg *cfg;   /* set by engine_new, replaced by a reload (feeds.c) */
 	struct store *store;
 	struct pool *pool;
-	struct judge_set *judges;   /* the current set, one reference (checks hold theirs) */
-	uint64_t judges_ids;     /* the last judge set id given */
+	struct eng_feeds feeds;
 	struct resolver *resolver; /* looks judge hosts up off the loop */
 	struct fetcher *fetcher; /* downloads: remote sources, judge probes */
 	struct chk_opts opts;     /* opts.dns: made when a proxy given by name comes */
@@ -208,8 +217,6 @@ struct engine {
 	uint32_t turn;           /* which of recheck and ready goes next */
 	struct sched sched;      /* every checked proxy's next re-check */
 	uint64_t epoch_ms;       /* the engine clock's zero (monotonic) */
-
-	struct src_state *sources; /* one per cfg source */
 
 	struct eng_scan scan;
 
@@ -272,6 +279,10 @@ void eng_mark_dirty(struct engine *e);
 void eng_store_entry(struct engine *e, const struct pool_entry *pe);
 
 /* feeds.c: sources, judges and the config. */
+/* The judge set and source states for e->cfg: 0 or -errno (said in the log). */
+int eng_feeds_init(struct engine *e);
+/* Frees them, and the config a reload made; last, as others read e->cfg. */
+void eng_feeds_free(struct engine *e);
 void eng_refresh_sources(struct engine *e, bool force);
 void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r);
 void eng_probe_judges(struct engine *e, bool force);

@@ -84,11 +84,11 @@ void eng_store_entry(struct engine *e, const struct pool_entry *pe)
 static const char *health_text(const struct engine *e, const struct snap_stats *st,
 			       const struct store_status *ss, char *buf, size_t size)
 {
-	if (e->paused && e->judges->n && !judges_all_probed(e->judges))
+	if (e->paused && e->feeds.judges->n && !judges_all_probed(e->feeds.judges))
 		snprintf(buf, size, "degraded: waiting for the judges' first answer");
-	else if (e->paused && e->judges->n && !judges_any_healthy(e->judges))
-		snprintf(buf, size, "degraded: no judge reachable (%s: %s)", e->judges->v[0].url,
-			 e->judges->v[0].error);
+	else if (e->paused && e->feeds.judges->n && !judges_any_healthy(e->feeds.judges))
+		snprintf(buf, size, "degraded: no judge reachable (%s: %s)", e->feeds.judges->v[0].url,
+			 e->feeds.judges->v[0].error);
 	else if (e->paused)
 		snprintf(buf, size, "degraded: results held while the judges are probed");
 	else if (ss->error[0])
@@ -321,9 +321,9 @@ void eng_publish(struct engine *e)
 	}
 	e->alive_published = st.alive;
 	for (size_t i = 0; i < e->cfg->nsources; i++)
-		src_snapshot(&e->sources[i], &e->cfg->sources[i], alive_by_src[i], b);
-	for (size_t i = 0; i < e->judges->n; i++) {
-		const struct judge *j = &e->judges->v[i];
+		src_snapshot(&e->feeds.sources[i], &e->cfg->sources[i], alive_by_src[i], b);
+	for (size_t i = 0; i < e->feeds.judges->n; i++) {
+		const struct judge *j = &e->feeds.judges->v[i];
 		struct snap_judge sj = {
 			.url = j->url, .healthy = j->healthy, .last_probe = j->last_probe,
 			.error = j->error, .our_addr = j->our_addr, .checks = j->checks, .ok = j->ok,

@@ -75,10 +75,10 @@ static void confirm_judges(struct engine *e)
 	int64_t now = eng_wall_s();
 	bool stale = false;
 
-	if (e->once || !e->judges->probe)
+	if (e->once || !e->feeds.judges->probe)
 		return;
-	for (size_t i = 0; i < e->judges->n; i++)
-		stale = stale || now - e->judges->v[i].last_probe > JUDGE_FRESH_S;
+	for (size_t i = 0; i < e->feeds.judges->n; i++)
+		stale = stale || now - e->feeds.judges->v[i].last_probe > JUDGE_FRESH_S;
 	if (!stale)
 		return;
 	e->paused = true;
@@ -132,7 +132,7 @@ void eng_scan_start(struct engine *e)
 static bool sources_busy(const struct engine *e)
 {
 	for (size_t i = 0; i < e->cfg->nsources; i++)
-		if (e->sources[i].busy)
+		if (e->feeds.sources[i].busy)
 			return true;
 	return false;
 }
@@ -395,7 +395,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 
 	struct judge *j;
 
-	j = e->paused ? NULL : judges_pick(e->judges);
+	j = e->paused ? NULL : judges_pick(e->feeds.judges);
 	if (!j) {
 		queue_push(&e->urgent, pe);
 		return false; /* no judge answers: wait for one */
