@@ -398,7 +398,8 @@ void eng_apply_probe(struct engine *e, size_t i, uint64_t set_id, struct fetch_r
 {
 	if (set_id != e->feeds.judges->id || i >= e->feeds.judges->n)
 		return;
-	judges_probe_done(e->feeds.judges, &e->feeds.judges->v[i], r, eng_wall_s(), e->cfg->judge_probe_s);
+	judges_probe_done(e->feeds.judges, &e->feeds.judges->v[i], r, eng_wall_s(),
+			  e->cfg->judge_probe_s);
 	eng_mark_dirty(e);
 	if (judges_settle(e))
 		eng_dispatch(e);

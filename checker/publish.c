@@ -87,8 +87,8 @@ static const char *health_text(const struct engine *e, const struct snap_stats *
 	if (e->paused && e->feeds.judges->n && !judges_all_probed(e->feeds.judges))
 		snprintf(buf, size, "degraded: waiting for the judges' first answer");
 	else if (e->paused && e->feeds.judges->n && !judges_any_healthy(e->feeds.judges))
-		snprintf(buf, size, "degraded: no judge reachable (%s: %s)", e->feeds.judges->v[0].url,
-			 e->feeds.judges->v[0].error);
+		snprintf(buf, size, "degraded: no judge reachable (%s: %s)",
+			 e->feeds.judges->v[0].url, e->feeds.judges->v[0].error);
 	else if (e->paused)
 		snprintf(buf, size, "degraded: results held while the judges are probed");
 	else if (ss->error[0])

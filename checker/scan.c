@@ -541,7 +541,8 @@ void eng_settle_doubt(struct engine *e)
 static bool overloaded(const struct engine *e)
 {
 	return e->lim.lat_ratio > LAT_TOLERANCE ||
-	       (e->lim.limit_cut_ms && eng_now_ms() - e->lim.limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
+	       (e->lim.limit_cut_ms &&
+		eng_now_ms() - e->lim.limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
 }
 
 /* A proxy that timed out while it had less than half the timeout for its
@@ -781,7 +782,8 @@ void eng_recover_limit(struct engine *e)
 	bool fresh = latency_window(e, t);
 	uint32_t was = e->lim.limit;
 
-	if (fresh && e->lim.lat_ratio > LAT_TOLERANCE && t - e->lim.last_local_err_ms >= LAT_STEP_MS) {
+	if (fresh && e->lim.lat_ratio > LAT_TOLERANCE &&
+	    t - e->lim.last_local_err_ms >= LAT_STEP_MS) {
 		uint32_t base = e->in_flight < e->lim.limit ? e->in_flight : e->lim.limit;
 		double f = LAT_TOLERANCE / e->lim.lat_ratio;
 
