@@ -82,7 +82,7 @@ static void watch_store(struct engine *e)
 	if (ss.errors_total != e->store_errors_seen || (ss.error[0] != '\0') != e->store_failing) {
 		e->store_errors_seen = ss.errors_total;
 		e->store_failing = ss.error[0] != '\0';
-		e->dirty = true;
+		eng_mark_dirty(e);
 	}
 }
 
@@ -99,10 +99,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	eng_probe_judges(e, false);
 	if (!e->once)
 		eng_refresh_sources(e, false);
-	if (!e->once && !e->scan_running && (e->rescan_pending || t >= e->next_scan_ms))
+	if (!e->once && !e->scan.running && (e->scan.pending || t >= e->scan.next_ms))
 		eng_scan_start(e);
 	eng_dispatch(e);
-	if (e->dirty && t - e->last_publish_ms >= (uint64_t)e->cfg->publish_ms)
+	if (e->pub.dirty && t - e->pub.last_publish_ms >= (uint64_t)e->cfg->publish_ms)
 		eng_publish(e);
 	eng_scan_maybe_finish(e);
 }
@@ -147,7 +147,7 @@ static void do_add(struct engine *e, const struct proxy_addr *list, size_t n)
 	log_debug("control/add: %zu line%s: %zu added, %zu already in the pool (%zu let back in "
 		  "after a remove), %zu not taken (out of memory); each is checked first",
 		  n, n == 1 ? "" : "s", added, known, readmitted, n - added - known);
-	e->dirty = true;
+	eng_mark_dirty(e);
 	eng_dispatch(e);
 }
 
@@ -302,7 +302,7 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 	free(bare);
 	free(matched);
 	free(known);
-	e->dirty = true;
+	eng_mark_dirty(e);
 	eng_publish(e); /* a removed proxy must not be handed out a moment longer */
 	eng_dispatch(e);
 	eng_scan_maybe_finish(e);
@@ -310,47 +310,22 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 
 bool eng_judges_unreachable(const struct engine *e)
 {
-	return judges_all_probed(e->judges) && !judges_any_healthy(e->judges);
+	return judges_all_probed(e->feeds.judges) && !judges_any_healthy(e->feeds.judges);
 }
 
 static void do_rescan(struct engine *e, struct waiter *w)
 {
-	uint64_t target = e->scan_gen + 1; /* the pending scan, or the one started below */
-
 	log_debug("control/reload: %s: %s", w ? "sync" : "rescan",
-		  e->scan_running ? "a scan runs; another follows it" : "a scan starts");
-	if (e->scan_running)
-		e->rescan_pending = true;
+		  e->scan.running ? "a scan runs; another follows it" : "a scan starts");
 	if (w && eng_judges_unreachable(e)) {
 		/* It runs when a judge answers again; nobody waits for that. */
 		eng_wake(w, -EHOSTUNREACH);
 		w = NULL;
 	}
-	if (w) {
-		size_t need = e->nwaiters + 1;
-
-		if (need > e->capwaiters) {
-			size_t cap = e->capwaiters ? e->capwaiters * 2 : 8;
-			struct waiter **ws = realloc(e->waiters, cap * sizeof(*ws));
-			uint64_t *gs = ws ? realloc(e->waiter_gen, cap * sizeof(*gs)) : NULL;
-
-			if (ws)
-				e->waiters = ws;
-			if (!gs) {
-				eng_wake(w, -ENOMEM);
-				w = NULL;
-			} else {
-				e->waiter_gen = gs;
-				e->capwaiters = cap;
-			}
-		}
-		if (w) {
-			e->waiters[e->nwaiters] = w;
-			e->waiter_gen[e->nwaiters++] = target;
-		}
-	}
-	if (!e->scan_running)
-		eng_scan_start(e);
+	/* It waits for the pending scan, or the one requested below. */
+	if (w && eng_scan_add_waiter(e, w) < 0)
+		eng_wake(w, -ENOMEM);
+	eng_scan_request(e);
 	eng_scan_maybe_finish(e); /* an empty pool finishes at once */
 }
 
@@ -652,7 +627,6 @@ static int make_events(struct engine *e)
 struct engine *engine_new(const struct cfg *cfg, struct store *store)
 {
 	struct engine *e = calloc(1, sizeof(*e));
-	char err[256];
 	uint32_t room;
 
 	if (!e)
@@ -668,33 +642,24 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 		log_err("libevent: no thread support");
 		goto out_free;
 	}
-	e->judges = judges_new(cfg, cfg->probe_judges, err, sizeof(err));
-	if (!e->judges) {
-		log_err("judge: %s", err);
+	if (eng_feeds_init(e) < 0)
 		goto out_free;
-	}
-	e->judges->id = ++e->judges_ids;
-	e->judges->owner = e;
-	e->paused = !judges_any_healthy(e->judges); /* until a judge answers */
+	e->paused = !judges_any_healthy(e->feeds.judges); /* until a judge answers */
 	e->resolver = resolver_new(eng_lookup_done_cb, e);
 	if (!e->resolver)
 		goto out_free;
 	e->opts.connect_timeout_ms = cfg->connect_timeout_ms;
 	e->opts.timeout_ms = cfg->timeout_ms;
 	e->pool = pool_new();
-	e->sources = calloc(cfg->nsources ? cfg->nsources : 1, sizeof(*e->sources));
-	if (!e->pool || !e->sources || make_events(e) < 0) {
+	if (!e->pool || make_events(e) < 0) {
 		log_err("engine: cannot set up its event loop");
 		goto out_free;
 	}
 	room = eng_fd_room();
-	e->limit_max = (uint32_t)cfg->concurrency;
-	if (e->limit_max > room) {
+	if ((uint32_t)cfg->concurrency > room)
 		log_warn("concurrency %d clamped to %u by the open-file limit", cfg->concurrency,
 			 room);
-		e->limit_max = room;
-	}
-	e->limit = e->limit_max;
+	eng_limit_set_max(e, (uint32_t)cfg->concurrency < room ? (uint32_t)cfg->concurrency : room);
 	if (store && (store_load(store, load_rec, e) < 0 ||
 		      store_load_removed(store, load_removed, e) < 0))
 		log_warn("store: could not load the last known pool");
@@ -724,19 +689,19 @@ static uint64_t tail_ms(const struct engine *e)
 static void progress_fill(const struct engine *e, struct engine_progress *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->checked = e->scan_checked;
-	p->total = e->scan_total;
+	p->checked = e->scan.checked;
+	p->total = e->scan.total;
 	p->alive = e->scan_alive;
 	p->in_flight = e->in_flight;
 	p->in_flight_max = e->in_flight_max;
-	p->limit = e->limit;
-	p->limit_max = e->limit_max;
+	p->limit = e->lim.limit;
+	p->limit_max = e->lim.limit_max;
 	p->limit_conf = (uint32_t)e->cfg->concurrency;
 	p->local_requeues = e->local_requeues;
 	p->retries = e->retries_total;
 	for (int i = 0; i < CHK_RESULT_COUNT; i++)
 		p->by_result[i] = e->checks_total[i];
-	p->elapsed_s = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
+	p->elapsed_s = (double)(eng_now_ms() - e->scan.started_ms) / 1000.0;
 	p->waiting = (uint32_t)(e->ready.len + e->urgent.len + e->retry.len);
 	p->tail_s = tail_ms(e) / 1000.0;
 }
@@ -753,7 +718,7 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
 static void report_sources(const struct engine *e, const struct engine_once_ops *ops, void *arg)
 {
 	for (size_t i = 0; ops->source && i < e->cfg->nsources; i++) {
-		const struct src_state *st = &e->sources[i];
+		const struct src_state *st = &e->feeds.sources[i];
 		struct engine_source s = {
 			.url = e->cfg->sources[i].url, .proxies = st->proxies,
 			.invalid = st->invalid, .sample = (const char *const *)st->sample,
@@ -793,7 +758,7 @@ int engine_run_once(struct engine *e, const struct engine_once_ops *ops, void *a
 	}
 	eng_scan_start(e);
 	eng_scan_maybe_finish(e);
-	if (e->scan_running && event_base_dispatch(e->base) < 0)
+	if (e->scan.running && event_base_dispatch(e->base) < 0)
 		rc = -EIO;
 	if (e->once_rc)
 		rc = e->once_rc;
@@ -910,11 +875,7 @@ void engine_free(struct engine *e)
 	queue_drain(&e->recheck);
 	sched_free(&e->sched);
 	pool_free(e->pool);
-	for (size_t i = 0; e->sources && i < e->cfg->nsources; i++)
-		src_state_clear(&e->sources[i]);
-	free(e->sources);
-	free(e->waiters);
-	free(e->waiter_gen);
+	eng_scan_free(e);
 	if (e->cmd_ev)
 		event_free(e->cmd_ev);
 	if (e->tick_ev)
@@ -929,11 +890,7 @@ void engine_free(struct engine *e)
 		close(e->sig_pipe[0]);
 	if (e->sig_pipe[1] >= 0)
 		close(e->sig_pipe[1]);
-	judges_unref(e->judges);
-	if (e->cfg_owned) {
-		cfg_free(e->cfg_owned);
-		free(e->cfg_owned);
-	}
+	eng_feeds_free(e);
 	pthread_mutex_destroy(&e->cmd_lock);
 	free(e);
 }

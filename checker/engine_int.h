@@ -4,6 +4,13 @@
  * results), feeds.c (sources, judges, config reloads), publish.c
  * (snapshots and the store) and queue.c all work on one struct engine, on
  * the engine thread only. Nothing outside the engine includes this.
+ *
+ * State with one owner sits in a sub-struct named for it: scan (struct
+ * eng_scan, scan.c), lim (struct eng_limits, the limit code in scan.c),
+ * feeds (struct eng_feeds, feeds.c) and pub (struct eng_publish,
+ * publish.c). Other files read the fields each one's comment lists and
+ * change them only through its owner's functions (eng_scan_request,
+ * eng_limit_set_max, eng_mark_dirty, ...).
  */
 #ifndef PROXYFS_ENGINE_INT_H
 #define PROXYFS_ENGINE_INT_H
@@ -114,14 +121,67 @@ struct retry_queue {
 	size_t len;
 };
 
+/* Sources, judges and the config they come from. Written only by feeds.c
+ * (eng_feeds_init, the reload, eng_feeds_free); other files may read
+ * sources, judges and cfg_gen. */
+struct eng_feeds {
+	struct src_state *sources; /* one per cfg source */
+	struct judge_set *judges;  /* the current set, one reference (checks hold theirs) */
+	uint64_t judges_ids;       /* the last judge set id given */
+	struct cfg *cfg_owned;     /* cfg when a reload made it (else the caller owns cfg) */
+	uint64_t cfg_gen;          /* bumped when the config is replaced */
+};
+
+/* Scanning. Written only by scan.c (eng_scan_start, eng_scan_request,
+ * eng_scan_join, eng_scan_add_waiter, ...); other files may read gen,
+ * running, pending, checked, total, started, finished, last_seconds,
+ * started_ms and next_ms. */
+struct eng_scan {
+	uint64_t gen;            /* scans started */
+	bool running;
+	bool pending;            /* another scan follows the running one */
+	uint32_t checked, total;
+	int64_t started, finished; /* wall clock */
+	double last_seconds;     /* how long the last finished scan took */
+	uint64_t started_ms;
+	uint64_t next_ms;        /* when the next scan is due (monotonic) */
+	struct waiter **waiters; /* finished when the scan they wait for ends */
+	uint64_t *waiter_gen;
+	size_t nwaiters, capwaiters;
+};
+
+/* The concurrency limit and the latency rule that moves it. Written only by
+ * the limit code in scan.c (eng_lower_limit, eng_recover_limit,
+ * eng_latency_sample, eng_limit_set_max); other files may read limit,
+ * limit_max, limit_why, limit_lowered and lat_ratio. */
+struct eng_limits {
+	uint32_t limit, limit_max;
+	uint64_t last_local_err_ms; /* when the limit was last lowered */
+	enum snap_limit_why limit_why; /* why it is where it is */
+	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
+	float lat_win[LAT_WINDOW_MAX]; /* latency ratios of the checks since lat_since ... */
+	uint32_t lat_n;          /* ... and how many (the last LAT_WINDOW_MAX kept) */
+	uint64_t lat_since;
+	double lat_ratio;        /* the last full window's median ratio; 0 = none lately */
+	double lat_base;         /* proxies without history: the best window's mean ms ... */
+	double nh_sum;           /* ... and the latencies (ms) of theirs since lat_since */
+	uint32_t nh_n;
+	uint64_t limit_cut_ms;   /* when a cut last lowered the limit, 0 = never */
+};
+
+/* Publishing. Written only by publish.c (eng_publish, eng_mark_dirty);
+ * other files may read dirty and last_publish_ms. */
+struct eng_publish {
+	bool dirty;              /* the pool changed since the last snapshot */
+	uint64_t last_publish_ms;
+	uint64_t generation;     /* snapshots published */
+};
+
 struct engine {
-	const struct cfg *cfg;
-	struct cfg *cfg_owned;   /* cfg when a reload made it (else the caller owns cfg) */
-	uint64_t cfg_gen;        /* bumped when the config is replaced */
+	const struct cfg *cfg;   /* set by engine_new, replaced by a reload (feeds.c) */
 	struct store *store;
 	struct pool *pool;
-	struct judge_set *judges;   /* the current set, one reference (checks hold theirs) */
-	uint64_t judges_ids;     /* the last judge set id given */
+	struct eng_feeds feeds;
 	struct resolver *resolver; /* looks judge hosts up off the loop */
 	struct fetcher *fetcher; /* downloads: remote sources, judge probes */
 	struct chk_opts opts;     /* opts.dns: made when a proxy given by name comes */
@@ -158,35 +218,11 @@ struct engine {
 	struct sched sched;      /* every checked proxy's next re-check */
 	uint64_t epoch_ms;       /* the engine clock's zero (monotonic) */
 
-	struct src_state *sources; /* one per cfg source */
-
-	/* Scanning. */
-	uint64_t scan_gen;       /* scans started */
-	bool scan_running;
-	bool rescan_pending;
-	uint32_t scan_checked, scan_total;
-	int64_t scan_started, scan_finished;
-	double last_scan_seconds;
-	uint64_t scan_started_ms;
-	uint64_t next_scan_ms;
-	struct waiter **waiters; /* finished when the scan they wait for ends */
-	uint64_t *waiter_gen;
-	size_t nwaiters, capwaiters;
+	struct eng_scan scan;
 
 	/* Concurrency. */
 	uint32_t in_flight, in_flight_max;
-	uint32_t limit, limit_max;
-	uint64_t last_local_err_ms; /* when the limit was last lowered */
-	enum snap_limit_why limit_why; /* why it is where it is */
-	uint64_t limit_lowered[SNAP_LIMIT_WHY_COUNT]; /* times lowered, by why */
-	float lat_win[LAT_WINDOW_MAX]; /* latency ratios of the checks since lat_since ... */
-	uint32_t lat_n;          /* ... and how many (the last LAT_WINDOW_MAX kept) */
-	uint64_t lat_since;
-	double lat_ratio;        /* the last full window's median ratio; 0 = none lately */
-	double lat_base;         /* proxies without history: the best window's mean ms ... */
-	double nh_sum;           /* ... and the latencies (ms) of theirs since lat_since */
-	uint32_t nh_n;
-	uint64_t limit_cut_ms;   /* when a cut last lowered the limit, 0 = never */
+	struct eng_limits lim;
 	uint64_t lag_window_ms;  /* when the window of late ticks began ... */
 	uint32_t lag_late_ticks; /* ... and how many were late in it */
 	uint64_t last_tick_ms;   /* when the tick last ran, to see the loop run late */
@@ -203,11 +239,8 @@ struct engine {
 	int once_rc;             /* why a one-shot run stopped early, 0 if it did not */
 	uint64_t last_start_ms;  /* when the newest check started (one-shot: its ETA) */
 
-	/* Publishing. */
-	bool dirty;
-	uint64_t last_publish_ms;
-	uint64_t generation;
-	int64_t started;
+	struct eng_publish pub;
+	int64_t started;         /* wall clock, set once at engine_new */
 };
 
 static inline uint64_t eng_now_ms(void)
@@ -241,9 +274,15 @@ void eng_release_entry(struct pool_entry *e);
 
 /* publish.c: snapshots and the store. */
 void eng_publish(struct engine *e);
+/* Something a snapshot shows changed: the next tick publishes it. */
+void eng_mark_dirty(struct engine *e);
 void eng_store_entry(struct engine *e, const struct pool_entry *pe);
 
 /* feeds.c: sources, judges and the config. */
+/* The judge set and source states for e->cfg: 0 or -errno (said in the log). */
+int eng_feeds_init(struct engine *e);
+/* Frees them, and the config a reload made; last, as others read e->cfg. */
+void eng_feeds_free(struct engine *e);
 void eng_refresh_sources(struct engine *e, bool force);
 void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_result *r);
 void eng_probe_judges(struct engine *e, bool force);
@@ -255,6 +294,15 @@ int eng_reload_config(struct engine *e);
 
 /* scan.c: scans, checks and their results. */
 void eng_scan_start(struct engine *e);
+/* A scan is asked for: it starts now, or after the running one. */
+void eng_scan_request(struct engine *e);
+/* pe, never checked yet, joins the running scan: false if none runs. */
+bool eng_scan_join(struct engine *e, struct pool_entry *pe);
+/* w is finished when the scan after those started so far ends; 0 or
+ * -ENOMEM (w is left to the caller). */
+int eng_scan_add_waiter(struct engine *e, struct waiter *w);
+/* Frees what the scan state holds, at the engine's end. */
+void eng_scan_free(struct engine *e);
 void eng_scan_maybe_finish(struct engine *e);
 /* An entry of the running scan will get no result (removed, gone). */
 void eng_scan_forget(struct engine *e, struct pool_entry *pe);
@@ -271,6 +319,10 @@ void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t 
 void eng_settle_doubt(struct engine *e);
 /* Our side is short of something (fds, ports, CPU): fewer checks at once. */
 void eng_lower_limit(struct engine *e, enum snap_limit_why why);
+/* The configured (or fd-clamped) limit is now max: the limit is kept if
+ * below it (a cut stays), else brought down to it; an unset limit starts
+ * at max. */
+void eng_limit_set_max(struct engine *e, uint32_t max);
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc);
 
 /* engine.c */

@@ -72,7 +72,7 @@ static bool source_lists_any(struct engine *e, size_t src)
 static bool read_kept(struct engine *e, size_t i, const struct list_read *lr,
 		      const struct src_state *before)
 {
-	struct src_state *st = &e->sources[i];
+	struct src_state *st = &e->feeds.sources[i];
 
 	if (lr->cleared || !source_lists_any(e, i))
 		return false;
@@ -114,21 +114,16 @@ static void queue_unchecked(struct engine *e)
 		if (pe->last_checked || pe->queued || pe->chk || pe->removed || pe->dropped)
 			continue;
 		pe->tries = 0;
-		if (!e->scan_running) {
-			queue_push(&e->recheck, pe);
-			continue;
-		}
 		/* A running scan takes it in, so its end means this one too. */
-		pe->scan = (uint32_t)e->scan_gen;
-		queue_push(&e->ready, pe);
-		e->scan_total++;
+		if (!eng_scan_join(e, pe))
+			queue_push(&e->recheck, pe);
 	}
 }
 
 /* What a source's read gave, at debug. */
 static void log_source_read(const struct engine *e, size_t i, const char *how)
 {
-	const struct src_state *st = &e->sources[i];
+	const struct src_state *st = &e->feeds.sources[i];
 
 	log_debug("source %s: read %s: %u proxies, %u invalid, %u scraped%s%s",
 		  e->cfg->sources[i].name, how, st->proxies, st->invalid, st->scraped,
@@ -137,13 +132,13 @@ static void log_source_read(const struct engine *e, size_t i, const char *how)
 
 static void read_local(struct engine *e, size_t i)
 {
-	FILE *f = src_open(&e->sources[i], &e->cfg->sources[i]);
+	FILE *f = src_open(&e->feeds.sources[i], &e->cfg->sources[i]);
 	struct list_read lr = { .e = e };
-	struct src_state before = e->sources[i];
+	struct src_state before = e->feeds.sources[i];
 
 	if (!f)
 		return;
-	src_read(&e->sources[i], &e->cfg->sources[i], f, i, source_line, &lr);
+	src_read(&e->feeds.sources[i], &e->cfg->sources[i], f, i, source_line, &lr);
 	read_kept(e, i, &lr, &before);
 	log_source_read(e, i, e->cfg->sources[i].path);
 }
@@ -152,7 +147,7 @@ static void fetch_done_cb(void *arg, struct fetch_result *res);
 
 static void fetch_remote(struct engine *e, size_t i)
 {
-	struct src_state *st = &e->sources[i];
+	struct src_state *st = &e->feeds.sources[i];
 	struct fetch_ctx *ctx;
 	struct fetch_req req = {
 		.url = e->cfg->sources[i].url, .etag = st->etag,
@@ -164,7 +159,7 @@ static void fetch_remote(struct engine *e, size_t i)
 	ctx = malloc(sizeof(*ctx));
 	if (!ctx)
 		return;
-	*ctx = (struct fetch_ctx){ .e = e, .kind = CMD_FETCHED, .idx = i, .gen = e->cfg_gen };
+	*ctx = (struct fetch_ctx){ .e = e, .kind = CMD_FETCHED, .idx = i, .gen = e->feeds.cfg_gen };
 	st->busy = true;
 	st->last_try = eng_wall_s();
 	if (fetcher_submit(e->fetcher, &req, fetch_done_cb, ctx) < 0) {
@@ -181,7 +176,7 @@ void eng_refresh_sources(struct engine *e, bool force)
 	bool read = false;
 
 	for (size_t i = 0; i < e->cfg->nsources; i++) {
-		struct src_state *st = &e->sources[i];
+		struct src_state *st = &e->feeds.sources[i];
 
 		if (!force && t < st->next_ms)
 			continue;
@@ -195,7 +190,7 @@ void eng_refresh_sources(struct engine *e, bool force)
 	}
 	if (read) {
 		prune_unlisted(e);
-		e->dirty = true;
+		eng_mark_dirty(e);
 	}
 }
 
@@ -206,9 +201,9 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 	struct src_state *st;
 	bool kept;
 
-	if (gen != e->cfg_gen || i >= e->cfg->nsources)
+	if (gen != e->feeds.cfg_gen || i >= e->cfg->nsources)
 		return;
-	st = &e->sources[i];
+	st = &e->feeds.sources[i];
 	st->busy = false;
 	st->fetches_total++;
 	st->http_status = r->http_status;
@@ -252,7 +247,7 @@ void eng_apply_fetched(struct engine *e, size_t i, uint64_t gen, struct fetch_re
 		st->last_modified = r->last_modified;
 		r->etag = r->last_modified = NULL;
 	}
-	e->dirty = true;
+	eng_mark_dirty(e);
 	eng_dispatch(e);
 }
 
@@ -281,13 +276,13 @@ void eng_lookup_done_cb(void *owner, uint64_t tag, const struct resolve_result *
 /* Sends judge i its direct probe; one that cannot go is due again. */
 static void judge_probe(struct engine *e, size_t i)
 {
-	struct judge *j = &e->judges->v[i];
+	struct judge *j = &e->feeds.judges->v[i];
 	struct fetch_ctx *ctx = malloc(sizeof(*ctx));
 	struct fetch_req req;
 
 	if (ctx) {
 		*ctx = (struct fetch_ctx){ .e = e, .kind = CMD_PROBED, .idx = i,
-					   .gen = e->judges->id };
+					   .gen = e->feeds.judges->id };
 		judges_probe_req(j, e->cfg, &req);
 		if (fetcher_submit(e->fetcher, &req, fetch_done_cb, ctx) == 0)
 			return;
@@ -300,9 +295,9 @@ static void judge_probe(struct engine *e, size_t i)
  * second (no thread to be had now). */
 static void judge_lookup(struct engine *e, size_t i)
 {
-	struct judge *j = &e->judges->v[i];
+	struct judge *j = &e->feeds.judges->v[i];
 	int rc = e->resolver ? resolver_lookup(e->resolver, j->chk.host,
-					       lookup_tag(e->judges->id, i))
+					       lookup_tag(e->feeds.judges->id, i))
 			     : -ENOMEM;
 
 	if (rc == 0)
@@ -315,7 +310,7 @@ static void judge_lookup(struct engine *e, size_t i)
 /* What judge i needs once due, or once its host is looked up. */
 static void judge_step(struct engine *e, size_t i, bool looked_up)
 {
-	struct judge *j = &e->judges->v[i];
+	struct judge *j = &e->feeds.judges->v[i];
 
 	switch (judges_next_step(j, looked_up)) {
 	case JUDGE_LOOKUP:
@@ -326,7 +321,7 @@ static void judge_step(struct engine *e, size_t i, bool looked_up)
 		break;
 	case JUDGE_READY:
 		if (judges_unprobed_ok(j, eng_wall_s(), e->cfg->judge_probe_s))
-			e->dirty = true;
+			eng_mark_dirty(e);
 		break;
 	}
 }
@@ -336,7 +331,7 @@ static void judge_step(struct engine *e, size_t i, bool looked_up)
  * ends there: false then. */
 static bool judges_settle(struct engine *e)
 {
-	const struct judge_set *js = e->judges;
+	const struct judge_set *js = e->feeds.judges;
 	bool ready = false, busy = false;
 
 	for (size_t i = 0; i < js->n; i++) {
@@ -359,12 +354,12 @@ static bool judges_settle(struct engine *e)
 		e->pause_said = false;
 		e->paused = false;
 		e->alive_fail_run = 0;
-		e->dirty = true;
+		eng_mark_dirty(e);
 	} else if (!e->paused && !judges_any_healthy(js)) {
 		log_warn("no judge answers: checking pauses, proxies keep their state");
 		e->paused = true;
 		e->pause_said = true;
-		e->dirty = true;
+		eng_mark_dirty(e);
 	}
 	if (eng_judges_unreachable(e)) /* a scan waited for cannot end: say so */
 		eng_finish_waiters(e, UINT64_MAX, -EHOSTUNREACH);
@@ -379,8 +374,8 @@ void eng_probe_judges(struct engine *e, bool force)
 
 	if (!e->fetcher)
 		return; /* not started: no thread before the daemon forks */
-	for (size_t i = 0; i < e->judges->n; i++)
-		if (judges_probe_due(&e->judges->v[i], now, force))
+	for (size_t i = 0; i < e->feeds.judges->n; i++)
+		if (judges_probe_due(&e->feeds.judges->v[i], now, force))
 			judge_step(e, i, false);
 	judges_settle(e);
 }
@@ -389,22 +384,23 @@ void eng_apply_lookup(struct engine *e, size_t i, uint64_t set_id, const struct 
 {
 	struct judge *j;
 
-	if (set_id != e->judges->id || i >= e->judges->n)
+	if (set_id != e->feeds.judges->id || i >= e->feeds.judges->n)
 		return;
-	j = &e->judges->v[i];
+	j = &e->feeds.judges->v[i];
 	if (judges_lookup_done(j, r, eng_wall_s(), e->cfg->judge_probe_s) == 0)
 		judge_step(e, i, true);
-	e->dirty = true; /* health, and the judge's last_probe and error, changed */
+	eng_mark_dirty(e); /* health, and the judge's last_probe and error, changed */
 	if (judges_settle(e))
 		eng_dispatch(e);
 }
 
 void eng_apply_probe(struct engine *e, size_t i, uint64_t set_id, struct fetch_result *r)
 {
-	if (set_id != e->judges->id || i >= e->judges->n)
+	if (set_id != e->feeds.judges->id || i >= e->feeds.judges->n)
 		return;
-	judges_probe_done(e->judges, &e->judges->v[i], r, eng_wall_s(), e->cfg->judge_probe_s);
-	e->dirty = true;
+	judges_probe_done(e->feeds.judges, &e->feeds.judges->v[i], r, eng_wall_s(),
+			  e->cfg->judge_probe_s);
+	eng_mark_dirty(e);
 	if (judges_settle(e))
 		eng_dispatch(e);
 }
@@ -451,8 +447,8 @@ static struct src_state *carry_sources(struct engine *e, const struct cfg *nc)
 			    nc->sources[i].interval_s == e->cfg->sources[o].interval_s &&
 			    nc->sources[i].proto == e->cfg->sources[o].proto &&
 			    nc->sources[i].remote_dns == e->cfg->sources[o].remote_dns) {
-				ns[i] = e->sources[o];
-				memset(&e->sources[o], 0, sizeof(e->sources[o]));
+				ns[i] = e->feeds.sources[o];
+				memset(&e->feeds.sources[o], 0, sizeof(e->feeds.sources[o]));
 				ns[i].busy = false; /* its answer is for the old config */
 			}
 		}
@@ -491,12 +487,47 @@ static int swap_judges(struct engine *e, const struct cfg *nc, char *err, size_t
 
 	if (!js)
 		return -EINVAL;
-	js->id = ++e->judges_ids;
+	js->id = ++e->feeds.judges_ids;
 	js->owner = e;
-	judges_unref(e->judges);
-	e->judges = js;
+	judges_unref(e->feeds.judges);
+	e->feeds.judges = js;
 	e->paused = !judges_any_healthy(js);
 	return 0;
+}
+
+int eng_feeds_init(struct engine *e)
+{
+	const struct cfg *cfg = e->cfg;
+	char err[256];
+
+	e->feeds.judges = judges_new(cfg, cfg->probe_judges, err, sizeof(err));
+	if (!e->feeds.judges) {
+		log_err("judge: %s", err);
+		return -EINVAL;
+	}
+	e->feeds.judges->id = ++e->feeds.judges_ids;
+	e->feeds.judges->owner = e;
+	e->feeds.sources = calloc(cfg->nsources ? cfg->nsources : 1, sizeof(*e->feeds.sources));
+	if (!e->feeds.sources) {
+		log_err("engine: out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void eng_feeds_free(struct engine *e)
+{
+	for (size_t i = 0; e->feeds.sources && i < e->cfg->nsources; i++)
+		src_state_clear(&e->feeds.sources[i]);
+	free(e->feeds.sources);
+	e->feeds.sources = NULL;
+	judges_unref(e->feeds.judges);
+	e->feeds.judges = NULL;
+	if (e->feeds.cfg_owned) {
+		cfg_free(e->feeds.cfg_owned);
+		free(e->feeds.cfg_owned);
+		e->feeds.cfg_owned = NULL;
+	}
 }
 
 static void apply_limits(struct engine *e, const struct cfg *c)
@@ -505,9 +536,7 @@ static void apply_limits(struct engine *e, const struct cfg *c)
 
 	e->opts.connect_timeout_ms = c->connect_timeout_ms;
 	e->opts.timeout_ms = c->timeout_ms;
-	e->limit_max = (uint32_t)c->concurrency < room ? (uint32_t)c->concurrency : room;
-	if (e->limit > e->limit_max || e->limit == 0)
-		e->limit = e->limit_max;
+	eng_limit_set_max(e, (uint32_t)c->concurrency < room ? (uint32_t)c->concurrency : room);
 	log_set_level(c->log_level);
 }
 
@@ -545,26 +574,23 @@ int eng_reload_config(struct engine *e)
 		goto out_free;
 	}
 	for (size_t i = 0; i < e->cfg->nsources; i++)
-		src_state_clear(&e->sources[i]);
-	free(e->sources);
-	e->sources = ns;
+		src_state_clear(&e->feeds.sources[i]);
+	free(e->feeds.sources);
+	e->feeds.sources = ns;
 	apply_limits(e, nc);
-	if (e->cfg_owned) {
-		cfg_free(e->cfg_owned);
-		free(e->cfg_owned);
+	if (e->feeds.cfg_owned) {
+		cfg_free(e->feeds.cfg_owned);
+		free(e->feeds.cfg_owned);
 	}
-	e->cfg = e->cfg_owned = nc;
-	e->cfg_gen++;
+	e->cfg = e->feeds.cfg_owned = nc;
+	e->feeds.cfg_gen++;
 	prune_unlisted(e);
 	eng_probe_judges(e, true);
 	log_info("config %s reloaded: %zu sources, %zu judges", nc->file, nc->nsources,
 		 nc->njudges);
 	nc = NULL;
 out_rescan:
-	if (e->scan_running)
-		e->rescan_pending = true;
-	else
-		eng_scan_start(e);
+	eng_scan_request(e);
 	eng_publish(e); /* the new tree (sources, judges) shows at once */
 out_free:
 	if (nc) {

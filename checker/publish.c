@@ -84,18 +84,18 @@ void eng_store_entry(struct engine *e, const struct pool_entry *pe)
 static const char *health_text(const struct engine *e, const struct snap_stats *st,
 			       const struct store_status *ss, char *buf, size_t size)
 {
-	if (e->paused && e->judges->n && !judges_all_probed(e->judges))
+	if (e->paused && e->feeds.judges->n && !judges_all_probed(e->feeds.judges))
 		snprintf(buf, size, "degraded: waiting for the judges' first answer");
-	else if (e->paused && e->judges->n && !judges_any_healthy(e->judges))
-		snprintf(buf, size, "degraded: no judge reachable (%s: %s)", e->judges->v[0].url,
-			 e->judges->v[0].error);
+	else if (e->paused && e->feeds.judges->n && !judges_any_healthy(e->feeds.judges))
+		snprintf(buf, size, "degraded: no judge reachable (%s: %s)",
+			 e->feeds.judges->v[0].url, e->feeds.judges->v[0].error);
 	else if (e->paused)
 		snprintf(buf, size, "degraded: results held while the judges are probed");
 	else if (ss->error[0])
 		snprintf(buf, size, "degraded: store: %s", ss->error);
 	else if (st->total == 0)
 		snprintf(buf, size, "degraded: no proxies (the sources list none)");
-	else if (st->alive == 0 && e->scan_gen == 0)
+	else if (st->alive == 0 && e->scan.gen == 0)
 		snprintf(buf, size, "degraded: no live proxies yet (first scan not started)");
 	else if (st->alive == 0 && st->unknown == st->total)
 		snprintf(buf, size, "degraded: no live proxies yet (first scan running)");
@@ -108,31 +108,31 @@ static const char *health_text(const struct engine *e, const struct snap_stats *
 
 static void fill_stats(struct engine *e, struct snap_stats *st, struct store_status *ss)
 {
-	st->generation = ++e->generation;
+	st->generation = ++e->pub.generation;
 	clock_gettime(CLOCK_REALTIME, &st->built);
 	st->started = e->started;
-	st->scan_running = e->scan_running;
-	st->scan_generation = e->scan_gen;
-	st->scan_checked = e->scan_checked;
-	st->scan_total = e->scan_total;
-	st->scan_started = e->scan_started;
-	st->scan_finished = e->scan_finished;
-	st->last_scan_seconds = e->last_scan_seconds;
+	st->scan_running = e->scan.running;
+	st->scan_generation = e->scan.gen;
+	st->scan_checked = e->scan.checked;
+	st->scan_total = e->scan.total;
+	st->scan_started = e->scan.started;
+	st->scan_finished = e->scan.finished;
+	st->last_scan_seconds = e->scan.last_seconds;
 	st->in_flight = e->in_flight;
 	st->in_flight_max = e->in_flight_max;
-	st->concurrency = e->limit;
+	st->concurrency = e->lim.limit;
 	st->concurrency_conf = (uint32_t)e->cfg->concurrency;
-	st->concurrency_fd_max = e->limit_max;
-	st->concurrency_why = e->limit_why;
-	memcpy(st->concurrency_lowered, e->limit_lowered, sizeof(st->concurrency_lowered));
-	st->latency_ratio = e->lat_ratio;
+	st->concurrency_fd_max = e->lim.limit_max;
+	st->concurrency_why = e->lim.limit_why;
+	memcpy(st->concurrency_lowered, e->lim.limit_lowered, sizeof(st->concurrency_lowered));
+	st->latency_ratio = e->lim.lat_ratio;
 	for (int i = 0; i < CHK_RESULT_COUNT && i < SNAP_RESULT_CLASSES; i++)
 		st->checks_total[i] = e->checks_total[i];
 	st->local_requeues_total = e->local_requeues;
 	st->paused = e->paused;
 	st->held_total = e->held_total;
 	st->retries_total = e->retries_total;
-	st->snapshots_total = e->generation;
+	st->snapshots_total = e->pub.generation;
 	memset(ss, 0, sizeof(*ss));
 	if (e->store)
 		store_get_status(e->store, ss);
@@ -261,6 +261,11 @@ static int add_record(struct engine *e, struct snap_builder *b, const struct sho
 	return snap_builder_add(b, &p);
 }
 
+void eng_mark_dirty(struct engine *e)
+{
+	e->pub.dirty = true;
+}
+
 void eng_publish(struct engine *e)
 {
 	struct snap_builder *b;
@@ -316,9 +321,9 @@ void eng_publish(struct engine *e)
 	}
 	e->alive_published = st.alive;
 	for (size_t i = 0; i < e->cfg->nsources; i++)
-		src_snapshot(&e->sources[i], &e->cfg->sources[i], alive_by_src[i], b);
-	for (size_t i = 0; i < e->judges->n; i++) {
-		const struct judge *j = &e->judges->v[i];
+		src_snapshot(&e->feeds.sources[i], &e->cfg->sources[i], alive_by_src[i], b);
+	for (size_t i = 0; i < e->feeds.judges->n; i++) {
+		const struct judge *j = &e->feeds.judges->v[i];
 		struct snap_judge sj = {
 			.url = j->url, .healthy = j->healthy, .last_probe = j->last_probe,
 			.error = j->error, .our_addr = j->our_addr, .checks = j->checks, .ok = j->ok,
@@ -334,8 +339,8 @@ void eng_publish(struct engine *e)
 	if (!s)
 		goto out_nomem;
 	snap_publish(s);
-	e->dirty = false;
-	e->last_publish_ms = eng_now_ms();
+	e->pub.dirty = false;
+	e->pub.last_publish_ms = eng_now_ms();
 	goto out_free;
 out_nomem:
 	log_warn("publish: out of memory; the previous snapshot stays");

@@ -20,21 +20,51 @@
 #include "log.h"
 #include "snapshot.h"
 
+int eng_scan_add_waiter(struct engine *e, struct waiter *w)
+{
+	size_t need = e->scan.nwaiters + 1;
+
+	if (need > e->scan.capwaiters) {
+		size_t cap = e->scan.capwaiters ? e->scan.capwaiters * 2 : 8;
+		struct waiter **ws = realloc(e->scan.waiters, cap * sizeof(*ws));
+		uint64_t *gs = ws ? realloc(e->scan.waiter_gen, cap * sizeof(*gs)) : NULL;
+
+		if (ws)
+			e->scan.waiters = ws;
+		if (!gs)
+			return -ENOMEM;
+		e->scan.waiter_gen = gs;
+		e->scan.capwaiters = cap;
+	}
+	e->scan.waiters[e->scan.nwaiters] = w;
+	e->scan.waiter_gen[e->scan.nwaiters++] = e->scan.gen + 1;
+	return 0;
+}
+
+void eng_scan_free(struct engine *e)
+{
+	free(e->scan.waiters);
+	free(e->scan.waiter_gen);
+	e->scan.waiters = NULL;
+	e->scan.waiter_gen = NULL;
+	e->scan.nwaiters = e->scan.capwaiters = 0;
+}
+
 void eng_finish_waiters(struct engine *e, uint64_t gen, int rc)
 {
 	size_t kept = 0;
 
-	for (size_t i = 0; i < e->nwaiters; i++) {
-		struct waiter *w = e->waiters[i];
+	for (size_t i = 0; i < e->scan.nwaiters; i++) {
+		struct waiter *w = e->scan.waiters[i];
 
-		if (e->waiter_gen[i] > gen && rc == 0) {
-			e->waiters[kept] = w;
-			e->waiter_gen[kept++] = e->waiter_gen[i];
+		if (e->scan.waiter_gen[i] > gen && rc == 0) {
+			e->scan.waiters[kept] = w;
+			e->scan.waiter_gen[kept++] = e->scan.waiter_gen[i];
 			continue;
 		}
 		eng_wake(w, rc);
 	}
-	e->nwaiters = kept;
+	e->scan.nwaiters = kept;
 }
 
 /* A scan starts only on judges known to answer: when their last probe is
@@ -45,10 +75,10 @@ static void confirm_judges(struct engine *e)
 	int64_t now = eng_wall_s();
 	bool stale = false;
 
-	if (e->once || !e->judges->probe)
+	if (e->once || !e->feeds.judges->probe)
 		return;
-	for (size_t i = 0; i < e->judges->n; i++)
-		stale = stale || now - e->judges->v[i].last_probe > JUDGE_FRESH_S;
+	for (size_t i = 0; i < e->feeds.judges->n; i++)
+		stale = stale || now - e->feeds.judges->v[i].last_probe > JUDGE_FRESH_S;
 	if (!stale)
 		return;
 	e->paused = true;
@@ -57,8 +87,8 @@ static void confirm_judges(struct engine *e)
 
 void eng_scan_forget(struct engine *e, struct pool_entry *pe)
 {
-	if (e->scan_running && pe->scan == (uint32_t)e->scan_gen && e->scan_total) {
-		e->scan_total--;
+	if (e->scan.running && pe->scan == (uint32_t)e->scan.gen && e->scan.total) {
+		e->scan.total--;
 		pe->scan = 0;
 	}
 }
@@ -70,14 +100,14 @@ void eng_scan_start(struct engine *e)
 
 	eng_refresh_sources(e, true);
 	confirm_judges(e);
-	e->scan_gen++;
-	e->scan_running = true;
-	e->rescan_pending = false;
-	e->scan_checked = 0;
+	e->scan.gen++;
+	e->scan.running = true;
+	e->scan.pending = false;
+	e->scan.checked = 0;
 	e->scan_alive = 0;
-	e->scan_total = 0;
-	e->scan_started = eng_wall_s();
-	e->scan_started_ms = eng_now_ms();
+	e->scan.total = 0;
+	e->scan.started = eng_wall_s();
+	e->scan.started_ms = eng_now_ms();
 	while ((pe = pool_next(e->pool, &it, pe))) {
 		if (pe->removed || pe->dropped)
 			continue;
@@ -85,24 +115,24 @@ void eng_scan_start(struct engine *e)
 		 * retry) counts too when its result comes: a scan's end means
 		 * every proxy known at its start has a result from after it. */
 		if (pe->queued || pe->chk) {
-			pe->scan = (uint32_t)e->scan_gen;
-			e->scan_total++;
+			pe->scan = (uint32_t)e->scan.gen;
+			e->scan.total++;
 			continue;
 		}
-		pe->scan = (uint32_t)e->scan_gen;
+		pe->scan = (uint32_t)e->scan.gen;
 		pe->tries = 0;
 		queue_push(&e->ready, pe);
-		e->scan_total++;
+		e->scan.total++;
 	}
-	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan_gen, e->scan_total);
-	e->dirty = true;
+	log_debug("scan %llu started: %u proxies", (unsigned long long)e->scan.gen, e->scan.total);
+	eng_mark_dirty(e);
 	eng_dispatch(e);
 }
 
 static bool sources_busy(const struct engine *e)
 {
 	for (size_t i = 0; i < e->cfg->nsources; i++)
-		if (e->sources[i].busy)
+		if (e->feeds.sources[i].busy)
 			return true;
 	return false;
 }
@@ -112,7 +142,7 @@ static bool scan_busy(const struct engine *e)
 {
 	/* Every proxy the scan took has its result: re-checks and control/add
 	 * going on beside it do not keep it running. */
-	if (e->scan_checked < e->scan_total)
+	if (e->scan.checked < e->scan.total)
 		return true;
 	return e->once && sources_busy(e);
 }
@@ -123,28 +153,46 @@ static void log_scan_end(const struct engine *e)
 {
 	struct snapshot *s = e->once ? NULL : snap_current();
 
-	log_msg(e->scan_gen == 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+	log_msg(e->scan.gen == 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
 		"scan %llu finished: %u checked in %.1f s: %u alive, %u dead, %u unknown",
-		(unsigned long long)e->scan_gen, e->scan_checked, e->last_scan_seconds,
+		(unsigned long long)e->scan.gen, e->scan.checked, e->scan.last_seconds,
 		s ? s->stats.alive : 0, s ? s->stats.dead : 0, s ? s->stats.unknown : 0);
 	if (s)
 		snap_unref(s);
 }
 
+void eng_scan_request(struct engine *e)
+{
+	if (e->scan.running)
+		e->scan.pending = true;
+	else
+		eng_scan_start(e);
+}
+
+bool eng_scan_join(struct engine *e, struct pool_entry *pe)
+{
+	if (!e->scan.running)
+		return false;
+	pe->scan = (uint32_t)e->scan.gen;
+	queue_push(&e->ready, pe);
+	e->scan.total++;
+	return true;
+}
+
 void eng_scan_maybe_finish(struct engine *e)
 {
-	if (!e->scan_running || scan_busy(e))
+	if (!e->scan.running || scan_busy(e))
 		return;
-	e->scan_running = false;
-	e->scan_finished = eng_wall_s();
-	e->last_scan_seconds = (double)(eng_now_ms() - e->scan_started_ms) / 1000.0;
-	e->next_scan_ms = eng_now_ms() + (uint64_t)e->cfg->interval_s * 1000;
+	e->scan.running = false;
+	e->scan.finished = eng_wall_s();
+	e->scan.last_seconds = (double)(eng_now_ms() - e->scan.started_ms) / 1000.0;
+	e->scan.next_ms = eng_now_ms() + (uint64_t)e->cfg->interval_s * 1000;
 	eng_publish(e);
 	log_scan_end(e);
-	eng_finish_waiters(e, e->scan_gen, 0);
+	eng_finish_waiters(e, e->scan.gen, 0);
 	if (e->once)
 		event_base_loopbreak(e->base);
-	else if (e->rescan_pending)
+	else if (e->scan.pending)
 		eng_scan_start(e);
 }
 
@@ -238,8 +286,8 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 		pe->folders = 0;
 	}
 	schedule_next(e, pe);
-	if ((uint32_t)e->scan_gen == pe->scan && e->scan_running) {
-		e->scan_checked++;
+	if ((uint32_t)e->scan.gen == pe->scan && e->scan.running) {
+		e->scan.checked++;
 		e->scan_alive += o->result == CHK_OK;
 		pe->scan = 0; /* counted once, whatever re-checks follow */
 	}
@@ -260,7 +308,7 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 		e->once->result(e->once_arg, &r);
 	}
 	eng_store_entry(e, pe);
-	e->dirty = true;
+	eng_mark_dirty(e);
 }
 
 static const char *const limit_why_name[SNAP_LIMIT_WHY_COUNT] = {
@@ -273,27 +321,34 @@ static void set_lower_limit(struct engine *e, uint32_t nl, enum snap_limit_why w
 {
 	if (nl < MIN_CONCURRENCY)
 		nl = MIN_CONCURRENCY;
-	e->last_local_err_ms = eng_now_ms();
-	if (nl >= e->limit)
+	e->lim.last_local_err_ms = eng_now_ms();
+	if (nl >= e->lim.limit)
 		return;
 	/* The first cut from the full limit is said at info (warn for a
 	 * shortage of ours); the cuts and recovery steps after it at debug. */
 	if (why == SNAP_LIMIT_LATENCY)
-		log_msg(e->limit >= e->limit_max ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+		log_msg(e->lim.limit >= e->lim.limit_max ? LOG_LVL_INFO : LOG_LVL_DEBUG,
 			"checks take %.1f times their proxies' usual latency: concurrency %u -> %u",
-			e->lat_ratio, e->limit, nl);
+			e->lim.lat_ratio, e->lim.limit, nl);
 	else
-		log_msg(e->limit >= e->limit_max ? LOG_LVL_WARN : LOG_LVL_DEBUG,
-			"%s: concurrency %u -> %u", limit_why_name[why], e->limit, nl);
-	e->limit = nl;
-	e->limit_why = why;
-	e->limit_lowered[why]++;
-	e->limit_cut_ms = e->last_local_err_ms;
+		log_msg(e->lim.limit >= e->lim.limit_max ? LOG_LVL_WARN : LOG_LVL_DEBUG,
+			"%s: concurrency %u -> %u", limit_why_name[why], e->lim.limit, nl);
+	e->lim.limit = nl;
+	e->lim.limit_why = why;
+	e->lim.limit_lowered[why]++;
+	e->lim.limit_cut_ms = e->lim.last_local_err_ms;
 }
 
 void eng_lower_limit(struct engine *e, enum snap_limit_why why)
 {
 	set_lower_limit(e, e->in_flight - e->in_flight / 4, why);
+}
+
+void eng_limit_set_max(struct engine *e, uint32_t max)
+{
+	e->lim.limit_max = max;
+	if (e->lim.limit > max || e->lim.limit == 0)
+		e->lim.limit = max;
 }
 
 static void check_done(void *arg, const struct chk_outcome *o);
@@ -340,7 +395,7 @@ static bool start_check(struct engine *e, struct pool_entry *pe)
 
 	struct judge *j;
 
-	j = e->paused ? NULL : judges_pick(e->judges);
+	j = e->paused ? NULL : judges_pick(e->feeds.judges);
 	if (!j) {
 		queue_push(&e->urgent, pe);
 		return false; /* no judge answers: wait for one */
@@ -485,8 +540,9 @@ void eng_settle_doubt(struct engine *e)
  * usual, or the limit was cut within the last timeout. */
 static bool overloaded(const struct engine *e)
 {
-	return e->lat_ratio > LAT_TOLERANCE ||
-	       (e->limit_cut_ms && eng_now_ms() - e->limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
+	return e->lim.lat_ratio > LAT_TOLERANCE ||
+	       (e->lim.limit_cut_ms &&
+		eng_now_ms() - e->lim.limit_cut_ms < (uint64_t)e->cfg->timeout_ms);
 }
 
 /* A proxy that timed out while it had less than half the timeout for its
@@ -619,7 +675,7 @@ static void dispatch_some(struct engine *e, int n)
 {
 	static const struct timeval now = {0, 0};
 
-	while (e->in_flight < e->limit) {
+	while (e->in_flight < e->lim.limit) {
 		struct pool_entry *pe;
 
 		if (n-- == 0) {
@@ -660,16 +716,16 @@ void eng_latency_sample(struct engine *e, const struct pool_entry *pe, uint32_t 
 
 	if (!usual && e->once)
 		return;
-	if (!e->lat_n)
-		e->lat_since = eng_now_ms();
+	if (!e->lim.lat_n)
+		e->lim.lat_since = eng_now_ms();
 	if (!usual) {
-		usual = e->lat_base;
-		e->nh_sum += latency_ms;
-		e->nh_n++;
+		usual = e->lim.lat_base;
+		e->lim.nh_sum += latency_ms;
+		e->lim.nh_n++;
 	}
 	if (usual < floor)
 		usual = floor;
-	e->lat_win[e->lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / usual);
+	e->lim.lat_win[e->lim.lat_n++ % LAT_WINDOW_MAX] = (float)(latency_ms / usual);
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -690,26 +746,26 @@ static double window_median(float *v, uint32_t n)
  * last ratio when none came for a while); true when a new ratio is in. */
 static bool latency_window(struct engine *e, uint64_t t)
 {
-	if (e->nh_n >= LAT_MIN_SAMPLES) {
-		double mean = e->nh_sum / e->nh_n;
+	if (e->lim.nh_n >= LAT_MIN_SAMPLES) {
+		double mean = e->lim.nh_sum / e->lim.nh_n;
 
-		if (!e->lat_base || mean < e->lat_base)
-			e->lat_base = mean;
+		if (!e->lim.lat_base || mean < e->lim.lat_base)
+			e->lim.lat_base = mean;
 		else
-			e->lat_base += (mean - e->lat_base) / LAT_BASE_FORGET;
-		e->nh_sum = 0;
-		e->nh_n = 0;
+			e->lim.lat_base += (mean - e->lim.lat_base) / LAT_BASE_FORGET;
+		e->lim.nh_sum = 0;
+		e->lim.nh_n = 0;
 	}
-	if (e->lat_n >= LAT_MIN_SAMPLES) {
-		uint32_t n = e->lat_n < LAT_WINDOW_MAX ? e->lat_n : LAT_WINDOW_MAX;
+	if (e->lim.lat_n >= LAT_MIN_SAMPLES) {
+		uint32_t n = e->lim.lat_n < LAT_WINDOW_MAX ? e->lim.lat_n : LAT_WINDOW_MAX;
 
-		e->lat_ratio = window_median(e->lat_win, n);
-		e->lat_n = 0;
-		e->lat_since = t;
+		e->lim.lat_ratio = window_median(e->lim.lat_win, n);
+		e->lim.lat_n = 0;
+		e->lim.lat_since = t;
 		return true;
 	}
-	if (t - e->lat_since > 10 * LAT_STEP_MS)
-		e->lat_ratio = 0; /* too few checks lately to tell */
+	if (t - e->lim.lat_since > 10 * LAT_STEP_MS)
+		e->lim.lat_ratio = 0; /* too few checks lately to tell */
 	return false;
 }
 
@@ -724,32 +780,33 @@ void eng_recover_limit(struct engine *e)
 {
 	uint64_t t = eng_now_ms();
 	bool fresh = latency_window(e, t);
-	uint32_t was = e->limit;
+	uint32_t was = e->lim.limit;
 
-	if (fresh && e->lat_ratio > LAT_TOLERANCE && t - e->last_local_err_ms >= LAT_STEP_MS) {
-		uint32_t base = e->in_flight < e->limit ? e->in_flight : e->limit;
-		double f = LAT_TOLERANCE / e->lat_ratio;
+	if (fresh && e->lim.lat_ratio > LAT_TOLERANCE &&
+	    t - e->lim.last_local_err_ms >= LAT_STEP_MS) {
+		uint32_t base = e->in_flight < e->lim.limit ? e->in_flight : e->lim.limit;
+		double f = LAT_TOLERANCE / e->lim.lat_ratio;
 
 		f = f < 0.5 ? 0.5 : f > 0.9 ? 0.9 : f;
 		set_lower_limit(e, (uint32_t)(base * f), SNAP_LIMIT_LATENCY);
 		return;
 	}
-	if (e->limit >= e->limit_max || t - e->last_local_err_ms < LAT_STEP_MS ||
-	    e->lat_ratio > LAT_RELAXED)
+	if (e->lim.limit >= e->lim.limit_max || t - e->lim.last_local_err_ms < LAT_STEP_MS ||
+	    e->lim.lat_ratio > LAT_RELAXED)
 		return;
 	/* Back to a limit that was too much only slowly, so the limit
 	 * settles below it instead of swinging back and forth. */
-	if (e->limit_cut_ms && t - e->limit_cut_ms < LAT_SETTLE_MS)
-		e->limit += e->limit_max / LIMIT_SETTLE_DIV + 1;
+	if (e->lim.limit_cut_ms && t - e->lim.limit_cut_ms < LAT_SETTLE_MS)
+		e->lim.limit += e->lim.limit_max / LIMIT_SETTLE_DIV + 1;
 	else
-		e->limit += e->limit / 8 + 1;
-	e->limit_why = SNAP_LIMIT_RECOVERING;
-	if (e->limit >= e->limit_max) {
-		e->limit = e->limit_max;
-		e->limit_why = SNAP_LIMIT_CONFIGURED;
+		e->lim.limit += e->lim.limit / 8 + 1;
+	e->lim.limit_why = SNAP_LIMIT_RECOVERING;
+	if (e->lim.limit >= e->lim.limit_max) {
+		e->lim.limit = e->lim.limit_max;
+		e->lim.limit_why = SNAP_LIMIT_CONFIGURED;
 	}
-	log_debug("concurrency %u -> %u: %s for %.1f s, latency ratio %.1f", was, e->limit,
-		  e->limit_why == SNAP_LIMIT_CONFIGURED ? "back to the configured limit, no cut"
+	log_debug("concurrency %u -> %u: %s for %.1f s, latency ratio %.1f", was, e->lim.limit,
+		  e->lim.limit_why == SNAP_LIMIT_CONFIGURED ? "back to the configured limit, no cut"
 							: "recovering, no cut",
-		  (double)(t - e->last_local_err_ms) / 1000.0, e->lat_ratio);
+		  (double)(t - e->lim.last_local_err_ms) / 1000.0, e->lim.lat_ratio);
 }

@@ -215,7 +215,7 @@ static void test_latency_limit(void)
 	CHECK(e != NULL);
 	if (!e)
 		goto out;
-	CHECK_INT(e->limit, 1000);
+	CHECK_INT(e->lim.limit, 1000);
 	e->in_flight = 800;
 
 	/* A few answers a second late (a SYN dropped and sent again) among
@@ -225,34 +225,34 @@ static void test_latency_limit(void)
 	for (int i = 0; i < LAT_MIN_SAMPLES; i++)
 		eng_latency_sample(e, &pe, i % 4 ? 200 : 1200);
 	eng_recover_limit(e);
-	CHECK_INT(e->limit, 1000);
-	CHECK_INT(e->limit_lowered[SNAP_LIMIT_LATENCY], 0);
+	CHECK_INT(e->lim.limit, 1000);
+	CHECK_INT(e->lim.limit_lowered[SNAP_LIMIT_LATENCY], 0);
 
 	/* Usually 200 ms, now 1000 ms: five times as long. */
 	latency_window_of(e, &pe, 1000);
-	CHECK(e->limit < 800);
-	CHECK(e->limit >= 400); /* at most halved in one step */
-	CHECK_INT(e->limit_why, SNAP_LIMIT_LATENCY);
-	CHECK_INT(e->limit_lowered[SNAP_LIMIT_LATENCY], 1);
-	CHECK(e->lat_ratio > 4.9 && e->lat_ratio < 5.1);
+	CHECK(e->lim.limit < 800);
+	CHECK(e->lim.limit >= 400); /* at most halved in one step */
+	CHECK_INT(e->lim.limit_why, SNAP_LIMIT_LATENCY);
+	CHECK_INT(e->lim.limit_lowered[SNAP_LIMIT_LATENCY], 1);
+	CHECK(e->lim.lat_ratio > 4.9 && e->lim.lat_ratio < 5.1);
 
 	/* Twice a quick proxy's 5 ms is not congestion: the floor is a
 	 * twentieth of the timeout. */
-	before = e->limit;
-	e->last_local_err_ms = 0;
+	before = e->lim.limit;
+	e->lim.last_local_err_ms = 0;
 	pe.latency_ms = 5;
 	latency_window_of(e, &pe, 140);
-	CHECK(e->limit > before);
-	CHECK_INT(e->limit_why, SNAP_LIMIT_RECOVERING);
+	CHECK(e->lim.limit > before);
+	CHECK_INT(e->lim.limit_why, SNAP_LIMIT_RECOVERING);
 
 	/* Checks near their usual again: back to the configured limit, once
 	 * the cut is long enough ago. */
-	e->limit_cut_ms = 0;
+	e->lim.limit_cut_ms = 0;
 	pe.latency_ms = 200;
-	for (int i = 0; i < 100 && e->limit < 1000; i++)
+	for (int i = 0; i < 100 && e->lim.limit < 1000; i++)
 		latency_window_of(e, &pe, 210);
-	CHECK_INT(e->limit, 1000);
-	CHECK_INT(e->limit_why, SNAP_LIMIT_CONFIGURED);
+	CHECK_INT(e->lim.limit, 1000);
+	CHECK_INT(e->lim.limit_why, SNAP_LIMIT_CONFIGURED);
 	e->in_flight = 0;
 	engine_free(e);
 out:
@@ -282,19 +282,19 @@ static void test_latency_no_history(void)
 			eng_latency_sample(e, &pe, k % 5 ? 2 : 300); /* a fifth slow */
 		eng_recover_limit(e);
 	}
-	CHECK_INT(e->limit, 1000);
-	CHECK(e->lat_base > 70 && e->lat_base < 80);
+	CHECK_INT(e->lim.limit, 1000);
+	CHECK(e->lim.lat_base > 70 && e->lim.lat_base < 80);
 	latency_window_of(e, &pe, 1500);
-	CHECK(e->limit < 1000);
-	CHECK(e->limit >= 500);
-	CHECK_INT(e->limit_why, SNAP_LIMIT_LATENCY);
+	CHECK(e->lim.limit < 1000);
+	CHECK(e->lim.limit >= 500);
+	CHECK_INT(e->lim.limit_why, SNAP_LIMIT_LATENCY);
 
 	/* proxyfs check (one-shot) keeps the limit asked for. */
-	e->limit = 1000;
-	e->last_local_err_ms = 0;
+	e->lim.limit = 1000;
+	e->lim.last_local_err_ms = 0;
 	e->once = &once_ops;
 	latency_window_of(e, &pe, 1500);
-	CHECK_INT(e->limit, 1000);
+	CHECK_INT(e->lim.limit, 1000);
 	e->once = NULL;
 	e->in_flight = 0;
 	engine_free(e);
@@ -327,14 +327,14 @@ static void test_limit_settles(void)
 		dup2(fileno(logf), STDERR_FILENO);
 	e->in_flight = 1000;
 	latency_window_of(e, &pe, 1000);
-	cut = e->limit;
+	cut = e->lim.limit;
 	CHECK(cut <= 600);
-	e->last_local_err_ms = 0; /* as if a second went by */
+	e->lim.last_local_err_ms = 0; /* as if a second went by */
 	for (int i = 0; i < 60; i++)
 		latency_window_of(e, &pe, 200);
-	CHECK(e->limit > cut);
-	CHECK(e->limit <= cut + 60 * (e->limit_max / LIMIT_SETTLE_DIV + 1));
-	CHECK_INT(e->limit_why, SNAP_LIMIT_RECOVERING);
+	CHECK(e->lim.limit > cut);
+	CHECK(e->lim.limit <= cut + 60 * (e->lim.limit_max / LIMIT_SETTLE_DIV + 1));
+	CHECK_INT(e->lim.limit_why, SNAP_LIMIT_RECOVERING);
 	fflush(stderr);
 	dup2(saved, STDERR_FILENO);
 	close(saved);
@@ -377,15 +377,15 @@ static void test_lag_sustained(void)
 		t += TICK_MS;
 		eng_watch_lag(e, t);
 	}
-	CHECK_INT(e->limit, 1000);
-	CHECK_INT(e->limit_lowered[SNAP_LIMIT_LOOP_LAG], 0);
+	CHECK_INT(e->lim.limit, 1000);
+	CHECK_INT(e->lim.limit_lowered[SNAP_LIMIT_LOOP_LAG], 0);
 	for (int i = 0; i < LAG_SUSTAINED; i++) {
 		t += TICK_MS + 400;
 		eng_watch_lag(e, t);
 	}
-	CHECK(e->limit < 1000);
-	CHECK_INT(e->limit_why, SNAP_LIMIT_LOOP_LAG);
-	CHECK_INT(e->limit_lowered[SNAP_LIMIT_LOOP_LAG], 1);
+	CHECK(e->lim.limit < 1000);
+	CHECK_INT(e->lim.limit_why, SNAP_LIMIT_LOOP_LAG);
+	CHECK_INT(e->lim.limit_lowered[SNAP_LIMIT_LOOP_LAG], 1);
 	e->in_flight = 0;
 	engine_free(e);
 out:
