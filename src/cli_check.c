@@ -218,10 +218,12 @@ static void summary(const struct engine_progress *p, struct check_run *run)
 	if (p->elapsed_s >= RATE_MIN_S)
 		snprintf(rate, sizeof(rate), " (%.0f checks/s)", p->checked / p->elapsed_s);
 	fprintf(stderr,
-		"proxyfs check: %u checked, %u alive, %u dead in %.*f s%s; "
+		"proxyfs check: %u checked, %u alive, %u dead in %s%.*f s%s; "
 		"in flight max %u; retries %llu; local requeues %llu\n",
-		p->checked, p->alive, p->checked - p->alive, p->elapsed_s < 10 ? 3 : 1,
-		p->elapsed_s, rate, p->in_flight_max, (unsigned long long)p->retries,
+		p->checked, p->alive, p->checked - p->alive,
+		p->elapsed_s < 0.001 ? "<" : "", /* the clock counts whole ms */
+		p->elapsed_s < 10 ? 3 : 1, p->elapsed_s < 0.001 ? 0.001 : p->elapsed_s, rate,
+		p->in_flight_max, (unsigned long long)p->retries,
 		(unsigned long long)p->local_requeues);
 	fprintf(stderr, "proxyfs check: results:");
 	for (int i = 0; i < CHK_RESULT_COUNT; i++)
