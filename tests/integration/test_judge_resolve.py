@@ -15,8 +15,6 @@ a finally; a name that never resolves is under .invalid (RFC 2606).
 
 import contextlib
 import http.server
-import os
-import socketserver
 import subprocess
 import threading
 import uuid
@@ -63,10 +61,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
 
 class Judge:
     """refuse_direct: a direct request gets 403 (the proxies' get the
@@ -82,7 +76,7 @@ class Judge:
         last = None
         for _ in range(20):
             try:
-                self.server = _Server((judging.OUR, peers.free_port(judging.OUR)), _Handler)
+                self.server = peers._Server((judging.OUR, peers.free_port(judging.OUR)), _Handler)
                 break
             except OSError as e:
                 last = e
