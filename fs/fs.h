@@ -25,22 +25,8 @@
 
 #include <fuse.h>
 
+#include "control.h"
 #include "proxy.h"
-
-/* Asked about every 50 ms by a control call that waits: 0 to go on
- * waiting, or a negative errno that ends the wait with that error. */
-typedef int (*fs_stop_fn)(void *arg);
-
-/* What the control files act on (in proxyfs: the engine, wired by main).
- * Each call returns 0 or -errno, as engine.h tells for its namesake. Must
- * outlive the mount. */
-struct fs_control {
-	void *arg; /* handed to every call */
-	int (*add)(void *arg, const struct proxy_addr *list, size_t n);
-	int (*remove)(void *arg, const struct proxy_addr *list, size_t n);
-	int (*rescan)(void *arg, bool wait, fs_stop_fn stop, void *stop_arg);
-	int (*reload)(void *arg, fs_stop_fn stop, void *stop_arg);
-};
 
 /* Who may read the reader files (every file but the directories and
  * control/): they get mode (read bits) and, when has_group, group gid
