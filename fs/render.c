@@ -104,6 +104,14 @@ void render_live_txt(const struct snapshot *s, int folder, struct sbuf *out)
 	}
 }
 
+void render_live_txt_of(const struct snapshot *s, const uint32_t *idx, uint32_t n, struct sbuf *out)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		render_uri(s, s->live[idx[i]].uri, out);
+		sbuf_addc(out, '\n');
+	}
+}
+
 /* A JSON string, or null when s is empty. */
 static void json_str_or_null(struct sbuf *out, const char *s)
 {
@@ -168,6 +176,21 @@ void render_live_json(const struct snapshot *s, int folder, struct sbuf *out)
 	sbuf_adds(out, "[\n");
 	for (uint32_t i = 0; i < n; i++) {
 		json_proxy(s, out, folder_proxy(s, folder, i), &scratch);
+		sbuf_adds(out, i + 1 < n ? ",\n" : "\n");
+	}
+	sbuf_adds(out, "]\n");
+	sbuf_free(&scratch);
+}
+
+void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t n,
+			 struct sbuf *out)
+{
+	struct sbuf scratch;
+
+	sbuf_init(&scratch);
+	sbuf_adds(out, "[\n");
+	for (uint32_t i = 0; i < n; i++) {
+		json_proxy(s, out, &s->live[idx[i]], &scratch);
 		sbuf_adds(out, i + 1 < n ? ",\n" : "\n");
 	}
 	sbuf_adds(out, "]\n");

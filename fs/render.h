@@ -39,6 +39,12 @@ void render_live_txt(const struct snapshot *s, int folder, struct sbuf *out);
 /* /live.json: a JSON array, one object per line, same order as live.txt. */
 void render_live_json(const struct snapshot *s, int folder, struct sbuf *out);
 
+/* The same two lists over the live proxies idx[0..n) names (indexes into
+ * s->live, in the order given): what a filter picked (pick_list). */
+void render_live_txt_of(const struct snapshot *s, const uint32_t *idx, uint32_t n, struct sbuf *out);
+void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t n,
+			 struct sbuf *out);
+
 /* /stat.json: pool, scan, engine, store and source figures as one JSON
  * object. uptime_seconds is as of the snapshot (built - started). arg unused. */
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out);
