@@ -532,7 +532,7 @@ void eng_feeds_free(struct engine *e)
 
 static void apply_limits(struct engine *e, const struct cfg *c)
 {
-	uint32_t room = eng_fd_room();
+	uint32_t room = eng_fd_room(e);
 
 	e->opts.connect_timeout_ms = c->connect_timeout_ms;
 	e->opts.timeout_ms = c->timeout_ms;
@@ -568,6 +568,8 @@ int eng_reload_config(struct engine *e)
 		rc = -EINVAL;
 		goto out_free;
 	}
+	if (!cfg_http_same(e->cfg, nc))
+		log_warn("reload: [http] changed; it takes effect at the next start");
 	ns = carry_sources(e, nc);
 	if (!ns) {
 		rc = -ENOMEM;

@@ -46,11 +46,14 @@ void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t
 			 struct sbuf *out);
 
 /* /stat.json: pool, scan, engine, store and source figures as one JSON
- * object. uptime_seconds is as of the snapshot (built - started). arg unused. */
+ * object. uptime_seconds is as of the snapshot (built - started). Its
+ * "http" object is the HTTP front's live figures (http_stats.h), read when
+ * rendered, not fixed per snapshot. arg unused. */
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out);
 
-/* /metrics and /prometheus/proxyfs.prom: Prometheus text format 0.0.4.
- * arg unused. */
+/* /metrics and /prometheus/proxyfs.prom: Prometheus text format 0.0.4;
+ * the proxyfs_http_* families (live, read when rendered) while the HTTP
+ * front serves. arg unused. */
 void render_metrics(const struct snapshot *s, int arg, struct sbuf *out);
 
 /* /health: "ok" or "degraded: <why>", and "\n". arg unused. */

@@ -38,6 +38,7 @@
 #include "engine.h"
 #include "fetch.h"
 #include "fs.h"
+#include "http.h"
 #include "judge_set.h"
 #include "log.h"
 #include "notify.h"
@@ -57,12 +58,15 @@ struct options {
 	bool foreground;
 	bool debug;
 	bool single_thread;
+	char **http;	/* --http ADDR:PORT, in order; owned (the strings are argv's) */
+	size_t nhttp;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] MOUNTPOINT\n"
+		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] [--http ADDR:PORT]\n"
+		"               MOUNTPOINT\n"
 		"       proxyfs check [OPTION...] [FILE|URL ...]   (proxyfs check --help)\n"
 		"       proxyfs judge --listen ADDR:PORT            (proxyfs judge --help)\n"
 		"       proxyfs --help | --version\n"
@@ -79,6 +83,8 @@ static void usage(FILE *out)
 		"  -f, --foreground    do not daemonize; log to stderr\n"
 		"  -d, --debug         FUSE debug output (implies -f)\n"
 		"  -s                  single-threaded FUSE loop\n"
+		"      --http ADDR:PORT  serve the same tree over HTTP there too (repeatable;\n"
+		"                      adds to [http] listen; IPv6 as [::1]:8080)\n"
 		"  -o OPT[,OPT...]     mount options: nonempty (mount over files), allow_other,\n"
 		"                      and the other FUSE options\n"
 		"  -h, --help          this text\n"
@@ -131,6 +137,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "http", required_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -153,6 +160,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 			if (add_fuse_opts(o, optarg) < 0)
 				return -1;
 			break;
+		case 'H': {
+			char **grown = realloc(o->http, (o->nhttp + 1) * sizeof(*grown));
+
+			if (!grown)
+				return -1;
+			o->http = grown;
+			o->http[o->nhttp++] = optarg;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -191,6 +207,13 @@ static int load_config(const struct options *o, struct cfg *c)
 		free(abs);
 		if (rc < 0) {
 			fprintf(stderr, "proxyfs: %s\n", err);
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < o->nhttp; i++) {
+		rc = cfg_add_http_listen(c, o->http[i], err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "proxyfs: %s\n", rc == -ENOMEM ? "out of memory" : err);
 			return rc;
 		}
 	}
@@ -552,6 +575,7 @@ static int run(const struct options *o, const struct cfg *c)
 	struct fs_control ctl = { .add = control_add, .remove = control_remove,
 				  .rescan = control_rescan, .reload = control_reload };
 	struct fuse *f = NULL;
+	struct http_front *http = NULL;
 	char *mountpoint;
 	char err[512];
 	bool wrote_pid = false;
@@ -598,6 +622,12 @@ static int run(const struct options *o, const struct cfg *c)
 		log_err("cannot start the store or engine thread");
 		goto out_signals;
 	}
+	/* After the engine (libevent's threading is on), before the word to
+	 * the parent: the command returning means the front listens. */
+	if (c->http.nlisten && !(http = http_front_start(&c->http, &ctl, err, sizeof(err)))) {
+		log_err("%s", err);
+		goto out_signals;
+	}
 	log_info("mounted on %s", mountpoint);
 	if (chdir("/") < 0)
 		log_warn("chdir /: %s", strerror(errno));
@@ -608,6 +638,7 @@ static int run(const struct options *o, const struct cfg *c)
 	notify_stopping();
 	log_info("unmounting %s", mountpoint);
 out_signals:
+	http_front_stop(http);
 	hup_engine = NULL;
 	fuse_remove_signal_handlers(fuse_get_session(f));
 out_unmount:
@@ -641,11 +672,13 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0) {
 		free(o.fuse_opts);
+		free(o.http);
 		return rc > 0 ? 0 : EXIT_USAGE;
 	}
 	if (load_config(&o, &c) < 0 || check_judge(&c) < 0 || check_fuse_opts(&o) < 0) {
 		cfg_free(&c);
 		free(o.fuse_opts);
+		free(o.http);
 		return EXIT_USAGE;
 	}
 	log_set_level(c.log_level);
@@ -654,6 +687,7 @@ int main(int argc, char **argv)
 			strerror(-rc));
 		cfg_free(&c);
 		free(o.fuse_opts);
+		free(o.http);
 		return EXIT_USAGE;
 	}
 	fs_set_access(c.group != NULL, c.gid, cfg_file_mode(&c));
@@ -664,5 +698,6 @@ int main(int argc, char **argv)
 	fetch_global_cleanup();
 	cfg_free(&c);
 	free(o.fuse_opts);
+	free(o.http);
 	return rc;
 }
