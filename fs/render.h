@@ -3,6 +3,8 @@
  * Each renderer appends one file's bytes to an sbuf and reads nothing but
  * its snapshot and its arguments: no clock, no globals, no I/O, so the same
  * snapshot always gives the same bytes and tests can call them directly.
+ * (One exception: stat.json and metrics show the session table's figures
+ * as they are now.)
  * The snap_render_fn-shaped ones can be handed to snap_cached(). Choosing a
  * proxy for /random or /next is the caller's business (it needs a random
  * number or a counter); render_pick only prints the one chosen. On
@@ -46,11 +48,13 @@ void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t
 			 struct sbuf *out);
 
 /* /stat.json: pool, scan, engine, store and source figures as one JSON
- * object. uptime_seconds is as of the snapshot (built - started). arg unused. */
+ * object. uptime_seconds is as of the snapshot (built - started). The
+ * "sessions" object is the session table's now (session.h), not the
+ * snapshot's: the one figure that is not fixed per snapshot. arg unused. */
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out);
 
-/* /metrics and /prometheus/proxyfs.prom: Prometheus text format 0.0.4.
- * arg unused. */
+/* /metrics and /prometheus/proxyfs.prom: Prometheus text format 0.0.4;
+ * the proxyfs_sessions_* figures are the session table's now. arg unused. */
 void render_metrics(const struct snapshot *s, int arg, struct sbuf *out);
 
 /* /health: "ok" or "degraded: <why>", and "\n". arg unused. */

@@ -41,6 +41,7 @@
 #include "judge_set.h"
 #include "log.h"
 #include "notify.h"
+#include "session.h"
 #include "snapshot.h"
 #include "store.h"
 
@@ -69,10 +70,10 @@ static void usage(FILE *out)
 		"\n"
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
 		"random, next, live.txt, live.json, stat.json, metrics, health,\n"
-		"all.json, dead.txt, removed.txt, lookup/PROXY,\n"
-		"{http,https,socks4,socks5}/{random,next,live.txt},\n"
-		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt},\n"
-		"sources/NAME/{random,next,live.txt}, prometheus/proxyfs.prom,\n"
+		"all.json, dead.txt, removed.txt, lookup/PROXY, session/KEY,\n"
+		"{http,https,socks4,socks5}/{random,next,live.txt,session/KEY},\n"
+		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt,session/KEY},\n"
+		"sources/NAME/{random,next,live.txt,session/KEY}, prometheus/proxyfs.prom,\n"
 		"control/{reload,add,remove}.\n"
 		"\n"
 		"  -c, --config FILE   settings (INI); default %s if it exists\n"
@@ -617,6 +618,7 @@ out_fuse:
 out_engine:
 	engine_free(e);
 out_snap:
+	session_clear();
 	snap_system_fini();
 out_store:
 	if (wrote_pid)

@@ -312,6 +312,8 @@ bool session_key_valid(const char *key, size_t len)
 {
 	if (!key || len == 0 || len > SESSION_KEY_MAX)
 		return false;
+	if ((len == 1 && key[0] == '.') || (len == 2 && key[0] == '.' && key[1] == '.'))
+		return false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)key[i];
 

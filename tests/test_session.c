@@ -1,6 +1,7 @@
 /* Unit tests for src/session.c: sticky picks over hand-built snapshots.
  * Sets of proxies come and go between snapshots as they would between
  * scans; the tests check what session.h promises a user of /session/KEY. */
+#include "render.h"
 #include "session.h"
 #include "testutil.h"
 
@@ -336,7 +337,10 @@ static void test_invalid_keys(void)
 	CHECK_INT(session_pick(s, &all, long_key, SESSION_KEY_MAX + 1, &i), -EINVAL);
 	CHECK_INT(session_pick(s, &all, long_key, SESSION_KEY_MAX, &i), 0);
 	CHECK(session_key_valid("Az09._-", 7));
-	CHECK(session_key_valid("..", 2));
+	CHECK(session_key_valid("...", 3));
+	CHECK(session_key_valid(".a", 2));
+	CHECK(!session_key_valid("..", 2));
+	CHECK(!session_key_valid(".", 1));
 	/* len counts, not a NUL: "ab" of "abc". */
 	CHECK_INT(session_pick(s, &all, "ab/", 2, &i), 0);
 	struct session_stats st;
@@ -417,6 +421,39 @@ static void test_filters(void)
 	snap_unref(http_only);
 }
 
+/* stat.json's "sessions" and the proxyfs_sessions_* metrics show the
+ * table as it is when they are rendered. */
+static void test_rendered_figures(void)
+{
+	struct snapshot *s = make_range(0, 3, 1);
+	struct sbuf b;
+	char key[32];
+
+	session_clear();
+	session_configure(30, 1000);
+	for (uint32_t k = 0; k < 7; k++) {
+		key_name(key, sizeof(key), k);
+		pick_uri(s, key);
+	}
+	sbuf_init(&b);
+	render_stat_json(s, 0, &b);
+	CHECK(!sbuf_failed(&b));
+	CHECK(strstr(b.data,
+		     "  \"sessions\": {\"active\": 7, \"max\": 1000, \"ttl_s\": 30, "
+		     "\"created_total\": 7, \"moved_total\": 0, \"dropped_total\": 0},\n") != NULL);
+	sbuf_reset(&b);
+	render_metrics(s, 0, &b);
+	CHECK(strstr(b.data, "# TYPE proxyfs_sessions_active gauge\nproxyfs_sessions_active 7\n") !=
+	      NULL);
+	CHECK(strstr(b.data, "\nproxyfs_sessions_created_total 7\n") != NULL);
+	CHECK(strstr(b.data, "\nproxyfs_sessions_moved_total 0\n") != NULL);
+	CHECK(strstr(b.data, "\nproxyfs_sessions_dropped_total 0\n") != NULL);
+	sbuf_free(&b);
+	session_configure(SESSION_TTL_DEFAULT, SESSION_MAX_DEFAULT);
+	session_clear();
+	snap_unref(s);
+}
+
 int main(void)
 {
 	test_sticks();
@@ -428,5 +465,6 @@ int main(void)
 	test_invalid_keys();
 	test_restart();
 	test_filters();
+	test_rendered_figures();
 	return test_exit_code();
 }
