@@ -60,6 +60,24 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out);
 /* /health: "ok" or "degraded: <why>", and "\n". arg unused. */
 void render_health(const struct snapshot *s, int arg, struct sbuf *out);
 
+/* --- files for the programs people chain through proxies
+ * (render_formats.c); arg unused --- */
+
+/* /formats/proxychains.conf: a whole proxychains-ng config (random_chain,
+ * chain_len = 1, proxy_dns, timeouts) whose [ProxyList] holds, fastest
+ * first, every live proxy that can carry a TCP connection, as "type host
+ * port [user pass]": HTTP proxies whose CONNECT was verified (https/) as
+ * http, socks4, socks5. Left out (and counted in the header): HTTP proxies
+ * that only forward, DNS names (random_chain takes numeric addresses
+ * only), credentials hidden from readers or with blanks, and beyond the
+ * 512 proxychains reads. */
+void render_proxychains_conf(const struct snapshot *s, int arg, struct sbuf *out);
+
+/* /formats/curl.txt: every live proxy as `curl -x` takes it, one a line,
+ * fastest first: http:// (forwarding or CONNECT), socks4:// (socks4a://
+ * as listed), socks5h:// (names resolved by the proxy). */
+void render_curl_txt(const struct snapshot *s, int arg, struct sbuf *out);
+
 /* --- why a proxy is what it is (render_all.c) --- */
 
 /* "alive", "dead", "unknown", "dropped" or "removed" (enum snap_state). */

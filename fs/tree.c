@@ -18,7 +18,7 @@
 #include "session.h"
 
 /* Cache slots: the two top-level lists, then live.txt per folder, then
- * the files of every tracked proxy. */
+ * the files of every tracked proxy, then formats/. */
 enum {
 	SLOT_LIVE_TXT,
 	SLOT_LIVE_JSON,
@@ -26,6 +26,8 @@ enum {
 	SLOT_ALL_JSON = SLOT_FOLDER_LIVE_TXT + SNAP_VIEW_SOURCES,
 	SLOT_DEAD_TXT,
 	SLOT_REMOVED_TXT,
+	SLOT_PROXYCHAINS_CONF,
+	SLOT_CURL_TXT,
 	SLOT_COUNT,
 };
 
@@ -70,6 +72,11 @@ static const struct tree_node tree_nodes[] = {
 	FOLDER_NODES("anonymity/anonymous", SNAP_VIEW_ANONYMOUS),
 	FOLDER_NODES("anonymity/transparent", SNAP_VIEW_TRANSPARENT),
 	DIR_NODE("/sources"),
+	DIR_NODE("/formats"),
+	{ .path = "/formats/proxychains.conf", .kind = TREE_CACHED,
+	  .render = render_proxychains_conf, .slot = SLOT_PROXYCHAINS_CONF, .mode = 0444 },
+	{ .path = "/formats/curl.txt", .kind = TREE_CACHED, .render = render_curl_txt,
+	  .slot = SLOT_CURL_TXT, .mode = 0444 },
 	DIR_NODE("/prometheus"),
 	{ .path = "/prometheus/proxyfs.prom", .kind = TREE_RENDERED, .render = render_metrics,
 	  .mode = 0444 },
