@@ -71,6 +71,7 @@ static void usage(FILE *out)
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
 		"random, next, live.txt, live.json, stat.json, metrics, health,\n"
 		"all.json, dead.txt, removed.txt, lookup/PROXY, session/KEY,\n"
+		"formats/{proxychains.conf,curl.txt},\n"
 		"{http,https,socks4,socks5}/{random,next,live.txt,session/KEY},\n"
 		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt,session/KEY},\n"
 		"sources/NAME/{random,next,live.txt,session/KEY}, prometheus/proxyfs.prom,\n"
@@ -578,6 +579,7 @@ static int run(const struct options *o, const struct cfg *c)
 	wrote_pid = c->pid_file != NULL;
 	if (snap_system_init() < 0)
 		goto out_store;
+	session_configure((uint32_t)c->session_ttl_s, (uint32_t)c->sessions_max);
 	e = engine_new(c, store);
 	if (!e)
 		goto out_snap;

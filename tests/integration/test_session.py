@@ -9,11 +9,12 @@ the pool.
 
 import errno
 import os
+import subprocess
 
 import pytest
 
 import peers
-from conftest import wait_until
+from conftest import wait_until, write_config, write_list
 
 APPEAR_TIMEOUT = 10.0  # a check of a proxy on loopback takes milliseconds
 KEYS = ["user-%d" % i for i in range(40)]
@@ -145,3 +146,47 @@ def test_stat_json_counts(fresh_pool):
     assert "proxyfs_sessions_created_total %d\n" % (len(KEYS) + 5) in metrics
     assert "proxyfs_sessions_moved_total 0\n" in metrics
     assert "proxyfs_sessions_dropped_total 0\n" in metrics
+
+
+def session_conf(tmp, peer_set, ttl, most):
+    conf = write_config(tmp, peer_set.judge, write_list(tmp, peer_set.list_text(slow=False)))
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("[proxyfs]\n", "[proxyfs]\nsession_ttl_s = %d\nsessions_max = %d\n"
+                             % (ttl, most), 1))
+    return conf
+
+
+def test_config_keys_at_start_and_reload(mounts, peer_set, tmp_path):
+    tmp = str(tmp_path)
+    conf = session_conf(tmp, peer_set, 30, 3)
+    d = mounts.new(conf).start()
+    d.sync()
+    s = d.read_json("stat.json")["sessions"]
+    assert (s["ttl_s"], s["max"]) == (30, 3)
+    placed(d, KEYS[:5])
+    s = d.read_json("stat.json")["sessions"]
+    assert (s["active"], s["created_total"], s["dropped_total"]) == (3, 5, 2)
+    # The oldest two were dropped: the newest three are still placed.
+    assert "proxyfs_sessions_dropped_total 2\n" in d.read_text("metrics")
+    # A reload takes new values; a smaller bound drops at once.
+    session_conf(tmp, peer_set, 45, 1)
+    d.write("control/reload", "reload\n")
+    s = d.read_json("stat.json")["sessions"]
+    assert (s["ttl_s"], s["max"], s["active"], s["dropped_total"]) == (45, 1, 1, 4)
+    # A value out of range: the reload is refused, the running values stay.
+    session_conf(tmp, peer_set, 604801, 1)
+    with pytest.raises(OSError) as e:
+        d.write("control/reload", "reload\n")
+    assert e.value.errno == errno.EINVAL
+    assert d.read_json("stat.json")["sessions"]["ttl_s"] == 45
+    d.stop()
+
+
+def test_bad_config_value_does_not_start(binary, peer_set, tmp_path):
+    conf = session_conf(str(tmp_path), peer_set, 1, 0)
+    p = subprocess.run([binary, "-f", "-c", conf, str(tmp_path / "mnt")], capture_output=True,
+                       timeout=15)
+    assert p.returncode == 2
+    assert b"sessions_max" in p.stderr and b"out of range 1..10000000" in p.stderr
