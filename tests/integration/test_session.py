@@ -116,8 +116,10 @@ def test_listing(fresh_pool):
 
 
 @pytest.mark.parametrize("key", ["k" * 65, "a b", "a%", "a+b", "a:b", "caf\u00e9", "a\\b"])
-def test_bad_keys_are_enoent(fresh_pool, key):
+def test_bad_keys_are_enoent(fresh_pool, peer_set, key):
     for folder in ("", "socks5", "sources/local"):
+        # Beside a good key of the same folder.
+        assert session_of(fresh_pool, "good-key", folder).strip() in peer_set.good_uris
         with pytest.raises(OSError) as e:
             session_of(fresh_pool, key, folder)
         assert e.value.errno == errno.ENOENT
