@@ -263,22 +263,24 @@ static int entry_set(struct session_entry *e, const struct snapshot *s, uint32_t
 	return 0;
 }
 
-/* Is e's proxy live in s and matched by f? Its index in *index. */
-static bool entry_still_there(const struct session_entry *e, const struct snapshot *s,
-			      const struct pick_filter *f, uint32_t *index)
+/* Is e's proxy still where the snapshot it was last checked in had it?
+ * Then s is that snapshot (or one built alike) and nothing need be looked
+ * up. Caller holds table.lock. */
+static bool entry_fast(const struct session_entry *e, const struct snapshot *s,
+		       const struct pick_filter *f)
 {
-	/* Fast path: checked in this very snapshot already. */
-	if (e->generation == s->stats.generation && e->index < s->nlive &&
-	    strcmp(s->live[e->index].uri, e->uri) == 0 && pick_match(s, f, e->index)) {
-		*index = e->index;
-		return true;
-	}
+	return e->generation == s->stats.generation && e->index < s->nlive &&
+	       strcmp(s->live[e->index].uri, e->uri) == 0 && pick_match(s, f, e->index);
+}
+
+/* Is uri live in s and matched by f? Its index in *index. */
+static bool uri_still_there(const char *uri, const struct snapshot *s, const struct pick_filter *f,
+			    uint32_t *index)
+{
 	for (uint32_t i = 0; i < s->nlive; i++) {
-		if (strcmp(s->live[i].uri, e->uri) == 0) {
-			if (!pick_match(s, f, i))
-				return false;
+		if (strcmp(s->live[i].uri, uri) == 0) {
 			*index = i;
-			return true;
+			return pick_match(s, f, i);
 		}
 	}
 	return false;
@@ -324,12 +326,19 @@ bool session_key_valid(const char *key, size_t len)
 	return true;
 }
 
+/* The walks over s (finding a key's proxy again in a new snapshot,
+ * placing a key) run outside the lock, so that a pool of 100,000 proxies
+ * holds other callers up only for the table's own work. Two callers that
+ * place one key at the same time over the same set agree (the placement
+ * is a function of KEY and the set); the later one's entry stands. */
 int session_pick(const struct snapshot *s, const struct pick_filter *f, const char *key, size_t len,
 		 uint32_t *index)
 {
 	char name[SESSION_FKEY_MAX + 1 + SESSION_KEY_MAX + 1];
 	struct session_entry *e;
 	uint64_t now, hash, key_state;
+	char *had = NULL; /* the URI the key had, when it had one */
+	bool known = false;
 	size_t flen;
 	uint32_t i = 0;
 	int err = 0;
@@ -353,36 +362,57 @@ int session_pick(const struct snapshot *s, const struct pick_filter *f, const ch
 		e->last_ns = now;
 		list_unlink(e);
 		list_push_newest(e);
-		if (entry_still_there(e, s, f, &i)) {
+		if (entry_fast(e, s, f)) {
+			i = e->index;
+			pthread_mutex_unlock(&table.lock);
+			*index = i;
+			return 0;
+		}
+		had = strdup(e->uri);
+		known = true;
+	}
+	pthread_mutex_unlock(&table.lock);
+	if (known && !had)
+		return -ENOMEM;
+
+	/* A key placed before: its proxy in this snapshot, if still there. */
+	if (had && uri_still_there(had, s, f, &i)) {
+		pthread_mutex_lock(&table.lock);
+		e = table_find(name, hash);
+		if (e && strcmp(e->uri, had) == 0) {
 			e->generation = s->stats.generation;
 			e->index = i;
-			goto out;
 		}
-		/* Its proxy left: placed again, or kept to come back to when
-		 * nothing matches now. */
-		err = session_place(s, f, key_state, &i);
-		if (err)
-			goto out;
-		err = entry_set(e, s, i);
-		if (!err)
-			table.moved_total++;
+		pthread_mutex_unlock(&table.lock);
 		goto out;
 	}
+
+	/* New, expired, or its proxy left: placed. When nothing matches, a
+	 * key that had a proxy keeps it to come back to. */
 	err = session_place(s, f, key_state, &i);
 	if (err)
 		goto out;
-	e = table_add(name, hash, s->live[i].uri);
-	if (!e) {
-		err = -ENOMEM;
-		goto out;
+	pthread_mutex_lock(&table.lock);
+	e = table_find(name, hash);
+	if (e) {
+		err = entry_set(e, s, i);
+		if (!err && had)
+			table.moved_total++;
+	} else {
+		e = table_add(name, hash, s->live[i].uri);
+		if (e) {
+			e->last_ns = session_now_ns();
+			e->generation = s->stats.generation;
+			e->index = i;
+			table.created_total++;
+			table_bound(table.max);
+		} else {
+			err = -ENOMEM;
+		}
 	}
-	e->last_ns = now;
-	e->generation = s->stats.generation;
-	e->index = i;
-	table.created_total++;
-	table_bound(table.max);
-out:
 	pthread_mutex_unlock(&table.lock);
+out:
+	free(had);
 	if (!err)
 		*index = i;
 	return err;

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,59 @@ static void test_rendered_figures(void)
 	snap_unref(s);
 }
 
+/* Threads picking the same keys over two snapshots of one set: every
+ * answer is the key's one placement (run under ASan/TSan for the lock). */
+#define NTHREADS 4
+#define NSHARED 200
+
+struct shared_run {
+	struct snapshot *a, *b;
+	char (*want)[64];
+	int wrong;
+};
+
+static void *shared_picker(void *arg)
+{
+	struct shared_run *r = arg;
+	char key[32];
+
+	for (uint32_t round = 0; round < 10; round++) {
+		for (uint32_t k = 0; k < NSHARED; k++) {
+			key_name(key, sizeof(key), k);
+			if (strcmp(pick_uri(round % 2 ? r->a : r->b, key), r->want[k]) != 0)
+				__atomic_add_fetch(&r->wrong, 1, __ATOMIC_RELAXED);
+		}
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	static char want[NSHARED][64];
+	struct shared_run r = {.a = make_range(0, 20, 1), .b = make_range(0, 20, 4), .want = want};
+	pthread_t t[NTHREADS];
+	struct session_stats st;
+	char key[32];
+
+	session_clear();
+	for (uint32_t k = 0; k < NSHARED; k++) {
+		key_name(key, sizeof(key), k);
+		snprintf(want[k], sizeof(want[k]), "%s", pick_uri(r.a, key));
+	}
+	session_clear();
+	for (int i = 0; i < NTHREADS; i++)
+		CHECK_INT(pthread_create(&t[i], NULL, shared_picker, &r), 0);
+	for (int i = 0; i < NTHREADS; i++)
+		pthread_join(t[i], NULL);
+	CHECK_INT(r.wrong, 0);
+	session_get_stats(&st);
+	CHECK_INT(st.active, NSHARED);
+	CHECK_INT(st.moved_total, 0);
+	session_clear();
+	snap_unref(r.a);
+	snap_unref(r.b);
+}
+
 int main(void)
 {
 	test_sticks();
@@ -466,5 +520,6 @@ int main(void)
 	test_restart();
 	test_filters();
 	test_rendered_figures();
+	test_threads();
 	return test_exit_code();
 }
