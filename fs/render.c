@@ -358,7 +358,8 @@ static void stat_sessions(struct sbuf *out)
 		    "  \"sessions\": {\"active\": %" PRIu32 ", \"max\": %" PRIu32
 		    ", \"ttl_s\": %" PRIu32 ", \"created_total\": %" PRIu64
 		    ", \"moved_total\": %" PRIu64 ", \"dropped_total\": %" PRIu64 "},\n",
-		    ss.active, ss.max, ss.ttl_s, ss.created_total, ss.moved_total, ss.dropped_total);
+		    ss.active, ss.max, ss.ttl_s, ss.created_total, ss.moved_total,
+		    ss.dropped_total);
 }
 
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
