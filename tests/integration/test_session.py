@@ -78,6 +78,21 @@ def test_removing_its_proxy_moves_a_key(fresh_pool, peer_set):
     assert placed(fresh_pool, KEYS) == after
 
 
+def test_same_placement_after_restart(fresh_pool, peer_set):
+    """The table is not kept, but placement depends only on KEY and the
+    live set: after a restart over the same pool, every key is back on its
+    proxy."""
+    before = placed(fresh_pool, KEYS)
+    socks5 = placed(fresh_pool, KEYS[:10], "socks5")
+    fresh_pool.stop()
+    fresh_pool.start()
+    fresh_pool.sync()
+    assert fresh_pool.live() == peer_set.good_uris
+    assert fresh_pool.read_json("stat.json")["sessions"]["active"] == 0
+    assert placed(fresh_pool, KEYS) == before
+    assert placed(fresh_pool, KEYS[:10], "socks5") == socks5
+
+
 def test_folders_have_sessions(fresh_pool, peer_set):
     for folder, want in (("socks5", "socks5://"), ("socks4", "socks4://"),
                          ("http", "http://"), ("https", "http://")):
