@@ -18,6 +18,7 @@
 #include "engine_int.h"
 #include "echo.h"
 #include "log.h"
+#include "session.h"
 
 /* One read of a source's list. Its old proxies are let go only once the
  * read has found a proxy, so a read that finds none leaves them as they
@@ -538,6 +539,7 @@ static void apply_limits(struct engine *e, const struct cfg *c)
 	e->opts.timeout_ms = c->timeout_ms;
 	eng_limit_set_max(e, (uint32_t)c->concurrency < room ? (uint32_t)c->concurrency : room);
 	log_set_level(c->log_level);
+	session_configure((uint32_t)c->session_ttl_s, (uint32_t)c->sessions_max);
 }
 
 /* Re-reads the config file; a file that does not parse (or names a

@@ -142,9 +142,9 @@ int control_apply(const struct fs_control *ctl, enum control_kind kind, const ch
 	if (kind == CONTROL_RELOAD)
 		return control_reload(ctl, text, len, stop, stop_arg, why, why_size);
 	err = control_parse(text, len, &list, &n, why, why_size);
-	if (err || !n)
-		return err;
-	err = kind == CONTROL_ADD ? ctl->add(ctl->arg, list, n) : ctl->remove(ctl->arg, list, n);
+	if (!err && n)
+		err = kind == CONTROL_ADD ? ctl->add(ctl->arg, list, n)
+					  : ctl->remove(ctl->arg, list, n);
 	free(list);
 	return err;
 }

@@ -15,6 +15,7 @@
 #include "check_result.h"
 #include "http_stats.h"
 #include "proxy.h"
+#include "session.h"
 
 /* --- credentials --- */
 
@@ -388,6 +389,20 @@ static void stat_http(struct sbuf *out)
 		    hs.latency_count, finite_or_zero(hs.latency_sum));
 }
 
+/* The session table's figures: live ones, read now, not the snapshot's. */
+static void stat_sessions(struct sbuf *out)
+{
+	struct session_stats ss;
+
+	session_get_stats(&ss);
+	sbuf_printf(out,
+		    "  \"sessions\": {\"active\": %" PRIu32 ", \"max\": %" PRIu32
+		    ", \"ttl_s\": %" PRIu32 ", \"created_total\": %" PRIu64
+		    ", \"moved_total\": %" PRIu64 ", \"dropped_total\": %" PRIu64 "},\n",
+		    ss.active, ss.max, ss.ttl_s, ss.created_total, ss.moved_total,
+		    ss.dropped_total);
+}
+
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 {
 	const struct snap_stats *st = &s->stats;
@@ -409,6 +424,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_add_json_str(out, st->health);
 	sbuf_adds(out, ",\n");
 	stat_http(out);
+	stat_sessions(out);
 	stat_judges(s, out);
 	stat_sources(s, out);
 	sbuf_adds(out, "}\n");
@@ -684,6 +700,22 @@ static void metrics_http(struct sbuf *out)
 	       "HTTP connections closed at once: over max_connections.", hs.connections_refused);
 }
 
+/* The session table's figures, read now (see stat_sessions). */
+static void metrics_sessions(struct sbuf *out)
+{
+	struct session_stats ss;
+
+	session_get_stats(&ss);
+	scalar(out, "proxyfs_sessions_active", "gauge",
+	       "Session keys in the table, used within the time to live.", ss.active);
+	scalar(out, "proxyfs_sessions_created_total", "counter",
+	       "Session keys placed for the first time or after they expired.", ss.created_total);
+	scalar(out, "proxyfs_sessions_moved_total", "counter",
+	       "Session keys placed again because their proxy left.", ss.moved_total);
+	scalar(out, "proxyfs_sessions_dropped_total", "counter",
+	       "Session keys dropped because the table was full.", ss.dropped_total);
+}
+
 void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 {
 	const struct snap_stats *st = &s->stats;
@@ -694,6 +726,7 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	metrics_scan(st, out);
 	metrics_engine(st, out);
 	metrics_life(st, out);
+	metrics_sessions(out);
 	metrics_judges(s, out);
 	metrics_sources(s, out);
 	metrics_http(out);

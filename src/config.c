@@ -11,6 +11,7 @@
  * Does not apply settings and does not read the source lists.
  */
 #include "config.h"
+#include "session.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -70,6 +71,8 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_PROXYFS, "group", KEY_GROUP, offsetof(struct cfg, group), 0, 0},
     {SECT_PROXYFS, "file_mode", KEY_MODE, offsetof(struct cfg, file_mode), 0, 0444},
     {SECT_PROXYFS, "hide_credentials", KEY_BOOL, offsetof(struct cfg, hide_credentials), 0, 1},
+    {SECT_PROXYFS, "session_ttl_s", KEY_INT, offsetof(struct cfg, session_ttl_s), 1, 604800},
+    {SECT_PROXYFS, "sessions_max", KEY_INT, offsetof(struct cfg, sessions_max), 1, 10000000},
     {SECT_CHECK, "judge", KEY_JUDGE, offsetof(struct cfg, judge), 0, 0},
     {SECT_CHECK, "ca_file", KEY_PATH, offsetof(struct cfg, ca_file), 0, 0},
     {SECT_CHECK, "recheck_s", KEY_INT, offsetof(struct cfg, recheck_s), 1, 31536000},
@@ -1014,6 +1017,8 @@ void cfg_init(struct cfg *c)
 	c->http.idle_timeout_s = 60;
 	c->http.request_timeout_s = 10;
 	c->http.threads = 1;
+	c->session_ttl_s = SESSION_TTL_DEFAULT;
+	c->sessions_max = SESSION_MAX_DEFAULT;
 	c->judges = calloc(1, sizeof(*c->judges));
 	if (c->judges) {
 		c->judges[0] = strdup(CFG_DEFAULT_JUDGE);

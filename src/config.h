@@ -54,6 +54,8 @@ struct cfg {
 	unsigned int gid;        /* ... its id, looked up when the file was read */
 	int file_mode;           /* reader files' mode; -1 = 0440 with a group, else 0444 */
 	int hide_credentials;    /* user:pass@ left out of every reader file; default 0 */
+	int session_ttl_s;       /* a session key unused this long is placed afresh; default 600 */
+	int sessions_max;        /* session keys kept at most (oldest dropped); default 100000 */
 
 	/* [check] */
 	char *judge;            /* URL fetched through each proxy; default http://azenv.net/ */

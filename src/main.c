@@ -42,6 +42,7 @@
 #include "judge_set.h"
 #include "log.h"
 #include "notify.h"
+#include "session.h"
 #include "snapshot.h"
 #include "store.h"
 
@@ -73,10 +74,11 @@ static void usage(FILE *out)
 		"\n"
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
 		"random, next, live.txt, live.json, stat.json, metrics, health,\n"
-		"all.json, dead.txt, removed.txt, lookup/PROXY,\n"
-		"{http,https,socks4,socks5}/{random,next,live.txt},\n"
-		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt},\n"
-		"sources/NAME/{random,next,live.txt}, prometheus/proxyfs.prom,\n"
+		"all.json, dead.txt, removed.txt, lookup/PROXY, session/KEY,\n"
+		"formats/{proxychains.conf,curl.txt},\n"
+		"{http,https,socks4,socks5}/{random,next,live.txt,session/KEY},\n"
+		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt,session/KEY},\n"
+		"sources/NAME/{random,next,live.txt,session/KEY}, prometheus/proxyfs.prom,\n"
 		"control/{reload,add,remove}.\n"
 		"\n"
 		"  -c, --config FILE   settings (INI); default %s if it exists\n"
@@ -601,6 +603,7 @@ static int run(const struct options *o, const struct cfg *c)
 	wrote_pid = c->pid_file != NULL;
 	if (snap_system_init() < 0)
 		goto out_store;
+	session_configure((uint32_t)c->session_ttl_s, (uint32_t)c->sessions_max);
 	e = engine_new(c, store);
 	if (!e)
 		goto out_snap;
@@ -648,6 +651,7 @@ out_fuse:
 out_engine:
 	engine_free(e);
 out_snap:
+	session_clear();
 	snap_system_fini();
 out_store:
 	if (wrote_pid)
