@@ -23,6 +23,7 @@
 #include "http_query.h"
 #include "pick.h"
 #include "render.h"
+#include "session.h"
 #include "snapshot.h"
 
 #define CTYPE_TEXT "text/plain; charset=utf-8"
@@ -39,6 +40,7 @@ struct serve {
 	struct snapshot *s;
 	enum http_class c;
 	uint64_t t0;
+	char source[SESSION_KEY_MAX + 1]; /* a source folder's name, for its filter */
 };
 
 enum http_class http_class_of(const struct tree_node *n)
@@ -48,6 +50,7 @@ enum http_class http_class_of(const struct tree_node *n)
 		return HTTP_CLASS_DIR;
 	case TREE_RANDOM:
 	case TREE_NEXT:
+	case TREE_SESSION:
 		return HTTP_CLASS_PICK;
 	default:
 		break;
@@ -63,7 +66,7 @@ enum http_class http_class_of(const struct tree_node *n)
 
 static bool is_pick(const struct tree_node *n)
 {
-	return n->kind == TREE_RANDOM || n->kind == TREE_NEXT;
+	return n->kind == TREE_RANDOM || n->kind == TREE_NEXT || n->kind == TREE_SESSION;
 }
 
 static bool is_list(const struct tree_node *n)
@@ -221,7 +224,20 @@ static void serve_dir(struct serve *sv)
  * fit in one filter. */
 static bool filter_of(struct serve *sv, struct pick_filter *f)
 {
-	pick_filter_of_view(f, sv->s, sv->n->arg);
+	const char *name = sv->path + strlen("/sources/");
+	size_t len = strcspn(name, "/");
+
+	/* A source's folder by its name: the view its lookup found may be
+	 * another one in this snapshot (the sources change with reloads). */
+	if (strncmp(sv->path, "/sources/", 9) == 0 && len < sizeof(sv->source)) {
+		memset(f, 0, sizeof(*f));
+		memcpy(sv->source, name, len);
+		sv->source[len] = '\0';
+		f->sources[0] = sv->source;
+		f->nsources = 1;
+	} else {
+		pick_filter_of_view(f, sv->s, sv->n->arg);
+	}
 	if (pick_filter_and(f, &sv->q.filter) == 0)
 		return true;
 	send_text(sv, 400, "source: too many names with the folder's");
@@ -318,6 +334,18 @@ static void serve_pick(struct serve *sv)
 
 	if (!filter_of(sv, &f))
 		return;
+	if (sv->n->kind == TREE_SESSION) {
+		const char *key = strrchr(sv->path, '/') + 1;
+		int rc = session_pick(sv->s, &f, key, strlen(key), &count);
+
+		if (rc == -EINVAL)
+			send_text(sv, 404, "no such path");
+		else if (rc < 0 && rc != -ENOENT)
+			send_text(sv, 500, "out of memory");
+		else
+			send_picked(sv, &count, rc == 0);
+		return;
+	}
 	if (count > sv->s->nlive)
 		count = sv->s->nlive ? sv->s->nlive : 1;
 	idx = calloc(count, sizeof(*idx));
@@ -379,6 +407,10 @@ static int check_query(struct serve *sv)
 	if (!narrows && sv->n->kind != TREE_DIR && sv->q.format != HTTP_FORMAT_DEFAULT) {
 		snprintf(why, sizeof(why), "format: %s has one format", sv->path);
 		send_text(sv, 400, why);
+		return -EINVAL;
+	}
+	if (sv->n->kind == TREE_SESSION && sv->q.count) {
+		send_text(sv, 400, "count: a session has one proxy");
 		return -EINVAL;
 	}
 	unknown = pick_unknown_source(&sv->q.filter, sv->s);
