@@ -36,6 +36,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "http_int.h"
+#include "http_query.h"
 #include "log.h"
 #include "ratelimit.h"
 
@@ -240,67 +241,6 @@ static void conn_request_read(struct evhttp_request *req)
 
 /* --- the gate --- */
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* The path as the tree names it: %XX decoded but %2F (a slash inside a
- * name, as /lookup/ takes it), no trailing slash, "/" for empty. -EINVAL
- * for a bad escape, a NUL or a control byte, or too long a path. */
-static int path_decode(const char *in, char *out, size_t size)
-{
-	size_t o = 0;
-
-	if (!in || !*in)
-		in = "/";
-	if (*in != '/')
-		return -EINVAL;
-	for (; *in; in++) {
-		char c = *in;
-
-		if (c == '%') {
-			int hi = hex_value(in[1]), lo = hi >= 0 ? hex_value(in[2]) : -1;
-
-			if (hi < 0 || lo < 0)
-				return -EINVAL;
-			c = (char)(hi * 16 + lo);
-			if (c == '/') {
-				c = '%'; /* kept as written */
-			} else {
-				in += 2;
-			}
-		}
-		if ((unsigned char)c < 0x20 || c == 0x7f || o + 1 >= size)
-			return -EINVAL;
-		out[o++] = c;
-	}
-	while (o > 1 && out[o - 1] == '/')
-		o--;
-	out[o] = '\0';
-	return 0;
-}
-
-/* The other pools' names for tree paths. */
-static void path_alias(char *path, size_t size)
-{
-	static const char *const aliases[][2] = {
-		{ "/get-proxy", "/random" },
-		{ "/stat", "/stat.json" },
-		{ "/reload", "/control/reload" },
-	};
-
-	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
-		if (strcmp(path, aliases[i][0]) == 0) {
-			snprintf(path, size, "%s", aliases[i][1]);
-			return;
-		}
-	}
-}
-
 /* Equal, in a time that does not tell where they differ (the length
  * aside). */
 static bool token_equal(const char *a, size_t alen, const char *b, size_t blen)
@@ -400,11 +340,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	bool found, control;
 
 	conn_request_read(req);
-	if (!uri || path_decode(evhttp_uri_get_path(uri), path, sizeof(path)) < 0) {
+	if (!uri || http_path_decode(evhttp_uri_get_path(uri), path, sizeof(path)) < 0) {
 		http_send_text(req, 400, "bad request: malformed path", c, t0);
 		return;
 	}
-	path_alias(path, sizeof(path));
+	http_path_alias(path, sizeof(path));
 	found = tree_lookup(path, &node);
 	control = found && tree_is_control(&node);
 	if (found)

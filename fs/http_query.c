@@ -195,6 +195,55 @@ static int read_pair(struct http_query *q, const char *key, char *v, uint32_t *s
 	return -EINVAL;
 }
 
+int http_path_decode(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	if (!in || !*in)
+		in = "/";
+	if (*in != '/')
+		return -EINVAL;
+	for (; *in; in++) {
+		char c = *in;
+
+		if (c == '%') {
+			int hi = hex_digit(in[1]), lo = hi >= 0 ? hex_digit(in[2]) : -1;
+
+			if (hi < 0 || lo < 0)
+				return -EINVAL;
+			c = (char)(hi * 16 + lo);
+			if (c == '/') {
+				c = '%'; /* kept as written */
+			} else {
+				in += 2;
+			}
+		}
+		if ((unsigned char)c < 0x20 || c == 0x7f || o + 1 >= size)
+			return -EINVAL;
+		out[o++] = c;
+	}
+	while (o > 1 && out[o - 1] == '/')
+		o--;
+	out[o] = '\0';
+	return 0;
+}
+
+void http_path_alias(char *path, size_t size)
+{
+	static const char *const aliases[][2] = {
+		{ "/get-proxy", "/random" },
+		{ "/stat", "/stat.json" },
+		{ "/reload", "/control/reload" },
+	};
+
+	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
+		if (strcmp(path, aliases[i][0]) == 0) {
+			snprintf(path, size, "%s", aliases[i][1]);
+			return;
+		}
+	}
+}
+
 int http_query_parse(const char *query, size_t len, struct http_query *q, char *why,
 		     size_t why_size)
 {

@@ -1,4 +1,5 @@
-/* http_query: the HTTP front's query string, read into a pick filter.
+/* http_query: the HTTP front's request path and query string, read into
+ * a tree path and a pick filter.
  *
  * protocol=, anonymity=, source= (comma lists, or the key repeated),
  * max_latency_ms=, count=, format=txt|json. Anything else, or a bad value,
@@ -33,5 +34,15 @@ struct http_query {
  * https, socks4, socks5") in why[0..why_size). */
 int http_query_parse(const char *query, size_t len, struct http_query *q, char *why,
 		     size_t why_size);
+
+/* The request's path as the tree names it, into out (size bytes): %XX
+ * decoded but %2F (a slash inside a name, as lookup/ takes it), no
+ * trailing slash, "/" for an empty one. -EINVAL for a path that does not
+ * start with '/', a bad escape, a control byte, or too long a path. */
+int http_path_decode(const char *in, char *out, size_t size);
+
+/* The other pools' names for tree paths (/get-proxy, /stat, /reload):
+ * path (size bytes) rewritten to the tree's name. */
+void http_path_alias(char *path, size_t size);
 
 #endif

@@ -123,8 +123,43 @@ static void test_ratelimit(void)
 	ratelimit_free(rl);
 }
 
+static void test_paths(void)
+{
+	char out[32];
+
+	CHECK_INT(http_path_decode("", out, sizeof(out)), 0);
+	CHECK_STR(out, "/");
+	CHECK_INT(http_path_decode("/socks5/", out, sizeof(out)), 0);
+	CHECK_STR(out, "/socks5");
+	CHECK_INT(http_path_decode("/%73ession/a", out, sizeof(out)), 0);
+	CHECK_STR(out, "/session/a");
+	/* %2F stays as written: a slash inside a name (lookup/). */
+	CHECK_INT(http_path_decode("/lookup/socks5:%2F%2Fh:1", out, sizeof(out)), 0);
+	CHECK_STR(out, "/lookup/socks5:%2F%2Fh:1");
+	CHECK_INT(http_path_decode("relative", out, sizeof(out)), -EINVAL);
+	CHECK_INT(http_path_decode("/a%zz", out, sizeof(out)), -EINVAL);
+	CHECK_INT(http_path_decode("/a%4", out, sizeof(out)), -EINVAL);
+	CHECK_INT(http_path_decode("/a%00b", out, sizeof(out)), -EINVAL);
+	CHECK_INT(http_path_decode("/a%0Ab", out, sizeof(out)), -EINVAL);
+	CHECK_INT(http_path_decode("/0123456789012345678901234567890123", out, sizeof(out)),
+		  -EINVAL);
+	snprintf(out, sizeof(out), "/get-proxy");
+	http_path_alias(out, sizeof(out));
+	CHECK_STR(out, "/random");
+	snprintf(out, sizeof(out), "/stat");
+	http_path_alias(out, sizeof(out));
+	CHECK_STR(out, "/stat.json");
+	snprintf(out, sizeof(out), "/reload");
+	http_path_alias(out, sizeof(out));
+	CHECK_STR(out, "/control/reload");
+	snprintf(out, sizeof(out), "/stats");
+	http_path_alias(out, sizeof(out));
+	CHECK_STR(out, "/stats");
+}
+
 int main(void)
 {
+	test_paths();
 	test_empty();
 	test_filters();
 	test_refusals();
