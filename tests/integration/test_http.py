@@ -97,8 +97,12 @@ def served(binary, peer_set, tmp_path_factory):
 
 @pytest.fixture
 def own(mounts, tmp_path, peer_set):
-    """A daemon of the test's own (it may change the pool)."""
-    return http_daemon(mounts, str(tmp_path), peer_set)
+    """A daemon of the test's own (it may change the pool); it must stop
+    cleanly (SIGTERM, status 0) at the end."""
+    d, front = http_daemon(mounts, str(tmp_path), peer_set)
+    yield d, front
+    if d.running():
+        d.stop()
 
 
 def generation(d):
@@ -365,6 +369,8 @@ def test_control_without_a_token_set_is_403(mounts, tmp_path, peer_set):
         assert status == 403, path
         assert b"token" in body
     assert front.get("/random")[0] == 200
+    d.stop()
+
 
 
 def test_private_needs_the_token_everywhere(mounts, tmp_path, peer_set):
@@ -374,6 +380,8 @@ def test_private_needs_the_token_everywhere(mounts, tmp_path, peer_set):
         assert front.get(path, headers={"Authorization": "Bearer nope"},
                          token=False)[0] == 401, path
     assert front.get("/live.txt")[0] == 200
+    d.stop()
+
 
 
 def test_private_without_token_is_a_config_error(tmp_path, peer_set, binary):
@@ -398,6 +406,8 @@ def test_rate_limit_answers_429_with_retry_after(mounts, tmp_path, peer_set):
     assert int(limited[0][1]["retry-after"]) >= 1
     metrics = d.read_text("metrics")
     assert "proxyfs_http_rate_limited_total %d" % len(limited) in metrics
+    d.stop()
+
 
 
 def test_slow_request_is_closed_at_the_deadline(mounts, tmp_path, peer_set):
@@ -425,6 +435,8 @@ def test_slow_request_is_closed_at_the_deadline(mounts, tmp_path, peer_set):
     finally:
         s.close()
     assert front.get("/live.txt")[0] == 200
+    d.stop()
+
 
 
 def test_connections_over_the_bound_are_closed_at_once(mounts, tmp_path, peer_set):
@@ -456,6 +468,7 @@ def test_connections_over_the_bound_are_closed_at_once(mounts, tmp_path, peer_se
             return False  # the two closes not seen yet
     wait_until(served_again, 5, "a connection accepted again")
     assert d.read_json("stat.json")["http"]["connections_refused"] >= 1
+    d.stop()
 
 
 # --- health ---
@@ -467,6 +480,8 @@ def test_health_503_when_degraded(mounts, tmp_path, peer_set):
     status, _, body = front.get("/health")
     assert status == 503
     assert body.startswith(b"degraded")
+    d.stop()
+
 
 
 def test_health_200_when_ok(served):
