@@ -544,3 +544,29 @@ def test_session_with_a_filter_and_bad_keys(served):
     assert front.get("/session/zed?count=2")[0] == 400
     status, _, body = front.get("/https/session/zed?protocol=socks5")
     assert (status, body) == (404, b"")
+
+
+def test_stop_ends_a_waiting_sync(mounts, tmp_path, peer_set):
+    """SIGTERM while a POST sync waits for a rescan (the blackhole makes it
+    last the whole check timeout): the daemon exits 0 at once, the client
+    gets its answer or a closed connection, never a hang."""
+    port = peers.free_port("127.0.0.1")
+    conf = write_config(str(tmp_path), peer_set.judge,
+                        write_list(str(tmp_path), peer_set.list_text(slow=True)),
+                        extra="\n[http]\nlisten = 127.0.0.1:%d\ntoken = %s\n" % (port, TOKEN))
+    d = mounts.new(conf).start()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    c.request("POST", "/reload", body=b"sync", headers={"Authorization": "Bearer " + TOKEN})
+    # Taken, and a scan runs (the first one, or the one it asked for).
+    wait_until(lambda: d.read_json("stat.json")["http"]["connections"] >= 1, 5, "the connection")
+    wait_until(lambda: d.read_json("stat.json")["scan"]["running"], 5, "a scan running")
+    started = time.monotonic()
+    d.stop()
+    assert time.monotonic() - started < 5
+    try:
+        status = c.getresponse().status
+        assert status == 503
+    except (ConnectionError, http.client.HTTPException):
+        pass
+    finally:
+        c.close()
