@@ -96,8 +96,18 @@ void http_send(struct evhttp_request *req, int code, const char *ctype, const ch
 	} else if (len && code != 304) {
 		evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
 	}
+	http_done(req, c, code, t0); /* before: a request whose client left is freed by the send */
 	evhttp_send_reply(req, code, NULL, NULL);
-	http_stats_request(c, code, http_now_us() - t0);
+}
+
+void http_done(struct evhttp_request *req, enum http_class c, int code, uint64_t t0)
+{
+	uint64_t us = http_now_us() - t0;
+
+	http_stats_request(c, code, us);
+	log_debug("http: %s %d %s %.3f ms", http_class_name(c), code,
+		  evhttp_request_get_uri(req) ? evhttp_request_get_uri(req) : "?",
+		  (double)us / 1000.0);
 }
 
 void http_send_text(struct evhttp_request *req, int code, const char *text, enum http_class c,

@@ -120,8 +120,8 @@ static void send_cached(struct serve *sv, int code, const char *ctype, const str
 		http_send_text(req, 500, "out of memory", sv->c, sv->t0);
 		return;
 	}
+	http_done(req, sv->c, code, sv->t0);
 	evhttp_send_reply(req, code, NULL, NULL);
-	http_stats_request(sv->c, code, http_now_us() - sv->t0);
 }
 
 static void send_buf(struct serve *sv, int code, const char *ctype, const struct sbuf *b)
