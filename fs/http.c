@@ -273,8 +273,7 @@ static bool token_equal(const char *a, size_t alen, const char *b, size_t blen)
 /* Does the request carry "Authorization: Bearer TOKEN"? */
 static bool token_given(const struct http_front *h, struct evhttp_request *req)
 {
-	const char *v = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "Authorization");
+	const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 
 	if (!v || strncasecmp(v, "Bearer ", 7) != 0)
 		return false;
@@ -290,7 +289,7 @@ static int gate_rate(struct http_front *h, struct evhttp_request *req, enum http
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	const struct sockaddr *sa = evcon ? evhttp_connection_get_addr(evcon) : NULL;
-	unsigned char key[RATELIMIT_KEY_MAX] = { 0 };
+	unsigned char key[RATELIMIT_KEY_MAX] = {0};
 	size_t len = 1;
 	uint32_t wait;
 	char num[16];
@@ -338,7 +337,7 @@ static int gate_token(struct http_front *h, struct evhttp_request *req, bool con
 
 static enum control_kind control_kind_of(const struct tree_node *n)
 {
-	return n->kind == TREE_ADD	  ? CONTROL_ADD
+	return n->kind == TREE_ADD	? CONTROL_ADD
 	       : n->kind == TREE_REMOVE ? CONTROL_REMOVE
 					: CONTROL_RELOAD;
 }
@@ -374,8 +373,9 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	if (control != (cmd == EVHTTP_REQ_POST)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
 				  control ? "POST" : "GET, HEAD");
-		http_send_text(req, 405, control ? "method not allowed: POST the lines"
-						 : "method not allowed: GET or HEAD",
+		http_send_text(req, 405,
+			       control ? "method not allowed: POST the lines"
+				       : "method not allowed: GET or HEAD",
 			       c, t0);
 		return;
 	}

@@ -88,7 +88,7 @@ enum http_class http_class_of(const struct tree_node *n);
  * full or the front stops). */
 int http_control_start(struct http_front *h);
 void http_control_stop(struct http_front *h);
-void http_control_submit(struct http_thread *t, struct evhttp_request *req,
-			 enum control_kind kind, uint64_t t0);
+void http_control_submit(struct http_thread *t, struct evhttp_request *req, enum control_kind kind,
+			 uint64_t t0);
 
 #endif
