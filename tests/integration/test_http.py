@@ -570,3 +570,25 @@ def test_stop_ends_a_waiting_sync(mounts, tmp_path, peer_set):
         pass
     finally:
         c.close()
+
+
+def test_reload_that_changes_http_says_it_waits_for_a_restart(mounts, tmp_path, peer_set):
+    port = peers.free_port("127.0.0.1")
+    extra = peers.free_port("127.0.0.1")
+    tmp = str(tmp_path)
+    lst = write_list(tmp, peer_set.list_text(slow=False))
+    conf = write_config(tmp, peer_set.judge, lst,
+                        extra="\n[http]\nlisten = 127.0.0.1:%d\nrate = 0\n" % port)
+    d = mounts.new(conf).start(extra_args=["--http", "127.0.0.1:%d" % extra])
+    # The same file: the listen from --http is no change.
+    d.write("control/reload", "reload\n")
+    assert "[http] changed" not in d.log()
+    write_config(tmp, peer_set.judge, lst,
+                 extra="\n[http]\nlisten = 127.0.0.1:%d\nrate = 5\n" % port)
+    d.write("control/reload", "reload\n")
+    wait_until(lambda: "[http] changed; it takes effect at the next start" in d.log(), 5,
+               "the log line")
+    # Still served as started: both addresses, no rate limit.
+    for p in (port, extra):
+        assert all(Front(p).get("/health")[0] in (200, 503) for _ in range(20))
+    d.stop()
