@@ -592,3 +592,22 @@ def test_reload_that_changes_http_says_it_waits_for_a_restart(mounts, tmp_path, 
     for p in (port, extra):
         assert all(Front(p).get("/health")[0] in (200, 503) for _ in range(20))
     d.stop()
+
+
+def test_checks_leave_descriptors_for_the_connections(mounts, tmp_path, peer_set):
+    """The open-file clamp on concurrent checks leaves max_connections
+    descriptors to the HTTP front."""
+    tmp = str(tmp_path)
+    lst = write_list(tmp, "")
+    maxes = []
+    for extra in ("", "\n[http]\nlisten = 127.0.0.1:%d\nmax_connections = 5000\n"
+                  % peers.free_port("127.0.0.1")):
+        conf = write_config(tmp, peer_set.judge, lst, extra=extra)
+        with open(conf) as f:
+            text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
+        with open(conf, "w") as f:
+            f.write(text)
+        d = mounts.new(conf).start()
+        maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
+        d.stop()
+    assert maxes[0] - maxes[1] >= 5000, maxes
