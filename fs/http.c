@@ -1,9 +1,12 @@
 /* http: the HTTP front's sockets, threads and connections, and the gate
  * every request passes (path, rate limit, token); see http.h.
  *
- * Each thread runs one event_base with one evhttp accepting on its own
- * dup of every listening socket, so the kernel hands each connection to
- * one loop. evhttp sets the header and body limits and the idle timeout;
+ * Each thread runs one event_base with one evhttp, all accepting on the
+ * same listening sockets (each loop on a dup of its own, since evhttp
+ * closes what it accepts on): whichever loop accepts a connection serves
+ * it to the end. (Per-thread SO_REUSEPORT sockets measured no better with
+ * wrk on two cores, and would let any process of the same user take a
+ * share of the connections.) evhttp sets the header and body limits and the idle timeout;
  * what it lacks this file adds through the bufferevent it asks us for
  * (struct http_conn, told by evhttp when the connection is freed):
  * connections are counted (over max_connections: closed at once), and
