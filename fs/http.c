@@ -38,6 +38,7 @@
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
 
 #include "http_int.h"
 #include "http_query.h"
@@ -495,6 +496,12 @@ struct http_front *http_front_start(const struct cfg_http *conf, const struct fs
 
 	if (!h || conn_table_init() < 0)
 		goto out_oom;
+	/* The worker hands answers to the loops: their bases need locks
+	 * (the engine turned this on already; it must precede every base). */
+	if (evthread_use_pthreads() < 0) {
+		snprintf(err, errlen, "[http]: libevent has no thread support");
+		goto out_stop;
+	}
 	h->ctl = ctl;
 	h->private_ = conf->private_;
 	h->max_connections = (uint32_t)conf->max_connections;
