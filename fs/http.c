@@ -494,14 +494,15 @@ struct http_front *http_front_start(const struct cfg_http *conf, const struct fs
 	struct http_front *h = calloc(1, sizeof(*h));
 	int rc;
 
-	if (!h || conn_table_init() < 0)
-		goto out_oom;
 	/* The worker hands answers to the loops: their bases need locks
 	 * (the engine turned this on already; it must precede every base). */
 	if (evthread_use_pthreads() < 0) {
 		snprintf(err, errlen, "[http]: libevent has no thread support");
-		goto out_stop;
+		free(h);
+		return NULL;
 	}
+	if (!h || conn_table_init() < 0)
+		goto out_oom;
 	h->ctl = ctl;
 	h->private_ = conf->private_;
 	h->max_connections = (uint32_t)conf->max_connections;
