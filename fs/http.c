@@ -496,13 +496,12 @@ struct http_front *http_front_start(const struct cfg_http *conf, const struct fs
 
 	/* The worker hands answers to the loops: their bases need locks
 	 * (the engine turned this on already; it must precede every base). */
-	if (evthread_use_pthreads() < 0) {
-		snprintf(err, errlen, "[http]: libevent has no thread support");
+	if (!h || evthread_use_pthreads() < 0) {
+		snprintf(err, errlen, "[http]: %s",
+			 h ? "libevent has no thread support" : "out of memory");
 		free(h);
 		return NULL;
 	}
-	if (!h || conn_table_init() < 0)
-		goto out_oom;
 	h->ctl = ctl;
 	h->private_ = conf->private_;
 	h->max_connections = (uint32_t)conf->max_connections;
@@ -511,6 +510,8 @@ struct http_front *http_front_start(const struct cfg_http *conf, const struct fs
 	pthread_mutex_init(&h->jobs_lock, NULL);
 	pthread_cond_init(&h->jobs_cond, NULL);
 	h->jobs_tail = &h->jobs_head;
+	if (conn_table_init() < 0)
+		goto out_oom;
 	if (conf->token) {
 		h->token = strdup(conf->token);
 		if (!h->token)
