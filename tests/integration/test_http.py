@@ -611,3 +611,20 @@ def test_checks_leave_descriptors_for_the_connections(mounts, tmp_path, peer_set
         maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
         d.stop()
     assert maxes[0] - maxes[1] >= 5000, maxes
+
+
+def test_curl_through_a_proxy_the_front_gave(served, peer_set):
+    """What a user runs: curl -x "$(curl -s HOST/get-proxy?protocol=socks5)" URL."""
+    d, front = served
+    base = "http://127.0.0.1:%d" % front.port
+    p = subprocess.run(["curl", "-sS", "--max-time", "5", base + "/get-proxy?protocol=socks5"],
+                       capture_output=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+    proxy = p.stdout.decode().strip()
+    assert proxy.startswith("socks5://")
+    rc, out = peers.curl_through(proxy, peer_set.judge_url)
+    assert rc == 0 and peers.JUDGE_TOKEN in out, out
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                        "-H", "Authorization: Bearer " + TOKEN, "--data", "x",
+                        base + "/control/add"], capture_output=True, timeout=10)
+    assert p.stdout == b"400"
