@@ -392,7 +392,7 @@ def test_private_without_token_is_a_config_error(tmp_path, peer_set, binary):
     p = subprocess.run([binary, "-f", "-c", conf, str(tmp_path / "mnt")], capture_output=True,
                        timeout=15)
     assert p.returncode == 2
-    assert b"private" in p.stderr and b"token" in p.stderr
+    assert b"[http] private: yes needs a token" in p.stderr, p.stderr
 
 
 # --- limits ---
