@@ -374,7 +374,7 @@ static int control_finish(struct fs_handle *h)
 {
 	int err;
 
-	if (h->node->kind != TREE_ADD && h->node->kind != TREE_REMOVE)
+	if (h->node->kind != TREE_ADD && h->node->kind != TREE_REMOVE && h->node->kind != TREE_BAD)
 		return 0;
 	pthread_mutex_lock(&h->lock);
 	err = control_commit(h);
