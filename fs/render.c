@@ -285,7 +285,8 @@ static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 
 /* The names of enum snap_eject_by, for stat.json and the metrics. */
 static const char *const eject_by[SNAP_EJECT_BY_COUNT] = {
-	[SNAP_EJECT_NONE] = "none", [SNAP_EJECT_CONTROL] = "control",
+    [SNAP_EJECT_NONE] = "none",
+    [SNAP_EJECT_CONTROL] = "control",
 };
 
 /* Live proxies taken out of the live set before a check said so. */

@@ -59,8 +59,8 @@ static int fake_reload(void *arg, fs_stop_fn stop, void *stop_arg)
 	return f->reload_err;
 }
 
-static int fake_bad(void *arg, const struct proxy_addr *list, size_t n, size_t *at,
-		    fs_stop_fn stop, void *stop_arg)
+static int fake_bad(void *arg, const struct proxy_addr *list, size_t n, size_t *at, fs_stop_fn stop,
+		    void *stop_arg)
 {
 	struct fake *f = arg;
 
