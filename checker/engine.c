@@ -349,15 +349,45 @@ static bool eject_entry(struct engine *e, struct pool_entry *pe, enum snap_eject
 	return true;
 }
 
+/* A line without credentials that names no entry itself names every
+ * credential variant of its scheme, host and port (and of its https://
+ * twin), which hide_credentials prints alike: one pass over the pool.
+ * Returns how many are tracked; with eject, takes the live ones out and
+ * says in *took whether any was. */
+static size_t bad_variants(struct engine *e, const struct proxy_addr *a, bool eject, bool *took)
+{
+	char key[PROXY_URI_MAX], bare[PROXY_URI_MAX];
+	char *tk;
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+	size_t n = 0;
+
+	if (a->user[0] || proxy_format_key(a, key, sizeof(key)) < 0)
+		return 0;
+	tk = twin_key(a);
+	while ((pe = pool_next(e->pool, &it, pe))) {
+		if (!pe->user[0] || pe->removed || !uri_without_creds(pe->uri, bare, sizeof(bare)))
+			continue;
+		if (strcmp(bare, key) != 0 && (!tk || strcmp(bare, tk) != 0))
+			continue;
+		n++;
+		if (eject && eject_entry(e, pe, SNAP_EJECT_CONTROL))
+			*took = true;
+	}
+	free(tk);
+	return n;
+}
+
 /* control/bad: all or nothing, so every line is looked up before any is
  * applied; the snapshot without them is published before w is woken. */
 static void do_bad(struct engine *e, const struct proxy_addr *list, size_t n, struct waiter *w)
 {
 	struct pool_entry *pe[2];
 	size_t ejected = 0;
+	char uri[PROXY_URI_MAX];
 
 	for (size_t i = 0; i < n; i++) {
-		if (bad_entries(e, &list[i], pe))
+		if (bad_entries(e, &list[i], pe) || bad_variants(e, &list[i], false, NULL))
 			continue;
 		w->at = i;
 		eng_wake(w, -ENOENT);
@@ -369,11 +399,13 @@ static void do_bad(struct engine *e, const struct proxy_addr *list, size_t n, st
 
 		for (int j = 0; j < k; j++)
 			took |= eject_entry(e, pe[j], SNAP_EJECT_CONTROL);
-		if (took) {
-			log_info("bad %s: reported through control/bad, out until its re-check",
-				 pe[0]->uri);
-			ejected++;
-		}
+		if (!k)
+			bad_variants(e, &list[i], true, &took);
+		if (!took)
+			continue;
+		if (proxy_format_uri(&list[i], uri, sizeof(uri)) >= 0)
+			log_info("bad %s: reported through control/bad, out until its re-check", uri);
+		ejected++;
 	}
 	e->ejections[SNAP_EJECT_CONTROL] += ejected;
 	log_debug("control/bad: %zu line%s: %zu live proxies taken out, each re-checked first", n,

@@ -471,16 +471,18 @@ static const struct snap_proxy *snap_find(const struct snapshot *s, const char *
  * nothing changes; otherwise each named live proxy is out of the snapshot
  * published when the call returns, shown as waiting for its re-check,
  * queued first for it, and counted; a dead one is left as it is; a plain
- * http:// line names the proxy listed https:// too; removed is untracked. */
+ * http:// line names the proxy listed https:// too, a line without
+ * credentials the variants with; removed is untracked. */
 static void test_bad(void)
 {
 	static const char *const typo[] = { "http://127.0.0.1:8001", "http://127.0.0.1:8999" };
 	static const char *const good[] = { "http://127.0.0.1:8001", "socks4://127.0.0.1:8003",
 					    "http://127.0.0.1:8004" };
 	static const char *const removed[] = { "socks5://127.0.0.1:8002" };
+	static const char *const bare[] = { "socks5://127.0.0.1:8005" };
 	struct cfg c;
 	struct engine *e = limit_engine(&c);
-	struct pool_entry *a, *b, *d, *t;
+	struct pool_entry *a, *b, *d, *t, *v;
 	const struct snap_proxy *r;
 	struct snapshot *s;
 	size_t at;
@@ -496,11 +498,12 @@ static void test_bad(void)
 	b = bad_entry(e, "socks5://127.0.0.1:8002", POOL_ALIVE);
 	d = bad_entry(e, "socks4://127.0.0.1:8003", POOL_DEAD);
 	t = bad_entry(e, "https://127.0.0.1:8004", POOL_ALIVE); /* only as a tunnel */
-	if (!a || !b || !d || !t)
+	v = bad_entry(e, "socks5://u:p@127.0.0.1:8005", POOL_ALIVE); /* only with credentials */
+	if (!a || !b || !d || !t || !v)
 		goto out_free;
 	eng_publish(e);
 	s = snap_current();
-	CHECK_INT(s->nlive, 3);
+	CHECK_INT(s->nlive, 4);
 	snap_unref(s);
 
 	CHECK_INT(bad_call(e, typo, 2, &at), -ENOENT);
@@ -508,13 +511,12 @@ static void test_bad(void)
 	CHECK_INT(a->state, POOL_ALIVE);
 	CHECK(!a->queued);
 	s = snap_current();
-	CHECK_INT(s->nlive, 3);
+	CHECK_INT(s->nlive, 4);
 	snap_unref(s);
 
 	CHECK_INT(bad_call(e, good, 3, &at), 0);
 	s = snap_current(); /* published before the call returned */
-	CHECK_INT(s->nlive, 1);
-	CHECK_STR(s->nlive ? s->live[0].uri : "", "socks5://127.0.0.1:8002");
+	CHECK_INT(s->nlive, 2);
 	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_CONTROL], 2);
 	r = snap_find(s, "http://127.0.0.1:8001");
 	CHECK(r && r->state == SNAP_UNKNOWN && r->ejected == SNAP_EJECT_CONTROL);
@@ -527,6 +529,17 @@ static void test_bad(void)
 	CHECK(e->urgent.head == a && a->qnext == t && e->urgent.len == 2);
 	CHECK(!d->queued);
 	CHECK_INT(e->ejections[SNAP_EJECT_CONTROL], 2);
+
+	/* A line without credentials names the variants it prints like under
+	 * hide_credentials, when it names no proxy itself. */
+	CHECK_INT(bad_call(e, bare, 1, &at), 0);
+	CHECK_INT(v->state, POOL_UNKNOWN);
+	CHECK_INT(v->ejected, SNAP_EJECT_CONTROL);
+	s = snap_current();
+	CHECK_INT(s->nlive, 1);
+	CHECK_STR(s->nlive ? s->live[0].uri : "", "socks5://127.0.0.1:8002");
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_CONTROL], 3);
+	snap_unref(s);
 
 	b->removed = true;
 	CHECK_INT(bad_call(e, removed, 1, &at), -ENOENT);
