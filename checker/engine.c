@@ -378,6 +378,28 @@ static size_t bad_variants(struct engine *e, const struct proxy_addr *a, bool ej
 	return n;
 }
 
+/* Keeps uri's ejection among the last SNAP_EJECTED_KEEP (stat.json);
+ * out of memory, it is only counted. */
+static void remember_ejection(struct engine *e, const char *uri, enum snap_eject_by by,
+			      const char *why)
+{
+	struct eng_ejection *x = &e->ejected[e->ejected_next];
+
+	free(x->uri);
+	free(x->why);
+	x->uri = strdup(uri);
+	x->why = strdup(why);
+	if (!x->uri || !x->why) {
+		free(x->uri);
+		free(x->why);
+		x->uri = x->why = NULL;
+		return;
+	}
+	x->at = eng_wall_s();
+	x->by = (uint8_t)by;
+	e->ejected_next = (e->ejected_next + 1) % SNAP_EJECTED_KEEP;
+}
+
 /* control/bad: all or nothing, so every line is looked up before any is
  * applied; the snapshot without them is published before w is woken. */
 static void do_bad(struct engine *e, const struct proxy_addr *list, size_t n, struct waiter *w)
@@ -403,8 +425,10 @@ static void do_bad(struct engine *e, const struct proxy_addr *list, size_t n, st
 			bad_variants(e, &list[i], true, &took);
 		if (!took)
 			continue;
-		if (proxy_format_uri(&list[i], uri, sizeof(uri)) >= 0)
+		if (proxy_format_uri(&list[i], uri, sizeof(uri)) >= 0) {
 			log_info("bad %s: reported through control/bad, out until its re-check", uri);
+			remember_ejection(e, uri, SNAP_EJECT_CONTROL, "reported through control/bad");
+		}
 		ejected++;
 	}
 	e->ejections[SNAP_EJECT_CONTROL] += ejected;
@@ -1036,6 +1060,10 @@ void engine_free(struct engine *e)
 	if (e->sig_pipe[1] >= 0)
 		close(e->sig_pipe[1]);
 	eng_feeds_free(e);
+	for (size_t i = 0; i < SNAP_EJECTED_KEEP; i++) {
+		free(e->ejected[i].uri);
+		free(e->ejected[i].why);
+	}
 	pthread_mutex_destroy(&e->cmd_lock);
 	free(e);
 }

@@ -233,6 +233,12 @@ struct engine {
 	uint64_t checks_total[CHK_RESULT_COUNT];
 	uint64_t local_requeues, retries_total;
 	uint64_t ejections[SNAP_EJECT_BY_COUNT]; /* live proxies ejected, by who */
+	struct eng_ejection {
+		char *uri, *why; /* owned; NULL while the slot is unused */
+		int64_t at;
+		uint8_t by;
+	} ejected[SNAP_EJECTED_KEEP]; /* the last ejections, a ring ... */
+	uint32_t ejected_next;        /* ... whose next slot this is */
 
 	/* One-shot mode (engine_run_once): no publishing, no rescans. */
 	const struct engine_once_ops *once;

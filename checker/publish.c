@@ -133,6 +133,16 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	st->held_total = e->held_total;
 	st->retries_total = e->retries_total;
 	memcpy(st->ejections_total, e->ejections, sizeof(st->ejections_total));
+	for (uint32_t k = 1; k <= SNAP_EJECTED_KEEP; k++) { /* newest first */
+		const struct eng_ejection *x =
+			&e->ejected[(e->ejected_next + SNAP_EJECTED_KEEP - k) % SNAP_EJECTED_KEEP];
+
+		if (!x->uri)
+			break;
+		st->ejected[st->nejected++] = (struct snap_ejection){
+			.uri = x->uri, .why = x->why, .at = x->at, .by = x->by,
+		};
+	}
 	st->snapshots_total = e->pub.generation;
 	memset(ss, 0, sizeof(*ss));
 	if (e->store)

@@ -289,9 +289,11 @@ static const char *const eject_by[SNAP_EJECT_BY_COUNT] = {
     [SNAP_EJECT_CONTROL] = "control",
 };
 
-/* Live proxies taken out of the live set before a check said so. */
-static void stat_ejections(const struct snap_stats *st, struct sbuf *out)
+/* Live proxies taken out of the live set before a check said so, and the
+ * last few of them with why. */
+static void stat_ejections(const struct snapshot *s, struct sbuf *out)
 {
+	const struct snap_stats *st = &s->stats;
 	uint64_t total = 0;
 
 	for (int b = SNAP_EJECT_CONTROL; b < SNAP_EJECT_BY_COUNT; b++)
@@ -300,7 +302,18 @@ static void stat_ejections(const struct snap_stats *st, struct sbuf *out)
 	for (int b = SNAP_EJECT_CONTROL; b < SNAP_EJECT_BY_COUNT; b++)
 		sbuf_printf(out, "%s\"%s\": %" PRIu64, b > SNAP_EJECT_CONTROL ? ", " : "",
 			    eject_by[b], st->ejections_total[b]);
-	sbuf_adds(out, "}},\n");
+	sbuf_adds(out, "}, \"last\": [");
+	for (uint32_t i = 0; i < st->nejected && i < SNAP_EJECTED_KEEP; i++) {
+		const struct snap_ejection *x = &st->ejected[i];
+
+		sbuf_adds(out, i ? ", {\"uri\": " : "{\"uri\": ");
+		render_uri_json(s, x->uri, out);
+		sbuf_printf(out, ", \"by\": \"%s\", \"at\": %" PRId64 ", \"why\": ",
+			    x->by < SNAP_EJECT_BY_COUNT ? eject_by[x->by] : "none", x->at);
+		sbuf_add_json_str(out, x->why);
+		sbuf_addc(out, '}');
+	}
+	sbuf_adds(out, "]},\n");
 }
 
 static void stat_judges(const struct snapshot *s, struct sbuf *out)
@@ -395,7 +408,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	stat_pool(st, out);
 	stat_scan(st, out);
 	stat_engine(st, out);
-	stat_ejections(st, out);
+	stat_ejections(s, out);
 	sbuf_printf(out,
 		    "  \"store\": {\"writes\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"error\": ",
 		    st->store_writes_total, st->store_errors_total);

@@ -45,6 +45,17 @@ enum snap_state { SNAP_ALIVE, SNAP_DEAD, SNAP_UNKNOWN, SNAP_DROPPED, SNAP_REMOVE
  * (an ejection): a user through control/bad; the gateway later. */
 enum snap_eject_by { SNAP_EJECT_NONE, SNAP_EJECT_CONTROL, SNAP_EJECT_BY_COUNT };
 
+/* How many of the last ejections stat.json shows. */
+#define SNAP_EJECTED_KEEP 8
+
+/* One ejection: which proxy, who, when and why. */
+struct snap_ejection {
+	const char *uri;
+	const char *why;
+	int64_t at;  /* unix seconds */
+	uint8_t by;  /* enum snap_eject_by */
+};
+
 /* A proxy's last check result in a few bytes, worded only when rendered
  * (fs/render.c): 100,000 proxies keep no text for it. */
 struct snap_result {
@@ -151,6 +162,8 @@ struct snap_stats {
 	uint64_t held_total;       /* failures not applied while the judges were in doubt */
 	uint64_t retries_total;
 	uint64_t ejections_total[SNAP_EJECT_BY_COUNT]; /* live proxies ejected, by who */
+	struct snap_ejection ejected[SNAP_EJECTED_KEEP]; /* the last ones, newest first */
+	uint32_t nejected;
 
 	uint64_t store_writes_total;
 	uint64_t store_errors_total;

@@ -539,6 +539,13 @@ static void test_bad(void)
 	CHECK_INT(s->nlive, 1);
 	CHECK_STR(s->nlive ? s->live[0].uri : "", "socks5://127.0.0.1:8002");
 	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_CONTROL], 3);
+	/* The last ones with why, newest first, as the lines named them. */
+	CHECK_INT(s->stats.nejected, 3);
+	CHECK_STR(s->stats.ejected[0].uri, "socks5://127.0.0.1:8005");
+	CHECK_STR(s->stats.ejected[1].uri, "http://127.0.0.1:8004");
+	CHECK_STR(s->stats.ejected[2].uri, "http://127.0.0.1:8001");
+	CHECK_INT(s->stats.ejected[0].by, SNAP_EJECT_CONTROL);
+	CHECK_STR(s->stats.ejected[0].why, "reported through control/bad");
 	snap_unref(s);
 
 	b->removed = true;

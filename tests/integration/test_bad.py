@@ -35,7 +35,13 @@ def record(d, uri):
 
 
 def ejections(d):
-    return d.read_json("stat.json")["ejections"]
+    """stat.json's ejections: total and by who; the last few apart."""
+    ej = d.read_json("stat.json")["ejections"]
+    return {"total": ej["total"], "by": ej["by"]}
+
+
+def last_ejected(d):
+    return [(x["uri"], x["by"], x["why"]) for x in d.read_json("stat.json")["ejections"]["last"]]
 
 
 def metric_line(d):
@@ -66,6 +72,7 @@ def test_bad(binary, own_peers, tmp_path):
         d = mounts.new(conf).start()
         wait_until(lambda: d.live() == everyone, READY_TIMEOUT, "all three live")
         assert ejections(d) == {"total": 0, "by": {"control": 0}}
+        assert last_ejected(d) == []
 
         # A malformed line, or a proxy the pool does not track (a typo),
         # fails the whole write, and nothing of it is applied.
@@ -86,6 +93,8 @@ def test_bad(binary, own_peers, tmp_path):
             assert r["state"] == "unknown" and r["result"] == "reported_bad", r
             assert "reported bad" in r["detail"], r
         assert ejections(d) == {"total": 2, "by": {"control": 2}}
+        why = "reported through control/bad"
+        assert last_ejected(d) == [(s4.uri, "control", why), (t.uri, "control", why)]
         assert metric_line(d).endswith(" 2")
         # Not a removal: still tracked, nothing kept out.
         assert d.read_json("stat.json")["pool"]["removed"] == 0
@@ -104,6 +113,7 @@ def test_bad(binary, own_peers, tmp_path):
                    "socks5 found dead by its re-check")
         assert d.live() == {t.uri, s4.uri}
         assert ejections(d) == {"total": 3, "by": {"control": 3}}
+        assert last_ejected(d)[0] == (s5.uri, "control", why)
         assert metric_line(d).endswith(" 3")
         d.stop()
     finally:
