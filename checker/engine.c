@@ -156,6 +156,7 @@ static void remove_entry(struct engine *e, struct pool_entry *pe)
 {
 	pe->removed = true;
 	pe->manual = false;
+	pe->ejected = SNAP_EJECT_NONE;
 	sched_del(&e->sched, pe);
 	pe->state = POOL_UNKNOWN;
 	pe->folders = 0;
@@ -308,6 +309,137 @@ static void do_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 	eng_scan_maybe_finish(e);
 }
 
+/* The entries line a names: its own and, for a plain http:// line, the
+ * same proxy listed https:// (both print http://). Neither when removed.
+ * Returns how many it found (0 to 2) in out. */
+static int bad_entries(struct engine *e, const struct proxy_addr *a, struct pool_entry *out[2])
+{
+	char key[PROXY_URI_MAX];
+	char *tk = twin_key(a);
+	struct pool_entry *pe;
+	int n = 0;
+
+	if (proxy_format_key(a, key, sizeof(key)) >= 0) {
+		pe = pool_find(e->pool, key);
+		if (pe && !pe->removed)
+			out[n++] = pe;
+	}
+	pe = tk ? pool_find(e->pool, tk) : NULL;
+	if (pe && !pe->removed)
+		out[n++] = pe;
+	free(tk);
+	return n;
+}
+
+/* Takes a live pe out of the live set until its re-check, queued ahead
+ * of the scheduled ones (one in flight or queued already keeps its turn:
+ * that check decides). false when pe was not live. */
+static bool eject_entry(struct engine *e, struct pool_entry *pe, enum snap_eject_by by)
+{
+	if (pe->state != POOL_ALIVE || pe->dropped)
+		return false;
+	pe->state = POOL_UNKNOWN;
+	pe->folders = 0;
+	pe->ejected = (uint8_t)by;
+	if (!pe->queued && !pe->chk) {
+		sched_del(&e->sched, pe);
+		pe->tries = 0;
+		queue_push(&e->urgent, pe);
+	}
+	return true;
+}
+
+/* A line without credentials that names no entry itself names every
+ * credential variant of its scheme, host and port (and of its https://
+ * twin), which hide_credentials prints alike: one pass over the pool.
+ * Returns how many are tracked; with eject, takes the live ones out and
+ * says in *took whether any was. */
+static size_t bad_variants(struct engine *e, const struct proxy_addr *a, bool eject, bool *took)
+{
+	char key[PROXY_URI_MAX], bare[PROXY_URI_MAX];
+	char *tk;
+	struct pool_iter it;
+	struct pool_entry *pe = NULL;
+	size_t n = 0;
+
+	if (a->user[0] || proxy_format_key(a, key, sizeof(key)) < 0)
+		return 0;
+	tk = twin_key(a);
+	while ((pe = pool_next(e->pool, &it, pe))) {
+		if (!pe->user[0] || pe->removed || !uri_without_creds(pe->uri, bare, sizeof(bare)))
+			continue;
+		if (strcmp(bare, key) != 0 && (!tk || strcmp(bare, tk) != 0))
+			continue;
+		n++;
+		if (eject && eject_entry(e, pe, SNAP_EJECT_CONTROL))
+			*took = true;
+	}
+	free(tk);
+	return n;
+}
+
+/* Keeps uri's ejection among the last SNAP_EJECTED_KEEP (stat.json);
+ * out of memory, it is only counted. */
+static void remember_ejection(struct engine *e, const char *uri, enum snap_eject_by by,
+			      const char *why)
+{
+	struct eng_ejection *x = &e->ejected[e->ejected_next];
+
+	free(x->uri);
+	free(x->why);
+	x->uri = strdup(uri);
+	x->why = strdup(why);
+	if (!x->uri || !x->why) {
+		free(x->uri);
+		free(x->why);
+		x->uri = x->why = NULL;
+		return;
+	}
+	x->at = eng_wall_s();
+	x->by = (uint8_t)by;
+	e->ejected_next = (e->ejected_next + 1) % SNAP_EJECTED_KEEP;
+}
+
+/* control/bad: all or nothing, so every line is looked up before any is
+ * applied; the snapshot without them is published before w is woken. */
+static void do_bad(struct engine *e, const struct proxy_addr *list, size_t n, struct waiter *w)
+{
+	struct pool_entry *pe[2];
+	size_t ejected = 0;
+	char uri[PROXY_URI_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		if (bad_entries(e, &list[i], pe) || bad_variants(e, &list[i], false, NULL))
+			continue;
+		w->at = i;
+		eng_wake(w, -ENOENT);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int k = bad_entries(e, &list[i], pe);
+		bool took = false;
+
+		for (int j = 0; j < k; j++)
+			took |= eject_entry(e, pe[j], SNAP_EJECT_CONTROL);
+		if (!k)
+			bad_variants(e, &list[i], true, &took);
+		if (!took)
+			continue;
+		if (proxy_format_uri(&list[i], uri, sizeof(uri)) >= 0) {
+			log_info("bad %s: reported through control/bad, out until its re-check", uri);
+			remember_ejection(e, uri, SNAP_EJECT_CONTROL, "reported through control/bad");
+		}
+		ejected++;
+	}
+	e->ejections[SNAP_EJECT_CONTROL] += ejected;
+	log_debug("control/bad: %zu line%s: %zu live proxies taken out, each re-checked first", n,
+		  n == 1 ? "" : "s", ejected);
+	eng_mark_dirty(e);
+	eng_publish(e); /* the writer returns once they are no longer handed out */
+	eng_wake(w, 0);
+	eng_dispatch(e);
+}
+
 bool eng_judges_unreachable(const struct engine *e)
 {
 	return judges_all_probed(e->feeds.judges) && !judges_any_healthy(e->feeds.judges);
@@ -360,6 +492,10 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		case CMD_RESOLVED:
 			eng_apply_lookup(e, c->idx, c->gen, &c->rsv);
 			break;
+		case CMD_BAD:
+			do_bad(e, c->list, c->n, c->waiter);
+			c->waiter = NULL;
+			break;
 		case CMD_RELOAD:
 			log_debug("control/reload: reload: re-reading the config and the sources");
 			eng_wake(c->waiter, eng_reload_config(e));
@@ -402,8 +538,9 @@ static struct waiter *waiter_new(void)
 }
 
 /* Waits for w's result, asking stop every WAIT_POLL_MS whether to give up
- * first. Drops the caller's reference either way. */
-static int waiter_wait(struct waiter *w, engine_stop_fn stop, void *arg)
+ * first; *at (may be NULL) gets w's at. Drops the caller's reference
+ * either way. */
+static int waiter_wait(struct waiter *w, engine_stop_fn stop, void *arg, size_t *at)
 {
 	struct timespec until;
 	int rc = 0;
@@ -422,6 +559,8 @@ static int waiter_wait(struct waiter *w, engine_stop_fn stop, void *arg)
 	}
 	if (w->done)
 		rc = w->rc;
+	if (at)
+		*at = w->at;
 	pthread_mutex_unlock(&w->lock);
 	eng_waiter_put(w);
 	return rc;
@@ -455,7 +594,7 @@ static int send_and_wait(struct engine *e, enum cmd_kind kind, bool wait, engine
 		}
 		return rc;
 	}
-	return w ? waiter_wait(w, stop, arg) : 0;
+	return w ? waiter_wait(w, stop, arg, NULL) : 0;
 }
 
 int engine_rescan(struct engine *e, bool wait, engine_stop_fn stop, void *arg)
@@ -468,24 +607,32 @@ int engine_reload(struct engine *e, engine_stop_fn stop, void *arg)
 	return send_and_wait(e, CMD_RELOAD, true, stop, arg);
 }
 
-static int send_list(struct engine *e, enum cmd_kind kind, const struct proxy_addr *list,
-		     size_t n)
+/* A command of kind carrying a copy of list; NULL when out of memory. */
+static struct cmd *list_cmd(enum cmd_kind kind, const struct proxy_addr *list, size_t n)
 {
 	struct cmd *c = calloc(1, sizeof(*c));
 
 	if (!c)
-		return -ENOMEM;
+		return NULL;
 	c->kind = kind;
 	c->n = n;
 	if (n) {
 		c->list = malloc(n * sizeof(*list));
 		if (!c->list) {
 			free(c);
-			return -ENOMEM;
+			return NULL;
 		}
 		memcpy(c->list, list, n * sizeof(*list));
 	}
-	return eng_cmd_send(e, c);
+	return c;
+}
+
+static int send_list(struct engine *e, enum cmd_kind kind, const struct proxy_addr *list,
+		     size_t n)
+{
+	struct cmd *c = list_cmd(kind, list, n);
+
+	return c ? eng_cmd_send(e, c) : -ENOMEM;
 }
 
 int engine_add(struct engine *e, const struct proxy_addr *list, size_t n)
@@ -496,6 +643,28 @@ int engine_add(struct engine *e, const struct proxy_addr *list, size_t n)
 int engine_remove(struct engine *e, const struct proxy_addr *list, size_t n)
 {
 	return send_list(e, CMD_REMOVE, list, n);
+}
+
+int engine_bad(struct engine *e, const struct proxy_addr *list, size_t n, size_t *at,
+	       engine_stop_fn stop, void *arg)
+{
+	struct cmd *c = list_cmd(CMD_BAD, list, n);
+	struct waiter *w = c ? waiter_new() : NULL;
+	int rc;
+
+	if (!w) {
+		if (c)
+			cmd_free(c);
+		return -ENOMEM;
+	}
+	c->waiter = w;
+	rc = eng_cmd_send(e, c);
+	if (rc < 0) { /* the engine never had it: both references are ours */
+		eng_waiter_put(w);
+		eng_waiter_put(w);
+		return rc;
+	}
+	return waiter_wait(w, stop, arg, at);
 }
 
 void engine_signal_reload(struct engine *e)
@@ -895,6 +1064,10 @@ void engine_free(struct engine *e)
 	if (e->sig_pipe[1] >= 0)
 		close(e->sig_pipe[1]);
 	eng_feeds_free(e);
+	for (size_t i = 0; i < SNAP_EJECTED_KEEP; i++) {
+		free(e->ejected[i].uri);
+		free(e->ejected[i].why);
+	}
 	pthread_mutex_destroy(&e->cmd_lock);
 	free(e);
 }

@@ -118,6 +118,20 @@ int engine_add(struct engine *e, const struct proxy_addr *list, size_t n);
 /* Drops proxies from the pool and keeps them out, persisted. 0 or -errno. */
 int engine_remove(struct engine *e, const struct proxy_addr *list, size_t n);
 
+/* A report that these proxies failed a user (control/bad): each live one
+ * leaves the live set at once and is queued for a re-check ahead of the
+ * scheduled ones, whose result alone brings it back. Nothing is persisted
+ * and the proxy stays tracked. An http:// line also names the same proxy
+ * listed https://; a line without credentials that names no proxy itself
+ * names its variants with credentials (hide_credentials prints them
+ * alike); a tracked proxy that is not live is left as it is. All
+ * or nothing: -ENOENT, with *at the index of the first line naming no
+ * proxy the pool tracks (removed ones included), when one does, and then
+ * nothing is applied. Otherwise returns once a snapshot without them is
+ * published (or stop says to give up): 0 or -errno. */
+int engine_bad(struct engine *e, const struct proxy_addr *list, size_t n, size_t *at,
+	       engine_stop_fn stop, void *arg);
+
 /* Async-signal-safe: asks the engine to re-read its sources (SIGHUP). */
 void engine_signal_reload(struct engine *e);
 

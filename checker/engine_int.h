@@ -76,21 +76,22 @@
  * its own (eng_wake for the engine), so a caller that stops waiting early
  * (interrupted, shutting down) leaves nothing dangling. */
 struct waiter {
-	pthread_mutex_t lock;	/* guards done and rc */
+	pthread_mutex_t lock;	/* guards done, rc and at */
 	pthread_cond_t cond;
 	bool done;
 	int rc;
+	size_t at;		/* CMD_BAD: the line of the list an error is about */
 	atomic_int refs;
 };
 
 enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE, CMD_FETCHED, CMD_PROBED, CMD_RELOAD,
-		CMD_RESOLVED };
+		CMD_RESOLVED, CMD_BAD };
 
 struct cmd {
 	struct cmd *next;
 	enum cmd_kind kind;
-	struct waiter *waiter;   /* CMD_RESCAN with wait */
-	struct proxy_addr *list; /* CMD_ADD / CMD_REMOVE, owned */
+	struct waiter *waiter;   /* CMD_RESCAN with wait, CMD_RELOAD, CMD_BAD */
+	struct proxy_addr *list; /* CMD_ADD / CMD_REMOVE / CMD_BAD, owned */
 	size_t n;
 	struct fetch_result *res; /* CMD_FETCHED / CMD_PROBED, owned */
 	struct resolve_result rsv; /* CMD_RESOLVED */
@@ -232,6 +233,13 @@ struct engine {
 	bool store_failing;         /* so a change there publishes too */
 	uint64_t checks_total[CHK_RESULT_COUNT];
 	uint64_t local_requeues, retries_total;
+	uint64_t ejections[SNAP_EJECT_BY_COUNT]; /* live proxies ejected, by who */
+	struct eng_ejection {
+		char *uri, *why; /* owned; NULL while the slot is unused */
+		int64_t at;
+		uint8_t by;
+	} ejected[SNAP_EJECTED_KEEP]; /* the last ejections, a ring ... */
+	uint32_t ejected_next;        /* ... whose next slot this is */
 
 	/* One-shot mode (engine_run_once): no publishing, no rescans. */
 	const struct engine_once_ops *once;

@@ -61,6 +61,8 @@ struct pool_entry {
 	uint8_t folders;           /* bit (1 << enum proxy_proto) per folder when alive */
 	uint8_t tries;             /* attempts in the current check round */
 	uint8_t anonymity;         /* enum snap_anon */
+	uint8_t ejected;           /* enum snap_eject_by: taken out of the live set by a
+				    * report (control/bad) until its next result */
 	bool tunnel, remote_dns, have_addr;
 	bool manual;               /* added through control/add */
 	bool removed;              /* kept out by control/remove: never checked or shown */

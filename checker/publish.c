@@ -132,6 +132,17 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	st->paused = e->paused;
 	st->held_total = e->held_total;
 	st->retries_total = e->retries_total;
+	memcpy(st->ejections_total, e->ejections, sizeof(st->ejections_total));
+	for (uint32_t k = 1; k <= SNAP_EJECTED_KEEP; k++) { /* newest first */
+		const struct eng_ejection *x =
+			&e->ejected[(e->ejected_next + SNAP_EJECTED_KEEP - k) % SNAP_EJECTED_KEEP];
+
+		if (!x->uri)
+			break;
+		st->ejected[st->nejected++] = (struct snap_ejection){
+			.uri = x->uri, .why = x->why, .at = x->at, .by = x->by,
+		};
+	}
 	st->snapshots_total = e->pub.generation;
 	memset(ss, 0, sizeof(*ss));
 	if (e->store)
@@ -225,6 +236,14 @@ static uint8_t shown_state(const struct pool_entry *pe, const struct shown *sh)
 	return sh->state == POOL_DEAD ? SNAP_DEAD : SNAP_UNKNOWN;
 }
 
+/* Who ejected a proxy shown as sh that waits for its re-check, if anyone. */
+static uint8_t ejected_by(const struct shown *sh)
+{
+	if (sh->pe->ejected)
+		return sh->pe->ejected;
+	return sh->twin ? sh->twin->ejected : SNAP_EJECT_NONE;
+}
+
 /* One record of the tree: a live proxy, or any other tracked one (all.json,
  * dead.txt, removed.txt, lookup/). A removed or dropped entry shows its
  * key (https:// for a tunnel), as control/add would take it back. */
@@ -255,6 +274,7 @@ static int add_record(struct engine *e, struct snap_builder *b, const struct sho
 	    .last_checked = pe->last_checked,
 	    .state = state,
 	    .last = pe->last,
+	    .ejected = state == SNAP_UNKNOWN ? ejected_by(sh) : SNAP_EJECT_NONE,
 	    .fails_in_row = pe->fails_in_row,
 	    .next_check = next_check(pe, clock0),
 	};

@@ -250,6 +250,7 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 			 const struct chk_outcome *o)
 {
 	pe->doubted = false;
+	pe->ejected = SNAP_EJECT_NONE; /* a result ends what a report did */
 	pe->last_checked = eng_wall_s();
 	pe->last = (struct snap_result){
 	    .result = (uint8_t)(o->result + 1),

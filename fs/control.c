@@ -126,6 +126,24 @@ static int control_reload(const struct fs_control *ctl, const char *text, size_t
 	return ctl->rescan(ctl->arg, n == 4 && memcmp(text, "sync", 4) == 0, stop, stop_arg);
 }
 
+/* A report of proxies that failed a user; a line naming a proxy the pool
+ * does not track is EINVAL, as a bad line is. */
+static int control_bad(const struct fs_control *ctl, const struct proxy_addr *list, size_t n,
+		       fs_stop_fn stop, void *stop_arg, char *why, size_t why_size)
+{
+	char uri[PROXY_URI_MAX];
+	size_t at = 0;
+	int err = ctl->bad(ctl->arg, list, n, &at, stop, stop_arg);
+
+	if (err != -ENOENT)
+		return err;
+	if (at >= n || proxy_format_key(&list[at], uri, sizeof(uri)) < 0)
+		snprintf(uri, sizeof(uri), "?");
+	if (why && why_size)
+		snprintf(why, why_size, "not in the pool: %s", uri);
+	return -EINVAL;
+}
+
 int control_apply(const struct fs_control *ctl, enum control_kind kind, const char *text,
 		  size_t len, fs_stop_fn stop, void *stop_arg, char *why, size_t why_size)
 {
@@ -142,7 +160,9 @@ int control_apply(const struct fs_control *ctl, enum control_kind kind, const ch
 	if (kind == CONTROL_RELOAD)
 		return control_reload(ctl, text, len, stop, stop_arg, why, why_size);
 	err = control_parse(text, len, &list, &n, why, why_size);
-	if (!err && n)
+	if (!err && n && kind == CONTROL_BAD)
+		err = control_bad(ctl, list, n, stop, stop_arg, why, why_size);
+	else if (!err && n)
 		err = kind == CONTROL_ADD ? ctl->add(ctl->arg, list, n)
 					  : ctl->remove(ctl->arg, list, n);
 	free(list);

@@ -168,7 +168,9 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size)
  * open or for a bad last line. Caller holds h->lock. */
 static int control_commit(struct fs_handle *h)
 {
-	enum control_kind kind = h->node->kind == TREE_ADD ? CONTROL_ADD : CONTROL_REMOVE;
+	enum control_kind kind = h->node->kind == TREE_ADD   ? CONTROL_ADD
+				 : h->node->kind == TREE_BAD ? CONTROL_BAD
+							     : CONTROL_REMOVE;
 	int err = h->failed ? -EINVAL : 0;
 
 	if (!err && h->buf.len)
@@ -372,7 +374,7 @@ static int control_finish(struct fs_handle *h)
 {
 	int err;
 
-	if (h->node->kind != TREE_ADD && h->node->kind != TREE_REMOVE)
+	if (h->node->kind != TREE_ADD && h->node->kind != TREE_REMOVE && h->node->kind != TREE_BAD)
 		return 0;
 	pthread_mutex_lock(&h->lock);
 	err = control_commit(h);

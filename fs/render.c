@@ -297,6 +297,39 @@ static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 	sbuf_printf(out, "},\n");
 }
 
+/* The names of enum snap_eject_by, for stat.json and the metrics. */
+static const char *const eject_by[SNAP_EJECT_BY_COUNT] = {
+    [SNAP_EJECT_NONE] = "none",
+    [SNAP_EJECT_CONTROL] = "control",
+};
+
+/* Live proxies taken out of the live set before a check said so, and the
+ * last few of them with why. */
+static void stat_ejections(const struct snapshot *s, struct sbuf *out)
+{
+	const struct snap_stats *st = &s->stats;
+	uint64_t total = 0;
+
+	for (int b = SNAP_EJECT_CONTROL; b < SNAP_EJECT_BY_COUNT; b++)
+		total += st->ejections_total[b];
+	sbuf_printf(out, "  \"ejections\": {\"total\": %" PRIu64 ", \"by\": {", total);
+	for (int b = SNAP_EJECT_CONTROL; b < SNAP_EJECT_BY_COUNT; b++)
+		sbuf_printf(out, "%s\"%s\": %" PRIu64, b > SNAP_EJECT_CONTROL ? ", " : "",
+			    eject_by[b], st->ejections_total[b]);
+	sbuf_adds(out, "}, \"last\": [");
+	for (uint32_t i = 0; i < st->nejected && i < SNAP_EJECTED_KEEP; i++) {
+		const struct snap_ejection *x = &st->ejected[i];
+
+		sbuf_adds(out, i ? ", {\"uri\": " : "{\"uri\": ");
+		render_uri_json(s, x->uri, out);
+		sbuf_printf(out, ", \"by\": \"%s\", \"at\": %" PRId64 ", \"why\": ",
+			    x->by < SNAP_EJECT_BY_COUNT ? eject_by[x->by] : "none", x->at);
+		sbuf_add_json_str(out, x->why);
+		sbuf_addc(out, '}');
+	}
+	sbuf_adds(out, "]},\n");
+}
+
 static void stat_judges(const struct snapshot *s, struct sbuf *out)
 {
 	sbuf_adds(out, "  \"judges\": [");
@@ -416,6 +449,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	stat_pool(st, out);
 	stat_scan(st, out);
 	stat_engine(st, out);
+	stat_ejections(s, out);
 	sbuf_printf(out,
 		    "  \"store\": {\"writes\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"error\": ",
 		    st->store_writes_total, st->store_errors_total);
@@ -532,6 +566,14 @@ static void metrics_engine(const struct snap_stats *st, struct sbuf *out)
 	       "1 while checking waits for a judge to answer.", st->paused);
 	scalar(out, "proxyfs_checks_held_total", "counter",
 	       "Failed checks not applied while the judges were in doubt.", st->held_total);
+}
+
+static void metrics_ejections(const struct snap_stats *st, struct sbuf *out)
+{
+	family(out, "proxyfs_ejections_total", "counter",
+	       "Live proxies taken out of the live set until their re-check, by who reported them.");
+	for (int b = SNAP_EJECT_CONTROL; b < SNAP_EJECT_BY_COUNT; b++)
+		labelled(out, "proxyfs_ejections_total", "by", eject_by[b], st->ejections_total[b]);
 }
 
 /* Counters are the families whose name ends in _total. */
@@ -725,6 +767,7 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	metrics_pool(st, out);
 	metrics_scan(st, out);
 	metrics_engine(st, out);
+	metrics_ejections(st, out);
 	metrics_life(st, out);
 	metrics_sessions(out);
 	metrics_judges(s, out);

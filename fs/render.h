@@ -94,7 +94,8 @@ void render_result(const struct snap_result *r, struct sbuf *out);
 
 /* /all.json: a JSON array, one object a line, of every tracked proxy:
  * the live ones fastest first, then the others by state and URI. Each:
- * uri, protocol, state, result (class or null), detail (render_result),
+ * uri, protocol, state, result (class or null; "reported_bad" for a
+ * proxy control/bad took out, until its re-check), detail (render_result),
  * fails_in_row, last_checked, next_check (unix seconds or null),
  * latency_ms (null unless alive), sources. arg unused. */
 void render_all_json(const struct snapshot *s, int arg, struct sbuf *out);

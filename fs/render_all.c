@@ -291,7 +291,9 @@ static void json_record(const struct snapshot *s, struct sbuf *out, const struct
 	sbuf_adds(out, "\",\"state\":\"");
 	sbuf_adds(out, render_state_name(p->state));
 	sbuf_adds(out, "\",\"result\":");
-	if (p->last.result && p->last.result <= CHK_RESULT_COUNT) {
+	if (p->ejected) {
+		sbuf_adds(out, "\"reported_bad\"");
+	} else if (p->last.result && p->last.result <= CHK_RESULT_COUNT) {
 		sbuf_addc(out, '"');
 		sbuf_adds(out, chk_result_name(p->last.result - 1));
 		sbuf_addc(out, '"');
@@ -299,6 +301,9 @@ static void json_record(const struct snapshot *s, struct sbuf *out, const struct
 		sbuf_adds(out, "null");
 	}
 	sbuf_reset(scratch);
+	if (p->ejected)
+		sbuf_adds(scratch, "reported bad through control/bad, out of the live set until "
+				   "its re-check (queued at once); its last check: ");
 	render_result(&p->last, scratch);
 	sbuf_adds(out, ",\"detail\":");
 	sbuf_add_json_str(out, sbuf_cstr(scratch));

@@ -84,6 +84,7 @@ static const struct tree_node tree_nodes[] = {
 	{ .path = "/control/reload", .kind = TREE_RELOAD, .mode = 0200 },
 	{ .path = "/control/add", .kind = TREE_ADD, .mode = 0200 },
 	{ .path = "/control/remove", .kind = TREE_REMOVE, .mode = 0200 },
+	{ .path = "/control/bad", .kind = TREE_BAD, .mode = 0200 },
 };
 /* clang-format on */
 

@@ -27,6 +27,7 @@ enum tree_kind {
 	TREE_RELOAD,   /* control files from here on */
 	TREE_ADD,
 	TREE_REMOVE,
+	TREE_BAD,
 };
 
 /* One path of the tree. path points to the table or, for a made-up node,

@@ -79,7 +79,7 @@ static void usage(FILE *out)
 		"{http,https,socks4,socks5}/{random,next,live.txt,session/KEY},\n"
 		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt,session/KEY},\n"
 		"sources/NAME/{random,next,live.txt,session/KEY}, prometheus/proxyfs.prom,\n"
-		"control/{reload,add,remove}.\n"
+		"control/{reload,add,remove,bad}.\n"
 		"\n"
 		"  -c, --config FILE   settings (INI); default %s if it exists\n"
 		"  -f, --foreground    do not daemonize; log to stderr\n"
@@ -448,6 +448,12 @@ static int control_remove(void *arg, const struct proxy_addr *list, size_t n)
 	return engine_remove(arg, list, n);
 }
 
+static int control_bad(void *arg, const struct proxy_addr *list, size_t n, size_t *at,
+		       fs_stop_fn stop, void *stop_arg)
+{
+	return engine_bad(arg, list, n, at, stop, stop_arg);
+}
+
 static int control_rescan(void *arg, bool wait, fs_stop_fn stop, void *stop_arg)
 {
 	return engine_rescan(arg, wait, stop, stop_arg);
@@ -577,7 +583,8 @@ static int run(const struct options *o, const struct cfg *c)
 	struct store *store = NULL;
 	struct engine *e = NULL;
 	struct fs_control ctl = { .add = control_add, .remove = control_remove,
-				  .rescan = control_rescan, .reload = control_reload };
+				  .rescan = control_rescan, .reload = control_reload,
+				  .bad = control_bad };
 	struct fuse *f = NULL;
 	struct http_front *http = NULL;
 	char *mountpoint;

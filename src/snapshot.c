@@ -259,6 +259,12 @@ void snap_builder_set_stats(struct snap_builder *b, const struct snap_stats *st)
 	b->stats.store_error = arena_strdup(b->arena, st->store_error);
 	if (!b->stats.health || !b->stats.store_error)
 		b->failed = true;
+	for (uint32_t i = 0; i < st->nejected && i < SNAP_EJECTED_KEEP; i++) {
+		b->stats.ejected[i].uri = arena_strdup(b->arena, st->ejected[i].uri);
+		b->stats.ejected[i].why = arena_strdup(b->arena, st->ejected[i].why);
+		if (!b->stats.ejected[i].uri || !b->stats.ejected[i].why)
+			b->failed = true;
+	}
 }
 
 static int by_latency(const void *pa, const void *pb)

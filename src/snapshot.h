@@ -41,6 +41,21 @@ enum snap_view {
  * control/remove. SNAP_ALIVE is 0 so a record that says nothing is live. */
 enum snap_state { SNAP_ALIVE, SNAP_DEAD, SNAP_UNKNOWN, SNAP_DROPPED, SNAP_REMOVED };
 
+/* Who took a live proxy out of the live set before its re-check said so
+ * (an ejection): a user through control/bad; the gateway later. */
+enum snap_eject_by { SNAP_EJECT_NONE, SNAP_EJECT_CONTROL, SNAP_EJECT_BY_COUNT };
+
+/* How many of the last ejections stat.json shows. */
+#define SNAP_EJECTED_KEEP 8
+
+/* One ejection: which proxy, who, when and why. */
+struct snap_ejection {
+	const char *uri;
+	const char *why;
+	int64_t at;  /* unix seconds */
+	uint8_t by;  /* enum snap_eject_by */
+};
+
 /* A proxy's last check result in a few bytes, worded only when rendered
  * (fs/render.c): 100,000 proxies keep no text for it. */
 struct snap_result {
@@ -71,6 +86,7 @@ struct snap_proxy {
 	/* Why it is what it is (all.json, dead.txt, lookup/). */
 	uint8_t state; /* enum snap_state */
 	struct snap_result last;
+	uint8_t ejected; /* enum snap_eject_by: out of the live set, waiting for its re-check */
 	uint32_t fails_in_row;
 	int64_t next_check; /* unix seconds it is due, 0 = not scheduled (removed,
 			     * dropped) or now (queued, in flight: see state) */
@@ -145,6 +161,9 @@ struct snap_stats {
 	bool paused;               /* no judge answers: checking waits */
 	uint64_t held_total;       /* failures not applied while the judges were in doubt */
 	uint64_t retries_total;
+	uint64_t ejections_total[SNAP_EJECT_BY_COUNT]; /* live proxies ejected, by who */
+	struct snap_ejection ejected[SNAP_EJECTED_KEEP]; /* the last ones, newest first */
+	uint32_t nejected;
 
 	uint64_t store_writes_total;
 	uint64_t store_errors_total;

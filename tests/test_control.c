@@ -9,7 +9,8 @@
 
 /* What the fake saw. */
 struct fake {
-	int adds, removes, rescans, reloads;
+	int adds, removes, rescans, reloads, bads;
+	size_t bad_unknown;	 /* bad: the line it says is not tracked, SIZE_MAX for none */
 	size_t last_n;		 /* proxies in the last add or remove */
 	struct proxy_addr first; /* the first of them */
 	bool last_wait;		 /* the last rescan's wait */
@@ -58,6 +59,20 @@ static int fake_reload(void *arg, fs_stop_fn stop, void *stop_arg)
 	return f->reload_err;
 }
 
+static int fake_bad(void *arg, const struct proxy_addr *list, size_t n, size_t *at, fs_stop_fn stop,
+		    void *stop_arg)
+{
+	struct fake *f = arg;
+
+	if (f->bad_unknown < n) {
+		*at = f->bad_unknown;
+		return -ENOENT;
+	}
+	f->bads++;
+	fake_list(f, list, n);
+	return 0;
+}
+
 static int apply(struct fake *f, enum control_kind kind, const char *text, char *why,
 		 size_t why_size)
 {
@@ -67,6 +82,7 @@ static int apply(struct fake *f, enum control_kind kind, const char *text, char 
 	    .remove = fake_remove,
 	    .rescan = fake_rescan,
 	    .reload = fake_reload,
+	    .bad = fake_bad,
 	};
 
 	return control_apply(&ctl, kind, text, strlen(text), NULL, NULL, why, why_size);
@@ -165,6 +181,30 @@ static void test_reload_words(void)
 	CHECK_INT(f.adds + f.removes, 0);
 }
 
+/* control/bad: proxy lines like add; a line the pool does not track is
+ * EINVAL naming that proxy, a bad line as for add, and nothing applied. */
+static void test_bad_report(void)
+{
+	struct fake f = {.bad_unknown = SIZE_MAX};
+	char why[200];
+
+	CHECK_INT(apply(&f, CONTROL_BAD, "1.2.3.4:8080\nsocks5://u:p@5.6.7.8:1080\n", why,
+			sizeof(why)),
+		  0);
+	CHECK_INT(f.bads, 1);
+	CHECK_INT(f.last_n, 2);
+	CHECK_STR(why, "");
+	f.bad_unknown = 1;
+	CHECK_INT(apply(&f, CONTROL_BAD, "1.2.3.4:8080\nsocks5://u:p@5.6.7.8:1080\n", why,
+			sizeof(why)),
+		  -EINVAL);
+	CHECK_STR(why, "not in the pool: socks5://u:p@5.6.7.8:1080");
+	CHECK_INT(apply(&f, CONTROL_BAD, "1.2.3.4:8080\nnope\n", why, sizeof(why)), -EINVAL);
+	CHECK_STR(why, "line 2: not a proxy line: nope");
+	CHECK_INT(f.bads, 1);
+	CHECK_INT(f.adds + f.removes + f.rescans + f.reloads, 0);
+}
+
 static void test_too_big(void)
 {
 	struct fake f = {0};
@@ -205,6 +245,7 @@ int main(void)
 	test_add_remove();
 	test_bad_line();
 	test_reload_words();
+	test_bad_report();
 	test_too_big();
 	return test_exit_code();
 }

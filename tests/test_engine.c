@@ -9,8 +9,13 @@
  * every thread besides the main one must block the signals the daemon
  * handles, so that they reach the main thread's handlers. Last, the
  * concurrency limit's latency and loop-lag rules, fed samples by hand.
+ * And control/bad (engine_bad) from another thread, with this one running
+ * the engine's loop: all or nothing, live proxies out of the published
+ * snapshot when it returns and first in line for their re-check.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -392,6 +397,166 @@ out:
 	cfg_free(&c);
 }
 
+/* A tracked proxy, made by hand in e's pool, in state (alive: checked ok). */
+static struct pool_entry *bad_entry(struct engine *e, const char *line, enum pool_state state)
+{
+	struct proxy_addr a;
+	struct pool_entry *pe;
+	bool created;
+
+	CHECK_INT(proxy_parse_line(line, strlen(line), PROXY_HTTP, &a), PROXY_LINE_OK);
+	pe = pool_get(e->pool, &a, &created);
+	CHECK(pe != NULL);
+	if (!pe)
+		return NULL;
+	pe->state = (uint8_t)state;
+	pe->folders = state == POOL_ALIVE ? (uint8_t)(1u << pe->proto) : 0;
+	pe->last.result = (uint8_t)((state == POOL_ALIVE ? CHK_OK : CHK_REFUSED) + 1);
+	pe->latency_ms = 10;
+	return pe;
+}
+
+struct bad_call {
+	struct engine *e;
+	struct proxy_addr list[4];
+	size_t n, at;
+	int rc;
+	atomic_bool done; /* set by the calling thread once engine_bad returned */
+};
+
+static void *bad_thread(void *arg)
+{
+	struct bad_call *b = arg;
+
+	b->rc = engine_bad(b->e, b->list, b->n, &b->at, NULL, NULL);
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+/* Calls engine_bad on lines from another thread while this one runs e's
+ * loop (as the engine thread would) until it returns; its result. */
+static int bad_call(struct engine *e, const char *const *lines, size_t n, size_t *at)
+{
+	struct bad_call b = { .e = e, .n = n, .at = SIZE_MAX };
+	pthread_t t;
+
+	for (size_t i = 0; i < n; i++)
+		CHECK_INT(proxy_parse_line(lines[i], strlen(lines[i]), PROXY_HTTP, &b.list[i]),
+			  PROXY_LINE_OK);
+	atomic_init(&b.done, false);
+	if (pthread_create(&t, NULL, bad_thread, &b) != 0) {
+		CHECK(!"pthread_create");
+		return -EAGAIN;
+	}
+	/* Bounded: a command never answered fails the test, not hangs it. */
+	for (int i = 0; i < 100000 && !atomic_load(&b.done); i++) {
+		event_base_loop(e->base, EVLOOP_NONBLOCK);
+		usleep(100);
+	}
+	CHECK(atomic_load(&b.done));
+	pthread_join(t, NULL);
+	*at = b.at;
+	return b.rc;
+}
+
+static const struct snap_proxy *snap_find(const struct snapshot *s, const char *uri)
+{
+	for (uint32_t i = 0; i < s->nall; i++)
+		if (strcmp(s->all[i].uri, uri) == 0)
+			return &s->all[i];
+	return NULL;
+}
+
+/* control/bad: a line naming no tracked proxy fails the whole write and
+ * nothing changes; otherwise each named live proxy is out of the snapshot
+ * published when the call returns, shown as waiting for its re-check,
+ * queued first for it, and counted; a dead one is left as it is; a plain
+ * http:// line names the proxy listed https:// too, a line without
+ * credentials the variants with; removed is untracked. */
+static void test_bad(void)
+{
+	static const char *const typo[] = { "http://127.0.0.1:8001", "http://127.0.0.1:8999" };
+	static const char *const good[] = { "http://127.0.0.1:8001", "socks4://127.0.0.1:8003",
+					    "http://127.0.0.1:8004" };
+	static const char *const removed[] = { "socks5://127.0.0.1:8002" };
+	static const char *const bare[] = { "socks5://127.0.0.1:8005" };
+	struct cfg c;
+	struct engine *e = limit_engine(&c);
+	struct pool_entry *a, *b, *d, *t, *v;
+	const struct snap_proxy *r;
+	struct snapshot *s;
+	size_t at;
+
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	/* No tick (it would start a scan) and no check may start: what is
+	 * queued stays where do_bad put it. */
+	event_del(e->tick_ev);
+	e->lim.limit = 0;
+	a = bad_entry(e, "http://127.0.0.1:8001", POOL_ALIVE);
+	b = bad_entry(e, "socks5://127.0.0.1:8002", POOL_ALIVE);
+	d = bad_entry(e, "socks4://127.0.0.1:8003", POOL_DEAD);
+	t = bad_entry(e, "https://127.0.0.1:8004", POOL_ALIVE); /* only as a tunnel */
+	v = bad_entry(e, "socks5://u:p@127.0.0.1:8005", POOL_ALIVE); /* only with credentials */
+	if (!a || !b || !d || !t || !v)
+		goto out_free;
+	eng_publish(e);
+	s = snap_current();
+	CHECK_INT(s->nlive, 4);
+	snap_unref(s);
+
+	CHECK_INT(bad_call(e, typo, 2, &at), -ENOENT);
+	CHECK_INT(at, 1);
+	CHECK_INT(a->state, POOL_ALIVE);
+	CHECK(!a->queued);
+	s = snap_current();
+	CHECK_INT(s->nlive, 4);
+	snap_unref(s);
+
+	CHECK_INT(bad_call(e, good, 3, &at), 0);
+	s = snap_current(); /* published before the call returned */
+	CHECK_INT(s->nlive, 2);
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_CONTROL], 2);
+	r = snap_find(s, "http://127.0.0.1:8001");
+	CHECK(r && r->state == SNAP_UNKNOWN && r->ejected == SNAP_EJECT_CONTROL);
+	r = snap_find(s, "http://127.0.0.1:8004"); /* printed http:// */
+	CHECK(r && r->state == SNAP_UNKNOWN && r->ejected == SNAP_EJECT_CONTROL);
+	r = snap_find(s, "socks4://127.0.0.1:8003");
+	CHECK(r && r->state == SNAP_DEAD && r->ejected == SNAP_EJECT_NONE);
+	snap_unref(s);
+	/* First in line for a check, ahead of the scan and the re-checks. */
+	CHECK(e->urgent.head == a && a->qnext == t && e->urgent.len == 2);
+	CHECK(!d->queued);
+	CHECK_INT(e->ejections[SNAP_EJECT_CONTROL], 2);
+
+	/* A line without credentials names the variants it prints like under
+	 * hide_credentials, when it names no proxy itself. */
+	CHECK_INT(bad_call(e, bare, 1, &at), 0);
+	CHECK_INT(v->state, POOL_UNKNOWN);
+	CHECK_INT(v->ejected, SNAP_EJECT_CONTROL);
+	s = snap_current();
+	CHECK_INT(s->nlive, 1);
+	CHECK_STR(s->nlive ? s->live[0].uri : "", "socks5://127.0.0.1:8002");
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_CONTROL], 3);
+	/* The last ones with why, newest first, as the lines named them. */
+	CHECK_INT(s->stats.nejected, 3);
+	CHECK_STR(s->stats.ejected[0].uri, "socks5://127.0.0.1:8005");
+	CHECK_STR(s->stats.ejected[1].uri, "http://127.0.0.1:8004");
+	CHECK_STR(s->stats.ejected[2].uri, "http://127.0.0.1:8001");
+	CHECK_INT(s->stats.ejected[0].by, SNAP_EJECT_CONTROL);
+	CHECK_STR(s->stats.ejected[0].why, "reported through control/bad");
+	snap_unref(s);
+
+	b->removed = true;
+	CHECK_INT(bad_call(e, removed, 1, &at), -ENOENT);
+	CHECK_INT(at, 0);
+out_free:
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
 int main(void)
 {
 	test_fifo_without_memory();
@@ -401,5 +566,6 @@ int main(void)
 	test_latency_no_history();
 	test_limit_settles();
 	test_lag_sustained();
+	test_bad();
 	return test_exit_code();
 }

@@ -8,7 +8,10 @@
  * (none when there are none). control_check() agrees with the apply, and
  * checking the text in two parts cut after any newline agrees with
  * checking it whole (what the mount does a write at a time). The same
- * bytes as a reload word queue exactly one rescan or one reload.
+ * bytes as a reload word queue exactly one rescan or one reload. As
+ * control/bad they are handed over the same way, and an engine saying
+ * their last proxy is not tracked makes them EINVAL with a printable
+ * reason.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -25,6 +28,7 @@ struct fake {
 	const char *text; /* the unit, to compare what was handed over */
 	size_t len;
 	int rescans, reloads;
+	bool untracked; /* bad: the last proxy is not in the pool */
 };
 
 /* The proxies the lines of text[0..len) hold, counted independently. */
@@ -80,6 +84,18 @@ static int fake_list(void *arg, const struct proxy_addr *list, size_t n)
 	return 0;
 }
 
+static int fake_bad(void *arg, const struct proxy_addr *list, size_t n, size_t *at,
+		    fs_stop_fn stop, void *stop_arg)
+{
+	struct fake *f = arg;
+
+	if (f->untracked) {
+		*at = n - 1;
+		return -ENOENT;
+	}
+	return fake_list(arg, list, n);
+}
+
 static int fake_rescan(void *arg, bool wait, fs_stop_fn stop, void *stop_arg)
 {
 	((struct fake *)arg)->rescans++;
@@ -109,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 .add = fake_list,
 				 .remove = fake_list,
 				 .rescan = fake_rescan,
-				 .reload = fake_reload};
+				 .reload = fake_reload,
+				 .bad = fake_bad};
 	char why[128], small[9];
 	bool bad;
 	size_t good = count_good(text, size, &bad);
@@ -149,6 +166,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = control_apply(&ctl, CONTROL_REMOVE, text, size, NULL, NULL, NULL, 0);
 	FUZZ_CHECK(rc == 0 || rc == -EINVAL || rc == -EMSGSIZE);
 	FUZZ_CHECK(rc != 0 ? f.calls == 0 : f.calls <= 1);
+
+	f.calls = 0;
+	rc = control_apply(&ctl, CONTROL_BAD, text, size, NULL, NULL, why, sizeof(why));
+	FUZZ_CHECK(rc == 0 || rc == -EINVAL || rc == -EMSGSIZE);
+	FUZZ_CHECK(rc != 0 ? f.calls == 0 : f.calls == (good ? 1 : 0));
+	f.untracked = true;
+	rc = control_apply(&ctl, CONTROL_BAD, text, size, NULL, NULL, why, sizeof(why));
+	f.untracked = false;
+	check_why(why, sizeof(why));
+	FUZZ_CHECK(rc == (size > CONTROL_MAX ? -EMSGSIZE : good || bad ? -EINVAL : 0));
+	if (rc == -EINVAL && !bad)
+		FUZZ_CHECK(strncmp(why, "not in the pool: ", 17) == 0);
 
 	rc = control_apply(&ctl, CONTROL_RELOAD, text, size, NULL, NULL, why, sizeof(why));
 	FUZZ_CHECK(rc == (size > CONTROL_MAX ? -EMSGSIZE : 0));
