@@ -168,9 +168,7 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size)
  * open or for a bad last line. Caller holds h->lock. */
 static int control_commit(struct fs_handle *h)
 {
-	enum control_kind kind = h->node->kind == TREE_ADD   ? CONTROL_ADD
-				 : h->node->kind == TREE_BAD ? CONTROL_BAD
-							     : CONTROL_REMOVE;
+	enum control_kind kind = tree_control_kind(h->node);
 	int err = h->failed ? -EINVAL : 0;
 
 	if (!err && h->buf.len)

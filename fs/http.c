@@ -339,13 +339,6 @@ static int gate_token(struct http_front *h, struct evhttp_request *req, bool con
 	return -EACCES;
 }
 
-static enum control_kind control_kind_of(const struct tree_node *n)
-{
-	return n->kind == TREE_ADD	? CONTROL_ADD
-	       : n->kind == TREE_REMOVE ? CONTROL_REMOVE
-					: CONTROL_RELOAD;
-}
-
 static void request_cb(struct evhttp_request *req, void *arg)
 {
 	struct http_thread *t = arg;
@@ -384,7 +377,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (control)
-		http_control_submit(t, req, control_kind_of(&node), t0);
+		http_control_submit(t, req, tree_control_kind(&node), t0);
 	else
 		http_serve_reader(req, &node, path, evhttp_uri_get_query(uri), c, t0);
 }

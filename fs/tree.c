@@ -215,6 +215,20 @@ bool tree_is_control(const struct tree_node *n)
 	return n->kind >= TREE_RELOAD;
 }
 
+enum control_kind tree_control_kind(const struct tree_node *n)
+{
+	switch (n->kind) {
+	case TREE_ADD:
+		return CONTROL_ADD;
+	case TREE_REMOVE:
+		return CONTROL_REMOVE;
+	case TREE_BAD:
+		return CONTROL_BAD;
+	default:
+		return CONTROL_RELOAD;
+	}
+}
+
 /* The name of path inside dir, or NULL if path is not directly in dir. */
 static const char *child_name(const char *dir, const char *path)
 {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "control.h"
 #include "render.h"
 #include "sbuf.h"
 #include "snapshot.h"
@@ -46,6 +47,9 @@ bool tree_lookup(const char *path, struct tree_node *out);
 
 /* A control file (written, not read)? */
 bool tree_is_control(const struct tree_node *n);
+
+/* What a write to control node n means (tree_is_control(n) must hold). */
+enum control_kind tree_control_kind(const struct tree_node *n);
 
 /* Called with each name in a directory; nonzero stops the listing. */
 typedef int (*tree_fill_fn)(void *arg, const char *name);

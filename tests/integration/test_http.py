@@ -341,6 +341,19 @@ def test_control_bad_line_is_400_and_nothing_applied(own, peer_set):
     assert peer_set.extra.uri not in d.live()
 
 
+def test_control_bad_over_http_takes_the_proxy_out(own, peer_set):
+    d, front = own
+    live = d.live()
+    assert live
+    uri = sorted(live)[0]
+    status, _, body = front.post("/control/bad", (uri + "\n").encode())
+    assert (status, body) == (200, b"ok\n")
+    # Out of the live set when the answer comes, as with the file.
+    assert uri not in front.lines("/live.txt")
+    status, _, body = front.post("/control/bad", b"socks5://127.9.9.9:9\n")
+    assert status == 400 and b"not in the pool" in body
+
+
 def test_reload_sync_answers_after_the_rescan(own):
     d, front = own
     scans = d.read_json("stat.json")["scan"]["generation"]
