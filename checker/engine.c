@@ -580,14 +580,13 @@ static void load_removed(void *arg, const char *uri)
 	}
 }
 
-/* Raises the soft fd limit to the hard one and returns how many checks the
- * limit leaves room for. */
-uint32_t eng_fd_room(void)
+uint32_t eng_fd_room(const struct engine *e)
 {
 	struct rlimit rl;
+	uint64_t reserve = FD_RESERVE + e->fd_http;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 1024 - FD_RESERVE;
+		return 1024 > reserve + MIN_CONCURRENCY ? (uint32_t)(1024 - reserve) : MIN_CONCURRENCY;
 	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -595,9 +594,9 @@ uint32_t eng_fd_room(void)
 	}
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000)
 		return 1000000;
-	if (rl.rlim_cur <= FD_RESERVE + MIN_CONCURRENCY)
+	if (rl.rlim_cur <= reserve + MIN_CONCURRENCY)
 		return MIN_CONCURRENCY;
-	return (uint32_t)(rl.rlim_cur - FD_RESERVE);
+	return (uint32_t)(rl.rlim_cur - reserve);
 }
 
 static int make_events(struct engine *e)
@@ -655,7 +654,12 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 		log_err("engine: cannot set up its event loop");
 		goto out_free;
 	}
-	room = eng_fd_room();
+	/* One fd per HTTP connection, and each loop's listening sockets and
+	 * its own. */
+	if (cfg->http.nlisten)
+		e->fd_http = (uint32_t)cfg->http.max_connections +
+			     (uint32_t)cfg->http.threads * (uint32_t)(cfg->http.nlisten + 4) + 8;
+	room = eng_fd_room(e);
 	if ((uint32_t)cfg->concurrency > room)
 		log_warn("concurrency %d clamped to %u by the open-file limit", cfg->concurrency,
 			 room);

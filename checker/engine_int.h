@@ -194,6 +194,7 @@ struct engine {
 	uint32_t alive_published; /* live proxies in the last snapshot */
 	struct queue doubt;      /* that run's proxies: their failures wait until it is settled */
 	uint64_t held_total;     /* results not applied while the judges were in doubt */
+	uint32_t fd_http;        /* fds the HTTP front may hold (set at start: [http] is read once) */
 
 	pthread_t thread;
 	bool running;
@@ -333,7 +334,9 @@ int eng_cmd_send(struct engine *e, struct cmd *c);
 /* Gives w its result and drops the engine's reference. */
 void eng_wake(struct waiter *w, int rc);
 void eng_waiter_put(struct waiter *w);
-uint32_t eng_fd_room(void);
+/* Raises the soft fd limit to the hard one and returns how many checks it
+ * leaves room for, after FD_RESERVE and the HTTP front's connections. */
+uint32_t eng_fd_room(const struct engine *e);
 /* Every judge has been asked and none answers: no scan can run. */
 bool eng_judges_unreachable(const struct engine *e);
 

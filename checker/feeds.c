@@ -18,6 +18,7 @@
 #include "engine_int.h"
 #include "echo.h"
 #include "log.h"
+#include "session.h"
 
 /* One read of a source's list. Its old proxies are let go only once the
  * read has found a proxy, so a read that finds none leaves them as they
@@ -532,12 +533,13 @@ void eng_feeds_free(struct engine *e)
 
 static void apply_limits(struct engine *e, const struct cfg *c)
 {
-	uint32_t room = eng_fd_room();
+	uint32_t room = eng_fd_room(e);
 
 	e->opts.connect_timeout_ms = c->connect_timeout_ms;
 	e->opts.timeout_ms = c->timeout_ms;
 	eng_limit_set_max(e, (uint32_t)c->concurrency < room ? (uint32_t)c->concurrency : room);
 	log_set_level(c->log_level);
+	session_configure((uint32_t)c->session_ttl_s, (uint32_t)c->sessions_max);
 }
 
 /* Re-reads the config file; a file that does not parse (or names a
@@ -568,6 +570,8 @@ int eng_reload_config(struct engine *e)
 		rc = -EINVAL;
 		goto out_free;
 	}
+	if (!cfg_http_same(e->cfg, nc))
+		log_warn("reload: [http] changed; it takes effect at the next start");
 	ns = carry_sources(e, nc);
 	if (!ns) {
 		rc = -ENOMEM;

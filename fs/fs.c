@@ -13,11 +13,10 @@
  * Writing: only the control files, by the mounting user or root. add and
  * remove check each write's whole lines at once (a bad one fails that
  * write and the close) and apply everything at close, so each open is all
- * or nothing.
+ * or nothing; what a unit means is control.c's, shared with every front.
  */
 #include "fs.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -34,9 +33,6 @@
 #include "render.h"
 #include "snapshot.h"
 #include "tree.h"
-
-/* Most bytes a control write may carry, with the partial line before it. */
-#define FS_CONTROL_MAX (1024 * 1024)
 
 /* The tree's owner, the user who mounted it. Written once by fs_init before
  * libfuse serves any request, read-only afterwards. */
@@ -112,48 +108,20 @@ static bool caller_may_control(void)
 
 /* --- control writes --- */
 
-/* Parses len bytes of complete lines and hands the proxies to the engine
- * (add or remove). Nothing is applied if any line is bad: -EINVAL. */
-/* Parses the lines of text; with apply, hands them to the engine. Any bad
- * line: -EINVAL and nothing is applied. */
-static int control_parse(enum tree_kind kind, const char *text, size_t len, bool apply)
+/* Asked while a control write waits on the engine: a writer interrupted
+ * by a signal (Ctrl-C) stops waiting at once, and so does every writer when
+ * the daemon is told to stop (SIGTERM, an unmount), which otherwise could
+ * not end while a request is still being answered. */
+static int control_wait_stop(void *arg)
 {
-	struct proxy_addr *list = NULL, *grown;
-	size_t n = 0, cap = 0;
-	const char *p = text, *end = text + len, *eol;
-	int err = 0;
+	struct fuse_context *ctx = fuse_get_context();
 
-	while (p < end && !err) {
-		eol = memchr(p, '\n', (size_t)(end - p));
-		if (!eol)
-			eol = end;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			grown = realloc(list, cap * sizeof(*list));
-			if (!grown) {
-				err = -ENOMEM;
-				break;
-			}
-			list = grown;
-		}
-		switch (proxy_parse_line(p, (size_t)(eol - p), PROXY_HTTP, &list[n])) {
-		case PROXY_LINE_OK:
-			n++;
-			break;
-		case PROXY_LINE_SKIP:
-			break;
-		default:
-			err = -EINVAL;
-		}
-		p = eol + 1;
-	}
-	if (apply && !err && n) {
-		const struct fs_control *ctl = control_of();
-
-		err = kind == TREE_ADD ? ctl->add(ctl->arg, list, n) : ctl->remove(ctl->arg, list, n);
-	}
-	free(list);
-	return err;
+	(void)arg;
+	if (fuse_interrupted())
+		return -EINTR;
+	if (ctx && ctx->fuse && fuse_session_exited(fuse_get_session(ctx->fuse)))
+		return -ESHUTDOWN;
+	return 0;
 }
 
 /* A write to add or remove: its complete lines are checked at once (a bad
@@ -172,7 +140,7 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size)
 
 	if (h->failed)
 		return -EINVAL;
-	if (size > FS_CONTROL_MAX || before + size > FS_CONTROL_MAX) {
+	if (size > CONTROL_MAX || before + size > CONTROL_MAX) {
 		h->failed = true;
 		return -EINVAL;
 	}
@@ -184,8 +152,7 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size)
 	nl = memrchr(b->data + h->checked, '\n', b->len - h->checked);
 	if (!nl)
 		return 0;
-	err = control_parse(h->node->kind, b->data + h->checked,
-			    (size_t)(nl - b->data) + 1 - h->checked, false);
+	err = control_check(b->data + h->checked, (size_t)(nl - b->data) + 1 - h->checked, NULL, 0);
 	if (err) {
 		b->len = before;
 		b->data[b->len] = '\0';
@@ -201,50 +168,16 @@ static int control_feed(struct fs_handle *h, const char *data, size_t size)
  * open or for a bad last line. Caller holds h->lock. */
 static int control_commit(struct fs_handle *h)
 {
+	enum control_kind kind = h->node->kind == TREE_ADD ? CONTROL_ADD : CONTROL_REMOVE;
 	int err = h->failed ? -EINVAL : 0;
 
 	if (!err && h->buf.len)
-		err = control_parse(h->node->kind, h->buf.data, h->buf.len, true);
+		err = control_apply(control_of(), kind, h->buf.data, h->buf.len, control_wait_stop,
+				    NULL, NULL, 0);
 	sbuf_reset(&h->buf);
 	h->checked = 0;
 	h->failed = false;
 	return err;
-}
-
-/* Asked while a control write waits on the engine: a writer interrupted
- * by a signal (Ctrl-C) stops waiting at once, and so does every writer when
- * the daemon is told to stop (SIGTERM, an unmount), which otherwise could
- * not end while a request is still being answered. */
-static int control_wait_stop(void *arg)
-{
-	struct fuse_context *ctx = fuse_get_context();
-
-	(void)arg;
-	if (fuse_interrupted())
-		return -EINTR;
-	if (ctx && ctx->fuse && fuse_session_exited(fuse_get_session(ctx->fuse)))
-		return -ESHUTDOWN;
-	return 0;
-}
-
-/* White space around the word ignored: "sync" waits for the rescan,
- * "reload" re-reads the config file first (EINVAL if it does not parse),
- * anything else queues a rescan. */
-static int control_reload(const char *buf, size_t size)
-{
-	const struct fs_control *ctl = control_of();
-	const char *end = buf + size;
-	size_t n;
-
-	while (buf < end && isspace((unsigned char)*buf))
-		buf++;
-	while (end > buf && isspace((unsigned char)end[-1]))
-		end--;
-	n = (size_t)(end - buf);
-	if (n == 6 && memcmp(buf, "reload", 6) == 0)
-		return ctl->reload(ctl->arg, control_wait_stop, NULL);
-	return ctl->rescan(ctl->arg, n == 4 && memcmp(buf, "sync", 4) == 0, control_wait_stop,
-			   NULL);
 }
 
 /* --- the operations --- */
@@ -424,7 +357,8 @@ static int fs_write(const char *path, const char *buf, size_t size, off_t off,
 	if (size > INT32_MAX)
 		return -EINVAL;
 	if (h->node->kind == TREE_RELOAD) {
-		err = control_reload(buf, size);
+		err = control_apply(control_of(), CONTROL_RELOAD, buf, size, control_wait_stop, NULL,
+				    NULL, 0);
 	} else {
 		pthread_mutex_lock(&h->lock);
 		err = control_feed(h, buf, size);

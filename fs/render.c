@@ -9,10 +9,13 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check_result.h"
+#include "http_stats.h"
 #include "proxy.h"
+#include "session.h"
 
 /* --- credentials --- */
 
@@ -199,6 +202,18 @@ void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t
 
 /* --- stat.json --- */
 
+/* The code label of the HTTP request counter's slot i: "200", or "other". */
+static const char *http_code_label(int i)
+{
+	static _Thread_local char buf[8];
+	int code = http_stats_code(i);
+
+	if (!code)
+		return "other";
+	snprintf(buf, sizeof(buf), "%d", code);
+	return buf;
+}
+
 /* Unix seconds with milliseconds, exact (no float rounding). */
 static void add_time(struct sbuf *out, struct timespec t)
 {
@@ -347,6 +362,47 @@ static void stat_sources(const struct snapshot *s, struct sbuf *out)
 	sbuf_adds(out, "  ]\n");
 }
 
+/* The HTTP front's live figures (http_stats.h), as of now. */
+static void stat_http(struct sbuf *out)
+{
+	struct http_stats hs;
+	bool first = true;
+
+	http_stats_get(&hs);
+	sbuf_printf(out,
+		    "  \"http\": {\"enabled\": %s, \"connections\": %" PRIu64
+		    ", \"connections_total\": %" PRIu64 ", \"connections_refused\": %" PRIu64
+		    ", \"rate_limited\": %" PRIu64 ", \"requests\": {",
+		    hs.enabled ? "true" : "false", hs.connections, hs.connections_total,
+		    hs.connections_refused, hs.rate_limited);
+	for (int c = 0; c < HTTP_CLASS_COUNT; c++) {
+		for (int i = 0; i < HTTP_STATS_CODES; i++) {
+			if (!hs.requests[c][i])
+				continue;
+			sbuf_printf(out, "%s\"%s %s\": %" PRIu64, first ? "" : ", ",
+				    http_class_name(c), http_code_label(i), hs.requests[c][i]);
+			first = false;
+		}
+	}
+	sbuf_printf(out,
+		    "}, \"latency_seconds\": {\"count\": %" PRIu64 ", \"sum\": %.6f}},\n",
+		    hs.latency_count, finite_or_zero(hs.latency_sum));
+}
+
+/* The session table's figures: live ones, read now, not the snapshot's. */
+static void stat_sessions(struct sbuf *out)
+{
+	struct session_stats ss;
+
+	session_get_stats(&ss);
+	sbuf_printf(out,
+		    "  \"sessions\": {\"active\": %" PRIu32 ", \"max\": %" PRIu32
+		    ", \"ttl_s\": %" PRIu32 ", \"created_total\": %" PRIu64
+		    ", \"moved_total\": %" PRIu64 ", \"dropped_total\": %" PRIu64 "},\n",
+		    ss.active, ss.max, ss.ttl_s, ss.created_total, ss.moved_total,
+		    ss.dropped_total);
+}
+
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 {
 	const struct snap_stats *st = &s->stats;
@@ -367,6 +423,8 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_adds(out, "},\n  \"health\": ");
 	sbuf_add_json_str(out, st->health);
 	sbuf_adds(out, ",\n");
+	stat_http(out);
+	stat_sessions(out);
 	stat_judges(s, out);
 	stat_sources(s, out);
 	sbuf_adds(out, "}\n");
@@ -610,6 +668,57 @@ static void metrics_sources(const struct snapshot *s, struct sbuf *out)
 			   "Unix time of the source's last read, 0 if never.", src_last_read);
 }
 
+/* The HTTP front's families, when it serves (read now, not from s). */
+static void metrics_http(struct sbuf *out)
+{
+	struct http_stats hs;
+
+	http_stats_get(&hs);
+	if (!hs.enabled)
+		return;
+	family(out, "proxyfs_http_requests_total", "counter",
+	       "HTTP requests answered, by path class and status code.");
+	for (int c = 0; c < HTTP_CLASS_COUNT; c++)
+		for (int i = 0; i < HTTP_STATS_CODES; i++)
+			if (hs.requests[c][i])
+				sbuf_printf(out,
+					    "proxyfs_http_requests_total{class=\"%s\",code=\"%s\"} "
+					    "%" PRIu64 "\n",
+					    http_class_name(c), http_code_label(i), hs.requests[c][i]);
+	scalar(out, "proxyfs_http_rate_limited_total", "counter",
+	       "HTTP requests refused with 429 by the per-client rate limit.", hs.rate_limited);
+	family(out, "proxyfs_http_request_duration_seconds", "histogram",
+	       "Time from a whole request to its answer, control waits included.");
+	for (int b = 0; b < HTTP_STATS_BUCKETS; b++)
+		sbuf_printf(out, "proxyfs_http_request_duration_seconds_bucket{le=\"%s\"} %" PRIu64
+			    "\n", http_stats_bound(b), hs.latency[b]);
+	sbuf_printf(out,
+		    "proxyfs_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+		    "proxyfs_http_request_duration_seconds_sum %.6f\n"
+		    "proxyfs_http_request_duration_seconds_count %" PRIu64 "\n",
+		    hs.latency_count, finite_or_zero(hs.latency_sum), hs.latency_count);
+	scalar(out, "proxyfs_http_connections", "gauge", "HTTP connections open now.",
+	       hs.connections);
+	scalar(out, "proxyfs_http_connections_refused_total", "counter",
+	       "HTTP connections closed at once: over max_connections.", hs.connections_refused);
+}
+
+/* The session table's figures, read now (see stat_sessions). */
+static void metrics_sessions(struct sbuf *out)
+{
+	struct session_stats ss;
+
+	session_get_stats(&ss);
+	scalar(out, "proxyfs_sessions_active", "gauge",
+	       "Session keys in the table, used within the time to live.", ss.active);
+	scalar(out, "proxyfs_sessions_created_total", "counter",
+	       "Session keys placed for the first time or after they expired.", ss.created_total);
+	scalar(out, "proxyfs_sessions_moved_total", "counter",
+	       "Session keys placed again because their proxy left.", ss.moved_total);
+	scalar(out, "proxyfs_sessions_dropped_total", "counter",
+	       "Session keys dropped because the table was full.", ss.dropped_total);
+}
+
 void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 {
 	const struct snap_stats *st = &s->stats;
@@ -620,8 +729,10 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	metrics_scan(st, out);
 	metrics_engine(st, out);
 	metrics_life(st, out);
+	metrics_sessions(out);
 	metrics_judges(s, out);
 	metrics_sources(s, out);
+	metrics_http(out);
 }
 
 /* --- health --- */

@@ -3,6 +3,8 @@
  * Each renderer appends one file's bytes to an sbuf and reads nothing but
  * its snapshot and its arguments: no clock, no globals, no I/O, so the same
  * snapshot always gives the same bytes and tests can call them directly.
+ * (One exception: stat.json and metrics show the session table's figures
+ * as they are now.)
  * The snap_render_fn-shaped ones can be handed to snap_cached(). Choosing a
  * proxy for /random or /next is the caller's business (it needs a random
  * number or a counter); render_pick only prints the one chosen. On
@@ -46,15 +48,38 @@ void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t
 			 struct sbuf *out);
 
 /* /stat.json: pool, scan, engine, store and source figures as one JSON
- * object. uptime_seconds is as of the snapshot (built - started). arg unused. */
+ * object. uptime_seconds is as of the snapshot (built - started). The
+ * "sessions" object is the session table's now (session.h) and "http" the
+ * HTTP front's live figures (http_stats.h): read when rendered, not fixed
+ * per snapshot. arg unused. */
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out);
 
-/* /metrics and /prometheus/proxyfs.prom: Prometheus text format 0.0.4.
+/* /metrics and /prometheus/proxyfs.prom: Prometheus text format 0.0.4;
+ * the proxyfs_sessions_* figures are the session table's now, and the
+ * proxyfs_http_* ones (while the HTTP front serves) its live figures.
  * arg unused. */
 void render_metrics(const struct snapshot *s, int arg, struct sbuf *out);
 
 /* /health: "ok" or "degraded: <why>", and "\n". arg unused. */
 void render_health(const struct snapshot *s, int arg, struct sbuf *out);
+
+/* --- files for the programs people chain through proxies
+ * (render_formats.c); arg unused --- */
+
+/* /formats/proxychains.conf: a whole proxychains-ng config (random_chain,
+ * chain_len = 1, proxy_dns, timeouts) whose [ProxyList] holds, fastest
+ * first, every live proxy that can carry a TCP connection, as "type host
+ * port [user pass]": HTTP proxies whose CONNECT was verified (https/) as
+ * http, socks4, socks5. Left out (and counted in the header): HTTP proxies
+ * that only forward, DNS names (random_chain takes numeric addresses
+ * only), credentials hidden from readers or with blanks, and beyond the
+ * 512 proxychains reads. */
+void render_proxychains_conf(const struct snapshot *s, int arg, struct sbuf *out);
+
+/* /formats/curl.txt: every live proxy as `curl -x` takes it, one a line,
+ * fastest first: http:// (forwarding or CONNECT), socks4:// (socks4a://
+ * as listed), socks5h:// (names resolved by the proxy). */
+void render_curl_txt(const struct snapshot *s, int arg, struct sbuf *out);
 
 /* --- why a proxy is what it is (render_all.c) --- */
 

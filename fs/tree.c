@@ -4,20 +4,21 @@
  * renderer and folder, the snapshot cache slot it shares, its mode. A
  * front looks the path up here and acts on the row; nothing else knows
  * path names. /sources/NAME/... and /lookup/NAME are made up at lookup
- * from the current snapshot.
+ * from the current snapshot, FOLDER/session/KEY from its folder's row.
  */
 #include "tree.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pick.h"
 #include "proxy.h"
+#include "session.h"
 
 /* Cache slots: the two top-level lists, then live.txt per folder, then
- * the files of every tracked proxy. */
+ * the files of every tracked proxy, then formats/. */
 enum {
 	SLOT_LIVE_TXT,
 	SLOT_LIVE_JSON,
@@ -25,14 +26,19 @@ enum {
 	SLOT_ALL_JSON = SLOT_FOLDER_LIVE_TXT + SNAP_VIEW_SOURCES,
 	SLOT_DEAD_TXT,
 	SLOT_REMOVED_TXT,
+	SLOT_PROXYCHAINS_CONF,
+	SLOT_CURL_TXT,
 	SLOT_COUNT,
 };
 
 /* One row per line reads best here. */
 /* clang-format off */
 #define DIR_NODE(p) { .path = (p), .kind = TREE_DIR, .mode = 0555 }
+/* A folder's session/ directory: arg is the folder of its KEY files. */
+#define SESSION_DIR_NODE(p, f) { .path = (p), .kind = TREE_DIR, .arg = (f), .mode = 0555 }
 #define FOLDER_NODES(name, f)                                                           \
 	DIR_NODE("/" name),                                                             \
+	SESSION_DIR_NODE("/" name "/session", (f)),                                     \
 	{ .path = "/" name "/random", .kind = TREE_RANDOM, .arg = (f), .mode = 0444 },    \
 	{ .path = "/" name "/next", .kind = TREE_NEXT, .arg = (f), .mode = 0444 },        \
 	{ .path = "/" name "/live.txt", .kind = TREE_CACHED, .render = render_live_txt,   \
@@ -56,6 +62,7 @@ static const struct tree_node tree_nodes[] = {
 	{ .path = "/removed.txt", .kind = TREE_CACHED, .render = render_removed_txt,
 	  .slot = SLOT_REMOVED_TXT, .mode = 0444 },
 	DIR_NODE("/lookup"),
+	SESSION_DIR_NODE("/session", RENDER_ALL),
 	FOLDER_NODES("http", PROXY_HTTP),
 	FOLDER_NODES("https", PROXY_HTTPS),
 	FOLDER_NODES("socks4", PROXY_SOCKS4),
@@ -65,6 +72,11 @@ static const struct tree_node tree_nodes[] = {
 	FOLDER_NODES("anonymity/anonymous", SNAP_VIEW_ANONYMOUS),
 	FOLDER_NODES("anonymity/transparent", SNAP_VIEW_TRANSPARENT),
 	DIR_NODE("/sources"),
+	DIR_NODE("/formats"),
+	{ .path = "/formats/proxychains.conf", .kind = TREE_CACHED,
+	  .render = render_proxychains_conf, .slot = SLOT_PROXYCHAINS_CONF, .mode = 0444 },
+	{ .path = "/formats/curl.txt", .kind = TREE_CACHED, .render = render_curl_txt,
+	  .slot = SLOT_CURL_TXT, .mode = 0444 },
 	DIR_NODE("/prometheus"),
 	{ .path = "/prometheus/proxyfs.prom", .kind = TREE_RENDERED, .render = render_metrics,
 	  .mode = 0444 },
@@ -80,13 +92,9 @@ _Static_assert(SLOT_COUNT <= SNAP_CACHE_SLOTS,
 
 #define TREE_NNODES (sizeof(tree_nodes) / sizeof(tree_nodes[0]))
 
-/* /next: how many opens each folder has served (index folder + 1, 0 for the
- * top level). Atomic: FUSE threads open concurrently. */
-static atomic_uint_fast64_t next_counter[SNAP_VIEW_SOURCES + 2]; /* the last: all sources */
-
 /* /sources/NAME/...: one folder per source of the current snapshot, made
  * up at lookup since the sources change with the config. */
-static const char *const source_files[] = { "live.txt", "random", "next" };
+static const char *const source_files[] = { "live.txt", "random", "next", "session" };
 
 /* The view of source name in s, or -1. */
 static int source_view(const struct snapshot *s, const char *name, size_t len)
@@ -123,6 +131,12 @@ static bool source_node(const char *path, struct tree_node *out)
 		out->kind = TREE_RANDOM;
 	} else if (strcmp(slash + 1, "next") == 0) {
 		out->kind = TREE_NEXT;
+	} else if (strcmp(slash + 1, "session") == 0) {
+		out->kind = TREE_DIR;
+		out->mode = 0555;
+	} else if (strncmp(slash + 1, "session/", 8) == 0 &&
+		   session_key_valid(slash + 9, strlen(slash + 9))) {
+		out->kind = TREE_SESSION;
 	} else {
 		return false;
 	}
@@ -150,7 +164,33 @@ static bool lookup_node(const char *path, struct tree_node *out)
 	return true;
 }
 
-/* Fills *out with the node at path; false if there is none. */
+/* FOLDER/session/KEY of a folder in the table: a file for every KEY that
+ * is a session name (session.h); `ls session/` is empty. */
+static bool session_node(const char *path, struct tree_node *out)
+{
+	const char *key = strrchr(path, '/') + 1;
+	size_t dir_len = (size_t)(key - 1 - path);
+
+	if (!session_key_valid(key, strlen(key)))
+		return false;
+	for (size_t i = 0; i < TREE_NNODES; i++) {
+		const struct tree_node *d = &tree_nodes[i];
+		size_t n = strlen(d->path);
+
+		if (d->kind != TREE_DIR || n != dir_len || strncmp(d->path, path, n) != 0)
+			continue;
+		if (n < 8 || strcmp(d->path + n - 8, "/session") != 0)
+			return false;
+		memset(out, 0, sizeof(*out));
+		out->path = path;
+		out->kind = TREE_SESSION;
+		out->arg = d->arg;
+		out->mode = 0444;
+		return true;
+	}
+	return false;
+}
+
 /* Fills *out with the node at path; false if there is none. */
 bool tree_lookup(const char *path, struct tree_node *out)
 {
@@ -164,6 +204,8 @@ bool tree_lookup(const char *path, struct tree_node *out)
 		return source_node(path, out);
 	if (strncmp(path, "/lookup/", 8) == 0 && path[8])
 		return lookup_node(path, out);
+	if (strstr(path, "/session/"))
+		return session_node(path, out);
 	return false;
 }
 
@@ -212,7 +254,7 @@ int tree_list(const struct tree_node *dir, tree_fill_fn fill, void *arg)
 	}
 	if (strcmp(dir->path, "/sources") == 0)
 		return list_sources(fill, arg);
-	if (strncmp(dir->path, "/sources/", 9) == 0) {
+	if (strncmp(dir->path, "/sources/", 9) == 0 && !strchr(dir->path + 9, '/')) {
 		for (size_t i = 0; i < sizeof(source_files) / sizeof(source_files[0]); i++)
 			if (fill(arg, source_files[i]))
 				return -ENOMEM;
@@ -222,18 +264,66 @@ int tree_list(const struct tree_node *dir, tree_fill_fn fill, void *arg)
 
 /* --- content --- */
 
-/* Which proxy /random or /next shows on this open. */
-static uint32_t pick_index(const struct tree_node *n, const struct snapshot *s)
+/* The filter of the folder node n is in, as s sees it. A source's folder
+ * is named by the path (the view a lookup found may be another in s, the
+ * sources change with reloads): its name goes to name[0..size). */
+static void node_filter(const struct tree_node *n, const struct snapshot *s, const char *path,
+			struct pick_filter *f, char *name, size_t size)
 {
-	uint32_t count = render_count(s, n->arg);
+	const char *start, *slash;
+	size_t len;
 
-	if (count == 0)
-		return 0;
-	if (n->kind == TREE_RANDOM)
-		return arc4random_uniform(count);
-	int c = n->arg < SNAP_VIEW_SOURCES ? n->arg + 1 : SNAP_VIEW_SOURCES + 1;
+	if (!path || strncmp(path, "/sources/", 9) != 0) {
+		pick_filter_of_view(f, s, n->arg);
+		return;
+	}
+	start = path + 9;
+	slash = strchr(start, '/');
+	len = slash ? (size_t)(slash - start) : strlen(start);
+	memset(f, 0, sizeof(*f));
+	if (len >= size) {
+		f->none = true;
+		return;
+	}
+	memcpy(name, start, len);
+	name[len] = '\0';
+	f->nsources = 1;
+	f->sources[0] = name;
+}
 
-	return (uint32_t)(atomic_fetch_add(&next_counter[c], 1) % count);
+/* /random, /next, session/KEY: the proxy this open shows, or nothing when
+ * the folder has none. 0, -ENOENT (KEY not a session name), -ENOMEM. */
+static int pick_content(const struct tree_node *n, const struct snapshot *s, const char *path,
+			struct sbuf *buf)
+{
+	char name[256];
+	struct pick_filter f;
+	uint32_t i, got;
+	const char *key;
+	int err;
+
+	node_filter(n, s, path, &f, name, sizeof(name));
+	if (n->kind == TREE_SESSION) {
+		key = path ? strrchr(path, '/') : NULL;
+		if (!key)
+			return -ENOENT;
+		key++;
+		err = session_pick(s, &f, key, strlen(key), &i);
+		if (err == -EINVAL)
+			return -ENOENT;
+		if (err == -ENOENT)
+			return 0;
+		if (err)
+			return err;
+		got = 1;
+	} else if (n->kind == TREE_RANDOM) {
+		got = pick_random(s, &f, 1, &i);
+	} else {
+		got = pick_next(s, &f, 1, &i);
+	}
+	if (got)
+		render_live_txt_of(s, &i, 1, buf);
+	return 0;
 }
 
 int tree_content(const struct tree_node *n, struct snapshot *s, const char *path, struct sbuf *buf,
@@ -250,7 +340,10 @@ int tree_content(const struct tree_node *n, struct snapshot *s, const char *path
 	} else if (n->kind == TREE_RENDERED) {
 		n->render(s, n->arg, buf);
 	} else {
-		render_pick(s, n->arg, pick_index(n, s), buf);
+		int err = pick_content(n, s, path, buf);
+
+		if (err)
+			return err;
 	}
 	*content = buf;
 	return sbuf_failed(buf) ? -ENOMEM : 0;

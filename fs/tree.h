@@ -23,6 +23,7 @@ enum tree_kind {
 	TREE_RANDOM,   /* one proxy, picked at random per open */
 	TREE_NEXT,     /* one proxy, the next in turn per open */
 	TREE_LOOKUP,   /* /lookup/NAME: the records NAME names, rendered per open */
+	TREE_SESSION,  /* FOLDER/session/KEY: KEY's sticky proxy (session.h) per open */
 	TREE_RELOAD,   /* control files from here on */
 	TREE_ADD,
 	TREE_REMOVE,
@@ -34,7 +35,7 @@ struct tree_node {
 	const char *path;
 	enum tree_kind kind;
 	snap_render_fn render; /* TREE_CACHED, TREE_RENDERED */
-	int arg;	       /* folder: enum snap_view or RENDER_ALL */
+	int arg;	       /* folder: enum snap_view or RENDER_ALL (random, next, session) */
 	int slot;	       /* TREE_CACHED: the snapshot's cache slot */
 	mode_t mode;
 };
@@ -54,13 +55,15 @@ int tree_list(const struct tree_node *dir, tree_fill_fn fill, void *arg);
 
 /* The content of reader node n over snapshot s, path the request's:
  * *content is a rendering s caches for all readers, or buf, filled here.
- * /random and /next pick their proxy now. 0, -ENOENT (a lookup name s
- * does not have) or -ENOMEM. */
+ * /random, /next and session/KEY pick their proxy now (pick.h, session.h:
+ * the turns and sessions every front shares); a folder that matches
+ * nothing gives 0 bytes. 0, -ENOENT (a lookup name s does not have, a
+ * session key that is not a session name) or -ENOMEM. */
 int tree_content(const struct tree_node *n, struct snapshot *s, const char *path, struct sbuf *buf,
 		 const struct sbuf **content);
 
-/* The length of n's content over s, where cheap to know; 0 for /random
- * and /next (picked at open; a front reads them whole). */
+/* The length of n's content over s, where cheap to know; 0 for /random,
+ * /next and session/KEY (picked at open; a front reads them whole). */
 size_t tree_size(const struct tree_node *n, struct snapshot *s);
 
 #endif

@@ -11,7 +11,9 @@
  * Does not apply settings and does not read the source lists.
  */
 #include "config.h"
+#include "session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
 #include <ini.h>
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define CFG_DEFAULT_JUDGE "http://azenv.net/"
 #define CFG_DEFAULT_EXPECT "REMOTE_ADDR" /* CHK_EXPECT_DEFAULT: the checker knows it too */
@@ -31,7 +34,7 @@
 #define SECTION_MAX 80 /* longer than any valid section name */
 #define VALUE_SHOWN 80 /* bytes of a bad value quoted in a message */
 
-enum cfg_section { SECT_NONE, SECT_PROXYFS, SECT_CHECK, SECT_SOURCE };
+enum cfg_section { SECT_NONE, SECT_PROXYFS, SECT_CHECK, SECT_HTTP, SECT_SOURCE };
 
 enum cfg_key_type {
 	KEY_INT,
@@ -45,6 +48,9 @@ enum cfg_key_type {
 	KEY_BOOL,  /* yes/no, true/false, on/off, 1/0; stored as int */
 	KEY_GROUP, /* a group name (or number) that exists; its id goes to cfg.gid */
 	KEY_MODE,  /* octal, read bits only (reader files are never writable) */
+	KEY_LISTEN, /* [http] listen: ADDR:PORT; may be given more than once */
+	KEY_TOKEN_FILE, /* a path whose first line is the token */
+	KEY_RATE,  /* N or N/s */
 };
 
 /* One settable key. off is into struct cfg, or into struct cfg_source for
@@ -65,6 +71,8 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_PROXYFS, "group", KEY_GROUP, offsetof(struct cfg, group), 0, 0},
     {SECT_PROXYFS, "file_mode", KEY_MODE, offsetof(struct cfg, file_mode), 0, 0444},
     {SECT_PROXYFS, "hide_credentials", KEY_BOOL, offsetof(struct cfg, hide_credentials), 0, 1},
+    {SECT_PROXYFS, "session_ttl_s", KEY_INT, offsetof(struct cfg, session_ttl_s), 1, 604800},
+    {SECT_PROXYFS, "sessions_max", KEY_INT, offsetof(struct cfg, sessions_max), 1, 10000000},
     {SECT_CHECK, "judge", KEY_JUDGE, offsetof(struct cfg, judge), 0, 0},
     {SECT_CHECK, "ca_file", KEY_PATH, offsetof(struct cfg, ca_file), 0, 0},
     {SECT_CHECK, "recheck_s", KEY_INT, offsetof(struct cfg, recheck_s), 1, 31536000},
@@ -83,6 +91,18 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_CHECK, "interval_s", KEY_INT, offsetof(struct cfg, interval_s), 1, 31536000},
     {SECT_CHECK, "publish_ms", KEY_INT, offsetof(struct cfg, publish_ms), 10, 600000},
     {SECT_CHECK, "retries", KEY_INT, offsetof(struct cfg, retries), 0, 10},
+    {SECT_HTTP, "listen", KEY_LISTEN, offsetof(struct cfg, http.listen), 0, 0},
+    {SECT_HTTP, "token", KEY_STR, offsetof(struct cfg, http.token), 0, 0},
+    {SECT_HTTP, "token_file", KEY_TOKEN_FILE, offsetof(struct cfg, http.token_file), 0, 0},
+    {SECT_HTTP, "private", KEY_BOOL, offsetof(struct cfg, http.private_), 0, 1},
+    {SECT_HTTP, "rate", KEY_RATE, offsetof(struct cfg, http.rate), 0, 1000000},
+    {SECT_HTTP, "burst", KEY_INT, offsetof(struct cfg, http.burst), 1, 1000000},
+    {SECT_HTTP, "max_connections", KEY_INT, offsetof(struct cfg, http.max_connections), 1,
+     100000},
+    {SECT_HTTP, "idle_timeout_s", KEY_INT, offsetof(struct cfg, http.idle_timeout_s), 1, 86400},
+    {SECT_HTTP, "request_timeout_s", KEY_INT, offsetof(struct cfg, http.request_timeout_s), 1,
+     3600},
+    {SECT_HTTP, "threads", KEY_INT, offsetof(struct cfg, http.threads), 1, 64},
     {SECT_SOURCE, "url", KEY_URL, offsetof(struct cfg_source, url), 0, 0},
     {SECT_SOURCE, "protocol", KEY_PROTO, offsetof(struct cfg_source, proto), 0, 0},
     {SECT_SOURCE, "interval_s", KEY_INT, offsetof(struct cfg_source, interval_s), 1, 31536000},
@@ -90,7 +110,7 @@ static const struct cfg_key cfg_keys[] = {
 
 #define N_CFG_KEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
-_Static_assert(N_CFG_KEYS <= 32, "struct cfg_parse's seen has a bit for every key");
+_Static_assert(N_CFG_KEYS <= 64, "struct cfg_parse's seen has a bit for every key");
 
 /* The state of one cfg_load(): the file, where in it we are, and the
  * struct being filled. */
@@ -106,10 +126,11 @@ struct cfg_parse {
 	enum cfg_section sect;
 	char section[SECTION_MAX + 1]; /* as written between the brackets */
 	int section_line;
-	uint32_t seen;		      /* bit i: cfg_keys[i] given in this section */
+	uint64_t seen;		      /* bit i: cfg_keys[i] given in this section */
 	int proxyfs_line, check_line; /* where those sections began, or 0 */
+	int http_line;
 	int expect_line;	      /* where expect was given, or 0 */
-	int key_line[32];	      /* [proxyfs] and [check]: where cfg_keys[i] was given, or 0 */
+	int key_line[64];	      /* [proxyfs], [check], [http]: where cfg_keys[i] was given, or 0 */
 
 	struct cfg *c;
 	char *err;
@@ -396,6 +417,185 @@ int cfg_add_judge(struct cfg *c, const char *url)
 	return 0;
 }
 
+/* --- [http] --- */
+
+int cfg_parse_listen(const char *s, struct sockaddr_storage *ss, unsigned int *len,
+		     const char **why)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	char host[64];
+	const char *colon, *hs = s, *he;
+	char *end = NULL;
+	unsigned long port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (*s == '[') {
+		hs = s + 1;
+		he = strchr(hs, ']');
+		colon = he ? he + 1 : NULL;
+	} else {
+		colon = strrchr(s, ':');
+		he = colon;
+	}
+	if (!he || !colon || *colon != ':' || (*s != '[' && memchr(s, ':', (size_t)(he - s)))) {
+		*why = "is not ADDR:PORT (IPv6 as [ADDR]:PORT)";
+		return -EINVAL;
+	}
+	if (colon[1] >= '0' && colon[1] <= '9')
+		port = strtoul(colon + 1, &end, 10);
+	if (!end || *end || port < 1 || port > 65535) {
+		*why = "has a bad port (1..65535)";
+		return -EINVAL;
+	}
+	if ((size_t)(he - hs) >= sizeof(host) || he == hs) {
+		*why = "has no numeric address";
+		return -EINVAL;
+	}
+	memcpy(host, hs, (size_t)(he - hs));
+	host[he - hs] = '\0';
+	if (*s != '[' && inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*in4);
+		return 0;
+	}
+	if (*s == '[' && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		return 0;
+	}
+	*why = "has no numeric address (such as 127.0.0.1 or [::1])";
+	return -EINVAL;
+}
+
+static int push_listen(struct cfg_http *h, const char *v)
+{
+	char **list = reallocarray(h->listen, h->nlisten + 1, sizeof(*list));
+
+	if (!list)
+		return -ENOMEM;
+	h->listen = list;
+	list[h->nlisten] = strdup(v);
+	if (!list[h->nlisten])
+		return -ENOMEM;
+	h->nlisten++;
+	return 0;
+}
+
+static int add_listen(struct cfg_parse *p, const struct cfg_key *k, const char *v)
+{
+	struct sockaddr_storage ss;
+	unsigned int len;
+	const char *why;
+
+	if (cfg_parse_listen(v, &ss, &len, &why) < 0) {
+		parse_fail(p, k->name, "'%.*s' %s", VALUE_SHOWN, v, why);
+		return -EINVAL;
+	}
+	return push_listen(&p->c->http, v);
+}
+
+int cfg_add_http_listen(struct cfg *c, const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	unsigned int len;
+	const char *why;
+	int rc;
+
+	if (cfg_parse_listen(addr, &ss, &len, &why) < 0) {
+		put_err(err, errlen, "--http '%.*s' %s", VALUE_SHOWN, addr, why);
+		return -EINVAL;
+	}
+	rc = push_listen(&c->http, addr);
+	if (rc == 0)
+		c->http.nlisten_cli++;
+	return rc;
+}
+
+/* token_file = PATH: its first line (without the newline) is the token,
+ * read now so that a missing or empty file is a config error. */
+static int set_token_file(struct cfg_parse *p, const struct cfg_key *k, const char *v)
+{
+	char *path = NULL, *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *f;
+	int rc;
+
+	rc = set_path(p, k, &path, v);
+	if (rc < 0)
+		return rc;
+	f = fopen(path, "re");
+	if (!f) {
+		parse_fail(p, k->name, "%s: %s", path, strerror(errno));
+		rc = -EINVAL;
+		goto out;
+	}
+	n = getline(&line, &cap, f);
+	fclose(f);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	if (n <= 0) {
+		parse_fail(p, k->name, "%s: empty (the token is its first line)", path);
+		rc = -EINVAL;
+		goto out;
+	}
+	free(p->c->http.token);
+	p->c->http.token = line;
+	line = NULL;
+	free(p->c->http.token_file);
+	p->c->http.token_file = path;
+	path = NULL;
+out:
+	free(line);
+	free(path);
+	return rc;
+}
+
+/* rate = N or N/s. */
+static int set_rate(struct cfg_parse *p, const struct cfg_key *k, int *field, const char *v)
+{
+	char num[16];
+	size_t n = strcspn(v, "/");
+
+	if (v[n] && strcmp(v + n, "/s") != 0) {
+		parse_fail(p, k->name, "'%.*s' is not N or N/s (requests per second)", VALUE_SHOWN,
+			   v);
+		return -EINVAL;
+	}
+	if (n >= sizeof(num)) {
+		parse_fail(p, k->name, "'%.*s' is out of range %d..%d", VALUE_SHOWN, v, k->min,
+			   k->max);
+		return -EINVAL;
+	}
+	memcpy(num, v, n);
+	num[n] = '\0';
+	return parse_int(p, k, num, field);
+}
+
+static bool str_same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+bool cfg_http_same(const struct cfg *a, const struct cfg *b)
+{
+	const struct cfg_http *x = &a->http, *y = &b->http;
+	size_t nx = x->nlisten - x->nlisten_cli, ny = y->nlisten - y->nlisten_cli;
+
+	if (nx != ny || !str_same(x->token, y->token) || !str_same(x->token_file, y->token_file))
+		return false;
+	for (size_t i = 0; i < nx; i++)
+		if (strcmp(x->listen[i], y->listen[i]) != 0)
+			return false;
+	return x->private_ == y->private_ && x->rate == y->rate && x->burst == y->burst &&
+	       x->max_connections == y->max_connections &&
+	       x->idle_timeout_s == y->idle_timeout_s &&
+	       x->request_timeout_s == y->request_timeout_s && x->threads == y->threads;
+}
+
 static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, const char *v)
 {
 	void *field = (char *)base + k->off;
@@ -429,6 +629,12 @@ static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, c
 		return set_mode(p, k, field, v);
 	case KEY_URL:
 		return set_url(p, k, base, v);
+	case KEY_LISTEN:
+		return add_listen(p, k, v);
+	case KEY_TOKEN_FILE:
+		return set_token_file(p, k, v);
+	case KEY_RATE:
+		return set_rate(p, k, field, v);
 	case KEY_LOG_LEVEL:
 		if (log_level_parse(v, field) == 0)
 			return 0;
@@ -490,11 +696,12 @@ static int cfg_key_cb(void *user, const char *section, const char *name, const c
 		parse_fail(p, name, "unknown key");
 		return 0;
 	}
-	if ((p->seen & (UINT32_C(1) << i)) && cfg_keys[i].type != KEY_JUDGE) {
+	if ((p->seen & (UINT64_C(1) << i)) && cfg_keys[i].type != KEY_JUDGE &&
+	    cfg_keys[i].type != KEY_LISTEN) {
 		parse_fail(p, name, "given twice in this section");
 		return 0;
 	}
-	p->seen |= UINT32_C(1) << i;
+	p->seen |= UINT64_C(1) << i;
 	if (p->sect != SECT_SOURCE)
 		p->key_line[i] = p->lineno;
 	if (p->sect == SECT_CHECK && strcmp(name, "expect") == 0)
@@ -586,12 +793,16 @@ static int enter_section(struct cfg_parse *p, const char *name, size_t len)
 		p->sect = SECT_PROXYFS;
 	else if (strcmp(p->section, "check") == 0)
 		p->sect = SECT_CHECK;
+	else if (strcmp(p->section, "http") == 0)
+		p->sect = SECT_HTTP;
 	else if (strncmp(p->section, SOURCE_PREFIX, strlen(SOURCE_PREFIX)) == 0)
 		p->sect = SECT_SOURCE;
 	if (p->sect == SECT_PROXYFS)
 		return enter_once(p, &p->proxyfs_line);
 	if (p->sect == SECT_CHECK)
 		return enter_once(p, &p->check_line);
+	if (p->sect == SECT_HTTP)
+		return enter_once(p, &p->http_line);
 	if (p->sect == SECT_NONE) {
 		parse_fail(p, NULL, "unknown section");
 		return -EINVAL;
@@ -719,6 +930,20 @@ static void check_order(struct cfg_parse *p, const char *lo, int lo_v, const cha
 	}
 }
 
+/* [http]: one of token and token_file; private needs a token. */
+static void check_http(struct cfg_parse *p)
+{
+	if (line_of(p, "token") && line_of(p, "token_file")) {
+		p->lineno = line_of(p, "token_file");
+		snprintf(p->section, sizeof(p->section), "http");
+		parse_fail(p, "token_file", "give token or token_file, not both");
+	} else if (p->c->http.private_ && !p->c->http.token) {
+		p->lineno = line_of(p, "private");
+		snprintf(p->section, sizeof(p->section), "http");
+		parse_fail(p, "private", "yes needs a token (token = or token_file =)");
+	}
+}
+
 /* Rules over the whole file: an empty expect is proof of nothing unless
  * the judge's echo of each check's token is required; the pairs that bound
  * each other are in order. Each message names the line of the key. */
@@ -731,6 +956,7 @@ static void check_file(struct cfg_parse *p)
 		snprintf(p->section, sizeof(p->section), "check");
 		parse_fail(p, "expect", "%s", cfg_empty_expect);
 	}
+	check_http(p);
 	check_order(p, "retry_min_s", p->c->retry_min_s, "retry_max_s", p->c->retry_max_s);
 	check_order(p, "connect_timeout_ms", p->c->connect_timeout_ms, "timeout_ms",
 		    p->c->timeout_ms);
@@ -785,6 +1011,14 @@ void cfg_init(struct cfg *c)
 	c->judge_probe_s = 60;
 	c->probe_judges = 1;
 	c->file_mode = -1;
+	c->http.rate = 50;
+	c->http.burst = 100;
+	c->http.max_connections = 1024;
+	c->http.idle_timeout_s = 60;
+	c->http.request_timeout_s = 10;
+	c->http.threads = 1;
+	c->session_ttl_s = SESSION_TTL_DEFAULT;
+	c->sessions_max = SESSION_MAX_DEFAULT;
 	c->judges = calloc(1, sizeof(*c->judges));
 	if (c->judges) {
 		c->judges[0] = strdup(CFG_DEFAULT_JUDGE);
@@ -811,6 +1045,11 @@ void cfg_free(struct cfg *c)
 	free(c->judges);
 	free(c->ca_file);
 	free(c->expect);
+	for (size_t i = 0; i < c->http.nlisten; i++)
+		free(c->http.listen[i]);
+	free(c->http.listen);
+	free(c->http.token);
+	free(c->http.token_file);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -981,6 +1220,10 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 	if (c->connect_timeout_ms > c->timeout_ms) {
 		put_err(err, errlen, "[check] connect_timeout_ms: %d is more than timeout_ms (%d)",
 			c->connect_timeout_ms, c->timeout_ms);
+		return -EINVAL;
+	}
+	if (c->http.private_ && !c->http.token) {
+		put_err(err, errlen, "[http] private: yes needs a token (token = or token_file =)");
 		return -EINVAL;
 	}
 	return validate_sources(c, err, errlen);

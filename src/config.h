@@ -24,6 +24,23 @@ struct cfg_source {
 	int interval_s;         /* re-read period; default = check.interval_s */
 };
 
+/* [http]: the HTTP front (fs/http.h); off when listen is empty. Read at
+ * start only: a reload that changes it is logged and waits for a restart. */
+struct cfg_http {
+	char **listen;           /* ADDR:PORT (IPv6 as [ADDR]:PORT), each parsed by cfg_parse_listen */
+	size_t nlisten;
+	size_t nlisten_cli;      /* the last ones of listen[] came from --http, not the file */
+	char *token;             /* token = or token_file's first line; NULL = none */
+	char *token_file;        /* as given (absolute), or NULL */
+	int private_;            /* every path needs the token; default 0 */
+	int rate;                /* requests per second per client address, 0 = off; default 50 */
+	int burst;               /* the bucket's size; default 100 */
+	int max_connections;     /* default 1024 */
+	int idle_timeout_s;      /* keep-alive idle; default 60 */
+	int request_timeout_s;   /* a whole request must arrive within; default 10 */
+	int threads;             /* event loops serving it; default 1 */
+};
+
 struct cfg {
 	char *file; /* the file read, or NULL for defaults only */
 
@@ -37,6 +54,8 @@ struct cfg {
 	unsigned int gid;        /* ... its id, looked up when the file was read */
 	int file_mode;           /* reader files' mode; -1 = 0440 with a group, else 0444 */
 	int hide_credentials;    /* user:pass@ left out of every reader file; default 0 */
+	int session_ttl_s;       /* a session key unused this long is placed afresh; default 600 */
+	int sessions_max;        /* session keys kept at most (oldest dropped); default 100000 */
 
 	/* [check] */
 	char *judge;            /* URL fetched through each proxy; default http://azenv.net/ */
@@ -60,6 +79,8 @@ struct cfg {
 	int dead_ttl_s;         /* ... once dead for longer than this; default 86400 */
 	int judge_probe_s;      /* judges are probed directly this often; default 60 */
 	int probe_judges;       /* 0: trust the judges without probing them; default 1 */
+
+	struct cfg_http http;
 
 	struct cfg_source *sources;
 	size_t nsources;
@@ -85,6 +106,20 @@ int cfg_add_judge(struct cfg *c, const char *url);
  * the current directory) or downloading an http(s) URL, for proxyfs check.
  * 0 or -ENOMEM. */
 int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto);
+
+/* Adds a listen address from the command line (--http ADDR:PORT). 0,
+ * -EINVAL with why in err, or -ENOMEM. */
+int cfg_add_http_listen(struct cfg *c, const char *addr, char *err, size_t errlen);
+
+/* Parses ADDR:PORT ([ADDR]:PORT for IPv6; numeric addresses only) into
+ * *ss and *len. 0, or -EINVAL with why (a static string) in *why. */
+struct sockaddr_storage;
+int cfg_parse_listen(const char *s, struct sockaddr_storage *ss, unsigned int *len,
+		     const char **why);
+
+/* Do a and b give the same [http] as their files wrote it (listen
+ * addresses from the command line left out)? */
+bool cfg_http_same(const struct cfg *a, const struct cfg *b);
 
 /* The mode reader files get: file_mode, or its default. */
 unsigned int cfg_file_mode(const struct cfg *c);

@@ -38,9 +38,11 @@
 #include "engine.h"
 #include "fetch.h"
 #include "fs.h"
+#include "http.h"
 #include "judge_set.h"
 #include "log.h"
 #include "notify.h"
+#include "session.h"
 #include "snapshot.h"
 #include "store.h"
 
@@ -57,30 +59,38 @@ struct options {
 	bool foreground;
 	bool debug;
 	bool single_thread;
+	char **http;	/* --http ADDR:PORT, in order; owned (the strings are argv's) */
+	size_t nhttp;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] MOUNTPOINT\n"
+		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] [--http ADDR:PORT]\n"
+		"               MOUNTPOINT\n"
 		"       proxyfs check [OPTION...] [FILE|URL ...]   (proxyfs check --help)\n"
 		"       proxyfs judge --listen ADDR:PORT            (proxyfs judge --help)\n"
 		"       proxyfs --help | --version\n"
 		"\n"
 		"Keeps a pool of proxies checked and shows it as files under MOUNTPOINT:\n"
 		"random, next, live.txt, live.json, stat.json, metrics, health,\n"
-		"all.json, dead.txt, removed.txt, lookup/PROXY,\n"
-		"{http,https,socks4,socks5}/{random,next,live.txt},\n"
-		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt},\n"
-		"sources/NAME/{random,next,live.txt}, prometheus/proxyfs.prom,\n"
+		"all.json, dead.txt, removed.txt, lookup/PROXY, session/KEY,\n"
+		"formats/{proxychains.conf,curl.txt},\n"
+		"{http,https,socks4,socks5}/{random,next,live.txt,session/KEY},\n"
+		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt,session/KEY},\n"
+		"sources/NAME/{random,next,live.txt,session/KEY}, prometheus/proxyfs.prom,\n"
 		"control/{reload,add,remove}.\n"
 		"\n"
 		"  -c, --config FILE   settings (INI); default %s if it exists\n"
 		"  -f, --foreground    do not daemonize; log to stderr\n"
 		"  -d, --debug         FUSE debug output (implies -f)\n"
 		"  -s                  single-threaded FUSE loop\n"
+
 		"  -o OPT[,OPT...]     mount options: nonempty (mount over files), allow_other,\n"
 		"                      and the other FUSE options\n"
+		"      --http ADDR:PORT\n"
+		"                      serve the tree over HTTP there too (repeatable; adds to\n"
+		"                      [http] listen; IPv6 as [::1]:8080)\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       the version\n"
 		"\n"
@@ -131,6 +141,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "http", required_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -153,6 +164,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 			if (add_fuse_opts(o, optarg) < 0)
 				return -1;
 			break;
+		case 'H': {
+			char **grown = realloc(o->http, (o->nhttp + 1) * sizeof(*grown));
+
+			if (!grown)
+				return -1;
+			o->http = grown;
+			o->http[o->nhttp++] = optarg;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -191,6 +211,13 @@ static int load_config(const struct options *o, struct cfg *c)
 		free(abs);
 		if (rc < 0) {
 			fprintf(stderr, "proxyfs: %s\n", err);
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < o->nhttp; i++) {
+		rc = cfg_add_http_listen(c, o->http[i], err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "proxyfs: %s\n", rc == -ENOMEM ? "out of memory" : err);
 			return rc;
 		}
 	}
@@ -552,6 +579,7 @@ static int run(const struct options *o, const struct cfg *c)
 	struct fs_control ctl = { .add = control_add, .remove = control_remove,
 				  .rescan = control_rescan, .reload = control_reload };
 	struct fuse *f = NULL;
+	struct http_front *http = NULL;
 	char *mountpoint;
 	char err[512];
 	bool wrote_pid = false;
@@ -577,6 +605,7 @@ static int run(const struct options *o, const struct cfg *c)
 	wrote_pid = c->pid_file != NULL;
 	if (snap_system_init() < 0)
 		goto out_store;
+	session_configure((uint32_t)c->session_ttl_s, (uint32_t)c->sessions_max);
 	e = engine_new(c, store);
 	if (!e)
 		goto out_snap;
@@ -598,6 +627,12 @@ static int run(const struct options *o, const struct cfg *c)
 		log_err("cannot start the store or engine thread");
 		goto out_signals;
 	}
+	/* After the engine (libevent's threading is on), before the word to
+	 * the parent: the command returning means the front listens. */
+	if (c->http.nlisten && !(http = http_front_start(&c->http, &ctl, err, sizeof(err)))) {
+		log_err("%s", err);
+		goto out_signals;
+	}
 	log_info("mounted on %s", mountpoint);
 	if (chdir("/") < 0)
 		log_warn("chdir /: %s", strerror(errno));
@@ -608,6 +643,7 @@ static int run(const struct options *o, const struct cfg *c)
 	notify_stopping();
 	log_info("unmounting %s", mountpoint);
 out_signals:
+	http_front_stop(http);
 	hup_engine = NULL;
 	fuse_remove_signal_handlers(fuse_get_session(f));
 out_unmount:
@@ -617,6 +653,7 @@ out_fuse:
 out_engine:
 	engine_free(e);
 out_snap:
+	session_clear();
 	snap_system_fini();
 out_store:
 	if (wrote_pid)
@@ -641,11 +678,13 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &o);
 	if (rc != 0) {
 		free(o.fuse_opts);
+		free(o.http);
 		return rc > 0 ? 0 : EXIT_USAGE;
 	}
 	if (load_config(&o, &c) < 0 || check_judge(&c) < 0 || check_fuse_opts(&o) < 0) {
 		cfg_free(&c);
 		free(o.fuse_opts);
+		free(o.http);
 		return EXIT_USAGE;
 	}
 	log_set_level(c.log_level);
@@ -654,6 +693,7 @@ int main(int argc, char **argv)
 			strerror(-rc));
 		cfg_free(&c);
 		free(o.fuse_opts);
+		free(o.http);
 		return EXIT_USAGE;
 	}
 	fs_set_access(c.group != NULL, c.gid, cfg_file_mode(&c));
@@ -664,5 +704,6 @@ int main(int argc, char **argv)
 	fetch_global_cleanup();
 	cfg_free(&c);
 	free(o.fuse_opts);
+	free(o.http);
 	return rc;
 }

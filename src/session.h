@@ -36,7 +36,7 @@ void session_configure(uint32_t ttl_s, uint32_t max);
 void session_clear(void);
 
 /* Is key a session name: 1 to SESSION_KEY_MAX characters, each of
- * [A-Za-z0-9._-]? */
+ * [A-Za-z0-9._-], and not "." or ".." (which no path can name)? */
 bool session_key_valid(const char *key, size_t len);
 
 /* The live proxy for key (len bytes) under f in s: its index into

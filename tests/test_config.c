@@ -253,6 +253,11 @@ static void test_bad_values(void)
 	expect_bad_value("proxyfs", "file_mode", "0448", "not an octal mode");
 	expect_bad_value("proxyfs", "file_mode", "", "not an octal mode");
 	expect_bad_value("proxyfs", "hide_credentials", "sometimes", "not yes or no");
+	expect_bad_value("proxyfs", "session_ttl_s", "0", "out of range 1..604800");
+	expect_bad_value("proxyfs", "session_ttl_s", "604801", "out of range 1..604800");
+	expect_bad_value("proxyfs", "sessions_max", "0", "out of range 1..10000000");
+	expect_bad_value("proxyfs", "sessions_max", "10000001", "out of range");
+	expect_bad_value("proxyfs", "sessions_max", "-5", "must be positive");
 	expect_bad_value("proxyfs", "log_file", "", "empty path");
 	expect_bad_value("check", "timeout_ms", "1e4", "not a decimal number");
 	expect_bad_value("check", "timeout_ms", "99", "out of range 100..600000");
@@ -344,6 +349,24 @@ static void test_access_keys(void)
 	    0);
 	CHECK_INT(c.gid, 4321);
 	CHECK_INT(cfg_file_mode(&c), 0400);
+	cfg_free(&c);
+}
+
+/* The session table's keys and their defaults. */
+static void test_session_keys(void)
+{
+	struct cfg c;
+	char err[512] = "", path[PATH_MAX];
+
+	cfg_init(&c);
+	CHECK_INT(c.session_ttl_s, 600);
+	CHECK_INT(c.sessions_max, 100000);
+	CHECK_INT(load_text("[proxyfs]\nsession_ttl_s = 604800\nsessions_max = 1\n", &c, err,
+			    sizeof(err), path),
+		  0);
+	CHECK_STR(err, "");
+	CHECK_INT(c.session_ttl_s, 604800);
+	CHECK_INT(c.sessions_max, 1);
 	cfg_free(&c);
 }
 
@@ -570,6 +593,7 @@ int main(void)
 	test_bad_structure();
 	test_cross_field_lines();
 	test_access_keys();
+	test_session_keys();
 	test_nul_byte();
 	test_good_structure();
 	test_paths();

@@ -208,7 +208,7 @@ def test_sources_folder_has_each_source(remote):
     d = remote.d
     assert sorted(d.listdir("sources")) == sorted(n for n, _ in remote.sources)
     for name, _ in remote.sources:
-        assert sorted(d.listdir("sources/" + name)) == ["live.txt", "next", "random"]
+        assert sorted(d.listdir("sources/" + name)) == ["live.txt", "next", "random", "session"]
     assert [s["name"] for s in d.read_json("stat.json")["sources"]] == \
         [n for n, _ in remote.sources]
     assert {s["name"]: s["url"] for s in d.read_json("stat.json")["sources"]} == \

@@ -1,0 +1,434 @@
+/* pick: filters over a snapshot's live proxies, and picks from them; see
+ * pick.h.
+ *
+ * A filter is matched without touching the proxies' strings: protocol and
+ * anonymity are bits of each record, and a source is a view of the
+ * snapshot (indexes into live[] in ascending order), so membership is a
+ * binary search. What a filter matches is walked over the smallest view it
+ * implies, in live[] order, so "fastest first" holds for every list.
+ */
+#include "pick.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Turns of pick_next: one per fixed view, one per source view up to
+ * PICK_TURN_SOURCES, then one for the top level and one shared by every
+ * other filter. Atomic: any thread picks. */
+#define PICK_TURN_SOURCES 64
+#define PICK_TURN_ALL (SNAP_VIEW_SOURCES + PICK_TURN_SOURCES)
+#define PICK_TURN_OTHER (PICK_TURN_ALL + 1)
+static atomic_uint_fast64_t pick_turns[PICK_TURN_OTHER + 1];
+
+/* A filter resolved against one snapshot: its source names as views. */
+struct resolved {
+	const struct pick_filter *f;
+	bool none;		/* matches nothing in this snapshot */
+	uint32_t nsrc;		/* source views found (names s has) */
+	uint32_t src[PICK_SOURCES_MAX];
+	const uint32_t *base;	/* the view walked, or NULL: all of live[] */
+	uint32_t nbase;
+};
+
+/* The view of source name in s, or -1. */
+static int source_view(const struct snapshot *s, const char *name)
+{
+	for (uint32_t i = 0; i < s->nsources; i++)
+		if (strcmp(s->sources[i].name, name) == 0)
+			return (int)(SNAP_VIEW_SOURCES + i);
+	return -1;
+}
+
+static bool one_bit(uint32_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static unsigned bit_index(uint32_t x)
+{
+	return (unsigned)__builtin_ctz(x);
+}
+
+/* The snapshot view of anonymity grade g (enum snap_anon), or -1. */
+static int anon_view(unsigned g)
+{
+	switch (g) {
+	case SNAP_ANON_ELITE:
+		return SNAP_VIEW_ELITE;
+	case SNAP_ANON_ANONYMOUS:
+		return SNAP_VIEW_ANONYMOUS;
+	case SNAP_ANON_TRANSPARENT:
+		return SNAP_VIEW_TRANSPARENT;
+	default:
+		return -1;
+	}
+}
+
+/* Makes v the walked view when it is smaller than the one so far. */
+static void consider_base(struct resolved *r, const struct snapshot *s, int v)
+{
+	if (v < 0 || (uint32_t)v >= s->nviews)
+		return;
+	if (!r->base || s->nby_folder[v] < r->nbase) {
+		r->base = s->by_folder[v];
+		r->nbase = s->nby_folder[v];
+	}
+}
+
+static void resolve(struct resolved *r, const struct snapshot *s, const struct pick_filter *f)
+{
+	memset(r, 0, sizeof(*r));
+	r->f = f;
+	r->none = f->none;
+	for (uint32_t i = 0; i < f->nsources && i < PICK_SOURCES_MAX; i++) {
+		int v = source_view(s, f->sources[i]);
+
+		if (v >= 0)
+			r->src[r->nsrc++] = (uint32_t)v;
+	}
+	if (f->nsources && !r->nsrc)
+		r->none = true;
+	if (r->none)
+		return;
+	if (one_bit(f->protos))
+		consider_base(r, s, (int)bit_index(f->protos));
+	if (one_bit(f->anons))
+		consider_base(r, s, anon_view(bit_index(f->anons)));
+	if (r->nsrc == 1)
+		consider_base(r, s, (int)r->src[0]);
+}
+
+/* Is live index i in view v (ascending indexes)? */
+static bool in_view(const struct snapshot *s, uint32_t v, uint32_t i)
+{
+	const uint32_t *a = s->by_folder[v];
+	uint32_t lo = 0, hi = s->nby_folder[v];
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (a[mid] == i)
+			return true;
+		if (a[mid] < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static bool match_resolved(const struct snapshot *s, const struct resolved *r, uint32_t i)
+{
+	const struct pick_filter *f = r->f;
+	const struct snap_proxy *p = &s->live[i];
+	bool in_src = false;
+
+	if (r->none || i >= s->nlive)
+		return false;
+	if (f->protos && !(p->folders & f->protos))
+		return false;
+	if (f->anons && !((1u << p->anonymity) & f->anons))
+		return false;
+	if (f->max_latency_ms && p->latency_ms > f->max_latency_ms)
+		return false;
+	if (!r->nsrc)
+		return true;
+	for (uint32_t k = 0; k < r->nsrc && !in_src; k++)
+		in_src = in_view(s, r->src[k], i);
+	return in_src;
+}
+
+/* The number of proxies walked, and the live index of the k-th. */
+static uint32_t walk_len(const struct snapshot *s, const struct resolved *r)
+{
+	if (r->none)
+		return 0;
+	return r->base ? r->nbase : s->nlive;
+}
+
+static uint32_t walk_at(const struct resolved *r, uint32_t k)
+{
+	return r->base ? r->base[k] : k;
+}
+
+void pick_filter_of_view(struct pick_filter *f, const struct snapshot *s, int view)
+{
+	memset(f, 0, sizeof(*f));
+	if (view < 0)
+		return;
+	if (view < PROXY_PROTO_COUNT)
+		f->protos = 1u << view;
+	else if (view == SNAP_VIEW_ELITE)
+		f->anons = 1u << SNAP_ANON_ELITE;
+	else if (view == SNAP_VIEW_ANONYMOUS)
+		f->anons = 1u << SNAP_ANON_ANONYMOUS;
+	else if (view == SNAP_VIEW_TRANSPARENT)
+		f->anons = 1u << SNAP_ANON_TRANSPARENT;
+	else if ((uint32_t)view < s->nviews) {
+		f->nsources = 1;
+		f->sources[0] = s->sources[view - SNAP_VIEW_SOURCES].name;
+	} else {
+		f->none = true;
+	}
+}
+
+/* Both masks narrow: an unset one allows everything. */
+static uint32_t and_mask(uint32_t a, uint32_t b, bool *none)
+{
+	uint32_t m;
+
+	if (!a || !b)
+		return a | b;
+	m = a & b;
+	if (!m)
+		*none = true;
+	return m;
+}
+
+int pick_filter_and(struct pick_filter *f, const struct pick_filter *g)
+{
+	struct pick_filter r = *f;
+
+	r.none = f->none || g->none;
+	r.protos = and_mask(f->protos, g->protos, &r.none);
+	r.anons = and_mask(f->anons, g->anons, &r.none);
+	if (g->max_latency_ms && (!r.max_latency_ms || g->max_latency_ms < r.max_latency_ms))
+		r.max_latency_ms = g->max_latency_ms;
+	if (!f->nsources) {
+		r.nsources = g->nsources;
+		memcpy(r.sources, g->sources, sizeof(r.sources));
+	} else if (g->nsources) {
+		/* names both allow */
+		r.nsources = 0;
+		for (uint32_t i = 0; i < f->nsources; i++)
+			for (uint32_t j = 0; j < g->nsources; j++)
+				if (strcmp(f->sources[i], g->sources[j]) == 0) {
+					r.sources[r.nsources++] = f->sources[i];
+					break;
+				}
+		if (!r.nsources) {
+			r.none = true;
+			r.nsources = f->nsources; /* keep it narrowing */
+			memcpy(r.sources, f->sources, sizeof(r.sources));
+		}
+	}
+	*f = r;
+	return 0;
+}
+
+bool pick_filter_is_view(const struct pick_filter *f, const struct snapshot *s, int *view)
+{
+	int kinds = (f->protos != 0) + (f->anons != 0) + (f->nsources != 0);
+	int v = -1;
+
+	if (f->none || f->max_latency_ms || kinds > 1)
+		return false;
+	if (f->protos) {
+		if (!one_bit(f->protos))
+			return false;
+		v = (int)bit_index(f->protos);
+	} else if (f->anons) {
+		if (!one_bit(f->anons) || (v = anon_view(bit_index(f->anons))) < 0)
+			return false;
+	} else if (f->nsources) {
+		for (uint32_t i = 1; i < f->nsources; i++)
+			if (strcmp(f->sources[i], f->sources[0]) != 0)
+				return false;
+		if ((v = source_view(s, f->sources[0])) < 0)
+			return false;
+	}
+	*view = v;
+	return true;
+}
+
+bool pick_match(const struct snapshot *s, const struct pick_filter *f, uint32_t i)
+{
+	struct resolved r;
+
+	resolve(&r, s, f);
+	return match_resolved(s, &r, i);
+}
+
+const char *pick_unknown_source(const struct pick_filter *f, const struct snapshot *s)
+{
+	for (uint32_t i = 0; i < f->nsources; i++)
+		if (source_view(s, f->sources[i]) < 0)
+			return f->sources[i];
+	return NULL;
+}
+
+int pick_list(const struct snapshot *s, const struct pick_filter *f, uint32_t max, uint32_t **out,
+	      uint32_t *n)
+{
+	struct resolved r;
+	uint32_t total, cap, got = 0, *idx;
+
+	*out = NULL;
+	*n = 0;
+	resolve(&r, s, f);
+	total = walk_len(s, &r);
+	if (!total)
+		return 0;
+	cap = max && max < total ? max : total;
+	idx = malloc((size_t)cap * sizeof(*idx));
+	if (!idx)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < total && got < cap; k++) {
+		uint32_t i = walk_at(&r, k);
+
+		if (match_resolved(s, &r, i))
+			idx[got++] = i;
+	}
+	if (!got)
+		free(idx);
+	else
+		*out = idx;
+	*n = got;
+	return 0;
+}
+
+/* The view's k-th live index (view -1: live[] itself). */
+static uint32_t view_at(const struct snapshot *s, int view, uint32_t k)
+{
+	return view < 0 ? k : s->by_folder[view][k];
+}
+
+static uint32_t view_len(const struct snapshot *s, int view)
+{
+	return view < 0 ? s->nlive : s->nby_folder[view];
+}
+
+/* count distinct numbers below n, at random, into out (count <= n). Few
+ * out of many: drawn and redrawn on a repeat; else a partial shuffle of
+ * all of them. 0 or -ENOMEM. */
+static int sample(uint32_t n, uint32_t count, uint32_t *out)
+{
+	uint32_t *all;
+
+	if (count <= 64 && (uint64_t)count * 4 <= n) {
+		for (uint32_t k = 0; k < count; k++) {
+			bool again;
+
+			do {
+				out[k] = arc4random_uniform(n);
+				again = false;
+				for (uint32_t j = 0; j < k && !again; j++)
+					again = out[j] == out[k];
+			} while (again);
+		}
+		return 0;
+	}
+	all = malloc((size_t)n * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < n; k++)
+		all[k] = k;
+	for (uint32_t k = 0; k < count; k++) {
+		uint32_t j = k + arc4random_uniform(n - k), t = all[k];
+
+		all[k] = all[j];
+		all[j] = t;
+		out[k] = all[k];
+	}
+	free(all);
+	return 0;
+}
+
+uint32_t pick_random(const struct snapshot *s, const struct pick_filter *f, uint32_t count,
+		     uint32_t *out)
+{
+	uint32_t *list = NULL, n = 0;
+	int view;
+
+	if (!count)
+		return 0;
+	if (pick_filter_is_view(f, s, &view)) {
+		n = view_len(s, view);
+		if (count > n)
+			count = n;
+		if (!count || sample(n, count, out) < 0)
+			return 0;
+		for (uint32_t k = 0; k < count; k++)
+			out[k] = view_at(s, view, out[k]);
+		return count;
+	}
+	if (pick_list(s, f, 0, &list, &n) < 0 || !n)
+		return 0;
+	if (count > n)
+		count = n;
+	if (sample(n, count, out) < 0) {
+		free(list);
+		return 0;
+	}
+	for (uint32_t k = 0; k < count; k++)
+		out[k] = list[out[k]];
+	free(list);
+	return count;
+}
+
+uint32_t pick_next(const struct snapshot *s, const struct pick_filter *f, uint32_t count,
+		   uint32_t *out)
+{
+	uint32_t *list = NULL, n;
+	uint64_t first;
+	int view, turn;
+
+	if (!count)
+		return 0;
+	if (pick_filter_is_view(f, s, &view)) {
+		n = view_len(s, view);
+		if (view < 0)
+			turn = PICK_TURN_ALL;
+		else if (view < SNAP_VIEW_SOURCES + PICK_TURN_SOURCES)
+			turn = view;
+		else
+			turn = PICK_TURN_OTHER;
+	} else {
+		if (pick_list(s, f, 0, &list, &n) < 0)
+			return 0;
+		turn = PICK_TURN_OTHER;
+	}
+	if (!n)
+		return 0;
+	if (count > n)
+		count = n;
+	first = atomic_fetch_add(&pick_turns[turn], count);
+	for (uint32_t k = 0; k < count; k++) {
+		uint32_t at = (uint32_t)((first + k) % n);
+
+		out[k] = list ? list[at] : view_at(s, view, at);
+	}
+	free(list);
+	return count;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void pick_filter_key(const struct pick_filter *f, char *buf, size_t size)
+{
+	const char *names[PICK_SOURCES_MAX];
+	uint32_t n = f->nsources < PICK_SOURCES_MAX ? f->nsources : PICK_SOURCES_MAX;
+	int len;
+
+	if (!size)
+		return;
+	if (f->none) {
+		snprintf(buf, size, "none");
+		return;
+	}
+	len = snprintf(buf, size, "p%x.a%x.l%u", (unsigned)f->protos, (unsigned)f->anons,
+		       (unsigned)f->max_latency_ms);
+	memcpy(names, f->sources, n * sizeof(*names));
+	qsort(names, n, sizeof(*names), cmp_str);
+	for (uint32_t i = 0; i < n && len >= 0 && (size_t)len < size; i++) {
+		if (i && strcmp(names[i], names[i - 1]) == 0)
+			continue;
+		len += snprintf(buf + len, size - (size_t)len, "%s%s", i ? "+" : ".s", names[i]);
+	}
+}
