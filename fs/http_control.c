@@ -102,7 +102,7 @@ static void job_done_cb(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
 	struct http_front *h = arg;
-	struct timeval now = { 0, 0 };
+	struct timeval now = {0, 0};
 	struct http_job *j;
 
 	for (;;) {
@@ -157,8 +157,8 @@ void http_control_stop(struct http_front *h)
 	h->worker_running = false;
 }
 
-void http_control_submit(struct http_thread *t, struct evhttp_request *req,
-			 enum control_kind kind, uint64_t t0)
+void http_control_submit(struct http_thread *t, struct evhttp_request *req, enum control_kind kind,
+			 uint64_t t0)
 {
 	struct http_front *h = t->front;
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -192,8 +192,7 @@ void http_control_submit(struct http_thread *t, struct evhttp_request *req,
 	if (queued)
 		return;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-	http_send_text(req, 503, "busy: too many control requests waiting", HTTP_CLASS_CONTROL,
-		       t0);
+	http_send_text(req, 503, "busy: too many control requests waiting", HTTP_CLASS_CONTROL, t0);
 out_free:
 	if (j)
 		job_free(j);

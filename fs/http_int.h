@@ -69,6 +69,8 @@ uint64_t http_now_us(void);
  * Content-Length), and counts the request as class c, begun at t0. */
 void http_send(struct evhttp_request *req, int code, const char *ctype, const char *body,
 	       size_t len, enum http_class c, uint64_t t0);
+/* Counts an answer sent (and says it at debug level; never at info). */
+void http_done(struct evhttp_request *req, enum http_class c, int code, uint64_t t0);
 /* The same with a short text body and "\n" added when text is not empty. */
 void http_send_text(struct evhttp_request *req, int code, const char *text, enum http_class c,
 		    uint64_t t0);
@@ -86,7 +88,7 @@ enum http_class http_class_of(const struct tree_node *n);
  * full or the front stops). */
 int http_control_start(struct http_front *h);
 void http_control_stop(struct http_front *h);
-void http_control_submit(struct http_thread *t, struct evhttp_request *req,
-			 enum control_kind kind, uint64_t t0);
+void http_control_submit(struct http_thread *t, struct evhttp_request *req, enum control_kind kind,
+			 uint64_t t0);
 
 #endif

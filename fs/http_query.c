@@ -82,13 +82,14 @@ static int one_protocol(struct http_query *q, const char *item, char *why, size_
 			return 0;
 		}
 	}
-	snprintf(why, why_size, "protocol: '%.40s' is not one of http, https, socks4, socks5", item);
+	snprintf(why, why_size, "protocol: '%.40s' is not one of http, https, socks4, socks5",
+		 item);
 	return -EINVAL;
 }
 
 static int one_anonymity(struct http_query *q, const char *item, char *why, size_t why_size)
 {
-	static const int grades[] = { SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT };
+	static const int grades[] = {SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT};
 
 	for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++) {
 		if (strcmp(item, snap_anon_name(grades[i])) == 0) {
@@ -108,7 +109,8 @@ static int one_source(struct http_query *q, const char *item, char *why, size_t 
 	uint32_t k = q->filter.nsources;
 
 	if (n == 0 || n > SESSION_KEY_MAX ||
-	    strspn(item, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n) {
+	    strspn(item, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+		n) {
 		snprintf(why, why_size, "source: '%.40s' is not a source name", item);
 		return -EINVAL;
 	}
@@ -149,7 +151,7 @@ static int read_number(const char *key, const char *v, uint32_t max, uint32_t *o
 static int read_pair(struct http_query *q, const char *key, char *v, uint32_t *seen, char *why,
 		     size_t why_size)
 {
-	static const char *const once[] = { "max_latency_ms", "count", "format" };
+	static const char *const once[] = {"max_latency_ms", "count", "format"};
 
 	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
 		if (strcmp(key, once[i]) != 0)
@@ -190,8 +192,10 @@ static int read_pair(struct http_query *q, const char *key, char *v, uint32_t *s
 		snprintf(why, why_size, "format: '%.40s' is not txt or json", v);
 		return -EINVAL;
 	}
-	snprintf(why, why_size, "unknown parameter '%.40s' (protocol, anonymity, source, "
-		 "max_latency_ms, count, format)", key);
+	snprintf(why, why_size,
+		 "unknown parameter '%.40s' (protocol, anonymity, source, "
+		 "max_latency_ms, count, format)",
+		 key);
 	return -EINVAL;
 }
 
@@ -231,9 +235,9 @@ int http_path_decode(const char *in, char *out, size_t size)
 void http_path_alias(char *path, size_t size)
 {
 	static const char *const aliases[][2] = {
-		{ "/get-proxy", "/random" },
-		{ "/stat", "/stat.json" },
-		{ "/reload", "/control/reload" },
+	    {"/get-proxy", "/random"},
+	    {"/stat", "/stat.json"},
+	    {"/reload", "/control/reload"},
 	};
 
 	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {

@@ -113,15 +113,14 @@ static void send_cached(struct serve *sv, int code, const char *ctype, const str
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
 		snprintf(num, sizeof(num), "%zu", content->len);
 		evhttp_add_header(oh, "Content-Length", num);
-	} else if (content->len &&
-		   evbuffer_add_reference(out, content->data, content->len, drop_snap_cb,
-					  snap_ref(sv->s)) < 0) {
+	} else if (content->len && evbuffer_add_reference(out, content->data, content->len,
+							  drop_snap_cb, snap_ref(sv->s)) < 0) {
 		snap_unref(sv->s);
 		http_send_text(req, 500, "out of memory", sv->c, sv->t0);
 		return;
 	}
+	http_done(req, sv->c, code, sv->t0);
 	evhttp_send_reply(req, code, NULL, NULL);
-	http_stats_request(sv->c, code, http_now_us() - sv->t0);
 }
 
 static void send_buf(struct serve *sv, int code, const char *ctype, const struct sbuf *b)
@@ -168,8 +167,8 @@ static void serve_file(struct serve *sv)
 	} else if (rc < 0) {
 		send_text(sv, 500, "out of memory");
 	} else {
-		if (sv->n->render == render_health && strncmp(content->data ? content->data : "",
-							      "ok", 2) != 0)
+		if (sv->n->render == render_health &&
+		    strncmp(content->data ? content->data : "", "ok", 2) != 0)
 			code = 503;
 		if (content != &buf)
 			send_cached(sv, code, ctype_of(sv), content);
@@ -206,7 +205,7 @@ static int dir_fill_cb(void *arg, const char *name)
 static void serve_dir(struct serve *sv)
 {
 	struct sbuf out;
-	struct dir_fill d = { .out = &out, .json = sv->json, .first = true };
+	struct dir_fill d = {.out = &out, .json = sv->json, .first = true};
 
 	sbuf_init(&out);
 	if (sv->json)
@@ -248,8 +247,7 @@ static bool filter_of(struct serve *sv, struct pick_filter *f)
  * or NULL when the tree caches none for it. */
 static const char *view_list_path(int view, bool json, char *buf, size_t size)
 {
-	static const int grades[] = { SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS,
-				      SNAP_ANON_TRANSPARENT };
+	static const int grades[] = {SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT};
 
 	if (view < 0)
 		return json ? "/live.json" : "/live.txt";
@@ -425,7 +423,7 @@ static int check_query(struct serve *sv)
 void http_serve_reader(struct evhttp_request *req, const struct tree_node *n, const char *path,
 		       const char *query, enum http_class c, uint64_t t0)
 {
-	struct serve sv = { .req = req, .n = n, .path = path, .c = c, .t0 = t0 };
+	struct serve sv = {.req = req, .n = n, .path = path, .c = c, .t0 = t0};
 	char why[160];
 
 	if (http_query_parse(query, query ? strlen(query) : 0, &sv.q, why, sizeof(why)) < 0) {
@@ -442,8 +440,8 @@ void http_serve_reader(struct evhttp_request *req, const struct tree_node *n, co
 		serve_pick(&sv);
 	else if (is_pick(n))
 		serve_plain_pick(&sv);
-	else if (is_list(n) && (sv.q.filtered || sv.q.count ||
-				sv.json != (n->render == render_live_json)))
+	else if (is_list(n) &&
+		 (sv.q.filtered || sv.q.count || sv.json != (n->render == render_live_json)))
 		serve_list(&sv);
 	else
 		serve_file(&sv);

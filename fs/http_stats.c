@@ -4,18 +4,17 @@
 #include <stdatomic.h>
 #include <string.h>
 
-static const int codes[HTTP_STATS_CODES] = { 200, 204, 304, 400, 401, 403, 404,
-					     405, 413, 429, 500, 501, 503, 0 };
+static const int codes[HTTP_STATS_CODES] = {200, 204, 304, 400, 401, 403, 404,
+					    405, 413, 429, 500, 501, 503, 0};
 static const char *const bounds[HTTP_STATS_BUCKETS] = {
-	"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
-	"0.01",	  "0.025",   "0.05",   "0.1",	"1",	  "10",
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
+    "0.01",   "0.025",	 "0.05",   "0.1",   "1",      "10",
 };
-static const uint64_t bound_us[HTTP_STATS_BUCKETS] = { 100,   250,   500,    1000,
-						       2500,  5000,  10000,  25000,
-						       50000, 100000, 1000000, 10000000 };
+static const uint64_t bound_us[HTTP_STATS_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000, 10000000};
 
 static const char *const class_names[HTTP_CLASS_COUNT] = {
-	"pick", "list", "stat", "metrics", "health", "control", "dir", "other",
+    "pick", "list", "stat", "metrics", "health", "control", "dir", "other",
 };
 
 /* Every figure: relaxed atomics, written by the front's threads, read by
@@ -90,8 +89,8 @@ void http_stats_get(struct http_stats *out)
 	out->enabled = atomic_load(&st_enabled);
 	for (int c = 0; c < HTTP_CLASS_COUNT; c++)
 		for (int i = 0; i < HTTP_STATS_CODES; i++)
-			out->requests[c][i] = atomic_load_explicit(&st_requests[c][i],
-								   memory_order_relaxed);
+			out->requests[c][i] =
+			    atomic_load_explicit(&st_requests[c][i], memory_order_relaxed);
 	out->rate_limited = atomic_load_explicit(&st_rate_limited, memory_order_relaxed);
 	for (int b = 0; b <= HTTP_STATS_BUCKETS; b++) {
 		cum += atomic_load_explicit(&st_latency[b], memory_order_relaxed);
@@ -99,8 +98,7 @@ void http_stats_get(struct http_stats *out)
 			out->latency[b] = cum;
 	}
 	out->latency_count = cum;
-	out->latency_sum =
-	    (double)atomic_load_explicit(&st_latency_us, memory_order_relaxed) / 1e6;
+	out->latency_sum = (double)atomic_load_explicit(&st_latency_us, memory_order_relaxed) / 1e6;
 	conns = atomic_load_explicit(&st_connections, memory_order_relaxed);
 	out->connections = conns > 0 ? (uint64_t)conns : 0;
 	out->connections_total = atomic_load_explicit(&st_connections_total, memory_order_relaxed);

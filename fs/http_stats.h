@@ -34,7 +34,7 @@ struct http_stats {
 	uint64_t rate_limited;
 	uint64_t latency[HTTP_STATS_BUCKETS]; /* cumulative, as Prometheus wants */
 	uint64_t latency_count;
-	double latency_sum; /* seconds */
+	double latency_sum;   /* seconds */
 	uint64_t connections; /* open now */
 	uint64_t connections_total;
 	uint64_t connections_refused; /* closed at once: over max_connections */

@@ -17,7 +17,7 @@ struct rl_entry {
 	uint8_t len;
 	double tokens;
 	uint64_t last_ms;
-	struct rl_entry *chain;	     /* next in the same hash slot */
+	struct rl_entry *chain;		/* next in the same hash slot */
 	struct rl_entry *newer, *older; /* the recency list */
 };
 

@@ -937,6 +937,10 @@ static void check_http(struct cfg_parse *p)
 		p->lineno = line_of(p, "token_file");
 		snprintf(p->section, sizeof(p->section), "http");
 		parse_fail(p, "token_file", "give token or token_file, not both");
+	} else if (line_of(p, "token") && !p->c->http.token[0]) {
+		p->lineno = line_of(p, "token");
+		snprintf(p->section, sizeof(p->section), "http");
+		parse_fail(p, "token", "empty (leave the key out for no token)");
 	} else if (p->c->http.private_ && !p->c->http.token) {
 		p->lineno = line_of(p, "private");
 		snprintf(p->section, sizeof(p->section), "http");

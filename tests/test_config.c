@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -370,6 +371,74 @@ static void test_session_keys(void)
 	cfg_free(&c);
 }
 
+static void test_http_keys(void)
+{
+	struct cfg c, d;
+	char err[512] = "", path[PATH_MAX], tok[PATH_MAX], text[PATH_MAX + 512];
+	const char *why;
+	struct sockaddr_storage ss;
+	unsigned int len;
+
+	cfg_init(&c);
+	CHECK_INT(c.http.nlisten, 0);
+	CHECK_INT(c.http.rate, 50);
+	CHECK_INT(c.http.burst, 100);
+	CHECK_INT(c.http.max_connections, 1024);
+	CHECK_INT(c.http.idle_timeout_s, 60);
+	CHECK_INT(c.http.request_timeout_s, 10);
+	CHECK_INT(c.http.threads, 1);
+	write_file("/tmp", "s3cret\nignored\n", tok, sizeof(tok));
+	snprintf(text, sizeof(text),
+		 "[http]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8081\ntoken_file = %s\n"
+		 "private = yes\nrate = 7/s\nburst = 9\nmax_connections = 5\n"
+		 "idle_timeout_s = 3\nrequest_timeout_s = 2\nthreads = 4\n",
+		 tok);
+	CHECK_INT(load_text(text, &c, err, sizeof(err), path), 0);
+	unlink(tok);
+	CHECK_INT(c.http.nlisten, 2);
+	CHECK_STR(c.http.listen[1], "[::1]:8081");
+	CHECK_STR(c.http.token, "s3cret");
+	CHECK(c.http.private_ && c.http.rate == 7 && c.http.burst == 9);
+	CHECK(c.http.max_connections == 5 && c.http.threads == 4);
+	CHECK(c.http.idle_timeout_s == 3 && c.http.request_timeout_s == 2);
+	/* --http adds a listen the file's comparison leaves out. */
+	cfg_init(&d);
+	CHECK_INT(load_text("[http]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8081\n", &d, err,
+			    sizeof(err), path),
+		  0);
+	CHECK(!cfg_http_same(&c, &d));
+	c.http.private_ = 0;
+	c.http.rate = 50;
+	CHECK_INT(cfg_add_http_listen(&d, "nope", err, sizeof(err)), -EINVAL);
+	check_contains(err, "--http");
+	CHECK_INT(cfg_add_http_listen(&d, "127.0.0.2:1", err, sizeof(err)), 0);
+	CHECK_INT(d.http.nlisten_cli, 1);
+	cfg_free(&c);
+	cfg_init(&c);
+	CHECK_INT(load_text("[http]\nlisten = 127.0.0.1:8080\nlisten = [::1]:8081\n", &c, err,
+			    sizeof(err), path),
+		  0);
+	CHECK(cfg_http_same(&c, &d));
+	cfg_free(&c);
+	cfg_free(&d);
+	CHECK_INT(cfg_parse_listen("127.0.0.1:0", &ss, &len, &why), -EINVAL);
+	CHECK_INT(cfg_parse_listen("::1:80", &ss, &len, &why), -EINVAL);
+	CHECK_INT(cfg_parse_listen("[127.0.0.1]:80", &ss, &len, &why), -EINVAL);
+	CHECK_INT(cfg_parse_listen("localhost:80", &ss, &len, &why), -EINVAL);
+	CHECK_INT(cfg_parse_listen("[::]:80", &ss, &len, &why), 0);
+	expect_bad_value("http", "listen", "127.0.0.1", "ADDR:PORT");
+	expect_bad_value("http", "listen", "127.0.0.1:70000", "port");
+	expect_bad_value("http", "rate", "5/m", "N/s");
+	expect_bad_value("http", "rate", "-1", "negative");
+	expect_bad_value("http", "threads", "0", "range");
+	expect_bad_value("http", "token_file", "/nonexistent/token", "No such file");
+	expect_error("[http]\ntoken = a\ntoken_file = /etc/hostname\n", -EINVAL, "token_file",
+		     "not both");
+	expect_error("[http]\nprivate = yes\n", -EINVAL, "private", "needs a token");
+	expect_error("[http]\ntoken =\n", -EINVAL, "token", "empty");
+	expect_error("[http]\n[http]\n", -EINVAL, "http", "twice");
+}
+
 static void test_bad_structure(void)
 {
 	char text[512];
@@ -594,6 +663,7 @@ int main(void)
 	test_cross_field_lines();
 	test_access_keys();
 	test_session_keys();
+	test_http_keys();
 	test_nul_byte();
 	test_good_structure();
 	test_paths();

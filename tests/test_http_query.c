@@ -89,7 +89,8 @@ static void test_refusals(void)
 	refused("protocol=%0", "protocol");
 	refused("protocol=a%00b", "protocol");
 	for (int i = 0; i < PICK_SOURCES_MAX + 1; i++)
-		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%ss%d", i ? "," : "", i);
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%ss%d", i ? "," : "",
+			 i);
 	refused(many, "source");
 }
 
