@@ -151,18 +151,6 @@ static void conn_arm(struct http_conn *c)
 	event_add(c->ev, &c->t->front->request_timeout);
 }
 
-/* Answers go out as soon as they are written: under Nagle's rule the
- * last piece of an answer bigger than one write (evhttp writes 16 KiB at a
- * time) waited for the client's delayed ACK, some 40 ms, on every such
- * request of a keep-alive connection. */
-static void conn_nodelay(struct http_conn *c)
-{
-	int one = 1;
-
-	if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
-		log_debug("http: TCP_NODELAY: %s", strerror(errno));
-}
-
 /* evhttp frees the connection: the last we hear of it. */
 static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
@@ -214,7 +202,6 @@ static void conn_ev_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	conn_slot_set(c);
-	conn_nodelay(c);
 	conn_arm(c);
 }
 
