@@ -1,9 +1,12 @@
 /* http: the HTTP front's sockets, threads and connections, and the gate
  * every request passes (path, rate limit, token); see http.h.
  *
- * Each thread runs one event_base with one evhttp accepting on its own
- * dup of every listening socket, so the kernel hands each connection to
- * one loop. evhttp sets the header and body limits and the idle timeout;
+ * Each thread runs one event_base with one evhttp, all accepting on the
+ * same listening sockets (each loop on a dup of its own, since evhttp
+ * closes what it accepts on): whichever loop accepts a connection serves
+ * it to the end. (Per-thread SO_REUSEPORT sockets measured no better with
+ * wrk on two cores, and would let any process of the same user take a
+ * share of the connections.) evhttp sets the header and body limits and the idle timeout;
  * what it lacks this file adds through the bufferevent it asks us for
  * (struct http_conn, told by evhttp when the connection is freed):
  * connections are counted (over max_connections: closed at once), and
@@ -35,6 +38,7 @@
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
 
 #include "http_int.h"
 #include "http_query.h"
@@ -490,8 +494,14 @@ struct http_front *http_front_start(const struct cfg_http *conf, const struct fs
 	struct http_front *h = calloc(1, sizeof(*h));
 	int rc;
 
-	if (!h || conn_table_init() < 0)
-		goto out_oom;
+	/* The worker hands answers to the loops: their bases need locks
+	 * (the engine turned this on already; it must precede every base). */
+	if (!h || evthread_use_pthreads() < 0) {
+		snprintf(err, errlen, "[http]: %s",
+			 h ? "libevent has no thread support" : "out of memory");
+		free(h);
+		return NULL;
+	}
 	h->ctl = ctl;
 	h->private_ = conf->private_;
 	h->max_connections = (uint32_t)conf->max_connections;
@@ -500,6 +510,8 @@ struct http_front *http_front_start(const struct cfg_http *conf, const struct fs
 	pthread_mutex_init(&h->jobs_lock, NULL);
 	pthread_cond_init(&h->jobs_cond, NULL);
 	h->jobs_tail = &h->jobs_head;
+	if (conn_table_init() < 0)
+		goto out_oom;
 	if (conf->token) {
 		h->token = strdup(conf->token);
 		if (!h->token)

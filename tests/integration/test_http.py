@@ -392,7 +392,7 @@ def test_private_without_token_is_a_config_error(tmp_path, peer_set, binary):
     p = subprocess.run([binary, "-f", "-c", conf, str(tmp_path / "mnt")], capture_output=True,
                        timeout=15)
     assert p.returncode == 2
-    assert b"private" in p.stderr and b"token" in p.stderr
+    assert b"[http] private: yes needs a token" in p.stderr, p.stderr
 
 
 # --- limits ---
@@ -570,3 +570,61 @@ def test_stop_ends_a_waiting_sync(mounts, tmp_path, peer_set):
         pass
     finally:
         c.close()
+
+
+def test_reload_that_changes_http_says_it_waits_for_a_restart(mounts, tmp_path, peer_set):
+    port = peers.free_port("127.0.0.1")
+    extra = peers.free_port("127.0.0.1")
+    tmp = str(tmp_path)
+    lst = write_list(tmp, peer_set.list_text(slow=False))
+    conf = write_config(tmp, peer_set.judge, lst,
+                        extra="\n[http]\nlisten = 127.0.0.1:%d\nrate = 0\n" % port)
+    d = mounts.new(conf).start(extra_args=["--http", "127.0.0.1:%d" % extra])
+    # The same file: the listen from --http is no change.
+    d.write("control/reload", "reload\n")
+    assert "[http] changed" not in d.log()
+    write_config(tmp, peer_set.judge, lst,
+                 extra="\n[http]\nlisten = 127.0.0.1:%d\nrate = 5\n" % port)
+    d.write("control/reload", "reload\n")
+    wait_until(lambda: "[http] changed; it takes effect at the next start" in d.log(), 5,
+               "the log line")
+    # Still served as started: both addresses, no rate limit.
+    for p in (port, extra):
+        assert all(Front(p).get("/health")[0] in (200, 503) for _ in range(20))
+    d.stop()
+
+
+def test_checks_leave_descriptors_for_the_connections(mounts, tmp_path, peer_set):
+    """The open-file clamp on concurrent checks leaves max_connections
+    descriptors to the HTTP front."""
+    tmp = str(tmp_path)
+    lst = write_list(tmp, "")
+    maxes = []
+    for extra in ("", "\n[http]\nlisten = 127.0.0.1:%d\nmax_connections = 5000\n"
+                  % peers.free_port("127.0.0.1")):
+        conf = write_config(tmp, peer_set.judge, lst, extra=extra)
+        with open(conf) as f:
+            text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
+        with open(conf, "w") as f:
+            f.write(text)
+        d = mounts.new(conf).start()
+        maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
+        d.stop()
+    assert maxes[0] - maxes[1] >= 5000, maxes
+
+
+def test_curl_through_a_proxy_the_front_gave(served, peer_set):
+    """What a user runs: curl -x "$(curl -s HOST/get-proxy?protocol=socks5)" URL."""
+    d, front = served
+    base = "http://127.0.0.1:%d" % front.port
+    p = subprocess.run(["curl", "-sS", "--max-time", "5", base + "/get-proxy?protocol=socks5"],
+                       capture_output=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+    proxy = p.stdout.decode().strip()
+    assert proxy.startswith("socks5://")
+    rc, out = peers.curl_through(proxy, peer_set.judge_url)
+    assert rc == 0 and peers.JUDGE_TOKEN in out, out
+    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                        "-H", "Authorization: Bearer " + TOKEN, "--data", "x",
+                        base + "/control/add"], capture_output=True, timeout=10)
+    assert p.stdout == b"400"
