@@ -627,6 +627,9 @@ static void metrics_life(const struct snap_stats *st, struct sbuf *out)
 	       st->store_errors_total);
 	scalar(out, "proxyfs_snapshots_total", "counter", "Snapshots of the pool published.",
 	       st->snapshots_total);
+	scalar(out, "proxyfs_renderings_total", "counter",
+	       "Cached lists (live.txt, live.json, ...) rendered: one per snapshot read.",
+	       snap_renderings());
 	family(out, "proxyfs_snapshot_timestamp_seconds", "gauge",
 	       "Unix time the current snapshot was built.");
 	sbuf_adds(out, "proxyfs_snapshot_timestamp_seconds ");

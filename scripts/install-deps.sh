@@ -2,10 +2,14 @@
 # install-deps.sh: installs what building and testing proxyfs needs (Debian 12).
 #
 # Run as root. Idempotent: when every package is already installed it skips
-# apt entirely, so a rerun takes a fraction of a second. promtool is taken out
-# of Debian's prometheus package without installing that package (332 MB):
-# the .deb is downloaded, unpacked in a temporary directory, and only
-# usr/bin/promtool is copied to /usr/local/bin.
+# apt entirely, so a rerun takes a fraction of a second. promtool and the
+# prometheus server (which the integration tests start on loopback) are taken
+# out of Debian's prometheus package without installing that package (332 MB,
+# and a service): the .deb is downloaded once, unpacked in a temporary
+# directory, and only usr/bin/promtool and usr/bin/prometheus are copied to
+# /usr/local/bin. nginx (the benchmark's static-file ceiling) is started by
+# the benchmark itself on a port of its own: if installing it started the
+# distribution's service, that service is stopped and disabled again.
 set -euo pipefail
 
 PACKAGES=(
@@ -18,8 +22,10 @@ PACKAGES=(
 	curl sqlite3 openssl ca-certificates
 	groff-base man-db
 	proxycheck
+	wrk nginx-light proxychains4
 )
 PROMTOOL=/usr/local/bin/promtool
+PROMETHEUS=/usr/local/bin/prometheus
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps.sh: run as root (sudo bash scripts/install-deps.sh)" >&2
@@ -43,8 +49,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-if [ ! -x "$PROMTOOL" ] && ! command -v promtool >/dev/null 2>&1; then
-	echo "install-deps.sh: fetching promtool from the prometheus package"
+# Where services start on install (not in containers with a policy-rc.d
+# that forbids it), Debian's nginx starts listening on :80 at once: stop
+# and disable the service that this install started, and only that one.
+case " ${missing[*]} " in
+*" nginx-light "*)
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now nginx.service || true
+	elif [ -s /run/nginx.pid ]; then
+		nginx -s quit || true
+	fi
+	update-rc.d nginx disable >/dev/null 2>&1 || true
+	;;
+esac
+
+# A tool is wanted when it is in neither /usr/local/bin nor $PATH.
+want_tool() {
+	[ ! -x "$1" ] && ! command -v "$(basename "$1")" >/dev/null 2>&1
+}
+
+if want_tool "$PROMTOOL" || want_tool "$PROMETHEUS"; then
+	echo "install-deps.sh: fetching promtool and prometheus from the prometheus package"
 	if [ "$apt_updated" = no ]; then
 		apt-get update
 	fi
@@ -54,7 +79,11 @@ if [ ! -x "$PROMTOOL" ] && ! command -v promtool >/dev/null 2>&1; then
 	chmod 0777 "$tmp"
 	(cd "$tmp" && apt-get download prometheus)
 	dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
-	install -m 0755 "$tmp/x/usr/bin/promtool" "$PROMTOOL"
+	for tool in "$PROMTOOL" "$PROMETHEUS"; do
+		if want_tool "$tool"; then
+			install -m 0755 "$tmp/x/usr/bin/$(basename "$tool")" "$tool"
+		fi
+	done
 fi
 
 echo "install-deps.sh: all dependencies present"

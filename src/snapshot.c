@@ -497,6 +497,15 @@ void snap_unref(struct snapshot *s)
 	free(s);
 }
 
+/* Renderings made by snap_cached() in every snapshot; only incremented, and
+ * read for the metrics, so relaxed ordering suffices. */
+static atomic_uint_fast64_t renderings;
+
+uint64_t snap_renderings(void)
+{
+	return atomic_load_explicit(&renderings, memory_order_relaxed);
+}
+
 const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn render, int arg)
 {
 	const struct sbuf *out = NULL;
@@ -508,6 +517,7 @@ const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn rend
 		sbuf_reset(&s->cache[slot]);
 		render(s, arg, &s->cache[slot]);
 		s->ready[slot] = !sbuf_failed(&s->cache[slot]);
+		atomic_fetch_add_explicit(&renderings, 1, memory_order_relaxed);
 	}
 	if (s->ready[slot])
 		out = &s->cache[slot];

@@ -222,6 +222,11 @@ typedef void (*snap_render_fn)(const struct snapshot *s, int arg, struct sbuf *o
  * rendering failed for lack of memory. */
 const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn render, int arg);
 
+/* Renderings snap_cached() has made since the process started, over every
+ * snapshot and slot: at most one per cached file and snapshot, however many
+ * read it (proxyfs_renderings_total; the benchmark checks it that way). */
+uint64_t snap_renderings(void);
+
 /* --- the engine --- */
 
 /* Publishes an empty snapshot so snap_current() always has one. */

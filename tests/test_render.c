@@ -510,6 +510,7 @@ static void test_metrics(void)
 	check_contains(t, "\nproxyfs_snapshot_timestamp_seconds 1700000100.250\n");
 	check_contains(t, "\nproxyfs_start_time_seconds 1700000000\n");
 	check_contains(t, "\nproxyfs_healthy 1\n");
+	check_contains(t, "# TYPE proxyfs_renderings_total counter\nproxyfs_renderings_total ");
 	check_contains(t, "proxyfs_source_up{source=\"list-a\"} 1\n"
 			  "proxyfs_source_up{source=\"we\\\"ird\\\\src\"} 0\n");
 	check_contains(t, "proxyfs_source_invalid_lines{source=\"list-a\"} 2\n");

@@ -118,8 +118,9 @@ static void test_empty(void)
 
 static void test_cache(void)
 {
-	struct snapshot *s = make(3);
+	struct snapshot *s = make(3), *t = make(2);
 	const struct sbuf *a, *b;
+	uint64_t before = snap_renderings();
 
 	render_calls = 0;
 	a = snap_cached(s, 2, render_count, 7);
@@ -128,6 +129,14 @@ static void test_cache(void)
 	CHECK_INT(render_calls, 1);
 	CHECK_STR(a->data, "3 proxies, arg 7\n");
 	CHECK(snap_cached(s, SNAP_CACHE_SLOTS, render_count, 0) == NULL);
+	/* counted once per snapshot and slot, however often read */
+	CHECK_INT(snap_renderings() - before, 1);
+	snap_cached(s, 3, render_count, 7);
+	snap_cached(t, 2, render_count, 7);
+	snap_cached(t, 2, render_count, 7);
+	CHECK_INT(snap_renderings() - before, 3);
+	CHECK_INT(render_calls, 3);
+	snap_unref(t);
 	snap_unref(s);
 }
 
