@@ -61,13 +61,15 @@ struct options {
 	bool single_thread;
 	char **http;	/* --http ADDR:PORT, in order; owned (the strings are argv's) */
 	size_t nhttp;
+	char **gateway; /* --gateway ADDR:PORT, the same way */
+	size_t ngateway;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] [--http ADDR:PORT]\n"
-		"               MOUNTPOINT\n"
+		"               [--gateway ADDR:PORT] MOUNTPOINT\n"
 		"       proxyfs check [OPTION...] [FILE|URL ...]   (proxyfs check --help)\n"
 		"       proxyfs judge --listen ADDR:PORT            (proxyfs judge --help)\n"
 		"       proxyfs --help | --version\n"
@@ -91,6 +93,9 @@ static void usage(FILE *out)
 		"      --http ADDR:PORT\n"
 		"                      serve the tree over HTTP there too (repeatable; adds to\n"
 		"                      [http] listen; IPv6 as [::1]:8080)\n"
+		"      --gateway ADDR:PORT\n"
+		"                      one proxy address over the pool there (HTTP, SOCKS4/5;\n"
+		"                      repeatable; adds to [gateway] listen)\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       the version\n"
 		"\n"
@@ -142,6 +147,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "http", required_argument, NULL, 'H' },
+		{ "gateway", required_argument, NULL, 'G' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -171,6 +177,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			o->http = grown;
 			o->http[o->nhttp++] = optarg;
+			break;
+		}
+		case 'G': {
+			char **grown = realloc(o->gateway, (o->ngateway + 1) * sizeof(*grown));
+
+			if (!grown)
+				return -1;
+			o->gateway = grown;
+			o->gateway[o->ngateway++] = optarg;
 			break;
 		}
 		case 'h':
@@ -216,6 +231,13 @@ static int load_config(const struct options *o, struct cfg *c)
 	}
 	for (size_t i = 0; i < o->nhttp; i++) {
 		rc = cfg_add_http_listen(c, o->http[i], err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "proxyfs: %s\n", rc == -ENOMEM ? "out of memory" : err);
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < o->ngateway; i++) {
+		rc = cfg_add_gateway_listen(c, o->gateway[i], err, sizeof(err));
 		if (rc < 0) {
 			fprintf(stderr, "proxyfs: %s\n", rc == -ENOMEM ? "out of memory" : err);
 			return rc;
@@ -686,12 +708,14 @@ int main(int argc, char **argv)
 	if (rc != 0) {
 		free(o.fuse_opts);
 		free(o.http);
+		free(o.gateway);
 		return rc > 0 ? 0 : EXIT_USAGE;
 	}
 	if (load_config(&o, &c) < 0 || check_judge(&c) < 0 || check_fuse_opts(&o) < 0) {
 		cfg_free(&c);
 		free(o.fuse_opts);
 		free(o.http);
+		free(o.gateway);
 		return EXIT_USAGE;
 	}
 	log_set_level(c.log_level);
@@ -701,6 +725,7 @@ int main(int argc, char **argv)
 		cfg_free(&c);
 		free(o.fuse_opts);
 		free(o.http);
+		free(o.gateway);
 		return EXIT_USAGE;
 	}
 	fs_set_access(c.group != NULL, c.gid, cfg_file_mode(&c));
@@ -712,5 +737,6 @@ int main(int argc, char **argv)
 	cfg_free(&c);
 	free(o.fuse_opts);
 	free(o.http);
+	free(o.gateway);
 	return rc;
 }
