@@ -752,7 +752,7 @@ static void load_removed(void *arg, const char *uri)
 uint32_t eng_fd_room(const struct engine *e)
 {
 	struct rlimit rl;
-	uint64_t reserve = FD_RESERVE + e->fd_http;
+	uint64_t reserve = FD_RESERVE + e->fd_http + e->fd_gateway;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 1024 > reserve + MIN_CONCURRENCY ? (uint32_t)(1024 - reserve) : MIN_CONCURRENCY;
@@ -828,6 +828,11 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	if (cfg->http.nlisten)
 		e->fd_http = (uint32_t)cfg->http.max_connections +
 			     (uint32_t)cfg->http.threads * (uint32_t)(cfg->http.nlisten + 4) + 8;
+	/* Two per gateway connection (client and upstream), its listening
+	 * sockets and its loop's own. */
+	if (cfg->gateway.nlisten)
+		e->fd_gateway = 2 * (uint32_t)cfg->gateway.max_connections +
+				(uint32_t)cfg->gateway.nlisten + 8;
 	room = eng_fd_room(e);
 	if ((uint32_t)cfg->concurrency > room)
 		log_warn("concurrency %d clamped to %u by the open-file limit", cfg->concurrency,

@@ -196,6 +196,7 @@ struct engine {
 	struct queue doubt;      /* that run's proxies: their failures wait until it is settled */
 	uint64_t held_total;     /* results not applied while the judges were in doubt */
 	uint32_t fd_http;        /* fds the HTTP front may hold (set at start: [http] is read once) */
+	uint32_t fd_gateway;     /* fds the gateway may hold (likewise, [gateway]) */
 
 	pthread_t thread;
 	bool running;

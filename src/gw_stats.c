@@ -8,8 +8,7 @@ static const char *const outcome_names[GW_OUT_COUNT] = {
     "ok", "upstream_failed", "client_error", "auth_failed", "refused_limit",
 };
 static const char *const bounds[GW_STATS_BUCKETS] = {
-    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
-    "0.1",   "0.25",   "0.5",   "1",    "2.5",   "10",
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "10",
 };
 static const uint64_t bound_us[GW_STATS_BUCKETS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 10000000};

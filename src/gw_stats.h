@@ -26,13 +26,13 @@ enum gw_outcome {
 #define GW_STATS_BUCKETS 12
 
 struct gw_stats {
-	bool enabled;		  /* the gateway is listening */
-	uint64_t max_connections; /* its share of open files, in connections */
-	uint64_t connections;	  /* client connections open now */
+	bool enabled;				  /* the gateway is listening */
+	uint64_t max_connections;		  /* its share of open files, in connections */
+	uint64_t connections;			  /* client connections open now */
 	uint64_t connections_total[GW_OUT_COUNT]; /* ended or tunnelled, by outcome */
-	uint64_t bytes_in;  /* from clients towards upstreams */
-	uint64_t bytes_out; /* from upstreams back to clients */
-	uint64_t retries;   /* upstream attempts after a client's first */
+	uint64_t bytes_in;			  /* from clients towards upstreams */
+	uint64_t bytes_out;			  /* from upstreams back to clients */
+	uint64_t retries;			  /* upstream attempts after a client's first */
 	/* Time from a client's request to its upstream tunnel being ready,
 	 * successful handshakes only; cumulative, as Prometheus wants. */
 	uint64_t handshake[GW_STATS_BUCKETS];
