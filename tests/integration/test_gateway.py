@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -363,3 +364,215 @@ def test_https_target_verified_end_to_end(mounts, tmp_path, peer_set, ups):
             assert test_https.TOKEN in out
     finally:
         judge.stop()
+
+
+# --- limits and the relay ---
+
+class Target:
+    """A TCP server of this process: handler(conn) runs in a thread per
+    connection."""
+
+    def __init__(self, handler, host="127.0.0.1"):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.host, self.port = self.sock.getsockname()
+        self.handler = handler
+        self.conns = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            self.handler(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def socks5_open(addr, host, port, user=None, password=None, src=None):
+    """A SOCKS5 tunnel through the gateway to host:port (an IPv4 literal)."""
+    gh, gp = addr.rsplit(":", 1)
+    s = socket.create_connection((gh, int(gp)), timeout=10,
+                                 source_address=(src, 0) if src else None)
+    if user is None:
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+    else:
+        s.sendall(b"\x05\x01\x02")
+        assert s.recv(2) == b"\x05\x02"
+        s.sendall(bytes([1, len(user)]) + user.encode() + bytes([len(password)])
+                  + password.encode())
+        assert s.recv(2) == b"\x01\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(host) + port.to_bytes(2, "big"))
+    reply = b""
+    while len(reply) < 10:
+        chunk = s.recv(10 - len(reply))
+        assert chunk, "closed during the SOCKS5 reply"
+        reply += chunk
+    assert reply[1] == 0, reply
+    return s
+
+
+def _socks5_greeted(addr, src=None):
+    """A connection that said its SOCKS5 greeting and got the answer, so
+    the gateway holds it; or None when the gateway closed it at once."""
+    gh, gp = addr.rsplit(":", 1)
+    s = socket.create_connection((gh, int(gp)), timeout=5,
+                                 source_address=(src, 0) if src else None)
+    try:
+        s.sendall(b"\x05\x01\x00")
+        if s.recv(2) == b"\x05\x00":
+            return s
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    s.close()
+    return None
+
+
+def test_connections_over_max_are_refused(mounts, tmp_path, peer_set, ups):
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups,
+                             "max_connections = 2\n")
+    held = [_socks5_greeted(addr) for _ in range(2)]
+    try:
+        assert all(held)
+        assert _socks5_greeted(addr) is None
+        held.pop().close()
+        ok = False
+        for _ in range(50):  # the close is seen by the gateway's loop soon
+            s = _socks5_greeted(addr)
+            if s:
+                s.close()
+                ok = True
+                break
+            time.sleep(0.05)
+        assert ok
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_per_client_limit(mounts, tmp_path, peer_set, ups):
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups, "per_client = 2\n")
+    held = [_socks5_greeted(addr) for _ in range(2)]
+    try:
+        assert all(held)
+        assert _socks5_greeted(addr) is None
+        other = _socks5_greeted(addr, src="127.0.0.2")  # another client address
+        assert other
+        other.close()
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_checks_leave_two_descriptors_per_gateway_connection(mounts, tmp_path, peer_set):
+    tmp = str(tmp_path)
+    lst = write_list(tmp, "")
+    maxes = []
+    for extra in ("", "\n[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = 3000\n"
+                  % peers.free_port("127.0.0.1")):
+        conf = write_config(tmp, peer_set.judge, lst, extra=extra)
+        with open(conf) as f:
+            text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
+        with open(conf, "w") as f:
+            f.write(text)
+        d = mounts.new(conf).start()
+        maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
+        d.stop()
+    assert maxes[0] - maxes[1] >= 6000, maxes
+
+
+def test_half_close_kept(mounts, tmp_path, peer_set, ups):
+    """The client sends, then shuts its write side; the target answers
+    after that EOF, and the client still gets the answer."""
+    def count_then_answer(conn):
+        n = 0
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            n += len(chunk)
+        conn.sendall(b"got %d\n" % n)
+
+    target = Target(count_then_answer)
+    try:
+        d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups)
+        # Through danted (SOCKS4), which keeps half-closed tunnels itself
+        # (microsocks and tinyproxy end both ways at the first EOF).
+        s = socks5_open(addr, target.host, target.port, "u-proto-socks4", "x")
+        s.sendall(b"x" * 100000)
+        s.shutdown(socket.SHUT_WR)
+        assert _read_all(s) == b"got 100000\n"
+        s.close()
+    finally:
+        target.stop()
+
+
+def test_idle_tunnel_closed(mounts, tmp_path, peer_set, ups):
+    silent = Target(lambda conn: conn.recv(1))  # waits for a byte that never comes
+    try:
+        d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups,
+                                 "idle_timeout_s = 1\n")
+        s = socks5_open(addr, silent.host, silent.port)
+        t0 = time.monotonic()
+        assert _read_all(s) == b""
+        assert time.monotonic() - t0 < 4
+        s.close()
+    finally:
+        silent.stop()
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_reader_does_not_fill_memory(mounts, tmp_path, peer_set, ups):
+    """A target that sends 256 MB to a client that reads nothing for a
+    while: the relay stops reading the upstream (watermarks), so the
+    daemon's memory grows by far less than what was offered."""
+    chunk = b"\0" * (1 << 20)
+
+    def flood(conn):
+        for _ in range(256):
+            conn.sendall(chunk)
+
+    target = Target(flood)
+    try:
+        d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups)
+        pid = d.proc.pid
+        before = _rss_kb(pid)
+        s = socks5_open(addr, target.host, target.port, "u-proto-socks5", "x")
+        time.sleep(2)  # the flood runs into the relay while nobody reads
+        grown = _rss_kb(pid) - before
+        got = 0
+        while got < 256 << 20:
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+        s.close()
+        assert got == 256 << 20
+        assert grown < 32 * 1024, "daemon grew by %d kB with a stalled reader" % grown
+    finally:
+        target.stop()
