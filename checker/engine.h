@@ -11,7 +11,7 @@
  * publish.c (snapshots, records for the store), queue.c, schedule.h,
  * pool.h, judge_set.h (the healthy-judge rotation), resolve.h;
  * engine_int.h is their shared state. One check: check.h (check.c, one file per protocol, check_tls.c,
- * check_dns.c), judge.c (the URL a check fetches), http_answer.h, src/socks.h
+ * check_dns.c), judge.c (the URL a check fetches), src/http_answer.h, src/socks.h
  * (the SOCKS messages, shared with the gateway), echo.h (what a judge
  * answers). Uses src/, never fs/.
  */

@@ -38,6 +38,7 @@
 #include "engine.h"
 #include "fetch.h"
 #include "fs.h"
+#include "gateway.h"
 #include "http.h"
 #include "judge_set.h"
 #include "log.h"
@@ -486,6 +487,30 @@ static int control_reload(void *arg, fs_stop_fn stop, void *stop_arg)
 	return engine_reload(arg, stop, stop_arg);
 }
 
+/* The gateway's settings from [gateway] (gateway/ knows no config file). */
+static struct gateway *start_gateway(const struct cfg *c, const struct gw_report *report,
+				     char *err, size_t errlen)
+{
+	const struct cfg_gateway *g = &c->gateway;
+	struct gw_conf gc = {
+		.listen = (const char *const *)g->listen,
+		.nlisten = g->nlisten,
+		.policy = g->policy == CFG_GW_ROUND_ROBIN ? GW_POLICY_ROUND_ROBIN :
+			  g->policy == CFG_GW_FASTEST	  ? GW_POLICY_FASTEST :
+							    GW_POLICY_RANDOM,
+		.users = g->users,
+		.nusers = g->nusers,
+		.retries = g->retries,
+		.max_connections = g->max_connections,
+		.per_client = g->per_client,
+		.handshake_timeout_s = g->handshake_timeout_s,
+		.idle_timeout_s = g->idle_timeout_s,
+	};
+
+	cfg_gateway_filter(g, &gc.filter);
+	return gw_start(&gc, report, err, errlen);
+}
+
 /* A FUSE instance with the command line's options; debug adds -d. Its ops
  * get ctl back as their private data. */
 static struct fuse *make_fuse(const struct options *o, const struct fuse_operations *ops,
@@ -609,6 +634,8 @@ static int run(const struct options *o, const struct cfg *c)
 				  .bad = control_bad };
 	struct fuse *f = NULL;
 	struct http_front *http = NULL;
+	struct gw_report gw_rep = { 0 };
+	struct gateway *gw = NULL;
 	char *mountpoint;
 	char err[512];
 	bool wrote_pid = false;
@@ -662,6 +689,10 @@ static int run(const struct options *o, const struct cfg *c)
 		log_err("%s", err);
 		goto out_signals;
 	}
+	if (c->gateway.nlisten && !(gw = start_gateway(c, &gw_rep, err, sizeof(err)))) {
+		log_err("%s", err);
+		goto out_signals;
+	}
 	log_info("mounted on %s", mountpoint);
 	if (chdir("/") < 0)
 		log_warn("chdir /: %s", strerror(errno));
@@ -672,6 +703,7 @@ static int run(const struct options *o, const struct cfg *c)
 	notify_stopping();
 	log_info("unmounting %s", mountpoint);
 out_signals:
+	gw_stop(gw);
 	http_front_stop(http);
 	hup_engine = NULL;
 	fuse_remove_signal_handlers(fuse_get_session(f));

@@ -1,0 +1,365 @@
+"""The gateway ([gateway] listen): one proxy address over the pool.
+
+curl, pointed at the gateway as an HTTP proxy (plain and CONNECT), as
+SOCKS5 (remote names) and as SOCKS4a, reaches the judge through a live
+upstream of the pool. The upstreams are this module's own real proxies,
+each going out from its own loopback address (microsocks -b, tinyproxy
+Bind, danted external), so the judge's REMOTE_ADDR names the upstream a
+connection went out through. Failures are hidden: an upstream stopped
+after the pool saw it alive is replaced by another without the client
+noticing. Hostile clients (junk, a 1 MB CONNECT line, a stalled
+handshake) cost only their own connection.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+import certs
+import peers
+import test_https
+from conftest import write_config, write_list
+
+# Outgoing address of each upstream: the judge shows it as REMOTE_ADDR.
+S5_OUT = "127.0.0.61"
+S5_AUTH_OUT = "127.0.0.62"
+HTTPS_OUT = "127.0.0.63"
+S4_OUT = "127.0.0.64"
+
+
+def curl(*args, timeout=10):
+    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args],
+                       capture_output=True, timeout=timeout + 10)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def remote_addr(body):
+    m = re.search(r"^REMOTE_ADDR = (\S+)$", body, re.M)
+    return m.group(1) if m else None
+
+
+def judge_header(body, name):
+    m = re.search(r"^HTTP_%s = (.*)$" % name, body, re.M)
+    return m.group(1) if m else None
+
+
+def start_microsocks_out(tmp, host, out, user=None, password=None):
+    def make():
+        port = peers.free_port(host)
+        argv = ["microsocks", "-i", host, "-p", str(port), "-b", out]
+        cred = ""
+        if user:
+            argv += ["-u", user, "-P", password]
+            cred = "%s:%s@" % (user, password)
+        uri = "socks5://%s%s:%d" % (cred, host, port)
+        return peers.Peer("microsocks", host, port, argv,
+                          os.path.join(tmp, "microsocks-%d.log" % port), line=uri, uri=uri)
+    return peers._start_with_retry(make)
+
+
+def start_tinyproxy_out(tmp, host, out):
+    """tinyproxy going out from out, listed https:// (checked through CONNECT)."""
+    def make():
+        port = peers.free_port(host)
+        conf = os.path.join(tmp, "tinyproxy-%d.conf" % port)
+        with open(conf, "w") as f:
+            f.write("Port %d\nListen %s\nBind %s\nTimeout 30\nLogLevel Info\n"
+                    "MaxClients 100\nAllow 127.0.0.0/8\n" % (port, host, out))
+        return peers.Peer("tinyproxy", host, port, ["tinyproxy", "-d", "-c", conf],
+                          os.path.join(tmp, "tinyproxy-%d.log" % port),
+                          line="https://%s:%d" % (host, port), uri="http://%s:%d" % (host, port))
+    return peers._start_with_retry(make)
+
+
+def start_danted_out(tmp, host, out):
+    def make():
+        port = peers.free_port(host)
+        conf = os.path.join(tmp, "danted-%d.conf" % port)
+        with open(conf, "w") as f:
+            f.write("logoutput: stderr\ninternal: %s port = %d\nexternal: %s\n"
+                    "socksmethod: none\nclientmethod: none\n"
+                    "user.privileged: root\nuser.unprivileged: nobody\n"
+                    "client pass {\n\tfrom: 127.0.0.0/8\n\tto: 0.0.0.0/0\n}\n"
+                    "socks pass {\n\tfrom: 127.0.0.0/8\n\tto: 0.0.0.0/0\n}\n"
+                    % (host, port, out))
+        uri = "socks4://%s:%d" % (host, port)
+        return peers.Peer("danted", host, port,
+                          ["danted", "-f", conf, "-p", os.path.join(tmp, "danted-%d.pid" % port)],
+                          os.path.join(tmp, "danted-%d.log" % port), line=uri, uri=uri)
+    return peers._start_with_retry(make)
+
+
+class Upstreams:
+    """The pool's proxies: SOCKS5, SOCKS5 with a password, an HTTP proxy
+    that CONNECTs, SOCKS4; out maps each one's URI to its outgoing address."""
+
+    def __init__(self, tmp):
+        self.all = []
+        try:
+            self.s5 = self._keep(start_microsocks_out(tmp, "127.0.0.51", S5_OUT))
+            self.s5_auth = self._keep(start_microsocks_out(tmp, "127.0.0.52", S5_AUTH_OUT,
+                                                           "carol", "pw9"))
+            self.https = self._keep(start_tinyproxy_out(tmp, "127.0.0.53", HTTPS_OUT))
+            self.s4 = self._keep(start_danted_out(tmp, "127.0.0.54", S4_OUT))
+        except BaseException:
+            self.stop()
+            raise
+        self.out = {self.s5.uri: S5_OUT, self.s5_auth.uri: S5_AUTH_OUT,
+                    self.https.uri: HTTPS_OUT, self.s4.uri: S4_OUT}
+
+    def _keep(self, p):
+        self.all.append(p)
+        return p
+
+    def lines(self):
+        return "".join(p.line + "\n" for p in self.all)
+
+    def stop(self):
+        for p in self.all:
+            p.stop()
+
+
+def gateway_daemon(mounts, tmp, judge, upstreams, extra=""):
+    """A daemon over upstreams with the gateway on a free port, synced;
+    returns (daemon, gateway address "127.0.0.1:PORT")."""
+    port = peers.free_port("127.0.0.1")
+    section = "\n[gateway]\nlisten = 127.0.0.1:%d\n%s" % (port, extra)
+    conf = write_config(tmp, judge, write_list(tmp, upstreams.lines()), extra=section)
+    d = mounts.new(conf).start()
+    d.sync()
+    assert len(d.live()) == len(upstreams.all), d.read_text("all.json")
+    return d, "127.0.0.1:%d" % port
+
+
+@pytest.fixture(scope="module")
+def ups(tmp_path_factory):
+    u = Upstreams(str(tmp_path_factory.mktemp("ups")))
+    try:
+        yield u
+    finally:
+        u.stop()
+
+
+@pytest.fixture
+def gw(mounts, tmp_path, peer_set, ups):
+    return gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups)
+
+
+def exits(ups):
+    return set(ups.out.values())
+
+
+# --- what clients speak ---
+
+def test_http_proxy_absolute_form(gw, peer_set, ups):
+    """curl -x http://GW http://judge/path: the request reaches the judge in
+    origin form, with the Proxy-* headers gone and Connection: close."""
+    _, addr = gw
+    rc, out, err = curl("-x", "http://" + addr, "-H", "Proxy-Foo: bar",
+                        peer_set.judge_url + "some/path?q=1")
+    assert rc == 0, err
+    assert peers.JUDGE_TOKEN in out
+    assert "REQUEST_URI = /some/path?q=1" in out
+    assert judge_header(out, "PROXY_FOO") is None
+    assert judge_header(out, "CONNECTION") == "close"
+    assert remote_addr(out) in exits(ups)
+
+
+def test_http_connect(gw, peer_set, ups):
+    _, addr = gw
+    rc, out, err = curl("-p", "-x", "http://" + addr, peer_set.judge_url)
+    assert rc == 0, err
+    assert peers.JUDGE_TOKEN in out and remote_addr(out) in exits(ups)
+
+
+def test_socks5h(gw, peer_set, ups):
+    _, addr = gw
+    rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+    assert rc == 0, err
+    assert peers.JUDGE_TOKEN in out and remote_addr(out) in exits(ups)
+
+
+def test_socks5h_name_goes_to_the_upstream(gw, peer_set, ups):
+    """A host name is sent on as a name (never resolved by the gateway),
+    so only upstreams that take names carry it: never SOCKS4."""
+    _, addr = gw
+    url = "http://localhost:%d/" % peer_set.judge.port
+    for _ in range(8):
+        rc, out, err = curl("-x", "socks5h://" + addr, url)
+        assert rc == 0, err
+        assert peers.JUDGE_TOKEN in out
+        assert remote_addr(out) in exits(ups) - {S4_OUT}
+
+
+def test_socks4a(gw, peer_set, ups):
+    _, addr = gw
+    rc, out, err = curl("-x", "socks4a://" + addr, peer_set.judge_url)
+    assert rc == 0, err
+    assert peers.JUDGE_TOKEN in out and remote_addr(out) in exits(ups)
+
+
+def test_every_upstream_protocol_used(gw, peer_set, ups):
+    """The upstream handshakes of every protocol (SOCKS5 with and without
+    a password, HTTP CONNECT, SOCKS4) carry real traffic: over enough
+    connections each upstream is an exit."""
+    _, addr = gw
+    seen = set()
+    for _ in range(60):
+        rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+        assert rc == 0, err
+        seen.add(remote_addr(out))
+        if seen == exits(ups):
+            break
+    assert seen == exits(ups)
+
+
+def test_user_options_choose_the_protocol(gw, peer_set, ups):
+    _, addr = gw
+    for user, want in (("u-proto-socks4", {S4_OUT}), ("u-proto-https", {HTTPS_OUT}),
+                       ("u-proto-socks5", {S5_OUT, S5_AUTH_OUT})):
+        for _ in range(4):
+            rc, out, err = curl("-x", "socks5h://" + addr, "--proxy-user", user + ":x",
+                                peer_set.judge_url)
+            assert rc == 0, (user, err)
+            assert remote_addr(out) in want, (user, out)
+
+
+def test_sticky_session_is_the_trees(gw, peer_set, ups):
+    """USER-session-KEY: one exit across 20 connections, the upstream the
+    tree's /session/KEY names (one session table)."""
+    d, addr = gw
+    got = set()
+    for _ in range(20):
+        rc, out, err = curl("-x", "http://" + addr, "--proxy-user", "alice-session-k42:x",
+                            peer_set.judge_url)
+        assert rc == 0, err
+        got.add(remote_addr(out))
+    assert len(got) == 1
+    assert got == {ups.out[d.read_text("session/k42").strip()]}
+
+
+# --- failures hidden ---
+
+def test_dead_upstream_retried(mounts, tmp_path, peer_set):
+    """One upstream of two stopped after the pool saw it alive: every
+    request still gets its answer, through the other."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        u.s5 = u._keep(start_microsocks_out(tmp, "127.0.0.55", S5_OUT))
+        dead = u._keep(start_microsocks_out(tmp, "127.0.0.56", S5_AUTH_OUT))
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u,
+                                 "policy = round_robin\neject_after = 0\n")
+        dead.stop()
+        for _ in range(10):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+        assert dead.uri in d.live()  # still live: the gateway hid it, nothing more
+    finally:
+        u.stop()
+
+
+def test_all_upstreams_dead_is_502(mounts, tmp_path, peer_set):
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        dead = u._keep(start_microsocks_out(tmp, "127.0.0.57", S5_OUT))
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u)
+        dead.stop()
+        rc, out, err = curl("-i", "-x", "http://" + addr, peer_set.judge_url)
+        assert " 502 " in out.splitlines()[0], out
+        assert "x-proxyfs-error:" in out.lower()
+        rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+        assert rc != 0
+    finally:
+        u.stop()
+
+
+# --- auth ---
+
+def test_auth(mounts, tmp_path, peer_set, ups):
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups, "auth = dave:pw7\n")
+    rc, out, err = curl("-i", "-x", "http://" + addr, peer_set.judge_url)
+    assert " 407 " in out.splitlines()[0], out
+    rc, out, err = curl("-x", "http://" + addr, "--proxy-user", "dave:pw7", peer_set.judge_url)
+    assert rc == 0 and peers.JUDGE_TOKEN in out, err
+    rc, out, err = curl("-x", "socks5h://" + addr, "--proxy-user", "dave-proto-socks5:pw7",
+                        peer_set.judge_url)
+    assert rc == 0 and remote_addr(out) in (S5_OUT, S5_AUTH_OUT), err
+    rc, out, err = curl("-x", "socks5h://" + addr, "--proxy-user", "dave:nope",
+                        peer_set.judge_url)
+    assert rc != 0 and peers.JUDGE_TOKEN not in out
+    rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+    assert rc != 0 and peers.JUDGE_TOKEN not in out
+
+
+# --- hostile clients ---
+
+def _connect(addr):
+    host, port = addr.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _read_all(s):
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_hostile_clients_cost_only_their_connection(mounts, tmp_path, peer_set, ups):
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups,
+                             "handshake_timeout_s = 2\n")
+    slow = _connect(addr)
+    slow.sendall(b"\x05")  # a SOCKS5 greeting that never ends
+    junk = _connect(addr)
+    junk.sendall(b"\x00\xffjunk\r\n\r\n")
+    assert _read_all(junk) == b""  # closed, nothing said
+    big = _connect(addr)
+    try:
+        big.sendall(b"CONNECT " + b"a" * (1 << 20) + b":443 HTTP/1.1\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    answer = _read_all(big)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    # Meanwhile the gateway serves everyone else.
+    rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+    assert rc == 0 and peers.JUDGE_TOKEN in out, err
+    # The stalled handshake is cut at its deadline.
+    t0 = time.monotonic()
+    assert _read_all(slow) == b""
+    assert time.monotonic() - t0 < 5
+    for s in (slow, junk, big):
+        s.close()
+
+
+def test_https_target_verified_end_to_end(mounts, tmp_path, peer_set, ups):
+    """CONNECT to an https target: TLS runs between curl and the target,
+    verified against the test CA, through the gateway and an upstream."""
+    tmp = str(tmp_path)
+    ca = certs.CA(tmp, "gw")
+    ctx = test_https._server_ctx(*ca.issue("judge", ["IP:127.0.0.1", "DNS:localhost"]))
+    judge = test_https._Served(test_https._bind_retry(
+        lambda port: test_https._TLSJudge(("127.0.0.1", port), ctx), "127.0.0.1"))
+    try:
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, ups)
+        url = "https://127.0.0.1:%d/judge" % judge.port
+        for scheme in ("http", "socks5h"):
+            rc, out, err = curl("--cacert", ca.cert, "-x", scheme + "://" + addr, url)
+            assert rc == 0, (scheme, err)
+            assert test_https.TOKEN in out
+    finally:
+        judge.stop()
