@@ -301,6 +301,7 @@ static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 static const char *const eject_by[SNAP_EJECT_BY_COUNT] = {
     [SNAP_EJECT_NONE] = "none",
     [SNAP_EJECT_CONTROL] = "control",
+    [SNAP_EJECT_GATEWAY] = "gateway",
 };
 
 /* Live proxies taken out of the live set before a check said so, and the
