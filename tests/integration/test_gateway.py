@@ -23,7 +23,7 @@ import pytest
 import certs
 import peers
 import test_https
-from conftest import write_config, write_list
+from conftest import wait_until, write_config, write_list
 
 # Outgoing address of each upstream: the judge shows it as REMOTE_ADDR.
 S5_OUT = "127.0.0.61"
@@ -262,6 +262,33 @@ def test_dead_upstream_retried(mounts, tmp_path, peer_set):
             assert rc == 0, err
             assert remote_addr(out) == S5_OUT
         assert dead.uri in d.live()  # still live: the gateway hid it, nothing more
+    finally:
+        u.stop()
+
+
+def test_dead_upstream_ejected_by_real_traffic(mounts, tmp_path, peer_set):
+    """A stopped upstream fails real traffic eject_after times in a row:
+    it leaves the live set (an ejection by the gateway, with why), while
+    every client got its answer; the one that worked keeps its slot."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        good = u._keep(start_microsocks_out(tmp, "127.0.0.58", S5_OUT))
+        dead = u._keep(start_microsocks_out(tmp, "127.0.0.59", S5_AUTH_OUT))
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u,
+                                 "policy = round_robin\neject_after = 2\n")
+        dead.stop()
+        for _ in range(8):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+        wait_until(lambda: dead.uri not in d.live(), 10, "the dead upstream ejected")
+        ej = d.read_json("stat.json")["ejections"]
+        assert ej["by"]["gateway"] >= 1, ej
+        assert any(x["uri"] == dead.uri and x["by"] == "gateway" and x["why"]
+                   for x in ej["last"]), ej
+        assert good.uri in d.live()
     finally:
         u.stop()
 
