@@ -487,6 +487,16 @@ static int control_reload(void *arg, fs_stop_fn stop, void *stop_arg)
 	return engine_reload(arg, stop, stop_arg);
 }
 
+/* The gateway's word on each upstream, wired to the engine (gateway/
+ * knows no engine), which counts failures in a row and ejects. */
+static void gateway_report(void *arg, const char *uri, bool ok, const char *why)
+{
+	int rc = engine_report(arg, uri, ok, why);
+
+	if (rc < 0 && rc != -ESHUTDOWN)
+		log_debug("gateway: report on %s: %s", uri, strerror(-rc));
+}
+
 /* The gateway's settings from [gateway] (gateway/ knows no config file). */
 static struct gateway *start_gateway(const struct cfg *c, const struct gw_report *report,
 				     char *err, size_t errlen)
@@ -634,7 +644,7 @@ static int run(const struct options *o, const struct cfg *c)
 				  .bad = control_bad };
 	struct fuse *f = NULL;
 	struct http_front *http = NULL;
-	struct gw_report gw_rep = { 0 };
+	struct gw_report gw_rep = { .report = gateway_report };
 	struct gateway *gw = NULL;
 	char *mountpoint;
 	char err[512];
@@ -666,6 +676,7 @@ static int run(const struct options *o, const struct cfg *c)
 	if (!e)
 		goto out_snap;
 	ctl.arg = e;
+	gw_rep.arg = e;
 	f = make_fuse(o, fs_operations(), o->debug, &ctl);
 	if (!f)
 		goto out_engine;

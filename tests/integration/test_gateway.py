@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -22,7 +23,7 @@ import pytest
 import certs
 import peers
 import test_https
-from conftest import write_config, write_list
+from conftest import wait_until, write_config, write_list
 
 # Outgoing address of each upstream: the judge shows it as REMOTE_ADDR.
 S5_OUT = "127.0.0.61"
@@ -265,6 +266,33 @@ def test_dead_upstream_retried(mounts, tmp_path, peer_set):
         u.stop()
 
 
+def test_dead_upstream_ejected_by_real_traffic(mounts, tmp_path, peer_set):
+    """A stopped upstream fails real traffic eject_after times in a row:
+    it leaves the live set (an ejection by the gateway, with why), while
+    every client got its answer; the one that worked keeps its slot."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        good = u._keep(start_microsocks_out(tmp, "127.0.0.58", S5_OUT))
+        dead = u._keep(start_microsocks_out(tmp, "127.0.0.59", S5_AUTH_OUT))
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u,
+                                 "policy = round_robin\neject_after = 2\n")
+        dead.stop()
+        for _ in range(8):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+        wait_until(lambda: dead.uri not in d.live(), 10, "the dead upstream ejected")
+        ej = d.read_json("stat.json")["ejections"]
+        assert ej["by"]["gateway"] >= 1, ej
+        assert any(x["uri"] == dead.uri and x["by"] == "gateway" and x["why"]
+                   for x in ej["last"]), ej
+        assert good.uri in d.live()
+    finally:
+        u.stop()
+
+
 def test_all_upstreams_dead_is_502(mounts, tmp_path, peer_set):
     tmp = str(tmp_path)
     u = Upstreams.__new__(Upstreams)
@@ -363,3 +391,215 @@ def test_https_target_verified_end_to_end(mounts, tmp_path, peer_set, ups):
             assert test_https.TOKEN in out
     finally:
         judge.stop()
+
+
+# --- limits and the relay ---
+
+class Target:
+    """A TCP server of this process: handler(conn) runs in a thread per
+    connection."""
+
+    def __init__(self, handler, host="127.0.0.1"):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.host, self.port = self.sock.getsockname()
+        self.handler = handler
+        self.conns = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            self.handler(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def socks5_open(addr, host, port, user=None, password=None, src=None):
+    """A SOCKS5 tunnel through the gateway to host:port (an IPv4 literal)."""
+    gh, gp = addr.rsplit(":", 1)
+    s = socket.create_connection((gh, int(gp)), timeout=10,
+                                 source_address=(src, 0) if src else None)
+    if user is None:
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+    else:
+        s.sendall(b"\x05\x01\x02")
+        assert s.recv(2) == b"\x05\x02"
+        s.sendall(bytes([1, len(user)]) + user.encode() + bytes([len(password)])
+                  + password.encode())
+        assert s.recv(2) == b"\x01\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(host) + port.to_bytes(2, "big"))
+    reply = b""
+    while len(reply) < 10:
+        chunk = s.recv(10 - len(reply))
+        assert chunk, "closed during the SOCKS5 reply"
+        reply += chunk
+    assert reply[1] == 0, reply
+    return s
+
+
+def _socks5_greeted(addr, src=None):
+    """A connection that said its SOCKS5 greeting and got the answer, so
+    the gateway holds it; or None when the gateway closed it at once."""
+    gh, gp = addr.rsplit(":", 1)
+    s = socket.create_connection((gh, int(gp)), timeout=5,
+                                 source_address=(src, 0) if src else None)
+    try:
+        s.sendall(b"\x05\x01\x00")
+        if s.recv(2) == b"\x05\x00":
+            return s
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    s.close()
+    return None
+
+
+def test_connections_over_max_are_refused(mounts, tmp_path, peer_set, ups):
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups,
+                             "max_connections = 2\n")
+    held = [_socks5_greeted(addr) for _ in range(2)]
+    try:
+        assert all(held)
+        assert _socks5_greeted(addr) is None
+        held.pop().close()
+        ok = False
+        for _ in range(50):  # the close is seen by the gateway's loop soon
+            s = _socks5_greeted(addr)
+            if s:
+                s.close()
+                ok = True
+                break
+            time.sleep(0.05)
+        assert ok
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_per_client_limit(mounts, tmp_path, peer_set, ups):
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups, "per_client = 2\n")
+    held = [_socks5_greeted(addr) for _ in range(2)]
+    try:
+        assert all(held)
+        assert _socks5_greeted(addr) is None
+        other = _socks5_greeted(addr, src="127.0.0.2")  # another client address
+        assert other
+        other.close()
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_checks_leave_two_descriptors_per_gateway_connection(mounts, tmp_path, peer_set):
+    tmp = str(tmp_path)
+    lst = write_list(tmp, "")
+    maxes = []
+    for extra in ("", "\n[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = 3000\n"
+                  % peers.free_port("127.0.0.1")):
+        conf = write_config(tmp, peer_set.judge, lst, extra=extra)
+        with open(conf) as f:
+            text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
+        with open(conf, "w") as f:
+            f.write(text)
+        d = mounts.new(conf).start()
+        maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
+        d.stop()
+    assert maxes[0] - maxes[1] >= 6000, maxes
+
+
+def test_half_close_kept(mounts, tmp_path, peer_set, ups):
+    """The client sends, then shuts its write side; the target answers
+    after that EOF, and the client still gets the answer."""
+    def count_then_answer(conn):
+        n = 0
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            n += len(chunk)
+        conn.sendall(b"got %d\n" % n)
+
+    target = Target(count_then_answer)
+    try:
+        d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups)
+        # Through danted (SOCKS4), which keeps half-closed tunnels itself
+        # (microsocks and tinyproxy end both ways at the first EOF).
+        s = socks5_open(addr, target.host, target.port, "u-proto-socks4", "x")
+        s.sendall(b"x" * 100000)
+        s.shutdown(socket.SHUT_WR)
+        assert _read_all(s) == b"got 100000\n"
+        s.close()
+    finally:
+        target.stop()
+
+
+def test_idle_tunnel_closed(mounts, tmp_path, peer_set, ups):
+    silent = Target(lambda conn: conn.recv(1))  # waits for a byte that never comes
+    try:
+        d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups,
+                                 "idle_timeout_s = 1\n")
+        s = socks5_open(addr, silent.host, silent.port)
+        t0 = time.monotonic()
+        assert _read_all(s) == b""
+        assert time.monotonic() - t0 < 4
+        s.close()
+    finally:
+        silent.stop()
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_reader_does_not_fill_memory(mounts, tmp_path, peer_set, ups):
+    """A target that sends 256 MB to a client that reads nothing for a
+    while: the relay stops reading the upstream (watermarks), so the
+    daemon's memory grows by far less than what was offered."""
+    chunk = b"\0" * (1 << 20)
+
+    def flood(conn):
+        for _ in range(256):
+            conn.sendall(chunk)
+
+    target = Target(flood)
+    try:
+        d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups)
+        pid = d.proc.pid
+        before = _rss_kb(pid)
+        s = socks5_open(addr, target.host, target.port, "u-proto-socks5", "x")
+        time.sleep(2)  # the flood runs into the relay while nobody reads
+        grown = _rss_kb(pid) - before
+        got = 0
+        while got < 256 << 20:
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+        s.close()
+        assert got == 256 << 20
+        assert grown < 32 * 1024, "daemon grew by %d kB with a stalled reader" % grown
+    finally:
+        target.stop()
