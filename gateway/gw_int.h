@@ -27,7 +27,7 @@
 #include "socks.h"
 
 /* Most upstreams one client connection tries. */
-#define GW_TRIES_MAX 8
+#define GW_TRIES_MAX 11
 /* An HTTP client's request head (request line and headers) at most. */
 #define GW_HTTP_HEAD_MAX 16384
 /* Relay: stop reading one side while the other's output holds this much. */

@@ -13,6 +13,7 @@ handshake) cost only their own connection.
 
 import os
 import re
+import resource
 import socket
 import subprocess
 import threading
@@ -610,6 +611,28 @@ def test_checks_leave_two_descriptors_per_gateway_connection(mounts, tmp_path, p
         maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
         d.stop()
     assert maxes[0] - maxes[1] >= 6000, maxes
+
+
+def test_gateway_takes_at_most_half_the_spare_descriptors(mounts, tmp_path, peer_set):
+    """max_connections beyond what the open-file limit allows is clamped
+    (2 fds a connection, at most half of what the daemon can spare), and
+    the checks keep the other half."""
+    tmp = str(tmp_path)
+    conf = write_config(tmp, peer_set.judge, write_list(tmp, ""),
+                        extra="\n[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = 1000000\n"
+                        % peers.free_port("127.0.0.1"))
+    with open(conf) as f:
+        text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
+    with open(conf, "w") as f:
+        f.write(text)
+    d = mounts.new(conf).start()
+    st = d.read_json("stat.json")
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    share = st["gateway"]["max_connections"]
+    assert 0 < share <= (limit - 512) // 4, (share, limit)
+    assert st["engine"]["concurrency_max"] >= (limit - 512) // 2 - 600, st["engine"]
+    assert "clamped" in d.log()
+    d.stop()
 
 
 def test_half_close_kept(mounts, tmp_path, peer_set, ups):
