@@ -290,6 +290,21 @@ def _pump(src, dst):
         pass
 
 
+def test_proxychains_through_the_gateway(gw, peer_set, ups, tmp_path):
+    """proxychains4 pointed at the gateway: an unaware program (curl with
+    no proxy option) goes out through the pool."""
+    _, addr = gw
+    host, port = addr.rsplit(":", 1)
+    conf = tmp_path / "proxychains.conf"
+    conf.write_text("strict_chain\nquiet_mode\nproxy_dns\ntcp_read_time_out 15000\n"
+                    "tcp_connect_time_out 8000\n[ProxyList]\nsocks5 %s %s\n" % (host, port))
+    p = subprocess.run(["proxychains4", "-f", str(conf), "curl", "-sS", "--max-time", "10",
+                        peer_set.judge_url], capture_output=True, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, p.stderr
+    assert peers.JUDGE_TOKEN in out and remote_addr(out) in exits(ups)
+
+
 def test_every_upstream_protocol_used(gw, peer_set, ups):
     """The upstream handshakes of every protocol (SOCKS5 with and without
     a password, HTTP CONNECT, SOCKS4) carry real traffic: over enough
