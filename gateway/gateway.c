@@ -417,6 +417,7 @@ void gw_stop(struct gateway *g)
 		event_base_free(g->base);
 	if (g->running)
 		gw_stats_set_enabled(false, 0);
+	gw_upstream_good_free(g);
 	gw_auth_free(g->auth);
 	for (size_t i = 0; g->sources && i < PICK_SOURCES_MAX; i++)
 		free(g->sources[i]);

@@ -34,6 +34,9 @@
 /* Relay: stop reading one side while the other's output holds this much. */
 #define GW_RELAY_HIGH (256 * 1024)
 #define GW_PER_CLIENT_BUCKETS 1024
+/* Upstreams that carried a connection lately, newest first: a retry goes
+ * to one of them before an unknown one. */
+#define GW_GOOD_KEEP 16
 
 enum gw_client_proto { GW_CL_UNKNOWN, GW_CL_SOCKS5, GW_CL_SOCKS4, GW_CL_HTTP };
 
@@ -88,7 +91,9 @@ struct gw_hs {
 	char *tried[GW_TRIES_MAX];
 	int ntried;
 	struct proxy_addr upa;
-	uint8_t up_step; /* enum gw_up_step */
+	uint64_t up_gen;   /* the current upstream: the snapshot it came from */
+	uint32_t up_index; /* and its index into that snapshot's live[] */
+	uint8_t up_step;   /* enum gw_up_step */
 	struct chk_socks_reply sr;
 	struct chk_answer ans;
 	int up_err;	       /* errno of the last upstream failure, 0 if none */
@@ -120,6 +125,13 @@ struct gw_client_count {
 	uint32_t n;
 };
 
+/* An upstream that carried a connection, where its snapshot had it. */
+struct gw_good {
+	char *uri; /* owned; NULL for an empty slot */
+	uint64_t gen;
+	uint32_t index;
+};
+
 struct gateway {
 	struct event_base *base;
 	pthread_t tid;
@@ -139,6 +151,7 @@ struct gateway {
 	struct gw_conn *conns; /* their list, for the stop */
 	struct event *resume;  /* re-enables the listeners after an accept error */
 	struct gw_client_count *per_client_tab[GW_PER_CLIENT_BUCKETS];
+	struct gw_good good[GW_GOOD_KEEP]; /* newest first */
 };
 
 /* gateway.c */
@@ -166,6 +179,9 @@ void gw_client_auth_failed(struct gw_conn *c, const char *why);
  * through it; on success starts the relay, on failure tries the next or
  * fails the client. */
 void gw_upstream_start(struct gw_conn *c);
+
+/* Forgets the upstreams that carried connections (at the stop). */
+void gw_upstream_good_free(struct gateway *g);
 
 /* gw_relay.c: bytes both ways until both sides are done or idle. */
 void gw_relay_start(struct gw_conn *c);

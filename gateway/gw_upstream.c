@@ -63,6 +63,85 @@ static bool can_carry(const struct gw_conn *c, const struct snapshot *s, uint32_
 	return !f.none && pick_match(s, &f, i);
 }
 
+/* --- upstreams that worked lately --- */
+
+static void good_drop(struct gateway *g, const char *uri)
+{
+	for (int i = 0; i < GW_GOOD_KEEP && g->good[i].uri; i++) {
+		if (strcmp(g->good[i].uri, uri) != 0)
+			continue;
+		free(g->good[i].uri);
+		memmove(&g->good[i], &g->good[i + 1], (GW_GOOD_KEEP - 1 - i) * sizeof(g->good[0]));
+		g->good[GW_GOOD_KEEP - 1].uri = NULL;
+		return;
+	}
+}
+
+/* c's upstream carried its connection: the newest of the good ones. */
+static void good_add(struct gateway *g, const struct gw_conn *c, const char *uri)
+{
+	char *copy;
+
+	if (g->good[0].uri && strcmp(g->good[0].uri, uri) == 0) {
+		g->good[0].gen = c->hs->up_gen;
+		g->good[0].index = c->hs->up_index;
+		return;
+	}
+	good_drop(g, uri);
+	copy = strdup(uri);
+	if (!copy)
+		return;
+	free(g->good[GW_GOOD_KEEP - 1].uri);
+	memmove(&g->good[1], &g->good[0], (GW_GOOD_KEEP - 1) * sizeof(g->good[0]));
+	g->good[0] = (struct gw_good){.uri = copy, .gen = c->hs->up_gen, .index = c->hs->up_index};
+}
+
+void gw_upstream_good_free(struct gateway *g)
+{
+	for (int i = 0; i < GW_GOOD_KEEP; i++) {
+		free(g->good[i].uri);
+		g->good[i].uri = NULL;
+	}
+}
+
+/* Where uri is in s->live now: the index it had if s is the snapshot it
+ * was seen in, else looked up (a scan of the live set). */
+static int64_t live_index(const struct snapshot *s, const struct gw_good *gd)
+{
+	if (gd->gen == s->stats.generation) {
+		if (gd->index < s->nlive && strcmp(s->live[gd->index].uri, gd->uri) == 0)
+			return gd->index;
+		return -1;
+	}
+	for (uint32_t k = 0; k < s->nlive; k++)
+		if (strcmp(s->live[k].uri, gd->uri) == 0)
+			return k;
+	return -1;
+}
+
+/* For a retry: the upstream that worked most lately, still live in s, able
+ * to carry c's tunnel under its filter, and not tried; else -1. At most
+ * GW_GOOD_SCANS of them are looked up in a snapshot newer than theirs. */
+#define GW_GOOD_SCANS 2
+static int64_t choose_good(const struct gw_conn *c, const struct snapshot *s)
+{
+	const struct gateway *g = c->gw;
+	int scans = 0;
+
+	for (int i = 0; i < GW_GOOD_KEEP && g->good[i].uri; i++) {
+		int64_t k;
+
+		if (tried(c, g->good[i].uri))
+			continue;
+		if (g->good[i].gen != s->stats.generation && scans++ >= GW_GOOD_SCANS)
+			break;
+		k = live_index(s, &g->good[i]);
+		if (k >= 0 && can_carry(c, s, (uint32_t)k))
+			return k;
+	}
+	return -1;
+}
+
 /* The index into s->live of the upstream to try next, or -1. */
 static int64_t choose(struct gw_conn *c, const struct snapshot *s)
 {
@@ -83,6 +162,13 @@ static int64_t choose(struct gw_conn *c, const struct snapshot *s)
 		tunnel_filter(c, &f);
 		if (!f.none && session_pick(s, &f, key, len, &i) == 0 && !tried(c, s->live[i].uri))
 			return i;
+	}
+	/* A retry: what worked a moment ago before the unknown. */
+	if (c->hs->ntried > 0) {
+		int64_t k = choose_good(c, s);
+
+		if (k >= 0)
+			return k;
 	}
 	tunnel_filter(c, &f);
 	if (f.none)
@@ -132,8 +218,11 @@ static void up_failed(struct gw_conn *c, bool blame, int err, const char *why)
 	snprintf(c->hs->why, sizeof(c->hs->why), "%s: %s", cur_uri(c), why);
 	c->hs->up_err = err;
 	log_debug("gateway: upstream %s", c->hs->why);
-	if (blame && c->gw->report.report)
-		c->gw->report.report(c->gw->report.arg, cur_uri(c), false, why);
+	if (blame) {
+		good_drop(c->gw, cur_uri(c));
+		if (c->gw->report.report)
+			c->gw->report.report(c->gw->report.arg, cur_uri(c), false, why);
+	}
 	if (c->up) {
 		bufferevent_free(c->up);
 		c->up = NULL;
@@ -234,6 +323,7 @@ static void tunnel_up(struct gw_conn *c)
 
 	if (c->gw->report.report)
 		c->gw->report.report(c->gw->report.arg, cur_uri(c), true, "");
+	good_add(c->gw, c, cur_uri(c));
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	us = (int64_t)(now.tv_sec - c->hs->t0.tv_sec) * 1000000 +
 	     (now.tv_nsec - c->hs->t0.tv_nsec) / 1000;
@@ -376,6 +466,8 @@ static bool next_upstream(struct gw_conn *c)
 		const char *uri = c->hs->tried[c->hs->ntried++];
 
 		ok = true;
+		c->hs->up_gen = s->stats.generation;
+		c->hs->up_index = (uint32_t)i;
 		if (proxy_parse_line(uri, strlen(uri), PROXY_HTTP, &c->hs->upa) != PROXY_LINE_OK) {
 			snprintf(c->hs->why, sizeof(c->hs->why), "%s: not a proxy URI", uri);
 			c->hs->upa.host[0] = '\0';

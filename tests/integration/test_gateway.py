@@ -368,6 +368,37 @@ def test_dead_upstream_retried(mounts, tmp_path, peer_set):
         u.stop()
 
 
+def test_retry_goes_to_what_worked_lately(mounts, tmp_path, peer_set):
+    """Three upstreams of four stopped while the gateway is in use, one
+    retry only, round_robin (which meets two stopped ones in a row): every
+    request is answered, because a retry goes to the upstream that worked
+    a moment ago rather than to the next unknown."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        live = u._keep(start_microsocks_out(tmp, "127.0.0.91", S5_OUT))
+        dead = [u._keep(start_microsocks_out(tmp, "127.0.0.%d" % (92 + i), "127.0.0.%d" % (95 + i)))
+                for i in range(3)]
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u,
+                                 "policy = round_robin\nretries = 1\neject_after = 0\n")
+        # Traffic as usual until the one that stays was the last to work.
+        for _ in range(8):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            if remote_addr(out) == S5_OUT:
+                break
+        assert remote_addr(out) == S5_OUT
+        for p in dead:
+            p.stop()
+        for _ in range(12):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+    finally:
+        u.stop()
+
+
 def test_dead_upstream_ejected_by_real_traffic(mounts, tmp_path, peer_set):
     """A stopped upstream fails real traffic eject_after times in a row:
     it leaves the live set (an ejection by the gateway, with why), while
