@@ -345,6 +345,26 @@ def test_sticky_session_is_the_trees(gw, peer_set, ups):
     assert got == {ups.out[d.read_text("session/k42").strip()]}
 
 
+def test_sticky_session_moves_when_its_upstream_leaves(mounts, tmp_path, peer_set, ups):
+    """The session's upstream removed (control/remove): the key moves to
+    another live upstream, and sticks there."""
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups)
+
+    def exit_of(key):
+        rc, out, err = curl("-x", "http://" + addr, "--proxy-user", "bob-session-%s:x" % key,
+                            peer_set.judge_url)
+        assert rc == 0, err
+        return remote_addr(out)
+
+    first = exit_of("mv1")
+    uri = [u for u, out in ups.out.items() if out == first][0]
+    d.write("control/remove", uri + "\n")
+    wait_until(lambda: uri not in d.live(), 10, "the session's upstream out of the live set")
+    moved = {exit_of("mv1") for _ in range(5)}
+    assert len(moved) == 1 and moved != {first}, (first, moved)
+    assert moved == {ups.out[d.read_text("session/mv1").strip()]}
+
+
 # --- failures hidden ---
 
 def test_dead_upstream_retried(mounts, tmp_path, peer_set):
