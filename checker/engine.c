@@ -898,8 +898,8 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	/* Two fds per gateway connection (the client's, the upstream's) and
 	 * its listening sockets: the checks never take the gateway's share. */
 	if (cfg->gateway.nlisten)
-		e->fd_gateway = 2 * (uint32_t)cfg->gateway.max_connections +
-				(uint32_t)cfg->gateway.nlisten + 8;
+		e->fd_gateway =
+		    2 * (uint32_t)cfg->gateway.max_connections + (uint32_t)cfg->gateway.nlisten + 8;
 	e->gw_eject_after = (uint32_t)cfg->gateway.eject_after;
 	room = eng_fd_room(e);
 	if ((uint32_t)cfg->concurrency > room)
