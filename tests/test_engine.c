@@ -579,7 +579,7 @@ static void test_report(void)
 {
 	struct cfg c;
 	struct engine *e = limit_engine(&c);
-	struct pool_entry *a, *b, *d, *f;
+	struct pool_entry *a, *b, *d, *f, *t;
 	const struct snap_proxy *r;
 	struct snapshot *s;
 
@@ -634,13 +634,19 @@ static void test_report(void)
 	/* Named with its credentials, as the snapshot gives it. */
 	report(e, "socks5://u:p@127.0.0.1:8102", 3, false, "SOCKS5 auth refused");
 	CHECK_INT(b->ejected, SNAP_EJECT_GATEWAY);
+	/* A proxy listed only https:// (a tunnel) is named http:// in the
+	 * snapshot, and so by the gateway. */
+	t = bad_entry(e, "https://127.0.0.1:8105", POOL_ALIVE);
+	CHECK(t != NULL);
+	report(e, "http://127.0.0.1:8105", 3, false, "CONNECT refused our credentials (407)");
+	CHECK(t && t->ejected == SNAP_EJECT_GATEWAY);
 	/* A dead one stays as it is; an untracked one is ignored. */
 	report(e, "socks4://127.0.0.1:8103", 5, false, "connect refused");
 	CHECK_INT(d->state, POOL_DEAD);
 	CHECK_INT(d->ejected, SNAP_EJECT_NONE);
 	report(e, "http://127.0.0.1:8999", 5, false, "connect refused");
 	CHECK_INT(engine_report(e, "not a proxy", false, "x"), -EINVAL);
-	CHECK_INT(e->ejections[SNAP_EJECT_GATEWAY], 2);
+	CHECK_INT(e->ejections[SNAP_EJECT_GATEWAY], 3);
 
 	/* eject_after = 0: the gateway never ejects. */
 	e->gw_eject_after = 0;
@@ -648,7 +654,7 @@ static void test_report(void)
 	CHECK_INT(f->state, POOL_ALIVE);
 	s = snap_current();
 	CHECK_INT(s->nlive, 1);
-	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_GATEWAY], 2);
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_GATEWAY], 3);
 	snap_unref(s);
 out_free:
 	engine_free(e);
