@@ -734,11 +734,6 @@ int engine_report(struct engine *e, const char *uri, bool ok, const char *why)
 	return eng_cmd_send(e, c);
 }
 
-uint32_t engine_gateway_max_connections(const struct engine *e)
-{
-	return e->gw_max_connections;
-}
-
 void engine_signal_reload(struct engine *e)
 {
 	char c = 'r';
@@ -840,27 +835,6 @@ uint32_t eng_fd_room(const struct engine *e)
 	return (uint32_t)(rl.rlim_cur - reserve);
 }
 
-/* The gateway's share of open files: two per connection (the client's,
- * the upstream's) and its listening sockets, at most half of what FUSE,
- * SQLite and the HTTP front leave, so that neither the checks nor the
- * gateway can starve the other; max_connections is clamped to fit (said
- * once, at start: [gateway] is read once). */
-static void gateway_share(struct engine *e, const struct cfg *cfg)
-{
-	uint32_t half = eng_fd_room(e) / 2, fixed = (uint32_t)cfg->gateway.nlisten + 8;
-	uint32_t cap = half > fixed + 2 ? (half - fixed) / 2 : 1;
-	uint32_t want = (uint32_t)cfg->gateway.max_connections;
-
-	if (want > cap) {
-		log_warn("[gateway] max_connections %u clamped to %u by the open-file limit (2 "
-			 "files each, at most half of what is left for the checks and the gateway)",
-			 want, cap);
-		want = cap;
-	}
-	e->gw_max_connections = want;
-	e->fd_gateway = 2 * want + fixed;
-}
-
 static int make_events(struct engine *e)
 {
 	struct timeval tick = { 0, TICK_MS * 1000 };
@@ -921,8 +895,11 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	if (cfg->http.nlisten)
 		e->fd_http = (uint32_t)cfg->http.max_connections +
 			     (uint32_t)cfg->http.threads * (uint32_t)(cfg->http.nlisten + 4) + 8;
+	/* Two fds per gateway connection (the client's, the upstream's) and
+	 * its listening sockets: the checks never take the gateway's share. */
 	if (cfg->gateway.nlisten)
-		gateway_share(e, cfg);
+		e->fd_gateway =
+		    2 * (uint32_t)cfg->gateway.max_connections + (uint32_t)cfg->gateway.nlisten + 8;
 	e->gw_eject_after = (uint32_t)cfg->gateway.eject_after;
 	room = eng_fd_room(e);
 	if ((uint32_t)cfg->concurrency > room)

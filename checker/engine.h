@@ -144,12 +144,6 @@ int engine_bad(struct engine *e, const struct proxy_addr *list, size_t n, size_t
  * is not a proxy line, -ENOMEM, or -ESHUTDOWN. */
 int engine_report(struct engine *e, const char *uri, bool ok, const char *why);
 
-/* The gateway's connections at once: [gateway] max_connections, clamped
- * so that its two files per connection take at most half of the open
- * files FUSE, SQLite and the HTTP front leave (the checks keep the rest);
- * 0 without [gateway] listen. The gateway is to be started with it. */
-uint32_t engine_gateway_max_connections(const struct engine *e);
-
 /* Async-signal-safe: asks the engine to re-read its sources (SIGHUP). */
 void engine_signal_reload(struct engine *e);
 

@@ -199,7 +199,6 @@ struct engine {
 	uint64_t held_total;     /* results not applied while the judges were in doubt */
 	uint32_t fd_http;        /* fds the HTTP front may hold (set at start: [http] is read once) */
 	uint32_t fd_gateway;     /* ... and the gateway ([gateway] too) */
-	uint32_t gw_max_connections; /* [gateway] max_connections, clamped to its share */
 	uint32_t gw_eject_after; /* [gateway] eject_after as started (0: never) */
 
 	pthread_t thread;

@@ -498,8 +498,8 @@ static void gateway_report(void *arg, const char *uri, bool ok, const char *why)
 }
 
 /* The gateway's settings from [gateway] (gateway/ knows no config file). */
-static struct gateway *start_gateway(const struct cfg *c, const struct engine *e,
-				     const struct gw_report *report, char *err, size_t errlen)
+static struct gateway *start_gateway(const struct cfg *c, const struct gw_report *report,
+				     char *err, size_t errlen)
 {
 	const struct cfg_gateway *g = &c->gateway;
 	struct gw_conf gc = {
@@ -511,8 +511,7 @@ static struct gateway *start_gateway(const struct cfg *c, const struct engine *e
 		.users = g->users,
 		.nusers = g->nusers,
 		.retries = g->retries,
-		/* Its share of open files, as the engine set it aside. */
-		.max_connections = (int)engine_gateway_max_connections(e),
+		.max_connections = g->max_connections,
 		.per_client = g->per_client,
 		.handshake_timeout_s = g->handshake_timeout_s,
 		.idle_timeout_s = g->idle_timeout_s,
@@ -701,7 +700,7 @@ static int run(const struct options *o, const struct cfg *c)
 		log_err("%s", err);
 		goto out_signals;
 	}
-	if (c->gateway.nlisten && !(gw = start_gateway(c, e, &gw_rep, err, sizeof(err)))) {
+	if (c->gateway.nlisten && !(gw = start_gateway(c, &gw_rep, err, sizeof(err)))) {
 		log_err("%s", err);
 		goto out_signals;
 	}

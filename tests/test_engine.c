@@ -662,54 +662,6 @@ out:
 	cfg_free(&c);
 }
 
-/* The gateway's share of open files: two per connection, within half of
- * what the reserve and the HTTP front leave; a max_connections over it is
- * clamped, so the checks keep the other half; one within it is kept, and
- * the checks lose exactly its files. */
-static void test_gateway_share(void)
-{
-	struct cfg c;
-	struct engine *e;
-	char err[256];
-	uint32_t room0, max;
-
-	cfg_init(&c);
-	CHECK_INT(cfg_add_judge(&c, "http://127.0.0.1:9/"), 0);
-	c.probe_judges = 0;
-	c.concurrency = 1000000;
-	e = engine_new(&c, NULL);
-	CHECK(e != NULL);
-	if (!e)
-		goto out;
-	room0 = e->lim.limit_max; /* every file the checks may have, without a gateway */
-	CHECK_INT(engine_gateway_max_connections(e), 0);
-	engine_free(e);
-
-	CHECK_INT(cfg_add_gateway_listen(&c, "127.0.0.1:1", err, sizeof(err)), 0);
-	c.gateway.max_connections = 1000000;
-	e = engine_new(&c, NULL);
-	CHECK(e != NULL);
-	if (!e)
-		goto out;
-	max = engine_gateway_max_connections(e);
-	CHECK(max > 0 && max < 1000000);
-	CHECK(2 * max + 9 <= room0 / 2);
-	CHECK(e->lim.limit_max >= room0 / 2);
-	CHECK_INT(e->lim.limit_max + e->fd_gateway, room0);
-	engine_free(e);
-
-	c.gateway.max_connections = 100;
-	e = engine_new(&c, NULL);
-	CHECK(e != NULL);
-	if (!e)
-		goto out;
-	CHECK_INT(engine_gateway_max_connections(e), 100);
-	CHECK_INT(e->lim.limit_max, room0 - 2 * 100 - 9);
-	engine_free(e);
-out:
-	cfg_free(&c);
-}
-
 int main(void)
 {
 	test_fifo_without_memory();
@@ -721,6 +673,5 @@ int main(void)
 	test_lag_sustained();
 	test_bad();
 	test_report();
-	test_gateway_share();
 	return test_exit_code();
 }
