@@ -23,6 +23,7 @@
 
 #include "engine_int.h"
 #include "echo.h"
+#include "gw_stats.h"
 #include "log.h"
 
 void eng_waiter_put(struct waiter *w)
@@ -898,8 +899,8 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	/* Two fds per gateway connection (the client's, the upstream's) and
 	 * its listening sockets: the checks never take the gateway's share. */
 	if (cfg->gateway.nlisten)
-		e->fd_gateway =
-		    2 * (uint32_t)cfg->gateway.max_connections + (uint32_t)cfg->gateway.nlisten + 8;
+		e->fd_gateway = 2 * gw_fd_share((uint32_t)cfg->gateway.max_connections) +
+				(uint32_t)cfg->gateway.nlisten + 8;
 	e->gw_eject_after = (uint32_t)cfg->gateway.eject_after;
 	room = eng_fd_room(e);
 	if ((uint32_t)cfg->concurrency > room)

@@ -353,7 +353,12 @@ struct gateway *gw_start(const struct gw_conf *conf, const struct gw_report *rep
 	g->retries = conf->retries < 0 ? 0 : conf->retries;
 	if (g->retries > GW_TRIES_MAX - 1)
 		g->retries = GW_TRIES_MAX - 1;
-	g->max_connections = conf->max_connections > 0 ? (uint32_t)conf->max_connections : 1;
+	g->max_connections =
+	    gw_fd_share(conf->max_connections > 0 ? (uint32_t)conf->max_connections : 1);
+	if ((int)g->max_connections < conf->max_connections)
+		log_warn("[gateway] max_connections %d clamped to %u: the gateway takes at most "
+			 "half the open files the daemon can spare, 2 a connection",
+			 conf->max_connections, g->max_connections);
 	g->per_client = conf->per_client > 0 ? (uint32_t)conf->per_client : g->max_connections;
 	g->handshake_timeout.tv_sec =
 	    conf->handshake_timeout_s > 0 ? conf->handshake_timeout_s : 10;

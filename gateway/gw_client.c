@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "gw_int.h"
 #include "log.h"
@@ -255,7 +256,7 @@ static int request_whole(struct gw_conn *c)
 		return -1;
 	}
 	bufferevent_disable(c->client, EV_READ);
-	event_base_gettimeofday_cached(c->gw->base, &c->hs->t0);
+	clock_gettime(CLOCK_MONOTONIC, &c->hs->t0);
 	c->state = GW_ST_UPSTREAM;
 	gw_upstream_start(c);
 	return -1; /* nothing more for the reader to do */

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "gateway.h"
 #include "gw_stats.h"
@@ -27,7 +28,7 @@
 #include "socks.h"
 
 /* Most upstreams one client connection tries. */
-#define GW_TRIES_MAX 8
+#define GW_TRIES_MAX 11
 /* An HTTP client's request head (request line and headers) at most. */
 #define GW_HTTP_HEAD_MAX 16384
 /* Relay: stop reading one side while the other's output holds this much. */
@@ -93,7 +94,7 @@ struct gw_hs {
 	int up_err;	       /* errno of the last upstream failure, 0 if none */
 	uint8_t up_socks_code; /* SOCKS5 reply of the last refusal, 0 if none */
 	char why[160];	       /* the last failure, in words */
-	struct timeval t0;     /* when the client's request was whole */
+	struct timespec t0;    /* when the client's request was whole (monotonic) */
 };
 
 struct gw_conn {

@@ -229,13 +229,15 @@ static void connected(struct gw_conn *c)
  * takes over. */
 static void tunnel_up(struct gw_conn *c)
 {
-	struct timeval now, d;
+	struct timespec now;
+	int64_t us;
 
 	if (c->gw->report.report)
 		c->gw->report.report(c->gw->report.arg, cur_uri(c), true, "");
-	event_base_gettimeofday_cached(c->gw->base, &now);
-	timersub(&now, &c->hs->t0, &d);
-	gw_stats_handshake((uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	us = (int64_t)(now.tv_sec - c->hs->t0.tv_sec) * 1000000 +
+	     (now.tv_nsec - c->hs->t0.tv_nsec) / 1000;
+	gw_stats_handshake(us > 0 ? (uint64_t)us : 0);
 	gw_conn_outcome(c, GW_OUT_OK);
 	bufferevent_set_timeouts(c->up, NULL, NULL);
 	gw_client_granted(c);

@@ -3,6 +3,7 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char *const outcome_names[GW_OUT_COUNT] = {
     "ok", "upstream_failed", "client_error", "auth_failed", "refused_limit",
@@ -100,4 +101,19 @@ void gw_stats_get(struct gw_stats *out)
 	out->handshake_count = cum;
 	out->handshake_sum =
 	    (double)atomic_load_explicit(&st_handshake_us, memory_order_relaxed) / 1e6;
+}
+
+uint32_t gw_fd_share(uint32_t max_connections)
+{
+	struct rlimit rl;
+	uint64_t lim, room;
+
+	/* The hard limit: the engine raises the soft one to it at start. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return max_connections;
+	lim = rl.rlim_max != RLIM_INFINITY ? rl.rlim_max : rl.rlim_cur;
+	if (lim == RLIM_INFINITY)
+		return max_connections;
+	room = lim > 2 * GW_FD_OTHERS ? (lim - GW_FD_OTHERS) / 4 : GW_FD_OTHERS / 4;
+	return max_connections < room ? max_connections : (uint32_t)room;
 }

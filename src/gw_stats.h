@@ -54,6 +54,14 @@ void gw_stats_bytes(uint64_t in, uint64_t out);
 void gw_stats_retry(void);
 void gw_stats_handshake(uint64_t micros);
 
+/* The client connections the gateway may hold given max_connections: at
+ * most half of the open files the daemon can spare (the open-file limit
+ * less GW_FD_OTHERS), 2 a connection, so the gateway and the checks never
+ * starve each other. The gateway holds to it, and the engine leaves that
+ * share out of the checks' budget. */
+#define GW_FD_OTHERS 512
+uint32_t gw_fd_share(uint32_t max_connections);
+
 /* A copy of the figures now. */
 void gw_stats_get(struct gw_stats *out);
 

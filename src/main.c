@@ -13,9 +13,11 @@
  * The map: src/ is what every part uses (config, proxy lines, snapshot,
  * store, sources, log); checker/ is the engine that keeps the pool checked
  * and publishes snapshots (engine.h); fs/ is the tree (tree.h) and its
- * FUSE front (fs.h). checker/ and fs/ know nothing of each other: this
+ * FUSE front (fs.h); gateway/ is the proxy listener over the pool
+ * (gateway.h). checker/, fs/ and gateway/ know nothing of each other: this
  * file and the commands (cli_check.c, cli_judge.c), built into the
- * executable, wire them together (struct fs_control below).
+ * executable, wire them together (struct fs_control and struct gw_report
+ * below).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -695,7 +697,8 @@ static int run(const struct options *o, const struct cfg *c)
 		goto out_signals;
 	}
 	/* After the engine (libevent's threading is on), before the word to
-	 * the parent: the command returning means the front listens. */
+	 * the parent: the command returning means the front and the gateway
+	 * listen. Both stop before the engine. */
 	if (c->http.nlisten && !(http = http_front_start(&c->http, &ctl, err, sizeof(err)))) {
 		log_err("%s", err);
 		goto out_signals;

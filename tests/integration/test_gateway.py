@@ -13,6 +13,7 @@ handshake) cost only their own connection.
 
 import os
 import re
+import resource
 import socket
 import subprocess
 import threading
@@ -200,6 +201,107 @@ def test_socks4a(gw, peer_set, ups):
     _, addr = gw
     rc, out, err = curl("-x", "socks4a://" + addr, peer_set.judge_url)
     assert rc == 0, err
+    assert peers.JUDGE_TOKEN in out and remote_addr(out) in exits(ups)
+
+
+def test_ipv6_target(gw, peer_set, ups):
+    """An IPv6 literal target (SOCKS5 address type 4, CONNECT [::1]:port)
+    goes to upstreams that can take it: never SOCKS4."""
+    target = Target(lambda conn: (conn.recv(4096),
+                                  conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nv6\n")),
+                    host="::1")
+    try:
+        _, addr = gw
+        url = "http://[::1]:%d/" % target.port
+        for args in (("-x", "socks5h://" + addr), ("-p", "-x", "http://" + addr),
+                     ("-x", "socks5://" + addr)):
+            for _ in range(4):
+                rc, out, err = curl(*args, url)
+                assert rc == 0 and out == "v6\n", (args, err)
+    finally:
+        target.stop()
+
+
+def test_round_robin_takes_each_in_turn(mounts, tmp_path, peer_set, ups):
+    d, addr = gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups,
+                             "policy = round_robin\n")
+    seq = []
+    for _ in range(8):
+        rc, out, err = curl("-x", "http://" + addr, peer_set.judge_url)
+        assert rc == 0, err
+        seq.append(remote_addr(out))
+    assert set(seq[:4]) == exits(ups) and seq[4:] == seq[:4], seq
+
+
+def test_fastest_prefers_the_faster(mounts, tmp_path, peer_set):
+    """Two upstreams, one behind a 300 ms delay: fastest takes the better
+    of two, so every connection goes out through the fast one."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    slow_front = None
+    try:
+        fast = u._keep(start_microsocks_out(tmp, "127.0.0.71", S5_OUT))
+        slow = start_microsocks_out(tmp, "127.0.0.72", S5_AUTH_OUT)
+        u.all.append(slow)
+
+        def delayed(conn):
+            time.sleep(0.3)
+            up = socket.create_connection((slow.host, slow.port), timeout=10)
+            pump = threading.Thread(target=_pump, args=(up, conn), daemon=True)
+            pump.start()
+            _pump(conn, up)
+            pump.join(10)
+            up.close()
+
+        slow_front = Target(delayed, host="127.0.0.73")
+        line = "socks5://127.0.0.73:%d" % slow_front.port
+        conf_list = "%s\n%s\n" % (fast.line, line)
+
+        class L:
+            all = [fast, slow_front]
+
+            @staticmethod
+            def lines():
+                return conf_list
+
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, L, "policy = fastest\n")
+        lat = {p["uri"]: p["latency_ms"] for p in d.read_json("live.json")}
+        assert lat[line] > lat[fast.uri], lat
+        for _ in range(10):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+    finally:
+        if slow_front:
+            slow_front.stop()
+        u.stop()
+
+
+def _pump(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                dst.shutdown(socket.SHUT_WR)
+                return
+            dst.sendall(data)
+    except OSError:
+        pass
+
+
+def test_proxychains_through_the_gateway(gw, peer_set, ups, tmp_path):
+    """proxychains4 pointed at the gateway: an unaware program (curl with
+    no proxy option) goes out through the pool."""
+    _, addr = gw
+    host, port = addr.rsplit(":", 1)
+    conf = tmp_path / "proxychains.conf"
+    conf.write_text("strict_chain\nquiet_mode\nproxy_dns\ntcp_read_time_out 15000\n"
+                    "tcp_connect_time_out 8000\n[ProxyList]\nsocks5 %s %s\n" % (host, port))
+    p = subprocess.run(["proxychains4", "-f", str(conf), "curl", "-sS", "--max-time", "10",
+                        peer_set.judge_url], capture_output=True, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, p.stderr
     assert peers.JUDGE_TOKEN in out and remote_addr(out) in exits(ups)
 
 
@@ -400,11 +502,11 @@ class Target:
     connection."""
 
     def __init__(self, handler, host="127.0.0.1"):
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
         self.sock.listen(64)
-        self.host, self.port = self.sock.getsockname()
+        self.host, self.port = self.sock.getsockname()[:2]
         self.handler = handler
         self.conns = []
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -524,6 +626,28 @@ def test_checks_leave_two_descriptors_per_gateway_connection(mounts, tmp_path, p
         maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
         d.stop()
     assert maxes[0] - maxes[1] >= 6000, maxes
+
+
+def test_gateway_takes_at_most_half_the_spare_descriptors(mounts, tmp_path, peer_set):
+    """max_connections beyond what the open-file limit allows is clamped
+    (2 fds a connection, at most half of what the daemon can spare), and
+    the checks keep the other half."""
+    tmp = str(tmp_path)
+    conf = write_config(tmp, peer_set.judge, write_list(tmp, ""),
+                        extra="\n[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = 1000000\n"
+                        % peers.free_port("127.0.0.1"))
+    with open(conf) as f:
+        text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
+    with open(conf, "w") as f:
+        f.write(text)
+    d = mounts.new(conf).start()
+    st = d.read_json("stat.json")
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    share = st["gateway"]["max_connections"]
+    assert 0 < share <= (limit - 512) // 4, (share, limit)
+    assert st["engine"]["concurrency_max"] >= (limit - 512) // 2 - 600, st["engine"]
+    assert "clamped" in d.log()
+    d.stop()
 
 
 def test_half_close_kept(mounts, tmp_path, peer_set, ups):
