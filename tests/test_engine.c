@@ -29,6 +29,7 @@
 
 #include "engine.h"
 #include "engine_int.h"
+#include "gw_stats.h"
 #include "log.h"
 #include "testutil.h"
 
@@ -662,6 +663,52 @@ out:
 	cfg_free(&c);
 }
 
+/* The gateway's share of open files (gw_fd_share: 2 a connection, at most
+ * half of what the daemon can spare) is left out of the checks' budget,
+ * exactly: a max_connections beyond it costs the checks no more, one
+ * within it costs them its 2 files a connection. */
+static void test_gateway_share(void)
+{
+	struct cfg c;
+	struct engine *e;
+	char err[256];
+	uint32_t room0;
+
+	cfg_init(&c);
+	CHECK_INT(cfg_add_judge(&c, "http://127.0.0.1:9/"), 0);
+	c.probe_judges = 0;
+	c.concurrency = 1000000;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	room0 = e->lim.limit_max; /* every file the checks may have, without a gateway */
+	CHECK_INT(e->fd_gateway, 0);
+	engine_free(e);
+
+	CHECK_INT(cfg_add_gateway_listen(&c, "127.0.0.1:1", err, sizeof(err)), 0);
+	c.gateway.max_connections = 1000000;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK(gw_fd_share(1000000) < 1000000);
+	CHECK_INT(e->fd_gateway, 2 * gw_fd_share(1000000) + 9);
+	CHECK(e->lim.limit_max >= room0 / 2);
+	CHECK_INT(e->lim.limit_max + e->fd_gateway, room0);
+	engine_free(e);
+
+	c.gateway.max_connections = 100;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK_INT(e->lim.limit_max, room0 - 2 * 100 - 9);
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
 int main(void)
 {
 	test_fifo_without_memory();
@@ -673,5 +720,6 @@ int main(void)
 	test_lag_sustained();
 	test_bad();
 	test_report();
+	test_gateway_share();
 	return test_exit_code();
 }
