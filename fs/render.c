@@ -454,13 +454,13 @@ static void stat_gateway(const struct snapshot *s, struct sbuf *out)
 	for (int o = 0; o < GW_OUT_COUNT; o++)
 		sbuf_printf(out, "%s\"%s\": %" PRIu64, o ? ", " : "", gw_outcome_name(o),
 			    g.connections_total[o]);
-	sbuf_printf(out,
-		    "}, \"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64
-		    ", \"retries\": %" PRIu64 ", \"ejections\": %" PRIu64
-		    ", \"sessions_active\": %" PRIu32 ", \"handshake_seconds\": {\"count\": %" PRIu64
-		    ", \"sum\": %.6f}},\n",
-		    g.bytes_in, g.bytes_out, g.retries, s->stats.ejections_total[SNAP_EJECT_GATEWAY],
-		    ss.active, g.handshake_count, finite_or_zero(g.handshake_sum));
+	sbuf_printf(
+	    out,
+	    "}, \"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64 ", \"retries\": %" PRIu64
+	    ", \"ejections\": %" PRIu64 ", \"sessions_active\": %" PRIu32
+	    ", \"handshake_seconds\": {\"count\": %" PRIu64 ", \"sum\": %.6f}},\n",
+	    g.bytes_in, g.bytes_out, g.retries, s->stats.ejections_total[SNAP_EJECT_GATEWAY],
+	    ss.active, g.handshake_count, finite_or_zero(g.handshake_sum));
 }
 
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
@@ -797,7 +797,8 @@ static void metrics_gateway(struct sbuf *out)
 	family(out, "proxyfs_gateway_handshake_seconds", "histogram",
 	       "Time from a client's request to its upstream tunnel, successful ones.");
 	for (int b = 0; b < GW_STATS_BUCKETS; b++)
-		sbuf_printf(out, "proxyfs_gateway_handshake_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+		sbuf_printf(out,
+			    "proxyfs_gateway_handshake_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
 			    gw_stats_bound(b), g.handshake[b]);
 	sbuf_printf(out,
 		    "proxyfs_gateway_handshake_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"

@@ -119,8 +119,7 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_GATEWAY, "retries", KEY_INT, offsetof(struct cfg, gateway.retries), 0, 10},
     {SECT_GATEWAY, "eject_after", KEY_INT, offsetof(struct cfg, gateway.eject_after), 0, 1000},
     {SECT_GATEWAY, "auth", KEY_GW_AUTH, offsetof(struct cfg, gateway.users), 0, 0},
-    {SECT_GATEWAY, "users_file", KEY_GW_USERS_FILE, offsetof(struct cfg, gateway.users_file), 0,
-     0},
+    {SECT_GATEWAY, "users_file", KEY_GW_USERS_FILE, offsetof(struct cfg, gateway.users_file), 0, 0},
     {SECT_GATEWAY, "max_connections", KEY_INT, offsetof(struct cfg, gateway.max_connections), 1,
      1000000},
     {SECT_GATEWAY, "per_client", KEY_INT, offsetof(struct cfg, gateway.per_client), 0, 1000000},
@@ -854,9 +853,8 @@ bool cfg_gateway_same(const struct cfg *a, const struct cfg *b)
 	       strs_same(x->sources, x->nsources, y->sources, y->nsources) &&
 	       x->retries == y->retries && x->eject_after == y->eject_after &&
 	       strs_same(x->users, x->nusers, y->users, y->nusers) &&
-	       str_same(x->users_file, y->users_file) &&
-	       x->max_connections == y->max_connections && x->per_client == y->per_client &&
-	       x->handshake_timeout_s == y->handshake_timeout_s &&
+	       str_same(x->users_file, y->users_file) && x->max_connections == y->max_connections &&
+	       x->per_client == y->per_client && x->handshake_timeout_s == y->handshake_timeout_s &&
 	       x->idle_timeout_s == y->idle_timeout_s;
 }
 

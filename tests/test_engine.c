@@ -29,6 +29,7 @@
 
 #include "engine.h"
 #include "engine_int.h"
+#include "gw_stats.h"
 #include "log.h"
 #include "testutil.h"
 
@@ -579,7 +580,7 @@ static void test_report(void)
 {
 	struct cfg c;
 	struct engine *e = limit_engine(&c);
-	struct pool_entry *a, *b, *d, *f;
+	struct pool_entry *a, *b, *d, *f, *t;
 	const struct snap_proxy *r;
 	struct snapshot *s;
 
@@ -634,13 +635,19 @@ static void test_report(void)
 	/* Named with its credentials, as the snapshot gives it. */
 	report(e, "socks5://u:p@127.0.0.1:8102", 3, false, "SOCKS5 auth refused");
 	CHECK_INT(b->ejected, SNAP_EJECT_GATEWAY);
+	/* A proxy listed only https:// (a tunnel) is named http:// in the
+	 * snapshot, and so by the gateway. */
+	t = bad_entry(e, "https://127.0.0.1:8105", POOL_ALIVE);
+	CHECK(t != NULL);
+	report(e, "http://127.0.0.1:8105", 3, false, "CONNECT refused our credentials (407)");
+	CHECK(t && t->ejected == SNAP_EJECT_GATEWAY);
 	/* A dead one stays as it is; an untracked one is ignored. */
 	report(e, "socks4://127.0.0.1:8103", 5, false, "connect refused");
 	CHECK_INT(d->state, POOL_DEAD);
 	CHECK_INT(d->ejected, SNAP_EJECT_NONE);
 	report(e, "http://127.0.0.1:8999", 5, false, "connect refused");
 	CHECK_INT(engine_report(e, "not a proxy", false, "x"), -EINVAL);
-	CHECK_INT(e->ejections[SNAP_EJECT_GATEWAY], 2);
+	CHECK_INT(e->ejections[SNAP_EJECT_GATEWAY], 3);
 
 	/* eject_after = 0: the gateway never ejects. */
 	e->gw_eject_after = 0;
@@ -648,9 +655,55 @@ static void test_report(void)
 	CHECK_INT(f->state, POOL_ALIVE);
 	s = snap_current();
 	CHECK_INT(s->nlive, 1);
-	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_GATEWAY], 2);
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_GATEWAY], 3);
 	snap_unref(s);
 out_free:
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
+/* The gateway's share of open files (gw_fd_share: 2 a connection, at most
+ * half of what the daemon can spare) is left out of the checks' budget,
+ * exactly: a max_connections beyond it costs the checks no more, one
+ * within it costs them its 2 files a connection. */
+static void test_gateway_share(void)
+{
+	struct cfg c;
+	struct engine *e;
+	char err[256];
+	uint32_t room0;
+
+	cfg_init(&c);
+	CHECK_INT(cfg_add_judge(&c, "http://127.0.0.1:9/"), 0);
+	c.probe_judges = 0;
+	c.concurrency = 1000000;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	room0 = e->lim.limit_max; /* every file the checks may have, without a gateway */
+	CHECK_INT(e->fd_gateway, 0);
+	engine_free(e);
+
+	CHECK_INT(cfg_add_gateway_listen(&c, "127.0.0.1:1", err, sizeof(err)), 0);
+	c.gateway.max_connections = 1000000;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK(gw_fd_share(1000000) < 1000000);
+	CHECK_INT(e->fd_gateway, 2 * gw_fd_share(1000000) + 9);
+	CHECK(e->lim.limit_max >= room0 / 2);
+	CHECK_INT(e->lim.limit_max + e->fd_gateway, room0);
+	engine_free(e);
+
+	c.gateway.max_connections = 100;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK_INT(e->lim.limit_max, room0 - 2 * 100 - 9);
 	engine_free(e);
 out:
 	cfg_free(&c);
@@ -667,5 +720,6 @@ int main(void)
 	test_lag_sustained();
 	test_bad();
 	test_report();
+	test_gateway_share();
 	return test_exit_code();
 }

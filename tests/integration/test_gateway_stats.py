@@ -108,3 +108,19 @@ def test_no_gateway_no_families(mounts, tmp_path, peer_set):
     assert "proxyfs_gateway_" not in text
     assert 'proxyfs_ejections_total{by="gateway"} 0\n' in text
     d.stop()
+
+
+def test_share_of_open_files_is_clamped_and_shown(mounts, tmp_path, peer_set, ups):
+    """A max_connections the open-file limit cannot hold is clamped (said
+    in the log), shown in stat.json as the share kept, and the checks keep
+    the concurrency they were configured with; the gateway still serves."""
+    d, addr = test_gateway.gateway_daemon(mounts, str(tmp_path), peer_set.judge, ups,
+                                          "max_connections = 1000000\n")
+    st = d.read_json("stat.json")
+    share = st["gateway"]["max_connections"]
+    assert 0 < share < 1000000, st["gateway"]
+    assert "[gateway] max_connections 1000000 clamped to %d" % share in d.log()
+    assert st["engine"]["concurrency_max"] == st["engine"]["concurrency_configured"], st["engine"]
+    rc, out, err = curl("-x", "http://" + addr, peer_set.judge_url)
+    assert rc == 0 and peers.JUDGE_TOKEN in out, err
+    d.stop()
