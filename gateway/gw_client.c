@@ -588,12 +588,13 @@ void gw_client_read_cb(struct bufferevent *bev, void *arg)
 		if (n == 0)
 			return;
 		if (c->state == GW_ST_HTTP_HEAD) {
-			used = http_request(c, in, n);
-			if (used == 0 && n > GW_HTTP_HEAD_MAX)
-				used = bad_request(c, "request head too large", 431, 0);
+			/* Whole (c handed on), too large (refused) or more to
+			 * come: nothing more here either way. */
+			http_request(c, in, n);
 			return;
 		}
-		/* SOCKS messages are at most 3 + 255 + 255 + ... bytes. */
+		/* A SOCKS message is at most 513 bytes (RFC 1929), SOCKS4a
+		 * at most 8 + 2 * 256 (s4_request sees no more than 1024). */
 		p = evbuffer_pullup(in, n < 1024 ? (ssize_t)n : 1024);
 		switch (c->state) {
 		case GW_ST_FIRST:
