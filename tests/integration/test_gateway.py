@@ -446,6 +446,57 @@ def test_dead_upstream_ejected_by_real_traffic(mounts, tmp_path, peer_set):
         u.stop()
 
 
+def test_silent_upstream_costs_only_its_share_of_the_deadline(mounts, tmp_path, peer_set):
+    """An upstream that goes silent after the pool saw it alive (it takes
+    the connection and never answers): each attempt has its share of
+    handshake_timeout_s, so the retry still answers the client in time."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    front = None
+    try:
+        good = u._keep(start_microsocks_out(tmp, "127.0.0.74", S5_OUT))
+        inner = u._keep(start_microsocks_out(tmp, "127.0.0.75", S5_AUTH_OUT))
+        silent = threading.Event()
+
+        def maybe_silent(conn):
+            if silent.is_set():
+                conn.recv(65536)  # takes the greeting, answers nothing
+                time.sleep(30)
+                return
+            up = socket.create_connection((inner.host, inner.port), timeout=10)
+            pump = threading.Thread(target=_pump, args=(up, conn), daemon=True)
+            pump.start()
+            _pump(conn, up)
+            pump.join(10)
+            up.close()
+
+        front = Target(maybe_silent, host="127.0.0.76")
+        line = "socks5://127.0.0.76:%d" % front.port
+
+        class L:
+            all = [good, front]
+
+            @staticmethod
+            def lines():
+                return "%s\n%s\n" % (good.line, line)
+
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, L,
+                                 "policy = round_robin\nretries = 2\n"
+                                 "handshake_timeout_s = 6\neject_after = 0\n")
+        silent.set()
+        for _ in range(4):
+            t0 = time.monotonic()
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+            assert time.monotonic() - t0 < 4.5
+    finally:
+        if front:
+            front.stop()
+        u.stop()
+
+
 def test_all_upstreams_dead_is_502(mounts, tmp_path, peer_set):
     tmp = str(tmp_path)
     u = Upstreams.__new__(Upstreams)
