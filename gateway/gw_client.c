@@ -185,7 +185,13 @@ void gw_client_granted(struct gw_conn *c)
 
 void gw_client_failed(struct gw_conn *c)
 {
-	const char *why = c->hs->why[0] ? c->hs->why : "no live upstream";
+	char why[sizeof(c->hs->why) + 48];
+
+	if (!c->hs->ntried)
+		snprintf(why, sizeof(why), "%s", c->hs->why[0] ? c->hs->why : "no live upstream");
+	else
+		snprintf(why, sizeof(why), "%d upstream%s tried, the last: %s", c->hs->ntried,
+			 c->hs->ntried > 1 ? "s" : "", c->hs->why);
 
 	if (c->proto == GW_CL_SOCKS5) {
 		uint8_t r[10] = {5, socks5_code(c), 0, 1};

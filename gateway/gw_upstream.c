@@ -215,9 +215,11 @@ static const char *cur_uri(const struct gw_conn *c)
 /* The current upstream failed: reported (blame) or not, then the next. */
 static void up_failed(struct gw_conn *c, bool blame, int err, const char *why)
 {
-	snprintf(c->hs->why, sizeof(c->hs->why), "%s: %s", cur_uri(c), why);
+	/* What the client may read says why, never which upstream (its URI
+	 * may hold credentials); the log names it. */
+	snprintf(c->hs->why, sizeof(c->hs->why), "%s", why);
 	c->hs->up_err = err;
-	log_debug("gateway: upstream %s", c->hs->why);
+	log_debug("gateway: upstream %s: %s", cur_uri(c), why);
 	if (blame) {
 		good_drop(c->gw, cur_uri(c));
 		if (c->gw->report.report)
@@ -469,7 +471,7 @@ static bool next_upstream(struct gw_conn *c)
 		c->hs->up_gen = s->stats.generation;
 		c->hs->up_index = (uint32_t)i;
 		if (proxy_parse_line(uri, strlen(uri), PROXY_HTTP, &c->hs->upa) != PROXY_LINE_OK) {
-			snprintf(c->hs->why, sizeof(c->hs->why), "%s: not a proxy URI", uri);
+			snprintf(c->hs->why, sizeof(c->hs->why), "an upstream not a proxy URI");
 			c->hs->upa.host[0] = '\0';
 		}
 	}
@@ -513,8 +515,7 @@ static void attempt(struct gw_conn *c)
 			len = sizeof(struct sockaddr_in6);
 		} else {
 			/* Upstreams named by host name are not resolved here. */
-			snprintf(c->hs->why, sizeof(c->hs->why), "%s: upstream not an IP address",
-				 cur_uri(c));
+			snprintf(c->hs->why, sizeof(c->hs->why), "an upstream not an IP address");
 			continue;
 		}
 		break;

@@ -502,12 +502,15 @@ def test_all_upstreams_dead_is_502(mounts, tmp_path, peer_set):
     u = Upstreams.__new__(Upstreams)
     u.all = []
     try:
-        dead = u._keep(start_microsocks_out(tmp, "127.0.0.57", S5_OUT))
+        dead = u._keep(start_microsocks_out(tmp, "127.0.0.57", S5_OUT, "erin", "pw5"))
         d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u)
         dead.stop()
         rc, out, err = curl("-i", "-x", "http://" + addr, peer_set.judge_url)
         assert " 502 " in out.splitlines()[0], out
-        assert "x-proxyfs-error:" in out.lower()
+        why = [line for line in out.splitlines() if line.lower().startswith("x-proxyfs-error:")]
+        assert why and "tried" in why[0] and "refused" in why[0].lower(), out
+        # Why, never which upstream: its URI holds its credentials.
+        assert "pw5" not in out and "127.0.0.57" not in out, out
         rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
         assert rc != 0
     finally:
