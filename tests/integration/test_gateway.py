@@ -171,6 +171,21 @@ def test_http_proxy_absolute_form(gw, peer_set, ups):
     assert remote_addr(out) in exits(ups)
 
 
+def test_python_http_proxy_env(gw, peer_set, ups):
+    """A program that honours http_proxy (Python's urllib, as requests
+    does) gets its answer through the gateway."""
+    _, addr = gw
+    env = dict(os.environ, http_proxy="http://" + addr, no_proxy="")
+    p = subprocess.run(["/usr/bin/python3", "-c",
+                        "import sys, urllib.request;"
+                        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10)"
+                        ".read().decode())", peer_set.judge_url],
+                       env=env, capture_output=True, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, p.stderr
+    assert peers.JUDGE_TOKEN in out and remote_addr(out) in exits(ups)
+
+
 def test_http_connect(gw, peer_set, ups):
     _, addr = gw
     rc, out, err = curl("-p", "-x", "http://" + addr, peer_set.judge_url)
