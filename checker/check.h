@@ -17,16 +17,10 @@
 #include <sys/socket.h>
 
 #include "check_result.h"
+#include "http_answer.h"
 #include "proxy.h"
 
-/* Every check's request carries a fresh random token in its User-Agent:
- * "proxyfs/VERSION proxyfs-check/TOKEN", TOKEN CHK_TOKEN_LEN lowercase hex
- * digits. A judge that echoes the request (proxyfs judge, azenv, httpbin)
- * echoes it back; an answer that shows CHK_ECHO_MARKER with another token
- * is a page cached or replayed from an earlier check, and fails. */
-#define CHK_ECHO_MARKER "proxyfs-check/"
-#define CHK_TOKEN_LEN 16
-
+/* CHK_ECHO_MARKER and CHK_TOKEN_LEN: http_answer.h (src/, the parser reads them). */
 /* Most bytes of the judge's answer body handed to done (chk_outcome.body). */
 #define CHK_BODY_MAX 8192
 

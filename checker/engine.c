@@ -23,6 +23,7 @@
 
 #include "engine_int.h"
 #include "echo.h"
+#include "gw_stats.h"
 #include "log.h"
 
 void eng_waiter_put(struct waiter *w)
@@ -112,6 +113,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 static void cmd_free(struct cmd *c)
 {
 	free(c->list);
+	free(c->why);
 	if (c->res)
 		fetch_result_free(c->res);
 	free(c);
@@ -440,6 +442,48 @@ static void do_bad(struct engine *e, const struct proxy_addr *list, size_t n, st
 	eng_dispatch(e);
 }
 
+/* The gateway's word on one upstream (engine_report): a success clears
+ * its failures in a row; the eject_after-th failure in a row takes it out
+ * of the live set as control/bad does, pending the re-check that alone
+ * brings it back. Both entries of a plain http:// upstream count (the
+ * same server, listed http:// and https://). */
+static void do_report(struct engine *e, const struct proxy_addr *a, bool ok, const char *why)
+{
+	struct pool_entry *pe[2];
+	int k = bad_entries(e, a, pe);
+	bool took = false;
+	char uri[PROXY_URI_MAX];
+
+	for (int j = 0; j < k; j++) {
+		if (ok) {
+			pe[j]->gw_fails = 0;
+			continue;
+		}
+		if (pe[j]->gw_fails < UINT8_MAX)
+			pe[j]->gw_fails++;
+		if (!e->gw_eject_after || pe[j]->gw_fails < e->gw_eject_after)
+			continue;
+		if (eject_entry(e, pe[j], SNAP_EJECT_GATEWAY)) {
+			pe[j]->gw_fails = 0;
+			took = true;
+		}
+	}
+	/* One ejection for one proxy, even listed both http:// and https://;
+	 * named as the gateway named it (the snapshot's URI). */
+	if (!took)
+		return;
+	if (proxy_format_uri(a, uri, sizeof(uri)) >= 0) {
+		remember_ejection(e, uri, SNAP_EJECT_GATEWAY, why);
+		log_info("bad %s: %u failures through the gateway in a row (the last: %s), out "
+			 "until its re-check",
+			 uri, e->gw_eject_after, why);
+	}
+	e->ejections[SNAP_EJECT_GATEWAY]++;
+	eng_mark_dirty(e);
+	eng_publish(e); /* no longer handed out, to the gateway or anyone */
+	eng_dispatch(e);
+}
+
 bool eng_judges_unreachable(const struct engine *e)
 {
 	return judges_all_probed(e->feeds.judges) && !judges_any_healthy(e->feeds.judges);
@@ -495,6 +539,9 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		case CMD_BAD:
 			do_bad(e, c->list, c->n, c->waiter);
 			c->waiter = NULL;
+			break;
+		case CMD_REPORT:
+			do_report(e, &c->list[0], c->ok, c->why ? c->why : "");
 			break;
 		case CMD_RELOAD:
 			log_debug("control/reload: reload: re-reading the config and the sources");
@@ -667,6 +714,27 @@ int engine_bad(struct engine *e, const struct proxy_addr *list, size_t n, size_t
 	return waiter_wait(w, stop, arg, at);
 }
 
+int engine_report(struct engine *e, const char *uri, bool ok, const char *why)
+{
+	struct proxy_addr a;
+	struct cmd *c;
+
+	if (proxy_parse_line(uri, strlen(uri), PROXY_HTTP, &a) != PROXY_LINE_OK)
+		return -EINVAL;
+	c = list_cmd(CMD_REPORT, &a, 1);
+	if (!c)
+		return -ENOMEM;
+	c->ok = ok;
+	if (!ok) {
+		c->why = strdup(why && *why ? why : "failed");
+		if (!c->why) {
+			cmd_free(c);
+			return -ENOMEM;
+		}
+	}
+	return eng_cmd_send(e, c);
+}
+
 void engine_signal_reload(struct engine *e)
 {
 	char c = 'r';
@@ -752,7 +820,7 @@ static void load_removed(void *arg, const char *uri)
 uint32_t eng_fd_room(const struct engine *e)
 {
 	struct rlimit rl;
-	uint64_t reserve = FD_RESERVE + e->fd_http;
+	uint64_t reserve = FD_RESERVE + e->fd_http + e->fd_gateway;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 1024 > reserve + MIN_CONCURRENCY ? (uint32_t)(1024 - reserve) : MIN_CONCURRENCY;
@@ -828,6 +896,12 @@ struct engine *engine_new(const struct cfg *cfg, struct store *store)
 	if (cfg->http.nlisten)
 		e->fd_http = (uint32_t)cfg->http.max_connections +
 			     (uint32_t)cfg->http.threads * (uint32_t)(cfg->http.nlisten + 4) + 8;
+	/* Two fds per gateway connection (the client's, the upstream's) and
+	 * its listening sockets: the checks never take the gateway's share. */
+	if (cfg->gateway.nlisten)
+		e->fd_gateway = 2 * gw_fd_share((uint32_t)cfg->gateway.max_connections) +
+				(uint32_t)cfg->gateway.nlisten + 8;
+	e->gw_eject_after = (uint32_t)cfg->gateway.eject_after;
 	room = eng_fd_room(e);
 	if ((uint32_t)cfg->concurrency > room)
 		log_warn("concurrency %d clamped to %u by the open-file limit", cfg->concurrency,

@@ -11,8 +11,9 @@
  * publish.c (snapshots, records for the store), queue.c, schedule.h,
  * pool.h, judge_set.h (the healthy-judge rotation), resolve.h;
  * engine_int.h is their shared state. One check: check.h (check.c, one file per protocol, check_tls.c,
- * check_dns.c), judge.c (the URL a check fetches), http_answer.h, socks.h,
- * echo.h (what a judge answers). Uses src/, never fs/.
+ * check_dns.c), judge.c (the URL a check fetches), src/http_answer.h, src/socks.h
+ * (the SOCKS messages, shared with the gateway), echo.h (what a judge
+ * answers). Uses src/, never fs/.
  */
 #ifndef PROXYFS_ENGINE_H
 #define PROXYFS_ENGINE_H
@@ -131,6 +132,17 @@ int engine_remove(struct engine *e, const struct proxy_addr *list, size_t n);
  * published (or stop says to give up): 0 or -errno. */
 int engine_bad(struct engine *e, const struct proxy_addr *list, size_t n, size_t *at,
 	       engine_stop_fn stop, void *arg);
+
+/* The gateway's word on an upstream it used (uri as the snapshot gives
+ * it): ok when it carried a connection, else why it failed (a few words).
+ * Does not wait. On the engine thread, [gateway] eject_after failures in a
+ * row (counted per proxy, cleared by a success there or by any check
+ * result; not persisted) eject a live proxy as engine_bad does: out of
+ * the live set at once, re-checked at once, shown in stat.json's
+ * ejections by "gateway" with why; only that check brings it back. A
+ * proxy the pool no longer tracks is ignored. 0, -EINVAL for a uri that
+ * is not a proxy line, -ENOMEM, or -ESHUTDOWN. */
+int engine_report(struct engine *e, const char *uri, bool ok, const char *why);
 
 /* Async-signal-safe: asks the engine to re-read its sources (SIGHUP). */
 void engine_signal_reload(struct engine *e);

@@ -85,7 +85,7 @@ struct waiter {
 };
 
 enum cmd_kind { CMD_RESCAN, CMD_ADD, CMD_REMOVE, CMD_FETCHED, CMD_PROBED, CMD_RELOAD,
-		CMD_RESOLVED, CMD_BAD };
+		CMD_RESOLVED, CMD_BAD, CMD_REPORT };
 
 struct cmd {
 	struct cmd *next;
@@ -98,6 +98,8 @@ struct cmd {
 	size_t idx;               /* the source or judge it is for */
 	uint64_t gen;             /* the config generation it was asked under; for a
 				   * judge, the id of the judge set it was for */
+	bool ok;                  /* CMD_REPORT: the upstream worked (list[0] names it) */
+	char *why;                /* CMD_REPORT: the failure's words, owned */
 };
 
 /* What a download in flight is for; freed by its callback. */
@@ -196,6 +198,8 @@ struct engine {
 	struct queue doubt;      /* that run's proxies: their failures wait until it is settled */
 	uint64_t held_total;     /* results not applied while the judges were in doubt */
 	uint32_t fd_http;        /* fds the HTTP front may hold (set at start: [http] is read once) */
+	uint32_t fd_gateway;     /* ... and the gateway ([gateway] too) */
+	uint32_t gw_eject_after; /* [gateway] eject_after as started (0: never) */
 
 	pthread_t thread;
 	bool running;
@@ -343,7 +347,8 @@ int eng_cmd_send(struct engine *e, struct cmd *c);
 void eng_wake(struct waiter *w, int rc);
 void eng_waiter_put(struct waiter *w);
 /* Raises the soft fd limit to the hard one and returns how many checks it
- * leaves room for, after FD_RESERVE and the HTTP front's connections. */
+ * leaves room for, after FD_RESERVE and the HTTP front's and the gateway's
+ * connections. */
 uint32_t eng_fd_room(const struct engine *e);
 /* Every judge has been asked and none answers: no scan can run. */
 bool eng_judges_unreachable(const struct engine *e);

@@ -572,6 +572,8 @@ int eng_reload_config(struct engine *e)
 	}
 	if (!cfg_http_same(e->cfg, nc))
 		log_warn("reload: [http] changed; it takes effect at the next start");
+	if (!cfg_gateway_same(e->cfg, nc))
+		log_warn("reload: [gateway] changed; it takes effect at the next start");
 	ns = carry_sources(e, nc);
 	if (!ns) {
 		rc = -ENOMEM;

@@ -62,7 +62,9 @@ struct pool_entry {
 	uint8_t tries;             /* attempts in the current check round */
 	uint8_t anonymity;         /* enum snap_anon */
 	uint8_t ejected;           /* enum snap_eject_by: taken out of the live set by a
-				    * report (control/bad) until its next result */
+				    * report (control/bad, the gateway) until its next result */
+	uint8_t gw_fails;          /* the gateway's failures with it in a row, since its last
+				    * success there or check result (not persisted) */
 	bool tunnel, remote_dns, have_addr;
 	bool manual;               /* added through control/add */
 	bool removed;              /* kept out by control/remove: never checked or shown */

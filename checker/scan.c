@@ -251,6 +251,7 @@ static void result_apply(struct engine *e, struct pool_entry *pe, const struct j
 {
 	pe->doubted = false;
 	pe->ejected = SNAP_EJECT_NONE; /* a result ends what a report did */
+	pe->gw_fails = 0;              /* ... and starts the gateway's count afresh */
 	pe->last_checked = eng_wall_s();
 	pe->last = (struct snap_result){
 	    .result = (uint8_t)(o->result + 1),

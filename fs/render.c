@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check_result.h"
+#include "gw_stats.h"
 #include "http_stats.h"
 #include "proxy.h"
 #include "session.h"
@@ -301,6 +302,7 @@ static void stat_engine(const struct snap_stats *st, struct sbuf *out)
 static const char *const eject_by[SNAP_EJECT_BY_COUNT] = {
     [SNAP_EJECT_NONE] = "none",
     [SNAP_EJECT_CONTROL] = "control",
+    [SNAP_EJECT_GATEWAY] = "gateway",
 };
 
 /* Live proxies taken out of the live set before a check said so, and the
@@ -436,6 +438,31 @@ static void stat_sessions(struct sbuf *out)
 		    ss.dropped_total);
 }
 
+/* The gateway's live figures (gw_stats.h), as of now; its ejections are
+ * the snapshot's (the engine's), the sessions the one table's. */
+static void stat_gateway(const struct snapshot *s, struct sbuf *out)
+{
+	struct gw_stats g;
+	struct session_stats ss;
+
+	gw_stats_get(&g);
+	session_get_stats(&ss);
+	sbuf_printf(out,
+		    "  \"gateway\": {\"enabled\": %s, \"connections\": %" PRIu64
+		    ", \"max_connections\": %" PRIu64 ", \"connections_total\": {",
+		    g.enabled ? "true" : "false", g.connections, g.max_connections);
+	for (int o = 0; o < GW_OUT_COUNT; o++)
+		sbuf_printf(out, "%s\"%s\": %" PRIu64, o ? ", " : "", gw_outcome_name(o),
+			    g.connections_total[o]);
+	sbuf_printf(
+	    out,
+	    "}, \"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64 ", \"retries\": %" PRIu64
+	    ", \"ejections\": %" PRIu64 ", \"sessions_active\": %" PRIu32
+	    ", \"handshake_seconds\": {\"count\": %" PRIu64 ", \"sum\": %.6f}},\n",
+	    g.bytes_in, g.bytes_out, g.retries, s->stats.ejections_total[SNAP_EJECT_GATEWAY],
+	    ss.active, g.handshake_count, finite_or_zero(g.handshake_sum));
+}
+
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 {
 	const struct snap_stats *st = &s->stats;
@@ -458,6 +485,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_add_json_str(out, st->health);
 	sbuf_adds(out, ",\n");
 	stat_http(out);
+	stat_gateway(s, out);
 	stat_sessions(out);
 	stat_judges(s, out);
 	stat_sources(s, out);
@@ -745,6 +773,43 @@ static void metrics_http(struct sbuf *out)
 	       "HTTP connections closed at once: over max_connections.", hs.connections_refused);
 }
 
+/* The gateway's families, when it serves (read now, not from s). */
+static void metrics_gateway(struct sbuf *out)
+{
+	struct gw_stats g;
+
+	gw_stats_get(&g);
+	if (!g.enabled)
+		return;
+	scalar(out, "proxyfs_gateway_connections", "gauge", "Gateway client connections open now.",
+	       g.connections);
+	scalar(out, "proxyfs_gateway_max_connections", "gauge",
+	       "Gateway client connections allowed at once: its share of open files.",
+	       g.max_connections);
+	family(out, "proxyfs_gateway_connections_total", "counter",
+	       "Gateway client connections by how they ended (ok: a tunnel was made).");
+	for (int o = 0; o < GW_OUT_COUNT; o++)
+		labelled(out, "proxyfs_gateway_connections_total", "outcome", gw_outcome_name(o),
+			 g.connections_total[o]);
+	family(out, "proxyfs_gateway_bytes_total", "counter",
+	       "Bytes relayed by the gateway: in from clients, out back to them.");
+	labelled(out, "proxyfs_gateway_bytes_total", "direction", "in", g.bytes_in);
+	labelled(out, "proxyfs_gateway_bytes_total", "direction", "out", g.bytes_out);
+	scalar(out, "proxyfs_gateway_retries_total", "counter",
+	       "Upstreams tried again for a client after one failed.", g.retries);
+	family(out, "proxyfs_gateway_handshake_seconds", "histogram",
+	       "Time from a client's request to its upstream tunnel, successful ones.");
+	for (int b = 0; b < GW_STATS_BUCKETS; b++)
+		sbuf_printf(out,
+			    "proxyfs_gateway_handshake_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+			    gw_stats_bound(b), g.handshake[b]);
+	sbuf_printf(out,
+		    "proxyfs_gateway_handshake_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+		    "proxyfs_gateway_handshake_seconds_sum %.6f\n"
+		    "proxyfs_gateway_handshake_seconds_count %" PRIu64 "\n",
+		    g.handshake_count, finite_or_zero(g.handshake_sum), g.handshake_count);
+}
+
 /* The session table's figures, read now (see stat_sessions). */
 static void metrics_sessions(struct sbuf *out)
 {
@@ -776,6 +841,7 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	metrics_judges(s, out);
 	metrics_sources(s, out);
 	metrics_http(out);
+	metrics_gateway(out);
 }
 
 /* --- health --- */

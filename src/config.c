@@ -11,7 +11,9 @@
  * Does not apply settings and does not read the source lists.
  */
 #include "config.h"
+#include "pick.h"
 #include "session.h"
+#include "snapshot.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,7 +36,7 @@
 #define SECTION_MAX 80 /* longer than any valid section name */
 #define VALUE_SHOWN 80 /* bytes of a bad value quoted in a message */
 
-enum cfg_section { SECT_NONE, SECT_PROXYFS, SECT_CHECK, SECT_HTTP, SECT_SOURCE };
+enum cfg_section { SECT_NONE, SECT_PROXYFS, SECT_CHECK, SECT_HTTP, SECT_GATEWAY, SECT_SOURCE };
 
 enum cfg_key_type {
 	KEY_INT,
@@ -48,9 +50,15 @@ enum cfg_key_type {
 	KEY_BOOL,  /* yes/no, true/false, on/off, 1/0; stored as int */
 	KEY_GROUP, /* a group name (or number) that exists; its id goes to cfg.gid */
 	KEY_MODE,  /* octal, read bits only (reader files are never writable) */
-	KEY_LISTEN, /* [http] listen: ADDR:PORT; may be given more than once */
+	KEY_LISTEN, /* [http], [gateway] listen: ADDR:PORT; may be given more than once */
 	KEY_TOKEN_FILE, /* a path whose first line is the token */
 	KEY_RATE,  /* N or N/s */
+	KEY_GW_POLICY,	   /* random, round_robin, fastest */
+	KEY_GW_PROTOS,	   /* a comma list of protocol folder names */
+	KEY_GW_ANONS,	   /* a comma list of anonymity grades */
+	KEY_GW_SOURCES,	   /* a comma list of source names */
+	KEY_GW_AUTH,	   /* user:pass */
+	KEY_GW_USERS_FILE, /* a path whose lines are user:pass */
 };
 
 /* One settable key. off is into struct cfg, or into struct cfg_source for
@@ -103,6 +111,22 @@ static const struct cfg_key cfg_keys[] = {
     {SECT_HTTP, "request_timeout_s", KEY_INT, offsetof(struct cfg, http.request_timeout_s), 1,
      3600},
     {SECT_HTTP, "threads", KEY_INT, offsetof(struct cfg, http.threads), 1, 64},
+    {SECT_GATEWAY, "listen", KEY_LISTEN, offsetof(struct cfg, gateway.listen), 0, 0},
+    {SECT_GATEWAY, "policy", KEY_GW_POLICY, offsetof(struct cfg, gateway.policy), 0, 0},
+    {SECT_GATEWAY, "protocol", KEY_GW_PROTOS, offsetof(struct cfg, gateway.protos), 0, 0},
+    {SECT_GATEWAY, "anonymity", KEY_GW_ANONS, offsetof(struct cfg, gateway.anons), 0, 0},
+    {SECT_GATEWAY, "source", KEY_GW_SOURCES, offsetof(struct cfg, gateway.sources), 0, 0},
+    {SECT_GATEWAY, "retries", KEY_INT, offsetof(struct cfg, gateway.retries), 0, 10},
+    {SECT_GATEWAY, "eject_after", KEY_INT, offsetof(struct cfg, gateway.eject_after), 0, 1000},
+    {SECT_GATEWAY, "auth", KEY_GW_AUTH, offsetof(struct cfg, gateway.users), 0, 0},
+    {SECT_GATEWAY, "users_file", KEY_GW_USERS_FILE, offsetof(struct cfg, gateway.users_file), 0, 0},
+    {SECT_GATEWAY, "max_connections", KEY_INT, offsetof(struct cfg, gateway.max_connections), 1,
+     1000000},
+    {SECT_GATEWAY, "per_client", KEY_INT, offsetof(struct cfg, gateway.per_client), 0, 1000000},
+    {SECT_GATEWAY, "handshake_timeout_s", KEY_INT,
+     offsetof(struct cfg, gateway.handshake_timeout_s), 1, 3600},
+    {SECT_GATEWAY, "idle_timeout_s", KEY_INT, offsetof(struct cfg, gateway.idle_timeout_s), 1,
+     86400},
     {SECT_SOURCE, "url", KEY_URL, offsetof(struct cfg_source, url), 0, 0},
     {SECT_SOURCE, "protocol", KEY_PROTO, offsetof(struct cfg_source, proto), 0, 0},
     {SECT_SOURCE, "interval_s", KEY_INT, offsetof(struct cfg_source, interval_s), 1, 31536000},
@@ -129,8 +153,10 @@ struct cfg_parse {
 	uint64_t seen;		      /* bit i: cfg_keys[i] given in this section */
 	int proxyfs_line, check_line; /* where those sections began, or 0 */
 	int http_line;
+	int gateway_line;
 	int expect_line;	      /* where expect was given, or 0 */
-	int key_line[64];	      /* [proxyfs], [check], [http]: where cfg_keys[i] was given, or 0 */
+	int key_line[64];	      /* [proxyfs], [check], [http], [gateway]: where cfg_keys[i]
+				       * was given, or 0 */
 
 	struct cfg *c;
 	char *err;
@@ -470,18 +496,24 @@ int cfg_parse_listen(const char *s, struct sockaddr_storage *ss, unsigned int *l
 	return -EINVAL;
 }
 
-static int push_listen(struct cfg_http *h, const char *v)
+/* Appends a copy of v to the list *listp of *n strings. */
+static int push_str(char ***listp, size_t *n, const char *v)
 {
-	char **list = reallocarray(h->listen, h->nlisten + 1, sizeof(*list));
+	char **list = reallocarray(*listp, *n + 1, sizeof(*list));
 
 	if (!list)
 		return -ENOMEM;
-	h->listen = list;
-	list[h->nlisten] = strdup(v);
-	if (!list[h->nlisten])
+	*listp = list;
+	list[*n] = strdup(v);
+	if (!list[*n])
 		return -ENOMEM;
-	h->nlisten++;
+	(*n)++;
 	return 0;
+}
+
+static int push_listen(struct cfg_http *h, const char *v)
+{
+	return push_str(&h->listen, &h->nlisten, v);
 }
 
 static int add_listen(struct cfg_parse *p, const struct cfg_key *k, const char *v)
@@ -494,6 +526,8 @@ static int add_listen(struct cfg_parse *p, const struct cfg_key *k, const char *
 		parse_fail(p, k->name, "'%.*s' %s", VALUE_SHOWN, v, why);
 		return -EINVAL;
 	}
+	if (p->sect == SECT_GATEWAY)
+		return push_str(&p->c->gateway.listen, &p->c->gateway.nlisten, v);
 	return push_listen(&p->c->http, v);
 }
 
@@ -511,6 +545,23 @@ int cfg_add_http_listen(struct cfg *c, const char *addr, char *err, size_t errle
 	rc = push_listen(&c->http, addr);
 	if (rc == 0)
 		c->http.nlisten_cli++;
+	return rc;
+}
+
+int cfg_add_gateway_listen(struct cfg *c, const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	unsigned int len;
+	const char *why;
+	int rc;
+
+	if (cfg_parse_listen(addr, &ss, &len, &why) < 0) {
+		put_err(err, errlen, "--gateway '%.*s' %s", VALUE_SHOWN, addr, why);
+		return -EINVAL;
+	}
+	rc = push_str(&c->gateway.listen, &c->gateway.nlisten, addr);
+	if (rc == 0)
+		c->gateway.nlisten_cli++;
 	return rc;
 }
 
@@ -575,9 +626,236 @@ static int set_rate(struct cfg_parse *p, const struct cfg_key *k, int *field, co
 	return parse_int(p, k, num, field);
 }
 
+/* --- [gateway] --- */
+
+static bool valid_source_name(const char *name);
+
+static int set_gw_policy(struct cfg_parse *p, const struct cfg_key *k, int *field, const char *v)
+{
+	static const char *const names[] = {[CFG_GW_RANDOM] = "random",
+					    [CFG_GW_ROUND_ROBIN] = "round_robin",
+					    [CFG_GW_FASTEST] = "fastest"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(v, names[i]) == 0) {
+			*field = (int)i;
+			return 0;
+		}
+	}
+	parse_fail(p, k->name, "'%.*s' is not one of random, round_robin, fastest", VALUE_SHOWN, v);
+	return -EINVAL;
+}
+
+/* One word of a [gateway] filter list: its bit into *bits, or (sources)
+ * its name onto the list. */
+static int gw_list_item(struct cfg_parse *p, const struct cfg_key *k, const char *item)
+{
+	struct cfg_gateway *g = &p->c->gateway;
+	static const int grades[] = {SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT};
+
+	if (k->type == KEY_GW_PROTOS) {
+		for (int i = 0; i < PROXY_PROTO_COUNT; i++) {
+			if (strcmp(item, proxy_proto_name((enum proxy_proto)i)) == 0) {
+				g->protos |= 1u << i;
+				return 0;
+			}
+		}
+		parse_fail(p, k->name, "'%.*s' is not one of http, https, socks4, socks5",
+			   VALUE_SHOWN, item);
+		return -EINVAL;
+	}
+	if (k->type == KEY_GW_ANONS) {
+		for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++) {
+			if (strcmp(item, snap_anon_name(grades[i])) == 0) {
+				g->anons |= 1u << grades[i];
+				return 0;
+			}
+		}
+		parse_fail(p, k->name, "'%.*s' is not one of elite, anonymous, transparent",
+			   VALUE_SHOWN, item);
+		return -EINVAL;
+	}
+	if (!valid_source_name(item)) {
+		parse_fail(p, k->name, "'%.*s' is not a source name (1..%d of A-Z a-z 0-9 . _ -)",
+			   VALUE_SHOWN, item, SOURCE_NAME_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < g->nsources; i++)
+		if (strcmp(g->sources[i], item) == 0)
+			return 0;
+	if (g->nsources == PICK_SOURCES_MAX) {
+		parse_fail(p, k->name, "more than %d names", PICK_SOURCES_MAX);
+		return -EINVAL;
+	}
+	return push_str(&g->sources, &g->nsources, item);
+}
+
+/* protocol, anonymity, source: comma lists of the HTTP query's words
+ * (blanks around each word allowed). */
+static int set_gw_list(struct cfg_parse *p, const struct cfg_key *k, const char *v)
+{
+	char *copy = strdup(v), *save = NULL, *item;
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	if (!*v || v[strlen(v) - 1] == ',' || *v == ',' || strstr(v, ",,")) {
+		parse_fail(p, k->name, "'%.*s' has an empty item", VALUE_SHOWN, v);
+		rc = -EINVAL;
+	}
+	for (item = strtok_r(copy, ",", &save); item && rc == 0;
+	     item = strtok_r(NULL, ",", &save)) {
+		size_t n;
+
+		while (is_blank(*item))
+			item++;
+		n = strlen(item);
+		while (n && is_blank(item[n - 1]))
+			item[--n] = '\0';
+		if (!n) {
+			parse_fail(p, k->name, "'%.*s' has an empty item", VALUE_SHOWN, v);
+			rc = -EINVAL;
+			break;
+		}
+		rc = gw_list_item(p, k, item);
+	}
+	free(copy);
+	return rc;
+}
+
+/* Does the user name user (n bytes) hold a '-'-separated part that is an
+ * option word of the gateway's user names (gateway/gw_user.h)? Such a user
+ * could never log in: its name would be cut there. */
+static bool gw_user_has_option(const char *user, size_t n)
+{
+	static const char *const words[] = {"session", "proto", "anon", "source"};
+	const char *end = user + n;
+
+	while (user < end) {
+		const char *dash = memchr(user, '-', (size_t)(end - user));
+		size_t len = (size_t)((dash ? dash : end) - user);
+
+		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+			if (strlen(words[i]) == len && memcmp(words[i], user, len) == 0)
+				return true;
+		if (!dash)
+			break;
+		user = dash + 1;
+	}
+	return false;
+}
+
+/* One user:pass pair (the user not empty) onto the list; where says where
+ * it came from in a message. */
+static int gw_push_pair(struct cfg_parse *p, const struct cfg_key *k, const char *pair,
+			const char *where)
+{
+	const char *colon = strchr(pair, ':');
+
+	if (!colon || colon == pair) {
+		parse_fail(p, k->name, "%s is not user:pass (a user name, ':', the password)",
+			   where);
+		return -EINVAL;
+	}
+	if (colon - pair > 255 || gw_user_has_option(pair, (size_t)(colon - pair))) {
+		parse_fail(p, k->name,
+			   "%s: user '%.*s' is over 255 bytes or holds a part session, proto, anon "
+			   "or source (the options a user name carries)",
+			   where, (int)(colon - pair > 40 ? 40 : colon - pair), pair);
+		return -EINVAL;
+	}
+	return push_str(&p->c->gateway.users, &p->c->gateway.nusers, pair);
+}
+
+/* users_file = PATH: each line user:pass; blank lines and # comments
+ * skipped. Read now, so that a missing, empty or bad file is a config
+ * error naming its line. */
+static int set_gw_users_file(struct cfg_parse *p, const struct cfg_key *k, const char *v)
+{
+	char *path = NULL, *line = NULL, where[PATH_MAX + 32];
+	size_t cap = 0;
+	ssize_t n;
+	FILE *f = NULL;
+	int rc, lineno = 0;
+
+	rc = set_path(p, k, &path, v);
+	if (rc < 0)
+		return rc;
+	f = fopen(path, "re");
+	if (!f) {
+		parse_fail(p, k->name, "%s: %s", path, strerror(errno));
+		rc = -EINVAL;
+		goto out;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		char *s = line;
+
+		lineno++;
+		while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+			s[--n] = '\0';
+		while (is_blank(*s))
+			s++;
+		if (!*s || *s == '#')
+			continue;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		rc = gw_push_pair(p, k, s, where);
+		if (rc < 0)
+			goto out;
+	}
+	if (!p->c->gateway.nusers) {
+		parse_fail(p, k->name, "%s: no user:pass line", path);
+		rc = -EINVAL;
+		goto out;
+	}
+	free(p->c->gateway.users_file);
+	p->c->gateway.users_file = path;
+	path = NULL;
+out:
+	if (f)
+		fclose(f);
+	free(line);
+	free(path);
+	return rc;
+}
+
+void cfg_gateway_filter(const struct cfg_gateway *g, struct pick_filter *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->protos = g->protos;
+	f->anons = g->anons;
+	for (size_t i = 0; i < g->nsources && i < PICK_SOURCES_MAX; i++)
+		f->sources[i] = g->sources[i];
+	f->nsources = (uint32_t)(g->nsources < PICK_SOURCES_MAX ? g->nsources : PICK_SOURCES_MAX);
+}
+
 static bool str_same(const char *a, const char *b)
 {
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool strs_same(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
+bool cfg_gateway_same(const struct cfg *a, const struct cfg *b)
+{
+	const struct cfg_gateway *x = &a->gateway, *y = &b->gateway;
+
+	return strs_same(x->listen, x->nlisten - x->nlisten_cli, y->listen,
+			 y->nlisten - y->nlisten_cli) &&
+	       x->policy == y->policy && x->protos == y->protos && x->anons == y->anons &&
+	       strs_same(x->sources, x->nsources, y->sources, y->nsources) &&
+	       x->retries == y->retries && x->eject_after == y->eject_after &&
+	       strs_same(x->users, x->nusers, y->users, y->nusers) &&
+	       str_same(x->users_file, y->users_file) && x->max_connections == y->max_connections &&
+	       x->per_client == y->per_client && x->handshake_timeout_s == y->handshake_timeout_s &&
+	       x->idle_timeout_s == y->idle_timeout_s;
 }
 
 bool cfg_http_same(const struct cfg *a, const struct cfg *b)
@@ -635,6 +913,16 @@ static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, c
 		return set_token_file(p, k, v);
 	case KEY_RATE:
 		return set_rate(p, k, field, v);
+	case KEY_GW_POLICY:
+		return set_gw_policy(p, k, field, v);
+	case KEY_GW_PROTOS:
+	case KEY_GW_ANONS:
+	case KEY_GW_SOURCES:
+		return set_gw_list(p, k, v);
+	case KEY_GW_AUTH:
+		return gw_push_pair(p, k, v, "the value");
+	case KEY_GW_USERS_FILE:
+		return set_gw_users_file(p, k, v);
 	case KEY_LOG_LEVEL:
 		if (log_level_parse(v, field) == 0)
 			return 0;
@@ -795,6 +1083,8 @@ static int enter_section(struct cfg_parse *p, const char *name, size_t len)
 		p->sect = SECT_CHECK;
 	else if (strcmp(p->section, "http") == 0)
 		p->sect = SECT_HTTP;
+	else if (strcmp(p->section, "gateway") == 0)
+		p->sect = SECT_GATEWAY;
 	else if (strncmp(p->section, SOURCE_PREFIX, strlen(SOURCE_PREFIX)) == 0)
 		p->sect = SECT_SOURCE;
 	if (p->sect == SECT_PROXYFS)
@@ -803,6 +1093,8 @@ static int enter_section(struct cfg_parse *p, const char *name, size_t len)
 		return enter_once(p, &p->check_line);
 	if (p->sect == SECT_HTTP)
 		return enter_once(p, &p->http_line);
+	if (p->sect == SECT_GATEWAY)
+		return enter_once(p, &p->gateway_line);
 	if (p->sect == SECT_NONE) {
 		parse_fail(p, NULL, "unknown section");
 		return -EINVAL;
@@ -913,6 +1205,16 @@ static int line_of(const struct cfg_parse *p, const char *key)
 	return 0;
 }
 
+/* The line where the file gave key in section sect, or 0. */
+static int line_in(const struct cfg_parse *p, enum cfg_section sect, const char *key)
+{
+	for (size_t i = 0; i < N_CFG_KEYS; i++) {
+		if (cfg_keys[i].sect == sect && strcmp(cfg_keys[i].name, key) == 0)
+			return p->key_line[i];
+	}
+	return 0;
+}
+
 /* lo must not be more than hi: the message names the line of lo if the
  * file gave it, else the line of hi (one of the two was given, or both
  * would be their defaults, which agree). */
@@ -948,6 +1250,16 @@ static void check_http(struct cfg_parse *p)
 	}
 }
 
+/* [gateway]: one of auth and users_file. */
+static void check_gateway(struct cfg_parse *p)
+{
+	if (line_in(p, SECT_GATEWAY, "auth") && line_in(p, SECT_GATEWAY, "users_file")) {
+		p->lineno = line_in(p, SECT_GATEWAY, "users_file");
+		snprintf(p->section, sizeof(p->section), "gateway");
+		parse_fail(p, "users_file", "give auth or users_file, not both");
+	}
+}
+
 /* Rules over the whole file: an empty expect is proof of nothing unless
  * the judge's echo of each check's token is required; the pairs that bound
  * each other are in order. Each message names the line of the key. */
@@ -961,6 +1273,7 @@ static void check_file(struct cfg_parse *p)
 		parse_fail(p, "expect", "%s", cfg_empty_expect);
 	}
 	check_http(p);
+	check_gateway(p);
 	check_order(p, "retry_min_s", p->c->retry_min_s, "retry_max_s", p->c->retry_max_s);
 	check_order(p, "connect_timeout_ms", p->c->connect_timeout_ms, "timeout_ms",
 		    p->c->timeout_ms);
@@ -1021,6 +1334,13 @@ void cfg_init(struct cfg *c)
 	c->http.idle_timeout_s = 60;
 	c->http.request_timeout_s = 10;
 	c->http.threads = 1;
+	c->gateway.policy = CFG_GW_RANDOM;
+	c->gateway.retries = 2;
+	c->gateway.eject_after = 3;
+	c->gateway.max_connections = 1024;
+	c->gateway.per_client = 64;
+	c->gateway.handshake_timeout_s = 10;
+	c->gateway.idle_timeout_s = 300;
 	c->session_ttl_s = SESSION_TTL_DEFAULT;
 	c->sessions_max = SESSION_MAX_DEFAULT;
 	c->judges = calloc(1, sizeof(*c->judges));
@@ -1054,6 +1374,19 @@ void cfg_free(struct cfg *c)
 	free(c->http.listen);
 	free(c->http.token);
 	free(c->http.token_file);
+	for (size_t i = 0; i < c->gateway.nlisten; i++)
+		free(c->gateway.listen[i]);
+	free(c->gateway.listen);
+	for (size_t i = 0; i < c->gateway.nsources; i++)
+		free(c->gateway.sources[i]);
+	free(c->gateway.sources);
+	for (size_t i = 0; i < c->gateway.nusers; i++) {
+		/* The passwords are not left in freed memory. */
+		explicit_bzero(c->gateway.users[i], strlen(c->gateway.users[i]));
+		free(c->gateway.users[i]);
+	}
+	free(c->gateway.users);
+	free(c->gateway.users_file);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -41,6 +41,40 @@ struct cfg_http {
 	int threads;             /* event loops serving it; default 1 */
 };
 
+/* How the gateway chooses an upstream for a connection without a session. */
+enum cfg_gw_policy {
+	CFG_GW_RANDOM,	    /* any matching live proxy, uniformly */
+	CFG_GW_ROUND_ROBIN, /* each in turn */
+	CFG_GW_FASTEST,	    /* weighted towards lower latency, not always the first */
+};
+
+/* [gateway]: one proxy address over the pool (gateway/); off when listen is
+ * empty. Read at start only: a reload that changes it is logged and waits
+ * for a restart. */
+struct cfg_gateway {
+	char **listen;           /* ADDR:PORT (IPv6 as [ADDR]:PORT), each parsed by cfg_parse_listen */
+	size_t nlisten;
+	size_t nlisten_cli;      /* the last ones of listen[] came from --gateway, not the file */
+	int policy;              /* enum cfg_gw_policy; default random */
+	/* Default filters, for clients whose user name gives none (the same
+	 * words as the HTTP query): bits as in struct pick_filter, 0 = any. */
+	unsigned int protos;     /* protocol = http,socks5: bit (1 << enum proxy_proto) */
+	unsigned int anons;      /* anonymity = elite: bit (1 << enum snap_anon) */
+	char **sources;          /* source = NAME,...: source names, at most PICK_SOURCES_MAX */
+	size_t nsources;
+	int retries;             /* other upstreams tried after a failed one; default 2 */
+	int eject_after;         /* failures of real traffic in a row that eject; 0 = never; default 3 */
+	/* user:pass pairs a client must give (auth = or users_file's lines);
+	 * none: any user name is taken as options only. */
+	char **users;
+	size_t nusers;
+	char *users_file;        /* as given (absolute), or NULL */
+	int max_connections;     /* client connections at once; default 1024 */
+	int per_client;          /* ... from one client address; 0 = no bound; default 64 */
+	int handshake_timeout_s; /* a client's handshake, and the upstream's, within; default 10 */
+	int idle_timeout_s;      /* a relayed connection with no bytes either way; default 300 */
+};
+
 struct cfg {
 	char *file; /* the file read, or NULL for defaults only */
 
@@ -81,6 +115,7 @@ struct cfg {
 	int probe_judges;       /* 0: trust the judges without probing them; default 1 */
 
 	struct cfg_http http;
+	struct cfg_gateway gateway;
 
 	struct cfg_source *sources;
 	size_t nsources;
@@ -111,6 +146,10 @@ int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_p
  * -EINVAL with why in err, or -ENOMEM. */
 int cfg_add_http_listen(struct cfg *c, const char *addr, char *err, size_t errlen);
 
+/* Adds a gateway listen address from the command line (--gateway
+ * ADDR:PORT). 0, -EINVAL with why in err, or -ENOMEM. */
+int cfg_add_gateway_listen(struct cfg *c, const char *addr, char *err, size_t errlen);
+
 /* Parses ADDR:PORT ([ADDR]:PORT for IPv6; numeric addresses only) into
  * *ss and *len. 0, or -EINVAL with why (a static string) in *why. */
 struct sockaddr_storage;
@@ -120,6 +159,15 @@ int cfg_parse_listen(const char *s, struct sockaddr_storage *ss, unsigned int *l
 /* Do a and b give the same [http] as their files wrote it (listen
  * addresses from the command line left out)? */
 bool cfg_http_same(const struct cfg *a, const struct cfg *b);
+
+/* Do a and b give the same [gateway] as their files wrote it (listen
+ * addresses from the command line left out)? */
+bool cfg_gateway_same(const struct cfg *a, const struct cfg *b);
+
+/* The gateway's default filter into *f: its source names point into g,
+ * which must outlive f. */
+struct pick_filter;
+void cfg_gateway_filter(const struct cfg_gateway *g, struct pick_filter *f);
 
 /* The mode reader files get: file_mode, or its default. */
 unsigned int cfg_file_mode(const struct cfg *c);

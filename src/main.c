@@ -13,9 +13,11 @@
  * The map: src/ is what every part uses (config, proxy lines, snapshot,
  * store, sources, log); checker/ is the engine that keeps the pool checked
  * and publishes snapshots (engine.h); fs/ is the tree (tree.h) and its
- * FUSE front (fs.h). checker/ and fs/ know nothing of each other: this
+ * FUSE front (fs.h); gateway/ is the proxy listener over the pool
+ * (gateway.h). checker/, fs/ and gateway/ know nothing of each other: this
  * file and the commands (cli_check.c, cli_judge.c), built into the
- * executable, wire them together (struct fs_control below).
+ * executable, wire them together (struct fs_control and struct gw_report
+ * below).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +40,7 @@
 #include "engine.h"
 #include "fetch.h"
 #include "fs.h"
+#include "gateway.h"
 #include "http.h"
 #include "judge_set.h"
 #include "log.h"
@@ -61,13 +64,15 @@ struct options {
 	bool single_thread;
 	char **http;	/* --http ADDR:PORT, in order; owned (the strings are argv's) */
 	size_t nhttp;
+	char **gateway; /* --gateway ADDR:PORT, the same way */
+	size_t ngateway;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: proxyfs [-c FILE] [-f] [-d] [-s] [-o FUSEOPT,...] [--http ADDR:PORT]\n"
-		"               MOUNTPOINT\n"
+		"               [--gateway ADDR:PORT] MOUNTPOINT\n"
 		"       proxyfs check [OPTION...] [FILE|URL ...]   (proxyfs check --help)\n"
 		"       proxyfs judge --listen ADDR:PORT            (proxyfs judge --help)\n"
 		"       proxyfs --help | --version\n"
@@ -91,6 +96,9 @@ static void usage(FILE *out)
 		"      --http ADDR:PORT\n"
 		"                      serve the tree over HTTP there too (repeatable; adds to\n"
 		"                      [http] listen; IPv6 as [::1]:8080)\n"
+		"      --gateway ADDR:PORT\n"
+		"                      one proxy address over the pool there (HTTP, SOCKS4/5;\n"
+		"                      repeatable; adds to [gateway] listen)\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       the version\n"
 		"\n"
@@ -142,6 +150,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "http", required_argument, NULL, 'H' },
+		{ "gateway", required_argument, NULL, 'G' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -171,6 +180,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			o->http = grown;
 			o->http[o->nhttp++] = optarg;
+			break;
+		}
+		case 'G': {
+			char **grown = realloc(o->gateway, (o->ngateway + 1) * sizeof(*grown));
+
+			if (!grown)
+				return -1;
+			o->gateway = grown;
+			o->gateway[o->ngateway++] = optarg;
 			break;
 		}
 		case 'h':
@@ -216,6 +234,13 @@ static int load_config(const struct options *o, struct cfg *c)
 	}
 	for (size_t i = 0; i < o->nhttp; i++) {
 		rc = cfg_add_http_listen(c, o->http[i], err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "proxyfs: %s\n", rc == -ENOMEM ? "out of memory" : err);
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < o->ngateway; i++) {
+		rc = cfg_add_gateway_listen(c, o->gateway[i], err, sizeof(err));
 		if (rc < 0) {
 			fprintf(stderr, "proxyfs: %s\n", rc == -ENOMEM ? "out of memory" : err);
 			return rc;
@@ -464,6 +489,40 @@ static int control_reload(void *arg, fs_stop_fn stop, void *stop_arg)
 	return engine_reload(arg, stop, stop_arg);
 }
 
+/* The gateway's word on each upstream, wired to the engine (gateway/
+ * knows no engine), which counts failures in a row and ejects. */
+static void gateway_report(void *arg, const char *uri, bool ok, const char *why)
+{
+	int rc = engine_report(arg, uri, ok, why);
+
+	if (rc < 0 && rc != -ESHUTDOWN)
+		log_debug("gateway: report on %s: %s", uri, strerror(-rc));
+}
+
+/* The gateway's settings from [gateway] (gateway/ knows no config file). */
+static struct gateway *start_gateway(const struct cfg *c, const struct gw_report *report,
+				     char *err, size_t errlen)
+{
+	const struct cfg_gateway *g = &c->gateway;
+	struct gw_conf gc = {
+		.listen = (const char *const *)g->listen,
+		.nlisten = g->nlisten,
+		.policy = g->policy == CFG_GW_ROUND_ROBIN ? GW_POLICY_ROUND_ROBIN :
+			  g->policy == CFG_GW_FASTEST	  ? GW_POLICY_FASTEST :
+							    GW_POLICY_RANDOM,
+		.users = g->users,
+		.nusers = g->nusers,
+		.retries = g->retries,
+		.max_connections = g->max_connections,
+		.per_client = g->per_client,
+		.handshake_timeout_s = g->handshake_timeout_s,
+		.idle_timeout_s = g->idle_timeout_s,
+	};
+
+	cfg_gateway_filter(g, &gc.filter);
+	return gw_start(&gc, report, err, errlen);
+}
+
 /* A FUSE instance with the command line's options; debug adds -d. Its ops
  * get ctl back as their private data. */
 static struct fuse *make_fuse(const struct options *o, const struct fuse_operations *ops,
@@ -587,6 +646,8 @@ static int run(const struct options *o, const struct cfg *c)
 				  .bad = control_bad };
 	struct fuse *f = NULL;
 	struct http_front *http = NULL;
+	struct gw_report gw_rep = { .report = gateway_report };
+	struct gateway *gw = NULL;
 	char *mountpoint;
 	char err[512];
 	bool wrote_pid = false;
@@ -617,6 +678,7 @@ static int run(const struct options *o, const struct cfg *c)
 	if (!e)
 		goto out_snap;
 	ctl.arg = e;
+	gw_rep.arg = e;
 	f = make_fuse(o, fs_operations(), o->debug, &ctl);
 	if (!f)
 		goto out_engine;
@@ -635,8 +697,13 @@ static int run(const struct options *o, const struct cfg *c)
 		goto out_signals;
 	}
 	/* After the engine (libevent's threading is on), before the word to
-	 * the parent: the command returning means the front listens. */
+	 * the parent: the command returning means the front and the gateway
+	 * listen. Both stop before the engine. */
 	if (c->http.nlisten && !(http = http_front_start(&c->http, &ctl, err, sizeof(err)))) {
+		log_err("%s", err);
+		goto out_signals;
+	}
+	if (c->gateway.nlisten && !(gw = start_gateway(c, &gw_rep, err, sizeof(err)))) {
 		log_err("%s", err);
 		goto out_signals;
 	}
@@ -650,6 +717,7 @@ static int run(const struct options *o, const struct cfg *c)
 	notify_stopping();
 	log_info("unmounting %s", mountpoint);
 out_signals:
+	gw_stop(gw);
 	http_front_stop(http);
 	hup_engine = NULL;
 	fuse_remove_signal_handlers(fuse_get_session(f));
@@ -686,12 +754,14 @@ int main(int argc, char **argv)
 	if (rc != 0) {
 		free(o.fuse_opts);
 		free(o.http);
+		free(o.gateway);
 		return rc > 0 ? 0 : EXIT_USAGE;
 	}
 	if (load_config(&o, &c) < 0 || check_judge(&c) < 0 || check_fuse_opts(&o) < 0) {
 		cfg_free(&c);
 		free(o.fuse_opts);
 		free(o.http);
+		free(o.gateway);
 		return EXIT_USAGE;
 	}
 	log_set_level(c.log_level);
@@ -701,6 +771,7 @@ int main(int argc, char **argv)
 		cfg_free(&c);
 		free(o.fuse_opts);
 		free(o.http);
+		free(o.gateway);
 		return EXIT_USAGE;
 	}
 	fs_set_access(c.group != NULL, c.gid, cfg_file_mode(&c));
@@ -712,5 +783,6 @@ int main(int argc, char **argv)
 	cfg_free(&c);
 	free(o.fuse_opts);
 	free(o.http);
+	free(o.gateway);
 	return rc;
 }

@@ -42,8 +42,14 @@ enum snap_view {
 enum snap_state { SNAP_ALIVE, SNAP_DEAD, SNAP_UNKNOWN, SNAP_DROPPED, SNAP_REMOVED };
 
 /* Who took a live proxy out of the live set before its re-check said so
- * (an ejection): a user through control/bad; the gateway later. */
-enum snap_eject_by { SNAP_EJECT_NONE, SNAP_EJECT_CONTROL, SNAP_EJECT_BY_COUNT };
+ * (an ejection): a user through control/bad, or the gateway after
+ * [gateway] eject_after failures of real traffic in a row. */
+enum snap_eject_by {
+	SNAP_EJECT_NONE,
+	SNAP_EJECT_CONTROL,
+	SNAP_EJECT_GATEWAY,
+	SNAP_EJECT_BY_COUNT
+};
 
 /* How many of the last ejections stat.json shows. */
 #define SNAP_EJECTED_KEEP 8

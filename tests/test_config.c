@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pick.h"
+#include "snapshot.h"
 #include "testutil.h"
 
 /* Writes text to a new file in dir; path receives its name. */
@@ -439,6 +441,127 @@ static void test_http_keys(void)
 	expect_error("[http]\n[http]\n", -EINVAL, "http", "twice");
 }
 
+/* [gateway]: every key, its defaults, the auth forms, and what a reload
+ * compares. */
+static void test_gateway_keys(void)
+{
+	struct cfg c, d;
+	char err[512] = "", path[PATH_MAX], users[PATH_MAX], text[PATH_MAX + 512];
+	struct pick_filter f;
+
+	cfg_init(&c);
+	CHECK_INT(c.gateway.nlisten, 0);
+	CHECK_INT(c.gateway.policy, CFG_GW_RANDOM);
+	CHECK_INT(c.gateway.protos | c.gateway.anons, 0);
+	CHECK_INT(c.gateway.nsources, 0);
+	CHECK_INT(c.gateway.retries, 2);
+	CHECK_INT(c.gateway.eject_after, 3);
+	CHECK_INT(c.gateway.nusers, 0);
+	CHECK_INT(c.gateway.max_connections, 1024);
+	CHECK_INT(c.gateway.per_client, 64);
+	CHECK_INT(c.gateway.handshake_timeout_s, 10);
+	CHECK_INT(c.gateway.idle_timeout_s, 300);
+	write_file("/tmp", "# who may use the gateway\nalice:pw1\n\n  bob:p:w\r\n", users,
+		   sizeof(users));
+	snprintf(text, sizeof(text),
+		 "[http]\nlisten = 127.0.0.1:8080\n[check]\nretries = 1\n"
+		 "[gateway]\nlisten = 127.0.0.1:8899\nlisten = [::1]:1080\npolicy = fastest\n"
+		 "protocol = socks5, http\nanonymity = elite\nsource = a,b-2\nretries = 4\n"
+		 "eject_after = 5\nusers_file = %s\nmax_connections = 500\nper_client = 0\n"
+		 "handshake_timeout_s = 3\nidle_timeout_s = 60\n",
+		 users);
+	CHECK_INT(load_text(text, &c, err, sizeof(err), path), 0);
+	CHECK_INT(c.gateway.nlisten, 2);
+	CHECK_STR(c.gateway.listen[1], "[::1]:1080");
+	CHECK_INT(c.http.nlisten, 1);
+	CHECK_INT(c.gateway.policy, CFG_GW_FASTEST);
+	CHECK_INT(c.gateway.protos, (1u << PROXY_SOCKS5) | (1u << PROXY_HTTP));
+	CHECK_INT(c.gateway.anons, 1u << SNAP_ANON_ELITE);
+	CHECK_INT(c.gateway.nsources, 2);
+	CHECK_STR(c.gateway.sources[1], "b-2");
+	CHECK(c.gateway.retries == 4 && c.gateway.eject_after == 5);
+	CHECK_INT(c.retries, 1); /* [check] retries untouched */
+	CHECK_INT(c.gateway.nusers, 2);
+	CHECK_STR(c.gateway.users[0], "alice:pw1");
+	CHECK_STR(c.gateway.users[1], "bob:p:w");
+	CHECK_STR(c.gateway.users_file, users);
+	CHECK(c.gateway.max_connections == 500 && c.gateway.per_client == 0);
+	CHECK(c.gateway.handshake_timeout_s == 3 && c.gateway.idle_timeout_s == 60);
+	cfg_gateway_filter(&c.gateway, &f);
+	CHECK_INT(f.protos, c.gateway.protos);
+	CHECK_INT(f.anons, c.gateway.anons);
+	CHECK_INT(f.nsources, 2);
+	CHECK_STR(f.sources[0], "a");
+	CHECK(!f.none && f.max_latency_ms == 0);
+
+	/* A reload compares the file's [gateway]; --gateway is left out. */
+	cfg_init(&d);
+	CHECK_INT(load_text(text, &d, err, sizeof(err), path), 0);
+	CHECK(cfg_gateway_same(&c, &d));
+	CHECK_INT(cfg_add_gateway_listen(&d, "nope", err, sizeof(err)), -EINVAL);
+	check_contains(err, "--gateway");
+	CHECK_INT(cfg_add_gateway_listen(&d, "127.0.0.2:1", err, sizeof(err)), 0);
+	CHECK_INT(d.gateway.nlisten_cli, 1);
+	CHECK(cfg_gateway_same(&c, &d));
+	d.gateway.eject_after = 6;
+	CHECK(!cfg_gateway_same(&c, &d));
+	d.gateway.eject_after = 5;
+	d.gateway.protos = 0;
+	CHECK(!cfg_gateway_same(&c, &d));
+	cfg_free(&d);
+	cfg_free(&c);
+	unlink(users);
+
+	cfg_init(&c);
+	CHECK_INT(load_text("[gateway]\nauth = u:secret\npolicy = round_robin\n", &c, err,
+			    sizeof(err), path),
+		  0);
+	CHECK_INT(c.gateway.nusers, 1);
+	CHECK_STR(c.gateway.users[0], "u:secret");
+	CHECK_INT(c.gateway.policy, CFG_GW_ROUND_ROBIN);
+	CHECK_INT(c.gateway.nlisten, 0);
+	cfg_init(&d);
+	CHECK(!cfg_gateway_same(&c, &d));
+	cfg_free(&d);
+	cfg_free(&c);
+
+	expect_bad_value("gateway", "listen", "127.0.0.1", "ADDR:PORT");
+	expect_bad_value("gateway", "policy", "fastest_first", "random, round_robin, fastest");
+	expect_bad_value("gateway", "protocol", "socks5h", "not one of http");
+	expect_bad_value("gateway", "protocol", "http,,socks5", "empty item");
+	expect_bad_value("gateway", "protocol", "http,", "empty item");
+	expect_bad_value("gateway", "anonymity", "high", "elite, anonymous");
+	expect_bad_value("gateway", "source", "a/b", "not a source name");
+	expect_bad_value("gateway", "source", "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16");
+	expect_bad_value("gateway", "retries", "11", "range");
+	expect_bad_value("gateway", "eject_after", "-1", "negative");
+	expect_bad_value("gateway", "max_connections", "0", "range");
+	expect_bad_value("gateway", "handshake_timeout_s", "0", "range");
+	expect_bad_value("gateway", "idle_timeout_s", "x", "decimal");
+	expect_bad_value("gateway", "auth", "nopassword", "not user:pass");
+	expect_bad_value("gateway", "auth", ":pw", "not user:pass");
+	expect_bad_value("gateway", "users_file", "/nonexistent/users", "No such file");
+	expect_bad_value("gateway", "auth", "team-session-a:pw", "holds a part session");
+	expect_bad_value("gateway", "auth", "proto:pw", "holds a part");
+	expect_bad_value("gateway", "colour", "blue", "[gateway] colour: unknown key");
+	write_file("/tmp", "c:d\n", users, sizeof(users));
+	snprintf(text, sizeof(text), "[gateway]\nauth = a:b\nusers_file = %s\n", users);
+	expect_error(text, -EINVAL, "users_file", "not both");
+	unlink(users);
+	expect_error("[gateway]\n[gateway]\n", -EINVAL, "gateway", "twice");
+	expect_error("[gateway]\nretries = 1\nretries = 2\n", -EINVAL, ":3:", "twice");
+	/* A users file's bad line is named by its own line number. */
+	write_file("/tmp", "alice:pw\n# c\nbob\n", users, sizeof(users));
+	snprintf(text, sizeof(text), "[gateway]\nusers_file = %s\n", users);
+	snprintf(text + PATH_MAX, 512, "%.200s:3 is not user:pass", users);
+	expect_error(text, -EINVAL, "users_file", text + PATH_MAX);
+	unlink(users);
+	write_file("/tmp", "# nobody\n\n", users, sizeof(users));
+	snprintf(text, sizeof(text), "[gateway]\nusers_file = %s\n", users);
+	expect_error(text, -EINVAL, "users_file", "no user:pass line");
+	unlink(users);
+}
+
 static void test_bad_structure(void)
 {
 	char text[512];
@@ -664,6 +787,7 @@ int main(void)
 	test_access_keys();
 	test_session_keys();
 	test_http_keys();
+	test_gateway_keys();
 	test_nul_byte();
 	test_good_structure();
 	test_paths();

@@ -12,6 +12,9 @@
  * And control/bad (engine_bad) from another thread, with this one running
  * the engine's loop: all or nothing, live proxies out of the published
  * snapshot when it returns and first in line for their re-check.
+ * Last, the gateway's reports (engine_report): eject_after failures in a
+ * row eject a live proxy the same way, a success in between starts the
+ * count again.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +29,7 @@
 
 #include "engine.h"
 #include "engine_int.h"
+#include "gw_stats.h"
 #include "log.h"
 #include "testutil.h"
 
@@ -557,6 +561,154 @@ out:
 	cfg_free(&c);
 }
 
+/* Sends the gateway's reports on uri, then runs e's loop once, as the
+ * engine thread would: the commands are applied when it returns. */
+static void report(struct engine *e, const char *uri, int times, bool ok, const char *why)
+{
+	for (int i = 0; i < times; i++)
+		CHECK_INT(engine_report(e, uri, ok, why), 0);
+	event_base_loop(e->base, EVLOOP_NONBLOCK);
+}
+
+/* engine_report: a user's request alone never ejects (fewer than
+ * eject_after failures in a row, or a success between them, leave the
+ * proxy live); the eject_after-th in a row takes it out of the snapshot
+ * at once, first in line for its re-check, counted and shown with why by
+ * "gateway"; a dead proxy, an untracked one and eject_after 0 eject
+ * nothing. */
+static void test_report(void)
+{
+	struct cfg c;
+	struct engine *e = limit_engine(&c);
+	struct pool_entry *a, *b, *d, *f, *t;
+	const struct snap_proxy *r;
+	struct snapshot *s;
+
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK_INT(e->gw_eject_after, 3); /* [gateway] eject_after's default */
+	event_del(e->tick_ev);
+	e->lim.limit = 0;
+	a = bad_entry(e, "http://127.0.0.1:8101", POOL_ALIVE);
+	b = bad_entry(e, "socks5://u:p@127.0.0.1:8102", POOL_ALIVE);
+	d = bad_entry(e, "socks4://127.0.0.1:8103", POOL_DEAD);
+	f = bad_entry(e, "socks5://127.0.0.1:8104", POOL_ALIVE);
+	if (!a || !b || !d || !f)
+		goto out_free;
+	eng_publish(e);
+
+	/* Two failures, a success, two more: never three in a row. */
+	report(e, "http://127.0.0.1:8101", 2, false, "connect refused");
+	CHECK_INT(a->gw_fails, 2);
+	report(e, "http://127.0.0.1:8101", 1, true, NULL);
+	CHECK_INT(a->gw_fails, 0);
+	report(e, "http://127.0.0.1:8101", 2, false, "connect refused");
+	CHECK_INT(a->state, POOL_ALIVE);
+	CHECK(!a->queued);
+	s = snap_current();
+	CHECK_INT(s->nlive, 3);
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_GATEWAY], 0);
+	snap_unref(s);
+
+	/* The third in a row. */
+	report(e, "http://127.0.0.1:8101", 1, false, "handshake: 502 from the proxy");
+	CHECK_INT(a->state, POOL_UNKNOWN);
+	CHECK_INT(a->ejected, SNAP_EJECT_GATEWAY);
+	CHECK(e->urgent.head == a);
+	CHECK_INT(e->ejections[SNAP_EJECT_GATEWAY], 1);
+	s = snap_current(); /* published by the report */
+	CHECK_INT(s->nlive, 2);
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_GATEWAY], 1);
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_CONTROL], 0);
+	r = snap_find(s, "http://127.0.0.1:8101");
+	CHECK(r && r->state == SNAP_UNKNOWN && r->ejected == SNAP_EJECT_GATEWAY);
+	CHECK_INT(s->stats.nejected, 1);
+	CHECK_STR(s->stats.ejected[0].uri, "http://127.0.0.1:8101");
+	CHECK_INT(s->stats.ejected[0].by, SNAP_EJECT_GATEWAY);
+	CHECK_STR(s->stats.ejected[0].why, "handshake: 502 from the proxy");
+	snap_unref(s);
+	/* More failures of an ejected proxy (a stale pick) eject nothing more. */
+	report(e, "http://127.0.0.1:8101", 5, false, "connect refused");
+	CHECK_INT(e->ejections[SNAP_EJECT_GATEWAY], 1);
+
+	/* Named with its credentials, as the snapshot gives it. */
+	report(e, "socks5://u:p@127.0.0.1:8102", 3, false, "SOCKS5 auth refused");
+	CHECK_INT(b->ejected, SNAP_EJECT_GATEWAY);
+	/* A proxy listed only https:// (a tunnel) is named http:// in the
+	 * snapshot, and so by the gateway. */
+	t = bad_entry(e, "https://127.0.0.1:8105", POOL_ALIVE);
+	CHECK(t != NULL);
+	report(e, "http://127.0.0.1:8105", 3, false, "CONNECT refused our credentials (407)");
+	CHECK(t && t->ejected == SNAP_EJECT_GATEWAY);
+	/* A dead one stays as it is; an untracked one is ignored. */
+	report(e, "socks4://127.0.0.1:8103", 5, false, "connect refused");
+	CHECK_INT(d->state, POOL_DEAD);
+	CHECK_INT(d->ejected, SNAP_EJECT_NONE);
+	report(e, "http://127.0.0.1:8999", 5, false, "connect refused");
+	CHECK_INT(engine_report(e, "not a proxy", false, "x"), -EINVAL);
+	CHECK_INT(e->ejections[SNAP_EJECT_GATEWAY], 3);
+
+	/* eject_after = 0: the gateway never ejects. */
+	e->gw_eject_after = 0;
+	report(e, "socks5://127.0.0.1:8104", 10, false, "connect refused");
+	CHECK_INT(f->state, POOL_ALIVE);
+	s = snap_current();
+	CHECK_INT(s->nlive, 1);
+	CHECK_INT(s->stats.ejections_total[SNAP_EJECT_GATEWAY], 3);
+	snap_unref(s);
+out_free:
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
+/* The gateway's share of open files (gw_fd_share: 2 a connection, at most
+ * half of what the daemon can spare) is left out of the checks' budget,
+ * exactly: a max_connections beyond it costs the checks no more, one
+ * within it costs them its 2 files a connection. */
+static void test_gateway_share(void)
+{
+	struct cfg c;
+	struct engine *e;
+	char err[256];
+	uint32_t room0;
+
+	cfg_init(&c);
+	CHECK_INT(cfg_add_judge(&c, "http://127.0.0.1:9/"), 0);
+	c.probe_judges = 0;
+	c.concurrency = 1000000;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	room0 = e->lim.limit_max; /* every file the checks may have, without a gateway */
+	CHECK_INT(e->fd_gateway, 0);
+	engine_free(e);
+
+	CHECK_INT(cfg_add_gateway_listen(&c, "127.0.0.1:1", err, sizeof(err)), 0);
+	c.gateway.max_connections = 1000000;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK(gw_fd_share(1000000) < 1000000);
+	CHECK_INT(e->fd_gateway, 2 * gw_fd_share(1000000) + 9);
+	CHECK(e->lim.limit_max >= room0 / 2);
+	CHECK_INT(e->lim.limit_max + e->fd_gateway, room0);
+	engine_free(e);
+
+	c.gateway.max_connections = 100;
+	e = engine_new(&c, NULL);
+	CHECK(e != NULL);
+	if (!e)
+		goto out;
+	CHECK_INT(e->lim.limit_max, room0 - 2 * 100 - 9);
+	engine_free(e);
+out:
+	cfg_free(&c);
+}
+
 int main(void)
 {
 	test_fifo_without_memory();
@@ -567,5 +719,7 @@ int main(void)
 	test_limit_settles();
 	test_lag_sustained();
 	test_bad();
+	test_report();
+	test_gateway_share();
 	return test_exit_code();
 }

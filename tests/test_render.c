@@ -4,6 +4,7 @@
  * is JSON, and handed to promtool when /tmp/prom/usr/bin/promtool (or
  * $PROMTOOL) exists. */
 #include "check.h"
+#include "gw_stats.h"
 #include "render.h"
 #include "testutil.h"
 
@@ -524,6 +525,88 @@ static void test_metrics(void)
 	snap_unref(s);
 }
 
+/* The gateway's figures: stat.json's "gateway" object always (off:
+ * zeros), its metric families only while it serves; counters as the
+ * gateway left them in gw_stats, ejections from the snapshot. */
+static void test_gateway_figures(void)
+{
+	struct snapshot *s = make(3);
+	char *t;
+	int rc;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	t = render(render_stat_json, s, 0);
+	CHECK(json_valid(t));
+	check_contains(t, "\"gateway\": {\"enabled\": false, \"connections\": 0, "
+			  "\"max_connections\": 0, \"connections_total\": {\"ok\": 0, ");
+	free(t);
+	t = render(render_metrics, s, 0);
+	CHECK(strstr(t, "proxyfs_gateway_") == NULL);
+	free(t);
+
+	gw_stats_set_enabled(true, 500);
+	gw_stats_connection(1);
+	gw_stats_connection(1);
+	gw_stats_connection(1);
+	gw_stats_connection(-1);
+	gw_stats_outcome(GW_OUT_OK);
+	gw_stats_outcome(GW_OUT_UPSTREAM_FAILED);
+	gw_stats_outcome(GW_OUT_AUTH_FAILED);
+	gw_stats_outcome(GW_OUT_AUTH_FAILED);
+	gw_stats_bytes(1000, 250000);
+	gw_stats_retry();
+	gw_stats_retry();
+	gw_stats_handshake(3000);   /* 3 ms */
+	gw_stats_handshake(700000); /* 0.7 s */
+	s->stats.ejections_total[SNAP_EJECT_GATEWAY] = 4;
+
+	t = render(render_stat_json, s, 0);
+	CHECK(json_valid(t));
+	check_contains(t, "\"gateway\": {\"enabled\": true, \"connections\": 2, "
+			  "\"max_connections\": 500, \"connections_total\": {\"ok\": 1, "
+			  "\"upstream_failed\": 1, \"client_error\": 0, \"auth_failed\": 2, "
+			  "\"refused_limit\": 0}, \"bytes_in\": 1000, \"bytes_out\": 250000, "
+			  "\"retries\": 2, \"ejections\": 4, \"sessions_active\": 0, "
+			  "\"handshake_seconds\": {\"count\": 2, \"sum\": 0.703000}},\n");
+	/* Shown beside the others: the ejection count by who. */
+	check_contains(t, "\"by\": {\"control\": 0, \"gateway\": 4}");
+	free(t);
+
+	t = render(render_metrics, s, 0);
+	check_contains(t, "# TYPE proxyfs_gateway_connections gauge\n"
+			  "proxyfs_gateway_connections 2\n");
+	check_contains(t, "\nproxyfs_gateway_max_connections 500\n");
+	check_contains(t, "# TYPE proxyfs_gateway_connections_total counter\n"
+			  "proxyfs_gateway_connections_total{outcome=\"ok\"} 1\n"
+			  "proxyfs_gateway_connections_total{outcome=\"upstream_failed\"} 1\n"
+			  "proxyfs_gateway_connections_total{outcome=\"client_error\"} 0\n"
+			  "proxyfs_gateway_connections_total{outcome=\"auth_failed\"} 2\n"
+			  "proxyfs_gateway_connections_total{outcome=\"refused_limit\"} 0\n");
+	check_contains(t, "# TYPE proxyfs_gateway_bytes_total counter\n"
+			  "proxyfs_gateway_bytes_total{direction=\"in\"} 1000\n"
+			  "proxyfs_gateway_bytes_total{direction=\"out\"} 250000\n");
+	check_contains(t, "# TYPE proxyfs_gateway_retries_total counter\n"
+			  "proxyfs_gateway_retries_total 2\n");
+	check_contains(t, "# TYPE proxyfs_gateway_handshake_seconds histogram\n"
+			  "proxyfs_gateway_handshake_seconds_bucket{le=\"0.001\"} 0\n"
+			  "proxyfs_gateway_handshake_seconds_bucket{le=\"0.0025\"} 0\n"
+			  "proxyfs_gateway_handshake_seconds_bucket{le=\"0.005\"} 1\n");
+	check_contains(t, "proxyfs_gateway_handshake_seconds_bucket{le=\"0.5\"} 1\n"
+			  "proxyfs_gateway_handshake_seconds_bucket{le=\"1\"} 2\n");
+	check_contains(t, "proxyfs_gateway_handshake_seconds_bucket{le=\"+Inf\"} 2\n"
+			  "proxyfs_gateway_handshake_seconds_sum 0.703000\n"
+			  "proxyfs_gateway_handshake_seconds_count 2\n");
+	check_contains(t, "proxyfs_ejections_total{by=\"gateway\"} 4\n");
+	rc = promtool(t);
+	if (rc != -1)
+		CHECK_INT(rc, 0);
+	free(t);
+	gw_stats_set_enabled(false, 0);
+	snap_unref(s);
+}
+
 /* --- why a proxy is what it is: all.json, dead.txt, removed.txt, lookup --- */
 
 #define R(res) ((uint8_t)((res) + 1))
@@ -884,6 +967,7 @@ int main(void)
 	test_lists();
 	test_stat_json();
 	test_metrics();
+	test_gateway_figures();
 	test_result_words();
 	test_all_json();
 	test_dead_removed();

@@ -71,7 +71,7 @@ def test_bad(binary, own_peers, tmp_path):
     try:
         d = mounts.new(conf).start()
         wait_until(lambda: d.live() == everyone, READY_TIMEOUT, "all three live")
-        assert ejections(d) == {"total": 0, "by": {"control": 0}}
+        assert ejections(d) == {"total": 0, "by": {"control": 0, "gateway": 0}}
         assert last_ejected(d) == []
 
         # A malformed line, or a proxy the pool does not track (a typo),
@@ -92,7 +92,7 @@ def test_bad(binary, own_peers, tmp_path):
             r = record(d, uri)
             assert r["state"] == "unknown" and r["result"] == "reported_bad", r
             assert "reported bad" in r["detail"], r
-        assert ejections(d) == {"total": 2, "by": {"control": 2}}
+        assert ejections(d) == {"total": 2, "by": {"control": 2, "gateway": 0}}
         why = "reported through control/bad"
         assert last_ejected(d) == [(s4.uri, "control", why), (t.uri, "control", why)]
         assert metric_line(d).endswith(" 2")
@@ -112,7 +112,7 @@ def test_bad(binary, own_peers, tmp_path):
         wait_until(lambda: record(d, s5.uri)["state"] == "dead", BACK_TIMEOUT,
                    "socks5 found dead by its re-check")
         assert d.live() == {t.uri, s4.uri}
-        assert ejections(d) == {"total": 3, "by": {"control": 3}}
+        assert ejections(d) == {"total": 3, "by": {"control": 3, "gateway": 0}}
         assert last_ejected(d)[0] == (s5.uri, "control", why)
         assert metric_line(d).endswith(" 3")
         d.stop()

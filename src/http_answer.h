@@ -7,7 +7,8 @@
  * of a CONNECT reply (head_only), and on request copies the start of the
  * de-chunked body into a buffer the caller supplies once the head is read,
  * and looks for the check's token in the body of a judge that echoes it.
- * It does no I/O and knows nothing about proxies.
+ * It does no I/O and knows nothing about proxies. It lives in src/ because
+ * the gateway reads its upstreams' CONNECT replies with it too.
  */
 #ifndef PROXYFS_HTTP_ANSWER_H
 #define PROXYFS_HTTP_ANSWER_H
@@ -16,7 +17,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "check.h"
+#include "check_result.h"
+
+/* Every check's request carries a fresh random token in its User-Agent:
+ * "proxyfs/VERSION proxyfs-check/TOKEN", TOKEN CHK_TOKEN_LEN lowercase hex
+ * digits. A judge that echoes the request (proxyfs judge, azenv, httpbin)
+ * echoes it back; an answer that shows CHK_ECHO_MARKER with another token
+ * is a page cached or replayed from an earlier check, and fails. */
+#define CHK_ECHO_MARKER "proxyfs-check/"
+#define CHK_TOKEN_LEN 16
 
 /* Status line and headers together may take at most this many bytes. */
 #define CHK_ANSWER_HEAD_MAX 8192

@@ -3,7 +3,9 @@
  * Builders write one client message into a caller's buffer; the reply
  * parser reads one server reply incrementally, in pieces of any size, and
  * says what it means as a chk_result. No I/O, no allocation; the check's
- * state machine decides what to send next.
+ * state machine decides what to send next. In src/ because the checker and
+ * the gateway's upstream handshakes share it: one implementation of each
+ * protocol in the project.
  */
 #ifndef PROXYFS_SOCKS_H
 #define PROXYFS_SOCKS_H
@@ -13,7 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "check.h"
+#include "check_result.h"
 
 /* Largest message a builder writes (SOCKS4a with a 255-byte user and host). */
 #define CHK_SOCKS_MSG_MAX 600

@@ -1,0 +1,189 @@
+/* gw_int: the gateway's shared state, for its own files only.
+ *
+ * One struct gw_conn per client connection, moving through an explicit
+ * state: reading what the client asks (gw_client.c), reaching the target
+ * through an upstream (gw_upstream.c), relaying (gw_relay.c). Everything
+ * here lives on the gateway's one thread.
+ */
+#ifndef PROXYFS_GW_INT_H
+#define PROXYFS_GW_INT_H
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "gateway.h"
+#include "gw_stats.h"
+#include "gw_user.h"
+#include "http_answer.h"
+#include "proxy.h"
+#include "session.h"
+#include "socks.h"
+
+/* Most upstreams one client connection tries. */
+#define GW_TRIES_MAX 11
+/* An HTTP client's request head (request line and headers) at most. */
+#define GW_HTTP_HEAD_MAX 16384
+/* Relay: stop reading one side while the other's output holds this much. */
+#define GW_RELAY_HIGH (256 * 1024)
+#define GW_PER_CLIENT_BUCKETS 1024
+/* Upstreams that carried a connection lately, newest first: a retry goes
+ * to one of them before an unknown one. */
+#define GW_GOOD_KEEP 16
+
+enum gw_client_proto { GW_CL_UNKNOWN, GW_CL_SOCKS5, GW_CL_SOCKS4, GW_CL_HTTP };
+
+enum gw_state {
+	GW_ST_FIRST,	  /* nothing read yet */
+	GW_ST_S5_METHODS, /* SOCKS5 greeting */
+	GW_ST_S5_AUTH,	  /* RFC 1929 user/password */
+	GW_ST_S5_REQUEST, /* SOCKS5 CONNECT */
+	GW_ST_S4_REQUEST, /* SOCKS4/4a CONNECT */
+	GW_ST_HTTP_HEAD,  /* HTTP request line and headers */
+	GW_ST_UPSTREAM,	  /* reaching the target through an upstream */
+	GW_ST_RELAY,	  /* tunnel up: bytes copied both ways */
+	GW_ST_CLOSING,	  /* an error answer being flushed to the client */
+};
+
+/* Where the client wants to go. */
+struct gw_target {
+	char host[256]; /* a domain name, or an IP literal (no brackets) */
+	uint16_t port;
+	int family; /* AF_INET, AF_INET6 for a literal; AF_UNSPEC for a name */
+	uint8_t ip[16];
+};
+
+/* The upstream handshake's step. */
+enum gw_up_step {
+	GW_UP_CONNECT,
+	GW_UP_HTTP,
+	GW_UP_S5_METHOD,
+	GW_UP_S5_AUTH,
+	GW_UP_S5_REPLY,
+	GW_UP_S4_REPLY
+};
+
+struct gw_client_count;
+
+/* What a connection needs until its tunnel is up; freed then, so an open
+ * relayed connection costs only its struct gw_conn and buffers. */
+struct gw_hs {
+	struct gw_target target;
+	char user[256], pass[256];
+	bool has_user;
+	bool user_done; /* options read and password checked */
+	/* HTTP absolute-form: the request head rewritten to origin form, sent
+	 * to the target once the tunnel is up; NULL for CONNECT and SOCKS. */
+	struct evbuffer *head;
+	/* The user name's options; filter's source names may point into it. */
+	struct gw_user opts;
+	/* The config's filter and the user name's together. */
+	struct pick_filter filter;
+	/* Upstream attempts: the URIs tried so far (owned), the last the
+	 * current one. */
+	char *tried[GW_TRIES_MAX];
+	int ntried;
+	struct proxy_addr upa;
+	uint64_t up_gen;   /* the current upstream: the snapshot it came from */
+	uint32_t up_index; /* and its index into that snapshot's live[] */
+	uint8_t up_step;   /* enum gw_up_step */
+	struct chk_socks_reply sr;
+	struct chk_answer ans;
+	int up_err;	       /* errno of the last upstream failure, 0 if none */
+	uint8_t up_socks_code; /* SOCKS5 reply of the last refusal, 0 if none */
+	char why[160];	       /* the last failure, in words */
+	struct timespec t0;    /* when the client's request was whole (monotonic) */
+};
+
+struct gw_conn {
+	struct gateway *gw;
+	struct gw_conn *prev, *next; /* the gateway's list of open connections */
+	struct bufferevent *client;
+	struct bufferevent *up; /* NULL until an upstream is being reached */
+	struct event *timer;	/* handshake deadline, then idle checks */
+	struct gw_client_count *cc;
+	struct gw_hs *hs; /* until the tunnel is up */
+	uint8_t proto;	  /* enum gw_client_proto */
+	uint8_t state;	  /* enum gw_state */
+	bool outcome_said;
+	bool client_eof, up_eof;   /* read EOF from that side */
+	bool client_shut, up_shut; /* shutdown(SHUT_WR) sent to that side */
+	struct timeval last;	   /* last byte relayed either way */
+};
+
+struct gw_client_count {
+	struct gw_client_count *next;
+	uint8_t addr[16];
+	uint8_t family;
+	uint32_t n;
+};
+
+/* An upstream that carried a connection, where its snapshot had it. */
+struct gw_good {
+	char *uri; /* owned; NULL for an empty slot */
+	uint64_t gen;
+	uint32_t index;
+};
+
+struct gateway {
+	struct event_base *base;
+	pthread_t tid;
+	bool running;
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	struct gw_report report;
+	enum gw_policy policy;
+	struct pick_filter filter; /* the config's; its source names are sources[] */
+	char **sources;
+	struct gw_auth *auth; /* lets anyone in when auth_required is false */
+	bool auth_required;
+	int retries;
+	uint32_t max_connections, per_client;
+	struct timeval handshake_timeout, idle_timeout;
+	uint32_t nconns;       /* open client connections; the loop's thread alone */
+	struct gw_conn *conns; /* their list, for the stop */
+	struct event *resume;  /* re-enables the listeners after an accept error */
+	struct gw_client_count *per_client_tab[GW_PER_CLIENT_BUCKETS];
+	struct gw_good good[GW_GOOD_KEEP]; /* newest first */
+};
+
+/* gateway.c */
+void gw_conn_free(struct gw_conn *c);
+/* Frees what only the handshake needed (at the tunnel, or with c). */
+void gw_conn_hs_free(struct gw_conn *c);
+/* Says the connection's outcome to gw_stats, once. */
+void gw_conn_outcome(struct gw_conn *c, enum gw_outcome o);
+/* Ends c after what the client's output holds is written. */
+void gw_conn_close_after_flush(struct gw_conn *c);
+
+/* gw_client.c: reads the client's request; calls gw_upstream_start when
+ * whole, else answers the client's error itself. */
+void gw_client_read_cb(struct bufferevent *bev, void *arg);
+/* Tells the client the tunnel is up (SOCKS success, HTTP 200 for CONNECT;
+ * nothing for an absolute-form request, whose head goes upstream). */
+void gw_client_granted(struct gw_conn *c);
+/* Tells the client no upstream could reach its target, in its own
+ * protocol, then closes. */
+void gw_client_failed(struct gw_conn *c);
+/* Tells the client its credentials or user options were refused. */
+void gw_client_auth_failed(struct gw_conn *c, const char *why);
+
+/* gw_upstream.c: picks an upstream not tried yet and reaches the target
+ * through it; on success starts the relay, on failure tries the next or
+ * fails the client. */
+void gw_upstream_start(struct gw_conn *c);
+
+/* Forgets the upstreams that carried connections (at the stop). */
+void gw_upstream_good_free(struct gateway *g);
+
+/* gw_relay.c: bytes both ways until both sides are done or idle. */
+void gw_relay_start(struct gw_conn *c);
+
+#endif

@@ -1,0 +1,550 @@
+/* gw_upstream: reaching the client's target through one live upstream.
+ *
+ * Picks an upstream from the published snapshot (the policy, the filter of
+ * the config and the user name, the session table for a session key),
+ * never one this connection tried already, and reaches the target through
+ * it without blocking: connect, then HTTP CONNECT (with the proxy's
+ * credentials as Proxy-Authorization), SOCKS5 (RFC 1929 when the proxy has
+ * credentials) or SOCKS4, with the project's one builder and parser of
+ * each (src/socks.h, src/http_answer.h). Target names go to the upstream
+ * as names (CONNECT host, SOCKS5 domain); SOCKS4 upstreams, which take
+ * only IPv4 addresses, are left out for other targets, so nothing is ever
+ * resolved here. Each upstream's outcome is reported (gw_report): failed
+ * when it could not be reached, broke its protocol, refused its
+ * credentials or timed out; nothing when it refused only the target (the
+ * target may be down); ok when the tunnel is up. A failure before anything
+ * was said to the client moves on to another upstream, up to retries more.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_int.h"
+#include "log.h"
+
+#define TUNNEL_PROTOS ((1u << PROXY_HTTPS) | (1u << PROXY_SOCKS4) | (1u << PROXY_SOCKS5))
+
+/* --- the choice --- */
+
+static bool tried(const struct gw_conn *c, const char *uri)
+{
+	for (int i = 0; i < c->hs->ntried; i++)
+		if (strcmp(c->hs->tried[i], uri) == 0)
+			return true;
+	return false;
+}
+
+/* c's filter narrowed to the upstreams that can carry a tunnel to its
+ * target: HTTP proxies that CONNECT, SOCKS5, and SOCKS4 for an IPv4
+ * target only. Asking for http means the HTTP proxies that CONNECT. */
+static void tunnel_filter(const struct gw_conn *c, struct pick_filter *f)
+{
+	uint32_t can = TUNNEL_PROTOS;
+
+	*f = c->hs->filter;
+	if (c->hs->target.family != AF_INET)
+		can &= ~(1u << PROXY_SOCKS4);
+	if (f->protos & (1u << PROXY_HTTP))
+		f->protos |= 1u << PROXY_HTTPS;
+	f->protos = f->protos ? f->protos & can : can;
+	if (!f->protos)
+		f->none = true;
+}
+
+/* Can live proxy i of s carry c's tunnel? */
+static bool can_carry(const struct gw_conn *c, const struct snapshot *s, uint32_t i)
+{
+	struct pick_filter f;
+
+	tunnel_filter(c, &f);
+	return !f.none && pick_match(s, &f, i);
+}
+
+/* --- upstreams that worked lately --- */
+
+static void good_drop(struct gateway *g, const char *uri)
+{
+	for (int i = 0; i < GW_GOOD_KEEP && g->good[i].uri; i++) {
+		if (strcmp(g->good[i].uri, uri) != 0)
+			continue;
+		free(g->good[i].uri);
+		memmove(&g->good[i], &g->good[i + 1], (GW_GOOD_KEEP - 1 - i) * sizeof(g->good[0]));
+		g->good[GW_GOOD_KEEP - 1].uri = NULL;
+		return;
+	}
+}
+
+/* c's upstream carried its connection: the newest of the good ones. */
+static void good_add(struct gateway *g, const struct gw_conn *c, const char *uri)
+{
+	char *copy;
+
+	if (g->good[0].uri && strcmp(g->good[0].uri, uri) == 0) {
+		g->good[0].gen = c->hs->up_gen;
+		g->good[0].index = c->hs->up_index;
+		return;
+	}
+	good_drop(g, uri);
+	copy = strdup(uri);
+	if (!copy)
+		return;
+	free(g->good[GW_GOOD_KEEP - 1].uri);
+	memmove(&g->good[1], &g->good[0], (GW_GOOD_KEEP - 1) * sizeof(g->good[0]));
+	g->good[0] = (struct gw_good){.uri = copy, .gen = c->hs->up_gen, .index = c->hs->up_index};
+}
+
+void gw_upstream_good_free(struct gateway *g)
+{
+	for (int i = 0; i < GW_GOOD_KEEP; i++) {
+		free(g->good[i].uri);
+		g->good[i].uri = NULL;
+	}
+}
+
+/* Where uri is in s->live now: the index it had if s is the snapshot it
+ * was seen in, else looked up (a scan of the live set). */
+static int64_t live_index(const struct snapshot *s, const struct gw_good *gd)
+{
+	if (gd->gen == s->stats.generation) {
+		if (gd->index < s->nlive && strcmp(s->live[gd->index].uri, gd->uri) == 0)
+			return gd->index;
+		return -1;
+	}
+	for (uint32_t k = 0; k < s->nlive; k++)
+		if (strcmp(s->live[k].uri, gd->uri) == 0)
+			return k;
+	return -1;
+}
+
+/* For a retry: the upstream that worked most lately, still live in s, able
+ * to carry c's tunnel under its filter, and not tried; else -1. At most
+ * GW_GOOD_SCANS of them are looked up in a snapshot newer than theirs. */
+#define GW_GOOD_SCANS 2
+static int64_t choose_good(const struct gw_conn *c, const struct snapshot *s)
+{
+	const struct gateway *g = c->gw;
+	int scans = 0;
+
+	for (int i = 0; i < GW_GOOD_KEEP && g->good[i].uri; i++) {
+		int64_t k;
+
+		if (tried(c, g->good[i].uri))
+			continue;
+		if (g->good[i].gen != s->stats.generation && scans++ >= GW_GOOD_SCANS)
+			break;
+		k = live_index(s, &g->good[i]);
+		if (k >= 0 && can_carry(c, s, (uint32_t)k))
+			return k;
+	}
+	return -1;
+}
+
+/* The index into s->live of the upstream to try next, or -1. */
+static int64_t choose(struct gw_conn *c, const struct snapshot *s)
+{
+	uint32_t idx[GW_TRIES_MAX + 2], n, want = (uint32_t)c->hs->ntried + 2, best = UINT32_MAX;
+	struct pick_filter f;
+
+	/* The session's proxy, as the tree's session/KEY gives it, while it
+	 * can carry this tunnel and was not tried; else a session of the
+	 * tunnel filter, so the key still sticks. */
+	if (c->hs->opts.session_len) {
+		const char *key = c->hs->opts.session;
+		size_t len = c->hs->opts.session_len;
+		uint32_t i;
+
+		if (session_pick(s, &c->hs->filter, key, len, &i) == 0 && can_carry(c, s, i) &&
+		    !tried(c, s->live[i].uri))
+			return i;
+		tunnel_filter(c, &f);
+		if (!f.none && session_pick(s, &f, key, len, &i) == 0 && !tried(c, s->live[i].uri))
+			return i;
+	}
+	/* A retry: what worked a moment ago before the unknown. */
+	if (c->hs->ntried > 0) {
+		int64_t k = choose_good(c, s);
+
+		if (k >= 0)
+			return k;
+	}
+	tunnel_filter(c, &f);
+	if (f.none)
+		return -1;
+	if (c->gw->policy == GW_POLICY_ROUND_ROBIN) {
+		for (int k = 0; k <= c->hs->ntried; k++) {
+			if (pick_next(s, &f, 1, idx) == 0)
+				return -1;
+			if (!tried(c, s->live[idx[0]].uri))
+				return idx[0];
+		}
+		return -1;
+	}
+	if (want > GW_TRIES_MAX + 2)
+		want = GW_TRIES_MAX + 2;
+	n = pick_random(s, &f, want, idx);
+	for (uint32_t k = 0; k < n; k++) {
+		if (tried(c, s->live[idx[k]].uri))
+			continue;
+		if (c->gw->policy != GW_POLICY_FASTEST)
+			return idx[k];
+		/* fastest: the better of two random ones, so the fastest
+		 * gets more of the load but not all of it. */
+		if (best == UINT32_MAX) {
+			best = idx[k];
+			continue;
+		}
+		if (s->live[idx[k]].latency_ms < s->live[best].latency_ms)
+			best = idx[k];
+		break;
+	}
+	return best == UINT32_MAX ? -1 : (int64_t)best;
+}
+
+/* --- failures --- */
+
+static void attempt(struct gw_conn *c);
+
+static const char *cur_uri(const struct gw_conn *c)
+{
+	return c->hs->ntried ? c->hs->tried[c->hs->ntried - 1] : "";
+}
+
+/* The current upstream failed: reported (blame) or not, then the next. */
+static void up_failed(struct gw_conn *c, bool blame, int err, const char *why)
+{
+	/* What the client may read says why, never which upstream (its URI
+	 * may hold credentials); the log names it. */
+	snprintf(c->hs->why, sizeof(c->hs->why), "%s", why);
+	c->hs->up_err = err;
+	log_debug("gateway: upstream %s: %s", cur_uri(c), why);
+	if (blame) {
+		good_drop(c->gw, cur_uri(c));
+		if (c->gw->report.report)
+			c->gw->report.report(c->gw->report.arg, cur_uri(c), false, why);
+	}
+	if (c->up) {
+		bufferevent_free(c->up);
+		c->up = NULL;
+	}
+	attempt(c);
+}
+
+/* --- the handshake --- */
+
+static void up_send(struct gw_conn *c, const void *p, int n)
+{
+	if (n < 0) {
+		up_failed(c, false, EINVAL, "cannot say the target in its protocol");
+		return;
+	}
+	bufferevent_write(c->up, p, (size_t)n);
+}
+
+static void send_http_connect(struct gw_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->up);
+	const char *lb = c->hs->target.family == AF_INET6 ? "[" : "";
+	const char *rb = c->hs->target.family == AF_INET6 ? "]" : "";
+
+	evbuffer_add_printf(out, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n", lb,
+			    c->hs->target.host, rb, c->hs->target.port, lb, c->hs->target.host, rb,
+			    c->hs->target.port);
+	if (c->hs->upa.user[0]) {
+		char cred[2 * (PROXY_CRED_MAX + 1)];
+		unsigned char b64[4 * sizeof(cred) / 3 + 8];
+		int n = snprintf(cred, sizeof(cred), "%s:%s", c->hs->upa.user, c->hs->upa.pass);
+
+		EVP_EncodeBlock(b64, (const unsigned char *)cred, n);
+		evbuffer_add_printf(out, "Proxy-Authorization: Basic %s\r\n", b64);
+	}
+	evbuffer_add(out, "\r\n", 2);
+	chk_answer_init(&c->hs->ans, NULL, 0, NULL, 0, true);
+	c->hs->up_step = GW_UP_HTTP;
+}
+
+static void send_socks5_request(struct gw_conn *c)
+{
+	uint8_t msg[CHK_SOCKS_MSG_MAX];
+	struct sockaddr_storage ss = {0};
+	const struct sockaddr *sa = NULL;
+
+	if (c->hs->target.family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		memcpy(&a->sin_addr, c->hs->target.ip, 4);
+		sa = (struct sockaddr *)a;
+	} else if (c->hs->target.family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		memcpy(&a->sin6_addr, c->hs->target.ip, 16);
+		sa = (struct sockaddr *)a;
+	}
+	chk_socks_reply_init(&c->hs->sr, CHK_SOCKS5_REPLY);
+	c->hs->up_step = GW_UP_S5_REPLY;
+	up_send(c, msg,
+		chk_socks5_request(msg, sizeof(msg), sa, sa ? NULL : c->hs->target.host,
+				   c->hs->target.port));
+}
+
+static void connected(struct gw_conn *c)
+{
+	uint8_t msg[CHK_SOCKS_MSG_MAX];
+
+	switch (c->hs->upa.proto) {
+	case PROXY_SOCKS5:
+		chk_socks_reply_init(&c->hs->sr, c->hs->upa.user[0] ? CHK_SOCKS5_METHOD_AUTH
+								    : CHK_SOCKS5_METHOD);
+		c->hs->up_step = GW_UP_S5_METHOD;
+		up_send(c, msg, chk_socks5_greeting(msg, sizeof(msg), c->hs->upa.user[0] != '\0'));
+		break;
+	case PROXY_SOCKS4:
+		chk_socks_reply_init(&c->hs->sr, CHK_SOCKS4_REPLY);
+		c->hs->up_step = GW_UP_S4_REPLY;
+		up_send(c, msg,
+			chk_socks4_request(msg, sizeof(msg), c->hs->target.ip, NULL,
+					   c->hs->target.port,
+					   c->hs->upa.user[0] ? c->hs->upa.user : NULL));
+		break;
+	default:
+		send_http_connect(c);
+		break;
+	}
+}
+
+/* The tunnel is up: the upstream worked, the client is told, the relay
+ * takes over. */
+static void tunnel_up(struct gw_conn *c)
+{
+	struct timespec now;
+	int64_t us;
+
+	if (c->gw->report.report)
+		c->gw->report.report(c->gw->report.arg, cur_uri(c), true, "");
+	good_add(c->gw, c, cur_uri(c));
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	us = (int64_t)(now.tv_sec - c->hs->t0.tv_sec) * 1000000 +
+	     (now.tv_nsec - c->hs->t0.tv_nsec) / 1000;
+	gw_stats_handshake(us > 0 ? (uint64_t)us : 0);
+	gw_conn_outcome(c, GW_OUT_OK);
+	bufferevent_set_timeouts(c->up, NULL, NULL);
+	gw_client_granted(c);
+	if (c->hs->head) {
+		bufferevent_write_buffer(c->up, c->hs->head);
+		evbuffer_free(c->hs->head);
+		c->hs->head = NULL;
+	}
+	gw_conn_hs_free(c);
+	gw_relay_start(c);
+}
+
+/* A SOCKS reply is whole: what it means for the step it answered. */
+static void socks_done(struct gw_conn *c)
+{
+	uint8_t msg[CHK_SOCKS_MSG_MAX];
+
+	if (c->hs->sr.result == CHK_PROTO_ERR) {
+		up_failed(c, true, EPROTO, "broke the SOCKS protocol");
+		return;
+	}
+	switch (c->hs->up_step) {
+	case GW_UP_S5_METHOD:
+		if (c->hs->sr.result != CHK_OK) {
+			up_failed(c, true, EACCES, "refused our SOCKS5 methods");
+		} else if (c->hs->sr.code == 2) {
+			chk_socks_reply_init(&c->hs->sr, CHK_SOCKS5_AUTH);
+			c->hs->up_step = GW_UP_S5_AUTH;
+			up_send(
+			    c, msg,
+			    chk_socks5_auth(msg, sizeof(msg), c->hs->upa.user, c->hs->upa.pass));
+		} else {
+			send_socks5_request(c);
+		}
+		return;
+	case GW_UP_S5_AUTH:
+		if (c->hs->sr.result != CHK_OK)
+			up_failed(c, true, EACCES, "refused our credentials");
+		else
+			send_socks5_request(c);
+		return;
+	default:
+		break;
+	}
+	if (c->hs->sr.result == CHK_OK) {
+		tunnel_up(c);
+		return;
+	}
+	/* Refused the target only: the target's fault as far as we know. */
+	if (c->hs->up_step == GW_UP_S5_REPLY)
+		c->hs->up_socks_code = c->hs->sr.code;
+	up_failed(c, false, ECONNREFUSED, "could not reach the target");
+}
+
+static void http_done(struct gw_conn *c)
+{
+	char why[64];
+
+	if (c->hs->ans.result != CHK_OK) {
+		up_failed(c, true, EPROTO, "gave no valid CONNECT reply");
+		return;
+	}
+	if (c->hs->ans.status >= 200 && c->hs->ans.status <= 299) {
+		tunnel_up(c);
+		return;
+	}
+	if (c->hs->ans.status == 407) {
+		up_failed(c, true, EACCES, "CONNECT refused our credentials (407)");
+		return;
+	}
+	snprintf(why, sizeof(why), "CONNECT answered %u", c->hs->ans.status);
+	up_failed(c, false, ECONNREFUSED, why);
+}
+
+/* Feeds the reply being waited for. Once it is whole, c is handed on
+ * (relay, next upstream, or closed and freed): nothing more here. */
+static void up_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct gw_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n, used;
+
+	while ((n = evbuffer_get_length(in)) > 0) {
+		const uint8_t *p = evbuffer_pullup(in, n < 4096 ? (ssize_t)n : 4096);
+
+		if (n > 4096)
+			n = 4096;
+		if (c->hs->up_step == GW_UP_HTTP) {
+			used = chk_answer_feed(&c->hs->ans, p, n);
+			evbuffer_drain(in, used);
+			if (c->hs->ans.done) {
+				http_done(c);
+				return;
+			}
+		} else {
+			used = chk_socks_reply_feed(&c->hs->sr, p, n);
+			evbuffer_drain(in, used);
+			if (c->hs->sr.done) {
+				socks_done(c);
+				return;
+			}
+		}
+		if (used == 0)
+			return;
+	}
+}
+
+static void up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		connected(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		up_failed(c, true, ETIMEDOUT, "timed out");
+	else if (what & BEV_EVENT_EOF)
+		up_failed(c, true, ECONNRESET, "closed during the handshake");
+	else
+		up_failed(c, true, err ? err : ECONNRESET, strerror(err ? err : ECONNRESET));
+}
+
+/* --- attempts --- */
+
+/* Takes the next upstream for c into c->hs->upa (host "" when its URI does
+ * not parse); false when there is none left to try. */
+static bool next_upstream(struct gw_conn *c)
+{
+	struct snapshot *s = snap_current();
+	int64_t i = choose(c, s);
+	bool ok = false;
+
+	if (i >= 0 && (c->hs->tried[c->hs->ntried] = strdup(s->live[i].uri))) {
+		const char *uri = c->hs->tried[c->hs->ntried++];
+
+		ok = true;
+		c->hs->up_gen = s->stats.generation;
+		c->hs->up_index = (uint32_t)i;
+		if (proxy_parse_line(uri, strlen(uri), PROXY_HTTP, &c->hs->upa) != PROXY_LINE_OK) {
+			snprintf(c->hs->why, sizeof(c->hs->why), "an upstream not a proxy URI");
+			c->hs->upa.host[0] = '\0';
+		}
+	}
+	snap_unref(s);
+	return ok;
+}
+
+static void attempt(struct gw_conn *c)
+{
+	struct gateway *g = c->gw;
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+	struct timeval each;
+
+	for (;;) {
+		if (c->hs->ntried > g->retries) {
+			gw_conn_outcome(c, GW_OUT_UPSTREAM_FAILED);
+			gw_client_failed(c);
+			return;
+		}
+		if (c->hs->ntried)
+			gw_stats_retry();
+		if (!next_upstream(c)) {
+			if (!c->hs->ntried)
+				snprintf(c->hs->why, sizeof(c->hs->why), "no live upstream");
+			gw_conn_outcome(c, GW_OUT_UPSTREAM_FAILED);
+			gw_client_failed(c);
+			return;
+		}
+		if (c->hs->upa.host[0] == '\0')
+			continue;
+		if (inet_pton(AF_INET, c->hs->upa.host, &((struct sockaddr_in *)&ss)->sin_addr) ==
+		    1) {
+			ss.ss_family = AF_INET;
+			((struct sockaddr_in *)&ss)->sin_port = htons(c->hs->upa.port);
+			len = sizeof(struct sockaddr_in);
+		} else if (inet_pton(AF_INET6, c->hs->upa.host,
+				     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+			ss.ss_family = AF_INET6;
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->hs->upa.port);
+			len = sizeof(struct sockaddr_in6);
+		} else {
+			/* Upstreams named by host name are not resolved here. */
+			snprintf(c->hs->why, sizeof(c->hs->why), "an upstream not an IP address");
+			continue;
+		}
+		break;
+	}
+	c->hs->up_socks_code = 0;
+	c->up = bufferevent_socket_new(g->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->up) {
+		up_failed(c, false, ENOMEM, "out of memory");
+		return;
+	}
+	/* Each upstream gets its share of the handshake time, so a silent
+	 * one leaves time for the next. */
+	each.tv_sec = g->handshake_timeout.tv_sec / (g->retries + 1);
+	each.tv_usec = 0;
+	if (each.tv_sec < 1)
+		each.tv_sec = 1;
+	bufferevent_set_timeouts(c->up, &each, &each);
+	bufferevent_setcb(c->up, up_read_cb, NULL, up_event_cb, c);
+	bufferevent_enable(c->up, EV_READ);
+	c->hs->up_step = GW_UP_CONNECT;
+	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0) {
+		int err = EVUTIL_SOCKET_ERROR();
+
+		/* Our side's shortage (no fds, no ports) is not the proxy's. */
+		up_failed(c, err == ECONNREFUSED, err ? err : EIO, strerror(err ? err : EIO));
+	}
+}
+
+void gw_upstream_start(struct gw_conn *c)
+{
+	attempt(c);
+}
