@@ -437,6 +437,24 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* Has the upstream been asked for the client's target (the CONNECT or
+ * SOCKS request is out, its reply awaited)? From then on a silence or a
+ * close may be the target's doing (a host that never answers, a port that
+ * drops the connection): the attempt fails and another upstream is tried,
+ * but the upstream is not reported, so no user's target can eject a
+ * working proxy. Its re-check tells whether it really is dead. */
+static bool target_asked(const struct gw_conn *c)
+{
+	switch (c->hs->up_step) {
+	case GW_UP_HTTP:
+	case GW_UP_S5_REPLY:
+	case GW_UP_S4_REPLY:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct gw_conn *c = arg;
@@ -447,11 +465,12 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		up_failed(c, true, ETIMEDOUT, "timed out");
+		up_failed(c, !target_asked(c), ETIMEDOUT, "timed out");
 	else if (what & BEV_EVENT_EOF)
-		up_failed(c, true, ECONNRESET, "closed during the handshake");
+		up_failed(c, !target_asked(c), ECONNRESET, "closed during the handshake");
 	else
-		up_failed(c, true, err ? err : ECONNRESET, strerror(err ? err : ECONNRESET));
+		up_failed(c, !target_asked(c), err ? err : ECONNRESET,
+			  strerror(err ? err : ECONNRESET));
 }
 
 /* --- attempts --- */

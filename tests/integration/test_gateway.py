@@ -461,6 +461,46 @@ def test_dead_upstream_ejected_by_real_traffic(mounts, tmp_path, peer_set):
         u.stop()
 
 
+def test_a_target_that_never_answers_ejects_no_upstream(mounts, tmp_path, peer_set):
+    """A client's target that never answers (its listen queue full, so
+    every SYN is dropped) makes the upstream's reply to the CONNECT wait
+    until the gateway gives up: that is the target's doing, not the
+    upstream's, so even with eject_after = 1 nothing is ejected, and the
+    same upstream carries the next request. (Two tries of 2 s each: the
+    first one's own deadline, not the whole handshake's, ends it.)"""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    hole = socket.socket()
+    fillers = []
+    try:
+        up = u._keep(start_microsocks_out(tmp, "127.0.0.78", S5_OUT))
+        hole.bind(("127.0.0.79", 0))
+        hole.listen(0)
+        port = hole.getsockname()[1]
+        # Fill the accept queue; later SYNs to the port are dropped.
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.79", port))
+            fillers.append(f)
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u,
+                                 "retries = 1\nhandshake_timeout_s = 4\neject_after = 1\n")
+        rc, _, _ = curl("-x", "socks5h://" + addr, "http://127.0.0.79:%d/" % port, timeout=8)
+        assert rc != 0
+        ej = d.read_json("stat.json")["ejections"]
+        assert ej["by"].get("gateway", 0) == 0, ej
+        assert up.uri in d.live()
+        rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+        assert rc == 0, err
+        assert remote_addr(out) == S5_OUT
+    finally:
+        for f in fillers:
+            f.close()
+        hole.close()
+        u.stop()
+
+
 def test_silent_upstream_costs_only_its_share_of_the_deadline(mounts, tmp_path, peer_set):
     """An upstream that goes silent after the pool saw it alive (it takes
     the connection and never answers): each attempt has its share of
