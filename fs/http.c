@@ -45,6 +45,9 @@
 #include "log.h"
 #include "ratelimit.h"
 
+/* Most bytes one write to a client may carry. */
+#define HTTP_MAX_SINGLE_WRITE (1024 * 1024)
+
 #define HTTP_HEADERS_MAX (16 * 1024)
 #define HTTP_PATH_MAX 1024
 #define HTTP_BACKLOG 1024
@@ -221,6 +224,10 @@ static struct bufferevent *conn_new_cb(struct event_base *base, void *arg)
 	c->t = t;
 	c->fd = -1;
 	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	/* A list goes out in one writev, not in libevent's 16 KiB steps
+	 * (a loop turn each): /live.txt of 1,000 proxies is 28 KB. */
+	if (c->bev)
+		bufferevent_set_max_single_write(c->bev, HTTP_MAX_SINGLE_WRITE);
 	c->ev = event_new(base, -1, 0, conn_ev_cb, c);
 	if (c->bev)
 		c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), conn_input_cb, c);
