@@ -80,12 +80,19 @@ uint32_t render_count(const struct snapshot *s, int folder)
 	return s->nby_folder[folder];
 }
 
-/* The folder's proxy number i (i < render_count). */
-static const struct snap_proxy *folder_proxy(const struct snapshot *s, int folder, uint32_t i)
+/* The indexes into s->live of folder's proxies, in order; NULL for the top
+ * level, which is live[] itself. */
+static const uint32_t *folder_index(const struct snapshot *s, int folder)
 {
 	if (folder < 0 || (uint32_t)folder >= s->nviews)
-		return &s->live[i];
-	return &s->live[s->by_folder[folder][i]];
+		return NULL;
+	return s->by_folder[folder];
+}
+
+/* Live proxy number k of the list idx (NULL: of live[] itself). */
+static const struct snap_proxy *nth_live(const struct snapshot *s, const uint32_t *idx, uint32_t k)
+{
+	return &s->live[idx ? idx[k] : k];
 }
 
 void render_pick(const struct snapshot *s, int folder, uint32_t index, struct sbuf *out)
@@ -94,24 +101,19 @@ void render_pick(const struct snapshot *s, int folder, uint32_t index, struct sb
 
 	if (n == 0)
 		return;
-	render_uri(s, folder_proxy(s, folder, index % n)->uri, out);
+	render_uri(s, nth_live(s, folder_index(s, folder), index % n)->uri, out);
 	sbuf_addc(out, '\n');
 }
 
 void render_live_txt(const struct snapshot *s, int folder, struct sbuf *out)
 {
-	uint32_t n = render_count(s, folder);
-
-	for (uint32_t i = 0; i < n; i++) {
-		render_uri(s, folder_proxy(s, folder, i)->uri, out);
-		sbuf_addc(out, '\n');
-	}
+	render_live_txt_of(s, folder_index(s, folder), render_count(s, folder), out);
 }
 
 void render_live_txt_of(const struct snapshot *s, const uint32_t *idx, uint32_t n, struct sbuf *out)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		render_uri(s, s->live[idx[i]].uri, out);
+		render_uri(s, nth_live(s, idx, i)->uri, out);
 		sbuf_addc(out, '\n');
 	}
 }
@@ -173,17 +175,7 @@ static void json_proxy(const struct snapshot *s, struct sbuf *out, const struct 
 
 void render_live_json(const struct snapshot *s, int folder, struct sbuf *out)
 {
-	uint32_t n = render_count(s, folder);
-	struct sbuf scratch;
-
-	sbuf_init(&scratch);
-	sbuf_adds(out, "[\n");
-	for (uint32_t i = 0; i < n; i++) {
-		json_proxy(s, out, folder_proxy(s, folder, i), &scratch);
-		sbuf_adds(out, i + 1 < n ? ",\n" : "\n");
-	}
-	sbuf_adds(out, "]\n");
-	sbuf_free(&scratch);
+	render_live_json_of(s, folder_index(s, folder), render_count(s, folder), out);
 }
 
 void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t n,
@@ -194,7 +186,7 @@ void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t
 	sbuf_init(&scratch);
 	sbuf_adds(out, "[\n");
 	for (uint32_t i = 0; i < n; i++) {
-		json_proxy(s, out, &s->live[idx[i]], &scratch);
+		json_proxy(s, out, nth_live(s, idx, i), &scratch);
 		sbuf_adds(out, i + 1 < n ? ",\n" : "\n");
 	}
 	sbuf_adds(out, "]\n");

@@ -42,7 +42,8 @@ void render_live_txt(const struct snapshot *s, int folder, struct sbuf *out);
 void render_live_json(const struct snapshot *s, int folder, struct sbuf *out);
 
 /* The same two lists over the live proxies idx[0..n) names (indexes into
- * s->live, in the order given): what a filter picked (pick_list). */
+ * s->live, in the order given; NULL: the first n of s->live): what a
+ * filter picked (pick_list). */
 void render_live_txt_of(const struct snapshot *s, const uint32_t *idx, uint32_t n, struct sbuf *out);
 void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t n,
 			 struct sbuf *out);
