@@ -219,7 +219,11 @@ static void up_failed(struct gw_conn *c, bool blame, int err, const char *why)
 	 * may hold credentials); the log names it. */
 	snprintf(c->hs->why, sizeof(c->hs->why), "%s", why);
 	c->hs->up_err = err;
-	log_debug("gateway: upstream %s: %s", cur_uri(c), why);
+	/* Named without its credentials: logs travel further than the pool. */
+	log_debug("gateway: upstream %s://%s%s%s:%u: %s",
+		  proxy_scheme_name(c->hs->upa.proto, c->hs->upa.remote_dns),
+		  c->hs->upa.ipv6 ? "[" : "", c->hs->upa.host, c->hs->upa.ipv6 ? "]" : "",
+		  c->hs->upa.port, why);
 	if (blame) {
 		good_drop(c->gw, cur_uri(c));
 		if (c->gw->report.report)

@@ -501,6 +501,29 @@ def test_a_target_that_never_answers_ejects_no_upstream(mounts, tmp_path, peer_s
         u.stop()
 
 
+def test_failed_upstream_logged_without_its_credentials(mounts, tmp_path, peer_set):
+    """The debug log names an upstream that failed by scheme, host and port:
+    its password is not written to the log."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        good = u._keep(start_microsocks_out(tmp, "127.0.0.81", S5_OUT))
+        locked = u._keep(start_microsocks_out(tmp, "127.0.0.82", S5_AUTH_OUT,
+                                              "dave", "s3cretpw"))
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u,
+                                 "policy = round_robin\neject_after = 0\n")
+        locked.stop()
+        for _ in range(2):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+        name = "gateway: upstream socks5://127.0.0.82:%d:" % locked.port
+        wait_until(lambda: name in d.log(), 5, "the failed upstream in the log")
+        assert "s3cretpw" not in d.log()
+    finally:
+        u.stop()
+
+
 def test_silent_upstream_costs_only_its_share_of_the_deadline(mounts, tmp_path, peer_set):
     """An upstream that goes silent after the pool saw it alive (it takes
     the connection and never answers): each attempt has its share of
