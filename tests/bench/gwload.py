@@ -90,6 +90,10 @@ async def one(p, host, port, path):
     finally:
         w.close()
     head, _, body = data.partition(b"\r\n\r\n")
+    if not data:
+        # The proxy had said yes: its upstream's tunnel broke after that,
+        # past the point where anyone could try another upstream.
+        raise Failed("tunnel made, then closed without an answer")
     if not head.startswith(b"HTTP/1.1 200"):
         raise Failed("answer %r" % head[:40])
     low = head.lower()
