@@ -42,6 +42,7 @@
 
 #include "http_int.h"
 #include "http_query.h"
+#include "listen.h"
 #include "log.h"
 #include "ratelimit.h"
 
@@ -50,7 +51,6 @@
 
 #define HTTP_HEADERS_MAX (16 * 1024)
 #define HTTP_PATH_MAX 1024
-#define HTTP_BACKLOG 1024
 /* Client addresses whose buckets are kept at most. */
 #define HTTP_CLIENTS_MAX 65536
 
@@ -391,34 +391,6 @@ static void request_cb(struct evhttp_request *req, void *arg)
 
 /* --- sockets and threads --- */
 
-static int listen_on(const char *addr, int *out, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	unsigned int len;
-	const char *why;
-	int fd, one = 1;
-
-	if (cfg_parse_listen(addr, &ss, &len, &why) < 0) {
-		snprintf(err, errlen, "[http] listen %s: %s", addr, why);
-		return -EINVAL;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, HTTP_BACKLOG) < 0)
-		goto fail;
-	*out = fd;
-	return 0;
-fail:
-	snprintf(err, errlen, "[http] listen %s: %s", addr, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -errno;
-}
-
 static void *thread_main(void *arg)
 {
 	struct http_thread *t = arg;
@@ -524,10 +496,10 @@ struct http_front *http_front_start(const struct cfg_http *conf, const struct fs
 	if ((conf->rate && !h->rl) || !h->fds || !h->threads)
 		goto out_oom;
 	for (size_t i = 0; i < conf->nlisten; i++) {
-		rc = listen_on(conf->listen[i], &h->fds[i], err, errlen);
+		rc = listen_open(conf->listen[i], "[http]", err, errlen);
 		if (rc < 0)
 			goto out_stop;
-		h->nfds++;
+		h->fds[h->nfds++] = rc;
 	}
 	for (int i = 0; i < h->nthreads; i++) {
 		if (thread_setup(h, &h->threads[i], conf) < 0) {

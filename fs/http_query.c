@@ -15,17 +15,6 @@
 /* Longest decoded key or value worth reading: a list of every source. */
 #define QUERY_VALUE_MAX (PICK_SOURCES_MAX * (SESSION_KEY_MAX + 1))
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes in[0..len) into out (size bytes, NUL ended). -EINVAL for a bad
  * escape, a NUL byte or too long a text. */
 static int query_decode(const char *in, size_t len, char *out, size_t size)
@@ -36,8 +25,8 @@ static int query_decode(const char *in, size_t len, char *out, size_t size)
 		char c = in[i];
 
 		if (c == '%') {
-			int hi = i + 2 < len ? hex_digit(in[i + 1]) : -1;
-			int lo = i + 2 < len ? hex_digit(in[i + 2]) : -1;
+			int hi = i + 2 < len ? proxy_hex_digit(in[i + 1]) : -1;
+			int lo = i + 2 < len ? proxy_hex_digit(in[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0)
 				return -EINVAL;
@@ -211,7 +200,7 @@ int http_path_decode(const char *in, char *out, size_t size)
 		char c = *in;
 
 		if (c == '%') {
-			int hi = hex_digit(in[1]), lo = hi >= 0 ? hex_digit(in[2]) : -1;
+			int hi = proxy_hex_digit(in[1]), lo = hi >= 0 ? proxy_hex_digit(in[2]) : -1;
 
 			if (hi < 0 || lo < 0)
 				return -EINVAL;

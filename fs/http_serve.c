@@ -283,10 +283,23 @@ static bool serve_view_list(struct serve *sv, const struct pick_filter *f)
 	return true;
 }
 
+/* The live proxies idx[0..n) as live.txt or live.json lines, 200. */
+static void send_rendered(struct serve *sv, const uint32_t *idx, uint32_t n)
+{
+	struct sbuf out;
+
+	sbuf_init(&out);
+	if (sv->json)
+		render_live_json_of(sv->s, idx, n, &out);
+	else
+		render_live_txt_of(sv->s, idx, n, &out);
+	send_buf(sv, 200, sv->json ? CTYPE_JSON : CTYPE_TEXT, &out);
+	sbuf_free(&out);
+}
+
 static void serve_list(struct serve *sv)
 {
 	struct pick_filter f;
-	struct sbuf out;
 	uint32_t *idx = NULL, n = 0;
 
 	if (!filter_of(sv, &f) || serve_view_list(sv, &f))
@@ -295,13 +308,7 @@ static void serve_list(struct serve *sv)
 		send_text(sv, 500, "out of memory");
 		return;
 	}
-	sbuf_init(&out);
-	if (sv->json)
-		render_live_json_of(sv->s, idx, n, &out);
-	else
-		render_live_txt_of(sv->s, idx, n, &out);
-	send_buf(sv, 200, sv->json ? CTYPE_JSON : CTYPE_TEXT, &out);
-	sbuf_free(&out);
+	send_rendered(sv, idx, n);
 	free(idx);
 }
 
@@ -309,20 +316,12 @@ static void serve_list(struct serve *sv)
 
 static void send_picked(struct serve *sv, const uint32_t *idx, uint32_t n)
 {
-	struct sbuf out;
-
 	evhttp_add_header(evhttp_request_get_output_headers(sv->req), "Cache-Control", "no-store");
 	if (n == 0) {
 		http_send(sv->req, 404, sv->json ? CTYPE_JSON : CTYPE_TEXT, NULL, 0, sv->c, sv->t0);
 		return;
 	}
-	sbuf_init(&out);
-	if (sv->json)
-		render_live_json_of(sv->s, idx, n, &out);
-	else
-		render_live_txt_of(sv->s, idx, n, &out);
-	send_buf(sv, 200, sv->json ? CTYPE_JSON : CTYPE_TEXT, &out);
-	sbuf_free(&out);
+	send_rendered(sv, idx, n);
 }
 
 static void serve_pick(struct serve *sv)

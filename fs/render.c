@@ -491,6 +491,21 @@ static void family(struct sbuf *out, const char *name, const char *type, const c
 	sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A histogram family: cumulative[0..n) per bound(i), then +Inf (= count),
+ * the sum and the count. */
+static void histogram(struct sbuf *out, const char *name, const char *help,
+		      const char *(*bound)(int i), const uint64_t *cumulative, int n,
+		      uint64_t count, double sum)
+{
+	family(out, name, "histogram", help);
+	for (int b = 0; b < n; b++)
+		sbuf_printf(out, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, bound(b),
+			    cumulative[b]);
+	sbuf_printf(out,
+		    "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n",
+		    name, count, name, finite_or_zero(sum), name, count);
+}
+
 /* A family of one unlabelled sample. */
 static void scalar(struct sbuf *out, const char *name, const char *type, const char *help,
 		   uint64_t v)
@@ -749,16 +764,10 @@ static void metrics_http(struct sbuf *out)
 					    http_class_name(c), http_code_label(i), hs.requests[c][i]);
 	scalar(out, "proxyfs_http_rate_limited_total", "counter",
 	       "HTTP requests refused with 429 by the per-client rate limit.", hs.rate_limited);
-	family(out, "proxyfs_http_request_duration_seconds", "histogram",
-	       "Time from a whole request to its answer, control waits included.");
-	for (int b = 0; b < HTTP_STATS_BUCKETS; b++)
-		sbuf_printf(out, "proxyfs_http_request_duration_seconds_bucket{le=\"%s\"} %" PRIu64
-			    "\n", http_stats_bound(b), hs.latency[b]);
-	sbuf_printf(out,
-		    "proxyfs_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-		    "proxyfs_http_request_duration_seconds_sum %.6f\n"
-		    "proxyfs_http_request_duration_seconds_count %" PRIu64 "\n",
-		    hs.latency_count, finite_or_zero(hs.latency_sum), hs.latency_count);
+	histogram(out, "proxyfs_http_request_duration_seconds",
+		  "Time from a whole request to its answer, control waits included.",
+		  http_stats_bound, hs.latency, HTTP_STATS_BUCKETS, hs.latency_count,
+		  hs.latency_sum);
 	scalar(out, "proxyfs_http_connections", "gauge", "HTTP connections open now.",
 	       hs.connections);
 	scalar(out, "proxyfs_http_connections_refused_total", "counter",
@@ -789,17 +798,10 @@ static void metrics_gateway(struct sbuf *out)
 	labelled(out, "proxyfs_gateway_bytes_total", "direction", "out", g.bytes_out);
 	scalar(out, "proxyfs_gateway_retries_total", "counter",
 	       "Upstreams tried again for a client after one failed.", g.retries);
-	family(out, "proxyfs_gateway_handshake_seconds", "histogram",
-	       "Time from a client's request to its upstream tunnel, successful ones.");
-	for (int b = 0; b < GW_STATS_BUCKETS; b++)
-		sbuf_printf(out,
-			    "proxyfs_gateway_handshake_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
-			    gw_stats_bound(b), g.handshake[b]);
-	sbuf_printf(out,
-		    "proxyfs_gateway_handshake_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-		    "proxyfs_gateway_handshake_seconds_sum %.6f\n"
-		    "proxyfs_gateway_handshake_seconds_count %" PRIu64 "\n",
-		    g.handshake_count, finite_or_zero(g.handshake_sum), g.handshake_count);
+	histogram(out, "proxyfs_gateway_handshake_seconds",
+		  "Time from a client's request to its upstream tunnel, successful ones.",
+		  gw_stats_bound, g.handshake, GW_STATS_BUCKETS, g.handshake_count,
+		  g.handshake_sum);
 }
 
 /* The session table's figures, read now (see stat_sessions). */

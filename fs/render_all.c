@@ -419,14 +419,6 @@ void render_removed_txt(const struct snapshot *s, int arg, struct sbuf *out)
 
 /* --- lookup/NAME --- */
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* name with %XX decoded into buf; false if it does not fit or a % is bad. */
 static bool percent_decode(const char *name, char *buf, size_t size)
 {
@@ -441,8 +433,8 @@ static bool percent_decode(const char *name, char *buf, size_t size)
 			buf[o++] = *p;
 			continue;
 		}
-		hi = hex_digit(p[1]);
-		lo = hi < 0 ? -1 : hex_digit(p[2]);
+		hi = proxy_hex_digit(p[1]);
+		lo = hi < 0 ? -1 : proxy_hex_digit(p[2]);
 		if (lo < 0)
 			return false;
 		buf[o++] = (char)(hi << 4 | lo);

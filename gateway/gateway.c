@@ -17,9 +17,9 @@
 
 #include "config.h"
 #include "gw_int.h"
+#include "listen.h"
 #include "log.h"
 
-#define GW_BACKLOG 1024
 
 /* --- per-client counts --- */
 
@@ -269,24 +269,11 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 
 static int listen_on(struct gateway *g, const char *addr, char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
 	struct evconnlistener *l;
-	unsigned int len;
-	const char *why;
-	int fd, one = 1;
+	int fd = listen_open(addr, "[gateway]", err, errlen);
 
-	if (cfg_parse_listen(addr, &ss, &len, &why) < 0) {
-		snprintf(err, errlen, "[gateway] listen %s: %s", addr, why);
-		return -EINVAL;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, GW_BACKLOG) < 0)
-		goto fail;
+		return fd;
 	l = evconnlistener_new(g->base, accept_cb, g, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (!l) {
 		close(fd);
@@ -296,11 +283,6 @@ static int listen_on(struct gateway *g, const char *addr, char *err, size_t errl
 	evconnlistener_set_error_cb(l, accept_error_cb);
 	g->listeners[g->nlisteners++] = l;
 	return 0;
-fail:
-	snprintf(err, errlen, "[gateway] listen %s: %s", addr, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -errno;
 }
 
 /* The config's filter, its source names the gateway's own. */

@@ -511,11 +511,6 @@ static int push_str(char ***listp, size_t *n, const char *v)
 	return 0;
 }
 
-static int push_listen(struct cfg_http *h, const char *v)
-{
-	return push_str(&h->listen, &h->nlisten, v);
-}
-
 static int add_listen(struct cfg_parse *p, const struct cfg_key *k, const char *v)
 {
 	struct sockaddr_storage ss;
@@ -528,41 +523,39 @@ static int add_listen(struct cfg_parse *p, const struct cfg_key *k, const char *
 	}
 	if (p->sect == SECT_GATEWAY)
 		return push_str(&p->c->gateway.listen, &p->c->gateway.nlisten, v);
-	return push_listen(&p->c->http, v);
+	return push_str(&p->c->http.listen, &p->c->http.nlisten, v);
+}
+
+/* A listen address from the command line (flag names it in err): added
+ * after the file's, and counted so that a reload can tell them apart. */
+static int add_cli_listen(char ***list, size_t *n, size_t *ncli, const char *flag,
+			  const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	unsigned int len;
+	const char *why;
+	int rc;
+
+	if (cfg_parse_listen(addr, &ss, &len, &why) < 0) {
+		put_err(err, errlen, "%s '%.*s' %s", flag, VALUE_SHOWN, addr, why);
+		return -EINVAL;
+	}
+	rc = push_str(list, n, addr);
+	if (rc == 0)
+		(*ncli)++;
+	return rc;
 }
 
 int cfg_add_http_listen(struct cfg *c, const char *addr, char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	unsigned int len;
-	const char *why;
-	int rc;
-
-	if (cfg_parse_listen(addr, &ss, &len, &why) < 0) {
-		put_err(err, errlen, "--http '%.*s' %s", VALUE_SHOWN, addr, why);
-		return -EINVAL;
-	}
-	rc = push_listen(&c->http, addr);
-	if (rc == 0)
-		c->http.nlisten_cli++;
-	return rc;
+	return add_cli_listen(&c->http.listen, &c->http.nlisten, &c->http.nlisten_cli, "--http",
+			      addr, err, errlen);
 }
 
 int cfg_add_gateway_listen(struct cfg *c, const char *addr, char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	unsigned int len;
-	const char *why;
-	int rc;
-
-	if (cfg_parse_listen(addr, &ss, &len, &why) < 0) {
-		put_err(err, errlen, "--gateway '%.*s' %s", VALUE_SHOWN, addr, why);
-		return -EINVAL;
-	}
-	rc = push_str(&c->gateway.listen, &c->gateway.nlisten, addr);
-	if (rc == 0)
-		c->gateway.nlisten_cli++;
-	return rc;
+	return add_cli_listen(&c->gateway.listen, &c->gateway.nlisten, &c->gateway.nlisten_cli,
+			      "--gateway", addr, err, errlen);
 }
 
 /* token_file = PATH: its first line (without the newline) is the token,

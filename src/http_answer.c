@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "http_answer.h"
+#include "proxy.h"
 
 #define ANSWER_MAX_DEFAULT (64 * 1024)
 
@@ -221,17 +222,6 @@ static bool ans_is_space(uint8_t c)
 	return c == ' ' || c == '\t';
 }
 
-static int ans_hex(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static uint8_t ans_lower(uint8_t c)
 {
 	return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c;
@@ -433,7 +423,7 @@ static void ans_chunk_size_end(struct chk_answer *a)
  * 2 after them; in AP_CHUNK_END it is 1 once the CR was seen. */
 static void ans_chunk_byte(struct chk_answer *a, uint8_t c)
 {
-	int d = ans_hex(c);
+	int d = proxy_hex_digit((char)c);
 
 	switch (a->phase) {
 	case AP_CHUNK_SIZE:

@@ -175,7 +175,7 @@ static bool parse_hostport(const char *s, size_t n, struct proxy_addr *a, size_t
 	return true;
 }
 
-static int hex_value(char c)
+int proxy_hex_digit(char c)
 {
 	if (is_digit(c))
 		return c - '0';
@@ -200,8 +200,8 @@ static bool copy_cred(char *dst, const char *s, size_t n, bool decode)
 
 			if (i + 2 >= n)
 				return false;
-			hi = hex_value(s[i + 1]);
-			lo = hex_value(s[i + 2]);
+			hi = proxy_hex_digit(s[i + 1]);
+			lo = proxy_hex_digit(s[i + 2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				return false;
 			c = (char)(hi << 4 | lo);

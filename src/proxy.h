@@ -70,6 +70,9 @@ int proxy_format_uri(const struct proxy_addr *p, char *buf, size_t size);
  * HTTP proxy apart, as the pool and the store hold them. */
 int proxy_format_key(const struct proxy_addr *p, char *buf, size_t size);
 
+/* The value of hex digit c (either case), or -1: for %XX escapes. */
+int proxy_hex_digit(char c);
+
 /* "http", "https", "socks4", "socks5": the folder name of a protocol. */
 const char *proxy_proto_name(enum proxy_proto proto);
 /* Parses a folder/protocol name (also socks4a, socks5h); -1 if unknown. */
