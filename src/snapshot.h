@@ -73,6 +73,11 @@ struct snap_result {
 	uint16_t err;	     /* the errno behind a refusal or reset, 0 if none */
 };
 
+/* Which address a proxy's country and network were looked up on: the exit
+ * the judge saw (what a target sees), or, when no exit is known yet, the
+ * address it is listed at. */
+enum snap_geo_from { SNAP_GEO_NONE, SNAP_GEO_EXIT, SNAP_GEO_ENTRY };
+
 /* One tracked proxy. Strings point into the snapshot's own arena. */
 struct snap_proxy {
 	const char *uri;     /* canonical URI, no newline */
@@ -96,6 +101,20 @@ struct snap_proxy {
 	uint32_t fails_in_row;
 	int64_t next_check; /* unix seconds it is due, 0 = not scheduled (removed,
 			     * dropped) or now (queued, in flight: see state) */
+	/* Where it comes out ([geo] databases): ISO 3166 alpha-2 country in
+	 * upper case, "" when unknown; the autonomous system, 0 and "" when
+	 * unknown; geo_from says which address they were looked up on. */
+	char country[3];
+	uint8_t geo_from; /* enum snap_geo_from */
+	uint32_t asn;
+	const char *as_org;
+};
+
+/* The live proxies of one country (code "" = unknown). */
+struct snap_country {
+	char code[3];
+	uint32_t n;
+	const uint32_t *idx;
 };
 
 #define SNAP_SAMPLE_INVALID 3
@@ -202,6 +221,13 @@ struct snapshot {
 	uint32_t nsources;
 	const struct snap_judge *judges;
 	uint32_t njudges;
+
+	/* Live proxies by country (the tree's /country/XX/): one entry per
+	 * country some live proxy comes out in, sorted by code, then the
+	 * live proxies of unknown country under code "" (present only when
+	 * there are such). idx[] holds indexes into live[], fastest first. */
+	const struct snap_country *countries;
+	uint32_t ncountries;
 
 	/* Lazily rendered files; cache_lock guards cache[] and ready[]. */
 	pthread_mutex_t cache_lock;
