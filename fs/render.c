@@ -449,9 +449,10 @@ static void stat_gateway(const struct snapshot *s, struct sbuf *out)
 	sbuf_printf(
 	    out,
 	    "}, \"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64 ", \"retries\": %" PRIu64
-	    ", \"ejections\": %" PRIu64 ", \"sessions_active\": %" PRIu32
+	    ", \"replays\": %" PRIu64 ", \"ejections\": %" PRIu64 ", \"sessions_active\": %" PRIu32
 	    ", \"handshake_seconds\": {\"count\": %" PRIu64 ", \"sum\": %.6f}},\n",
-	    g.bytes_in, g.bytes_out, g.retries, s->stats.ejections_total[SNAP_EJECT_GATEWAY],
+	    g.bytes_in, g.bytes_out, g.retries, g.replays,
+	    s->stats.ejections_total[SNAP_EJECT_GATEWAY],
 	    ss.active, g.handshake_count, finite_or_zero(g.handshake_sum));
 }
 
@@ -798,6 +799,10 @@ static void metrics_gateway(struct sbuf *out)
 	labelled(out, "proxyfs_gateway_bytes_total", "direction", "out", g.bytes_out);
 	scalar(out, "proxyfs_gateway_retries_total", "counter",
 	       "Upstreams tried again for a client after one failed.", g.retries);
+	scalar(out, "proxyfs_gateway_replays_total", "counter",
+	       "Tunnels made again through another upstream after theirs closed before "
+	       "answering.",
+	       g.replays);
 	histogram(out, "proxyfs_gateway_handshake_seconds",
 		  "Time from a client's request to its upstream tunnel, successful ones.",
 		  gw_stats_bound, g.handshake, GW_STATS_BUCKETS, g.handshake_count,

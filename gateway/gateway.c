@@ -116,6 +116,7 @@ void gw_conn_free(struct gw_conn *c)
 	if (c->up)
 		bufferevent_free(c->up);
 	gw_conn_hs_free(c);
+	gw_replay_free(c);
 	cc_put(g, c->cc);
 	g->nconns--;
 	gw_stats_connection(-1);

@@ -187,6 +187,15 @@ void gw_client_failed(struct gw_conn *c)
 {
 	char why[sizeof(c->hs->why) + 48];
 
+	if (c->hs->again) {
+		/* The client was told its tunnel is up: it sees it close, as
+		 * it would have without the attempts to make it again. */
+		log_debug("gateway: %s:%u: tunnel closed before answering, none left to make it again",
+			  c->hs->target.host, c->hs->target.port);
+		gw_conn_close_after_flush(c);
+		return;
+	}
+
 	if (!c->hs->ntried)
 		snprintf(why, sizeof(why), "%s", c->hs->why[0] ? c->hs->why : "no live upstream");
 	else

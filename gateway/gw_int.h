@@ -34,6 +34,8 @@
 /* Relay: stop reading one side while the other's output holds this much. */
 #define GW_RELAY_HIGH (256 * 1024)
 #define GW_PER_CLIENT_BUCKETS 1024
+/* A tunnel's first bytes from the client kept for a replay, at most. */
+#define GW_REPLAY_MAX (64 * 1024)
 /* Upstreams that carried a connection lately, newest first: a retry goes
  * to one of them before an unknown one. */
 #define GW_GOOD_KEEP 16
@@ -100,6 +102,32 @@ struct gw_hs {
 	uint8_t up_socks_code; /* SOCKS5 reply of the last refusal, 0 if none */
 	char why[160];	       /* the last failure, in words */
 	struct timespec t0;    /* when the client's request was whole (monotonic) */
+	/* A tunnel being made again after its upstream closed before
+	 * answering (the client was told already; gw_replay) */
+	bool again;
+	int first_try; /* tried[] index where this round of attempts began */
+};
+
+/* What it takes to make a tunnel again once it is up and the client was
+ * told, kept until the first byte comes back through it. An upstream that
+ * dies then (killed, its host gone) has taken the client's first bytes and
+ * answered nothing: the tunnel is made again through another upstream and
+ * those bytes sent again, so the client never sees the death. Kept small
+ * (the handshake's struct gw_hs is freed): an idle tunnel holds it. */
+struct gw_replay {
+	char *host; /* the target */
+	uint16_t port;
+	uint8_t family;
+	uint8_t ip[16];
+	struct pick_filter filter; /* its source names point into names */
+	char *names;		   /* the filter's source names, NUL-separated */
+	char *session;		   /* the session key, NULL for none */
+	char **tried;		   /* the upstreams tried so far (owned) */
+	int ntried;
+	int agains; /* times the tunnel was made again: at most [gateway] retries */
+	/* What the client sent through the tunnel so far (the rewritten head
+	 * of an absolute-form request included); NULL when nothing yet. */
+	struct evbuffer *sent;
 };
 
 struct gw_conn {
@@ -110,6 +138,7 @@ struct gw_conn {
 	struct event *timer;	/* handshake deadline, then idle checks */
 	struct gw_client_count *cc;
 	struct gw_hs *hs; /* until the tunnel is up */
+	struct gw_replay *replay; /* from then until the first byte back */
 	uint8_t proto;	  /* enum gw_client_proto */
 	uint8_t state;	  /* enum gw_state */
 	bool outcome_said;
@@ -182,6 +211,15 @@ void gw_upstream_start(struct gw_conn *c);
 
 /* Forgets the upstreams that carried connections (at the stop). */
 void gw_upstream_good_free(struct gateway *g);
+
+/* The tunnel's upstream closed before a byte came back: makes it again
+ * through another upstream (c->replay says where to), then sends what the
+ * client had sent and relays on; closes the client when none is left. */
+void gw_upstream_again(struct gw_conn *c);
+/* Frees c's replay state (the first byte came back, or c ends). */
+void gw_replay_free(struct gw_conn *c);
+/* May what the client sent first (sent) go to a target a second time? */
+bool gw_replay_allowed(struct evbuffer *sent);
 
 /* gw_relay.c: bytes both ways until both sides are done or idle. */
 void gw_relay_start(struct gw_conn *c);

@@ -7,7 +7,17 @@
  * side becomes shutdown(SHUT_WR) to the other once what it was owed is
  * written; the connection ends when both directions are done, on an error
  * of either side, or after idle_timeout_s with no byte either way.
+ *
+ * Until the first byte comes back from the upstream, what the client sends
+ * is also kept (c->replay): an upstream that closes or breaks before
+ * answering, while the client still talks, has the tunnel made again
+ * through another one (gw_upstream_again), which gets those bytes again.
+ * An upstream killed between our "tunnel up" and the target's answer is
+ * so never seen by the client. The cost: a target that closes without a
+ * word is tried through retries + 1 upstreams before the client sees it
+ * close, and gets the client's first bytes that many times.
  */
+#include <string.h>
 #include <sys/socket.h>
 
 #include "gw_int.h"
@@ -44,6 +54,38 @@ static void maybe_shut(struct gw_conn *c, struct bufferevent *dst)
 		gw_conn_free(c);
 }
 
+/* A copy of what the client sends until the first byte comes back, for
+ * the tunnel made again; past GW_REPLAY_MAX it cannot be, and is not. */
+static void keep_sent(struct gw_conn *c, struct evbuffer *in, size_t n)
+{
+	struct gw_replay *r = c->replay;
+
+	if ((r->sent ? evbuffer_get_length(r->sent) : 0) + n > GW_REPLAY_MAX ||
+	    (!r->sent && !(r->sent = evbuffer_new())) ||
+	    evbuffer_add(r->sent, evbuffer_pullup(in, (ssize_t)n), n) < 0 ||
+	    !gw_replay_allowed(r->sent))
+		gw_replay_free(c);
+}
+
+/* Requests that may have been carried out before an upstream died, and so
+ * must not go to the target twice: an HTTP POST or PATCH at the start. A
+ * TLS tunnel never gets here with its request (the server's first
+ * handshake bytes end the replay before the client can send one). */
+bool gw_replay_allowed(struct evbuffer *sent)
+{
+	static const char *const once[] = {"POST ", "PATCH "};
+	size_t n = evbuffer_get_length(sent);
+	const char *p = (const char *)evbuffer_pullup(sent, n < 6 ? (ssize_t)n : 6);
+
+	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
+		size_t k = strlen(once[i]);
+
+		if (memcmp(p, once[i], n < k ? n : k) == 0 && n >= k)
+			return false;
+	}
+	return true;
+}
+
 static void relay_read_cb(struct bufferevent *src, void *arg)
 {
 	struct gw_conn *c = arg;
@@ -53,10 +95,15 @@ static void relay_read_cb(struct bufferevent *src, void *arg)
 
 	if (n == 0)
 		return;
-	if (src == c->client)
+	if (src == c->client) {
 		gw_stats_bytes(n, 0);
-	else
+		if (c->replay)
+			keep_sent(c, in, n);
+	} else {
 		gw_stats_bytes(0, n);
+		/* The first byte back: the upstream carries the tunnel. */
+		gw_replay_free(c);
+	}
 	evbuffer_add_buffer(out, in);
 	event_base_gettimeofday_cached(c->gw->base, &c->last);
 	if (evbuffer_get_length(out) >= GW_RELAY_HIGH) {
@@ -85,9 +132,16 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct gw_conn *c = arg;
 
-	if (what & BEV_EVENT_EOF) {
+	if (what & BEV_EVENT_EOF)
 		/* What it sent before the EOF is moved on first. */
 		relay_read_cb(bev, c);
+	if (bev == c->up && c->replay && !c->client_eof && c->replay->agains < c->gw->retries) {
+		/* Closed or broken before a byte came back, while the client
+		 * still talks (once it closed its side, a close is the answer). */
+		gw_upstream_again(c);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
 		*eof_of(c, bev) = true;
 		bufferevent_disable(bev, EV_READ);
 		maybe_shut(c, other(c, bev));

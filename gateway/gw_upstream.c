@@ -320,30 +320,153 @@ static void connected(struct gw_conn *c)
 	}
 }
 
-/* The tunnel is up: the upstream worked, the client is told, the relay
- * takes over. */
+/* Keeps what a tunnel made again needs (gw_replay) out of c's handshake
+ * state, taking over its list of upstreams tried; false when out of memory
+ * (the tunnel then simply cannot be made again). */
+static bool replay_keep(struct gw_conn *c)
+{
+	struct gw_hs *hs = c->hs;
+	struct gw_replay *r = c->replay;
+	size_t names = 0;
+	char *p;
+
+	if (!r && !(r = c->replay = calloc(1, sizeof(*r))))
+		return false;
+	if (!r->host) {
+		r->host = strdup(hs->target.host);
+		r->port = hs->target.port;
+		r->family = (uint8_t)hs->target.family;
+		memcpy(r->ip, hs->target.ip, sizeof(r->ip));
+		r->filter = hs->filter;
+		for (uint32_t i = 0; i < r->filter.nsources; i++)
+			names += strlen(r->filter.sources[i]) + 1;
+		r->names = names ? malloc(names) : NULL;
+		p = r->names;
+		for (uint32_t i = 0; p && i < r->filter.nsources; i++) {
+			size_t n = strlen(r->filter.sources[i]) + 1;
+
+			memcpy(p, r->filter.sources[i], n);
+			r->filter.sources[i] = p;
+			p += n;
+		}
+		if (hs->opts.session_len)
+			r->session = strndup(hs->opts.session, hs->opts.session_len);
+		if (!r->host || (names && !r->names) || (hs->opts.session_len && !r->session))
+			return false;
+	}
+	free(r->tried);
+	r->tried = malloc((size_t)hs->ntried * sizeof(*r->tried));
+	if (!r->tried)
+		return false;
+	memcpy(r->tried, hs->tried, (size_t)hs->ntried * sizeof(*r->tried));
+	r->ntried = hs->ntried;
+	hs->ntried = 0;
+	return true;
+}
+
+void gw_replay_free(struct gw_conn *c)
+{
+	struct gw_replay *r = c->replay;
+
+	if (!r)
+		return;
+	for (int i = 0; i < r->ntried; i++)
+		free(r->tried[i]);
+	free(r->tried);
+	free(r->host);
+	free(r->names);
+	free(r->session);
+	if (r->sent)
+		evbuffer_free(r->sent);
+	free(r);
+	c->replay = NULL;
+}
+
+/* The tunnel is up: the upstream worked, the client is told (once: not
+ * when the tunnel is made again), the relay takes over. */
 static void tunnel_up(struct gw_conn *c)
 {
 	struct timespec now;
 	int64_t us;
+	bool again = c->hs->again, keep = true;
 
 	if (c->gw->report.report)
 		c->gw->report.report(c->gw->report.arg, cur_uri(c), true, "");
 	good_add(c->gw, c, cur_uri(c));
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	us = (int64_t)(now.tv_sec - c->hs->t0.tv_sec) * 1000000 +
-	     (now.tv_nsec - c->hs->t0.tv_nsec) / 1000;
-	gw_stats_handshake(us > 0 ? (uint64_t)us : 0);
-	gw_conn_outcome(c, GW_OUT_OK);
 	bufferevent_set_timeouts(c->up, NULL, NULL);
-	gw_client_granted(c);
-	if (c->hs->head) {
-		bufferevent_write_buffer(c->up, c->hs->head);
-		evbuffer_free(c->hs->head);
-		c->hs->head = NULL;
+	if (!again) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		us = (int64_t)(now.tv_sec - c->hs->t0.tv_sec) * 1000000 +
+		     (now.tv_nsec - c->hs->t0.tv_nsec) / 1000;
+		gw_stats_handshake(us > 0 ? (uint64_t)us : 0);
+		gw_conn_outcome(c, GW_OUT_OK);
+		gw_client_granted(c);
 	}
+	if (c->hs->head) {
+		/* Also kept: it is the first thing a tunnel made again sends. */
+		keep = (c->replay = calloc(1, sizeof(*c->replay))) &&
+		       (c->replay->sent = evbuffer_new()) &&
+		       evbuffer_add(c->replay->sent, evbuffer_pullup(c->hs->head, -1),
+				    evbuffer_get_length(c->hs->head)) == 0 &&
+		       gw_replay_allowed(c->replay->sent);
+		bufferevent_write_buffer(c->up, c->hs->head);
+	} else if (again && c->replay->sent) {
+		size_t n = evbuffer_get_length(c->replay->sent);
+
+		bufferevent_write(c->up, evbuffer_pullup(c->replay->sent, (ssize_t)n), n);
+	}
+	/* Without memory for it the tunnel just is not made again. */
+	if (!keep || !replay_keep(c))
+		gw_replay_free(c);
 	gw_conn_hs_free(c);
 	gw_relay_start(c);
+}
+
+void gw_upstream_again(struct gw_conn *c)
+{
+	struct gw_replay *r = c->replay;
+	struct gw_hs *hs = calloc(1, sizeof(*hs));
+	int keep = GW_TRIES_MAX - 1 - c->gw->retries, skip;
+
+	gw_stats_replay();
+	r->agains++;
+	bufferevent_free(c->up);
+	c->up = NULL;
+	c->up_eof = c->up_shut = false;
+	if (!hs) {
+		gw_conn_free(c);
+		return;
+	}
+	c->hs = hs;
+	c->state = GW_ST_UPSTREAM;
+	hs->again = true;
+	snprintf(hs->target.host, sizeof(hs->target.host), "%s", r->host);
+	hs->target.port = r->port;
+	hs->target.family = r->family;
+	memcpy(hs->target.ip, r->ip, sizeof(r->ip));
+	hs->filter = r->filter;
+	if (r->session) {
+		hs->opts.session_len = strlen(r->session);
+		memcpy(hs->opts.session, r->session, hs->opts.session_len + 1);
+	}
+	/* The upstreams tried are not tried again; when there were more
+	 * than leave room for this round, the oldest are forgotten. */
+	skip = r->ntried > keep ? r->ntried - keep : 0;
+	for (int i = 0; i < r->ntried; i++) {
+		if (i < skip)
+			free(r->tried[i]);
+		else
+			hs->tried[hs->ntried++] = r->tried[i];
+	}
+	r->ntried = 0;
+	hs->first_try = hs->ntried;
+	snprintf(hs->why, sizeof(hs->why), "closed before answering");
+	clock_gettime(CLOCK_MONOTONIC, &hs->t0);
+	/* What the client sends meanwhile waits in its socket. */
+	bufferevent_disable(c->client, EV_READ);
+	bufferevent_setcb(c->client, NULL, NULL, NULL, c);
+	evtimer_add(c->timer, &c->gw->handshake_timeout);
+	attempt(c);
 }
 
 /* A SOCKS reply is whole: what it means for the step it answered. */
@@ -510,7 +633,8 @@ static void attempt(struct gw_conn *c)
 	struct timeval each;
 
 	for (;;) {
-		if (c->hs->ntried > g->retries) {
+		if (c->hs->ntried - c->hs->first_try > g->retries ||
+		    c->hs->ntried >= GW_TRIES_MAX) {
 			gw_conn_outcome(c, GW_OUT_UPSTREAM_FAILED);
 			gw_client_failed(c);
 			return;

@@ -23,6 +23,7 @@ static atomic_uint_fast64_t st_total[GW_OUT_COUNT];
 static atomic_uint_fast64_t st_bytes_in;
 static atomic_uint_fast64_t st_bytes_out;
 static atomic_uint_fast64_t st_retries;
+static atomic_uint_fast64_t st_replays;
 static atomic_uint_fast64_t st_handshake[GW_STATS_BUCKETS + 1]; /* per bucket, +Inf last */
 static atomic_uint_fast64_t st_handshake_us;
 
@@ -67,6 +68,11 @@ void gw_stats_retry(void)
 	atomic_fetch_add_explicit(&st_retries, 1, memory_order_relaxed);
 }
 
+void gw_stats_replay(void)
+{
+	atomic_fetch_add_explicit(&st_replays, 1, memory_order_relaxed);
+}
+
 void gw_stats_handshake(uint64_t micros)
 {
 	int b;
@@ -93,6 +99,7 @@ void gw_stats_get(struct gw_stats *out)
 	out->bytes_in = atomic_load_explicit(&st_bytes_in, memory_order_relaxed);
 	out->bytes_out = atomic_load_explicit(&st_bytes_out, memory_order_relaxed);
 	out->retries = atomic_load_explicit(&st_retries, memory_order_relaxed);
+	out->replays = atomic_load_explicit(&st_replays, memory_order_relaxed);
 	for (int b = 0; b <= GW_STATS_BUCKETS; b++) {
 		cum += atomic_load_explicit(&st_handshake[b], memory_order_relaxed);
 		if (b < GW_STATS_BUCKETS)

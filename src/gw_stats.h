@@ -33,6 +33,9 @@ struct gw_stats {
 	uint64_t bytes_in;			  /* from clients towards upstreams */
 	uint64_t bytes_out;			  /* from upstreams back to clients */
 	uint64_t retries;			  /* upstream attempts after a client's first */
+	/* Tunnels made again through another upstream after theirs closed
+	 * before a byte came back (the client's first bytes sent again). */
+	uint64_t replays;
 	/* Time from a client's request to its upstream tunnel being ready,
 	 * successful handshakes only; cumulative, as Prometheus wants. */
 	uint64_t handshake[GW_STATS_BUCKETS];
@@ -52,6 +55,7 @@ void gw_stats_connection(int delta);
 void gw_stats_outcome(enum gw_outcome o);
 void gw_stats_bytes(uint64_t in, uint64_t out);
 void gw_stats_retry(void);
+void gw_stats_replay(void);
 void gw_stats_handshake(uint64_t micros);
 
 /* The client connections the gateway may hold given max_connections: at

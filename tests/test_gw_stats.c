@@ -21,6 +21,8 @@ static void test_counters(void)
 	gw_stats_bytes(10, 0);
 	gw_stats_bytes(5, 7);
 	gw_stats_retry();
+	gw_stats_replay();
+	gw_stats_replay();
 	gw_stats_handshake(500);      /* <= 1 ms */
 	gw_stats_handshake(3000);     /* <= 5 ms */
 	gw_stats_handshake(20000000); /* past 10 s: +Inf only */
@@ -34,6 +36,7 @@ static void test_counters(void)
 	CHECK_INT(st.bytes_in, 15);
 	CHECK_INT(st.bytes_out, 7);
 	CHECK_INT(st.retries, 1);
+	CHECK_INT(st.replays, 2);
 	CHECK_INT(st.handshake[0], 1);
 	CHECK_INT(st.handshake[1], 1);
 	CHECK_INT(st.handshake[2], 2);

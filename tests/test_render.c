@@ -558,6 +558,7 @@ static void test_gateway_figures(void)
 	gw_stats_bytes(1000, 250000);
 	gw_stats_retry();
 	gw_stats_retry();
+	gw_stats_replay();
 	gw_stats_handshake(3000);   /* 3 ms */
 	gw_stats_handshake(700000); /* 0.7 s */
 	s->stats.ejections_total[SNAP_EJECT_GATEWAY] = 4;
@@ -568,7 +569,7 @@ static void test_gateway_figures(void)
 			  "\"max_connections\": 500, \"connections_total\": {\"ok\": 1, "
 			  "\"upstream_failed\": 1, \"client_error\": 0, \"auth_failed\": 2, "
 			  "\"refused_limit\": 0}, \"bytes_in\": 1000, \"bytes_out\": 250000, "
-			  "\"retries\": 2, \"ejections\": 4, \"sessions_active\": 0, "
+			  "\"retries\": 2, \"replays\": 1, \"ejections\": 4, \"sessions_active\": 0, "
 			  "\"handshake_seconds\": {\"count\": 2, \"sum\": 0.703000}},\n");
 	/* Shown beside the others: the ejection count by who. */
 	check_contains(t, "\"by\": {\"control\": 0, \"gateway\": 4}");
