@@ -9,6 +9,8 @@
  *   bev       a bufferevent per socket, what one reads moved to the other's
  *             output, reading paused at 256 KiB queued (gw_relay.c today);
  *   bev-1m    the same with bufferevent_set_max_single_write(1 MiB);
+ *   bev-bigrw the same also with bufferevent_set_max_single_read(256 KiB),
+ *             which libevent 2.1's evbuffer_read still caps at 4096;
  *   ownread   bufferevents only write; each side is read by our own
  *             EV_READ|EV_PERSIST event, FIONREAD bytes (at most 256 KiB)
  *             read with readv straight into the other side's output
@@ -28,7 +30,7 @@
  * from one side is a shutdown(SHUT_WR) of the other once all is written.
  *
  *   relay_bench [--bytes N] [--pingpong N] [--rounds N] [--idle N]
- *               [--way bev,bev-1m,ownread,splice,splice-64k]
+ *               [--way bev,bev-1m,bev-bigrw,ownread,splice,splice-64k]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,10 +62,10 @@
 #define RB_MSG 1024              /* a ping-pong message */
 #define RB_CHUNK (1024 * 1024)   /* the sender's and receiver's buffer */
 
-enum rb_way { RB_BEV, RB_BEV_1M, RB_OWNREAD, RB_SPLICE, RB_SPLICE_64K, RB_NWAYS };
+enum rb_way { RB_BEV, RB_BEV_1M, RB_BEV_BIGRW, RB_OWNREAD, RB_SPLICE, RB_SPLICE_64K, RB_NWAYS };
 
-static const char *const rb_way_name[RB_NWAYS] = {"bev", "bev-1m", "ownread", "splice",
-						  "splice-64k"};
+static const char *const rb_way_name[RB_NWAYS] = {"bev", "bev-1m", "bev-bigrw", "ownread",
+						  "splice", "splice-64k"};
 
 struct rb_relay;
 
@@ -374,7 +376,10 @@ static struct rb_relay *rb_relay_new(struct event_base *base, enum rb_way way, i
 		s->bev = bufferevent_socket_new(base, s->fd, 0);
 		if (!s->bev)
 			goto out_free;
-		if (way == RB_BEV_1M && bufferevent_set_max_single_write(s->bev, 1024 * 1024) < 0)
+		if ((way == RB_BEV_1M || way == RB_BEV_BIGRW) &&
+		    bufferevent_set_max_single_write(s->bev, 1024 * 1024) < 0)
+			goto out_free;
+		if (way == RB_BEV_BIGRW && bufferevent_set_max_single_read(s->bev, RB_READ_MAX) < 0)
 			goto out_free;
 		if (way == RB_OWNREAD) {
 			s->rd = event_new(base, s->fd, EV_READ | EV_PERSIST, rb_own_read_cb, s);
@@ -792,8 +797,8 @@ static int rb_parse_ways(const char *arg, bool ways[RB_NWAYS])
 		for (k = 0; k < RB_NWAYS && strcmp(w, rb_way_name[k]) != 0; k++)
 			;
 		if (k == RB_NWAYS) {
-			fprintf(stderr, "relay_bench: unknown way '%s' (bev, bev-1m, ownread, splice, "
-				"splice-64k)\n", w);
+			fprintf(stderr, "relay_bench: unknown way '%s' (bev, bev-1m, bev-bigrw, ownread, "
+				"splice, splice-64k)\n", w);
 			err = -EINVAL;
 			break;
 		}
@@ -819,7 +824,7 @@ static bool rb_parse_u64(const char *s, uint64_t *out)
 static void rb_usage(void)
 {
 	fprintf(stderr, "usage: relay_bench [--bytes N] [--pingpong N] [--rounds N] [--idle N]\n"
-			"                   [--way bev,bev-1m,ownread,splice,splice-64k]\n");
+			"                   [--way bev,bev-1m,bev-bigrw,ownread,splice,splice-64k]\n");
 }
 
 int main(int argc, char **argv)
@@ -834,7 +839,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	uint64_t bytes = 1ULL << 30, pingpong = 20000, rounds = 3, idle = 1000;
-	bool ways[RB_NWAYS] = {true, true, true, true, true};
+	bool ways[RB_NWAYS] = {true, true, true, true, true, true};
 	int opt, failed = 0;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
