@@ -16,6 +16,7 @@
  *             read with readv straight into the other side's output
  *             (evbuffer_reserve_space / commit_space): libevent 2.1 reads at
  *             most 4096 bytes per read event (EVBUFFER_MAX_READ);
+ *   ownread-w the same with bufferevent_set_max_single_write(256 KiB);
  *   splice    socket -> pipe -> socket per direction with splice(2), the
  *             pipe set to 256 KiB (F_SETPIPE_SZ), on raw events;
  *   splice-64k the same with the pipes at their default size (64 KiB,
@@ -30,7 +31,7 @@
  * from one side is a shutdown(SHUT_WR) of the other once all is written.
  *
  *   relay_bench [--bytes N] [--pingpong N] [--rounds N] [--idle N]
- *               [--way bev,bev-1m,bev-bigrw,ownread,splice,splice-64k]
+ *               [--way bev,bev-1m,bev-bigrw,ownread,ownread-w,splice,splice-64k]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,10 +63,20 @@
 #define RB_MSG 1024              /* a ping-pong message */
 #define RB_CHUNK (1024 * 1024)   /* the sender's and receiver's buffer */
 
-enum rb_way { RB_BEV, RB_BEV_1M, RB_BEV_BIGRW, RB_OWNREAD, RB_SPLICE, RB_SPLICE_64K, RB_NWAYS };
+enum rb_way {
+	RB_BEV,
+	RB_BEV_1M,
+	RB_BEV_BIGRW,
+	RB_OWNREAD,
+	RB_OWNREAD_W,
+	RB_SPLICE,
+	RB_SPLICE_64K,
+	RB_NWAYS
+};
 
-static const char *const rb_way_name[RB_NWAYS] = {"bev", "bev-1m", "bev-bigrw", "ownread",
-						  "splice", "splice-64k"};
+static const char *const rb_way_name[RB_NWAYS] = {"bev",	   "bev-1m", "bev-bigrw",
+						  "ownread",   "ownread-w", "splice",
+						  "splice-64k"};
 
 struct rb_relay;
 
@@ -155,7 +166,7 @@ static void rb_bev_write_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	if (src->r->way == RB_OWNREAD)
+	if (src->rd)
 		rb_own_set_read(src, true);
 	else
 		bufferevent_enable(src->bev, EV_READ);
@@ -379,9 +390,11 @@ static struct rb_relay *rb_relay_new(struct event_base *base, enum rb_way way, i
 		if ((way == RB_BEV_1M || way == RB_BEV_BIGRW) &&
 		    bufferevent_set_max_single_write(s->bev, 1024 * 1024) < 0)
 			goto out_free;
+		if (way == RB_OWNREAD_W && bufferevent_set_max_single_write(s->bev, RB_HIGH) < 0)
+			goto out_free;
 		if (way == RB_BEV_BIGRW && bufferevent_set_max_single_read(s->bev, RB_READ_MAX) < 0)
 			goto out_free;
-		if (way == RB_OWNREAD) {
+		if (way == RB_OWNREAD || way == RB_OWNREAD_W) {
 			s->rd = event_new(base, s->fd, EV_READ | EV_PERSIST, rb_own_read_cb, s);
 			if (!s->rd)
 				goto out_free;
@@ -395,7 +408,7 @@ static struct rb_relay *rb_relay_new(struct event_base *base, enum rb_way way, i
 
 		if (s->pipe[0] >= 0)
 			rb_ev_set(s->rd, &s->rd_on, true);
-		else if (way == RB_OWNREAD)
+		else if (s->rd)
 			bufferevent_enable(s->bev, EV_WRITE), rb_own_set_read(s, true);
 		else
 			bufferevent_enable(s->bev, EV_READ | EV_WRITE);
@@ -798,7 +811,7 @@ static int rb_parse_ways(const char *arg, bool ways[RB_NWAYS])
 			;
 		if (k == RB_NWAYS) {
 			fprintf(stderr, "relay_bench: unknown way '%s' (bev, bev-1m, bev-bigrw, ownread, "
-				"splice, splice-64k)\n", w);
+				"ownread-w, splice, splice-64k)\n", w);
 			err = -EINVAL;
 			break;
 		}
@@ -824,7 +837,7 @@ static bool rb_parse_u64(const char *s, uint64_t *out)
 static void rb_usage(void)
 {
 	fprintf(stderr, "usage: relay_bench [--bytes N] [--pingpong N] [--rounds N] [--idle N]\n"
-			"                   [--way bev,bev-1m,bev-bigrw,ownread,splice,splice-64k]\n");
+			"                   [--way bev,bev-1m,bev-bigrw,ownread,ownread-w,splice,splice-64k]\n");
 }
 
 int main(int argc, char **argv)
@@ -839,7 +852,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	uint64_t bytes = 1ULL << 30, pingpong = 20000, rounds = 3, idle = 1000;
-	bool ways[RB_NWAYS] = {true, true, true, true, true, true};
+	bool ways[RB_NWAYS] = {true, true, true, true, true, true, true};
 	int opt, failed = 0;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
