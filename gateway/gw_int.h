@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <pthread.h>
@@ -106,6 +107,8 @@ struct gw_hs {
 	 * answering (the client was told already; gw_replay) */
 	bool again;
 	int first_try; /* tried[] index where this round of attempts began */
+	/* The lookup of an upstream given by host name, while it runs. */
+	struct evdns_getaddrinfo_request *dns;
 };
 
 /* What it takes to make a tunnel again once it is up and the client was
@@ -181,6 +184,10 @@ struct gateway {
 	struct event *resume;  /* re-enables the listeners after an accept error */
 	struct gw_client_count *per_client_tab[GW_PER_CLIENT_BUCKETS];
 	struct gw_good good[GW_GOOD_KEEP]; /* newest first */
+	/* Resolves upstreams given by host name (made at the first one; NULL
+	 * before, or when it could not be made: dns_failed). */
+	struct evdns_base *dns;
+	bool dns_failed;
 };
 
 /* gateway.c */
