@@ -210,7 +210,8 @@ static size_t remove_variants(struct engine *e, char **bare, size_t nbare, bool 
 		hit = bsearch(&k, bare, nbare, sizeof(*bare), cmp_str);
 		if (!hit)
 			continue;
-		log_info("remove %s: also %s", *hit, pe->uri);
+		/* Its user, never its password: logs travel further. */
+		log_info("remove %s: also its variant with user %s", *hit, pe->user);
 		remove_entry(e, pe);
 		matched[hit - bare] = true;
 		took++;
