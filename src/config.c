@@ -1383,7 +1383,8 @@ void cfg_free(struct cfg *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto)
+int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto,
+		 bool remote_dns)
 {
 	struct cfg_source *list, *s;
 
@@ -1399,6 +1400,7 @@ int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_p
 	s->url = strdup(path);
 	s->path = remote ? NULL : strdup(path);
 	s->proto = proto;
+	s->remote_dns = remote_dns;
 	s->interval_s = c->interval_s;
 	c->nsources++;
 	if (!s->name || !s->url || (!remote && !s->path))

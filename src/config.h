@@ -138,9 +138,11 @@ int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen);
 int cfg_add_judge(struct cfg *c, const char *url);
 
 /* Appends a source reading the local list at path (as given, relative to
- * the current directory) or downloading an http(s) URL, for proxyfs check.
- * 0 or -ENOMEM. */
-int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto);
+ * the current directory) or downloading an http(s) URL, for proxyfs check;
+ * its lines without a scheme are proto (remote_dns: the socks4a/socks5h
+ * form). 0 or -ENOMEM. */
+int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto,
+		 bool remote_dns);
 
 /* Adds a listen address from the command line (--http ADDR:PORT). 0,
  * -EINVAL with why in err, or -ENOMEM. */
