@@ -114,6 +114,10 @@ void gw_conn_free(struct gw_conn *c)
 		c->next->prev = c->prev;
 	if (c->timer)
 		event_free(c->timer);
+	/* Before the bufferevents close the sockets they watch. */
+	for (int i = 0; i < 2; i++)
+		if (c->pump[i])
+			event_free(c->pump[i]);
 	if (c->client)
 		bufferevent_free(c->client);
 	if (c->up)

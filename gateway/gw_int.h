@@ -34,6 +34,8 @@
 #define GW_HTTP_HEAD_MAX 16384
 /* Relay: stop reading one side while the other's output holds this much. */
 #define GW_RELAY_HIGH (256 * 1024)
+/* Relay: the most one read takes. */
+#define GW_RELAY_READ (128 * 1024)
 #define GW_PER_CLIENT_BUCKETS 1024
 /* A tunnel's first bytes from the client kept for a replay, at most. */
 #define GW_REPLAY_MAX (64 * 1024)
@@ -142,6 +144,9 @@ struct gw_conn {
 	struct gw_client_count *cc;
 	struct gw_hs *hs; /* until the tunnel is up */
 	struct gw_replay *replay; /* from then until the first byte back */
+	/* The relay's read events, [0] the client's, [1] the upstream's
+	 * (gw_relay.c); NULL before the relay. */
+	struct event *pump[2];
 	uint8_t proto;	  /* enum gw_client_proto */
 	uint8_t state;	  /* enum gw_state */
 	bool outcome_said;

@@ -430,6 +430,11 @@ void gw_upstream_again(struct gw_conn *c)
 
 	gw_stats_replay();
 	r->agains++;
+	/* The old upstream's read event goes with its socket; the client's
+	 * waits (what it sends meanwhile stays in its socket). */
+	event_free(c->pump[1]);
+	c->pump[1] = NULL;
+	event_del(c->pump[0]);
 	bufferevent_free(c->up);
 	c->up = NULL;
 	c->up_eof = c->up_shut = false;
@@ -462,8 +467,6 @@ void gw_upstream_again(struct gw_conn *c)
 	hs->first_try = hs->ntried;
 	snprintf(hs->why, sizeof(hs->why), "closed before answering");
 	clock_gettime(CLOCK_MONOTONIC, &hs->t0);
-	/* What the client sends meanwhile waits in its socket. */
-	bufferevent_disable(c->client, EV_READ);
 	bufferevent_setcb(c->client, NULL, NULL, NULL, c);
 	evtimer_add(c->timer, &c->gw->handshake_timeout);
 	attempt(c);
