@@ -381,6 +381,11 @@ uint32_t geo_generation(const struct geo *g)
 	return g->generation;
 }
 
+bool geo_active(const struct geo *g)
+{
+	return g->db[GEO_COUNTRY].mmdb || g->db[GEO_ASN].mmdb;
+}
+
 uint64_t geo_lookups(const struct geo *g)
 {
 	return g->lookups;

@@ -77,6 +77,9 @@ int geo_refresh(struct geo *g);
  * answer given under another generation may be stale. */
 uint32_t geo_generation(const struct geo *g);
 
+/* Whether a database is loaded (else lookups find nothing). */
+bool geo_active(const struct geo *g);
+
 /* Looks addr up: family AF_INET (addr's first 4 bytes) or AF_INET6 (16
  * bytes; an IPv4-mapped address is looked up as IPv4). *out is cleared
  * first; whatever the databases do not know stays unknown. */
