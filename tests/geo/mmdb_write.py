@@ -316,8 +316,8 @@ def build(networks, ip_version=6, record_size=28, database_type="proxyfs-test",
     """The bytes of a MaxMind DB holding networks: (CIDR, value) pairs."""
     if ip_version not in (4, 6):
         raise ValueError("mmdb_write: ip_version must be 4 or 6")
-    if record_size not in (24, 28, 32):
-        raise ValueError("mmdb_write: record_size must be 24, 28 or 32")
+    if record_size not in (None, 24, 28, 32):
+        raise ValueError("mmdb_write: record_size must be 24, 28, 32 or None (smallest that fits)")
     width = 32 if ip_version == 4 else 128
     data = _Encoder(dedup=True)
     root = _Node()
@@ -328,6 +328,8 @@ def build(networks, ip_version=6, record_size=28, database_type="proxyfs-test",
     nodes = _number(root)
     node_count = len(nodes)
     largest = node_count + 16 + len(data.buf)
+    if record_size is None:
+        record_size = next((size for size in (24, 28) if largest < 1 << size), 32)
     if largest >= 1 << record_size:
         raise ValueError("mmdb_write: %d nodes and %d data bytes do not fit %d-bit records"
                          % (node_count, len(data.buf), record_size))
