@@ -19,6 +19,7 @@ PACKAGES=(
 	libmaxminddb-dev
 	clang
 	python3-pytest python3-pytest-xdist
+	libmaxminddb-dev mmdb-bin python3-maxminddb
 	tinyproxy microsocks dante-server squid
 	curl sqlite3 openssl ca-certificates
 	groff-base man-db
