@@ -588,6 +588,8 @@ void geo_lookup(struct geo *g, int family, const uint8_t *addr, struct geo_resul
 	g->lookups++;
 	/* Each field from its own kind's file; from the other when that one
 	 * is not loaded (a single file holding both). */
+	if (cm && am && file_id_same(&g->db[GEO_COUNTRY].loaded, &g->db[GEO_ASN].loaded))
+		am = NULL; /* one file for both: one lookup */
 	if (cm && db_find(cm, sa, &entry)) {
 		read_country(&entry, out->country);
 		if (!am)
