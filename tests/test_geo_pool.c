@@ -23,7 +23,10 @@
 #include "geo.h"
 #include "testutil.h"
 
-#define WRITER "/usr/bin/python3 tests/geo/mmdb_write.py"
+/* meson runs the tests in tests/; by hand they may run from the top. */
+#define WRITER                                                                   \
+	(access("geo/mmdb_write.py", R_OK) == 0 ? "/usr/bin/python3 geo/mmdb_write.py" \
+						 : "/usr/bin/python3 tests/geo/mmdb_write.py")
 
 static char dir[] = "/tmp/test_geo_pool.XXXXXX";
 
@@ -49,7 +52,7 @@ static bool write_db(const char *path, const char *spec)
 		return false;
 	fputs(spec, f);
 	fclose(f);
-	snprintf(cmd, sizeof(cmd), WRITER " %s %s 2>/dev/null", json, path);
+	snprintf(cmd, sizeof(cmd), "%s %s %s 2>/dev/null", WRITER, json, path);
 	return system(cmd) == 0;
 }
 
@@ -236,7 +239,7 @@ int main(void)
 		return 1;
 	}
 	if (!write_db(at("country.mmdb"), country1) || !write_db(at("asn.mmdb"), asn)) {
-		fprintf(stderr, "cannot write the test databases with " WRITER "\n");
+		fprintf(stderr, "cannot write the test databases with %s\n", WRITER);
 		return 1;
 	}
 	unsetenv("PROXYFS_GEO_DIRS");
