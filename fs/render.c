@@ -75,6 +75,12 @@ void render_uri_json(const struct snapshot *s, const char *uri, struct sbuf *out
 
 uint32_t render_count(const struct snapshot *s, int folder)
 {
+	const struct snap_country *c;
+
+	if (folder >= SNAP_VIEW_COUNTRY) {
+		c = snap_view_country(s, folder);
+		return c ? c->n : 0;
+	}
 	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return s->nlive;
 	return s->nby_folder[folder];
@@ -84,6 +90,12 @@ uint32_t render_count(const struct snapshot *s, int folder)
  * level, which is live[] itself. */
 static const uint32_t *folder_index(const struct snapshot *s, int folder)
 {
+	const struct snap_country *c;
+
+	if (folder >= SNAP_VIEW_COUNTRY) {
+		c = snap_view_country(s, folder);
+		return c ? c->idx : NULL;
+	}
 	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return NULL;
 	return s->by_folder[folder];

@@ -18,7 +18,8 @@
 #include "sbuf.h"
 #include "snapshot.h"
 
-/* The folder argument: a enum proxy_proto, or RENDER_ALL for the top level. */
+/* The folder argument: a view of the snapshot (enum snap_view, a country
+ * view), or RENDER_ALL for the top level. */
 #define RENDER_ALL (-1)
 
 /* A proxy URI (or a source or judge URL, or a line from a list) as readers
