@@ -23,6 +23,7 @@ import sys
 
 import pytest
 
+import peers
 from conftest import MOUNT_TIMEOUT, wait_until, write_config, write_list
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "geo"))
@@ -234,3 +235,40 @@ def test_reload_naming_an_unreadable_file_is_refused(geo_daemon, dbs, tmp_path):
     assert geo_stat(d)["asn_db"]["path"] is None
     wait_until(lambda: all(p["asn"] is None for p in d.read_json("live.json")), 5.0,
                "no ASN once asn_db is off")
+
+
+def start_microsocks_from(tmp, port, out):
+    """microsocks on 127.0.0.41:port, going out from out (-b)."""
+    p = peers.Peer("microsocks-b", "127.0.0.41", port,
+                   ["microsocks", "-i", "127.0.0.41", "-p", str(port), "-b", out],
+                   os.path.join(tmp, "microsocks-%s.log" % out),
+                   line="socks5://127.0.0.41:%d" % port, uri="socks5://127.0.0.41:%d" % port)
+    return p.start()
+
+
+def test_exit_that_changes_is_looked_up_again(binary, peer_set, mounts, tmp_path):
+    """The same proxy, restarted to go out from another address: the next
+    check's exit is looked up, not the first one's answer kept."""
+    tmp = str(tmp_path)
+    country = str(tmp_path / "country.mmdb")
+    mmdb_write.write(country, [("127.0.0.0/24", {"country": {"iso_code": "DE"}}),
+                               ("127.0.0.42/32", {"country": {"iso_code": "AT"}}),
+                               ("127.0.0.43/32", {"country": {"iso_code": "BE"}})],
+                     ip_version=4, database_type="Test-Country", build_epoch=EPOCH_A)
+    port = peers.free_port("127.0.0.41")
+    proxy = start_microsocks_from(tmp, port, "127.0.0.42")
+    try:
+        lst = write_list(tmp, proxy.line + "\n")
+        conf = write_config(tmp, peer_set.judge, lst,
+                            extra="\n[geo]\ncountry_db = %s\nasn_db =\n" % country)
+        d = mounts.new(conf).start()
+        d.sync()
+        [p] = d.read_json("live.json")
+        assert (p["exit_ip"], p["country"], p["geo_from"]) == ("127.0.0.42", "AT", "exit")
+        proxy.stop()
+        proxy = start_microsocks_from(tmp, port, "127.0.0.43")
+        d.sync()
+        [p] = d.read_json("live.json")
+        assert (p["exit_ip"], p["country"], p["geo_from"]) == ("127.0.0.43", "BE", "exit")
+    finally:
+        proxy.stop()
