@@ -435,7 +435,8 @@ static double now_s(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* CPU time: other work on the machine does not count against it */
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -503,7 +504,7 @@ static void bench_run(const char *country, const char *asn, const char *what)
 		}
 		t = now_s() - t0;
 	} while (t < 0.5);
-	printf("geo lookups, 20,000 networks in an IPv6 tree, %s: %.0f/s, %.2f us each\n", what,
+	printf("geo lookups, 20,000 networks in an IPv6 tree, %s: %.0f/s of CPU, %.2f us each\n", what,
 	       n / t, t * 1e6 / n);
 	geo_free(g);
 }
