@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check_result.h"
+#include "geo.h"
 #include "gw_stats.h"
 #include "http_stats.h"
 #include "proxy.h"
@@ -455,6 +456,33 @@ static void stat_gateway(const struct snapshot *s, struct sbuf *out)
 	    ss.active, g.handshake_count, finite_or_zero(g.handshake_sum));
 }
 
+static const char *const geo_db_key[2] = { "country_db", "asn_db" };
+static const char *const geo_db_label[2] = { "country", "asn" };
+
+/* The [geo] databases: each one's file, build date, type and error (all
+ * null when off), and the lookups made. */
+static void stat_geo(const struct snap_stats *st, struct sbuf *out)
+{
+	char date[16];
+
+	sbuf_adds(out, "  \"geo\": {");
+	for (int k = 0; k < 2; k++) {
+		const struct snap_geo_db *g = &st->geo[k];
+
+		sbuf_printf(out, "\"%s\": {\"path\": ", geo_db_key[k]);
+		json_str_or_null(out, g->path);
+		sbuf_adds(out, ", \"build_date\": ");
+		json_str_or_null(out, g->build_epoch ? geo_date(g->build_epoch, date, sizeof(date))
+						     : NULL);
+		sbuf_adds(out, ", \"type\": ");
+		json_str_or_null(out, g->build_epoch ? g->type : NULL);
+		sbuf_adds(out, ", \"error\": ");
+		json_str_or_null(out, g->error);
+		sbuf_adds(out, "}, ");
+	}
+	sbuf_printf(out, "\"lookups_total\": %" PRIu64 "},\n", st->geo_lookups_total);
+}
+
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 {
 	const struct snap_stats *st = &s->stats;
@@ -476,6 +504,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_adds(out, "},\n  \"health\": ");
 	sbuf_add_json_str(out, st->health);
 	sbuf_adds(out, ",\n");
+	stat_geo(st, out);
 	stat_http(out);
 	stat_gateway(s, out);
 	stat_sessions(out);
@@ -676,6 +705,29 @@ static void metrics_life(const struct snap_stats *st, struct sbuf *out)
 	       strcmp(st->health, "ok") == 0);
 }
 
+/* The [geo] databases loaded (one sample each) and the lookups made. */
+static void metrics_geo(const struct snap_stats *st, struct sbuf *out)
+{
+	char date[16];
+
+	scalar(out, "proxyfs_geo_lookups_total", "counter",
+	       "Country and network lookups of proxy addresses in the [geo] databases.",
+	       st->geo_lookups_total);
+	family(out, "proxyfs_geo_database_info", "gauge",
+	       "The [geo] database in use, by kind, with its file and build date; always 1.");
+	for (int k = 0; k < 2; k++) {
+		const struct snap_geo_db *g = &st->geo[k];
+
+		if (!g->path || !g->build_epoch)
+			continue;
+		sbuf_printf(out, "proxyfs_geo_database_info{db=\"%s\",path=\"", geo_db_label[k]);
+		label_value(out, g->path);
+		sbuf_adds(out, "\",build_date=\"");
+		label_value(out, geo_date(g->build_epoch, date, sizeof(date)));
+		sbuf_adds(out, "\"} 1\n");
+	}
+}
+
 /* One family with a sample per source; field picks the figure. */
 static void metrics_per_source(const struct snapshot *s, struct sbuf *out, const char *name,
 			       const char *help, uint64_t (*field)(const struct snap_source *))
@@ -831,6 +883,7 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	metrics_engine(st, out);
 	metrics_ejections(st, out);
 	metrics_life(st, out);
+	metrics_geo(st, out);
 	metrics_sessions(out);
 	metrics_judges(s, out);
 	metrics_sources(s, out);

@@ -41,6 +41,7 @@
 #include "fetch.h"
 #include "fs.h"
 #include "gateway.h"
+#include "geo.h"
 #include "http.h"
 #include "judge_set.h"
 #include "log.h"
@@ -637,7 +638,20 @@ static char *claim_mountpoint(const char *path, bool nonempty)
 	return abs;
 }
 
-static int run(const struct options *o, const struct cfg *c)
+/* The [geo] databases, opened before the daemon forks: a file the config
+ * names that is missing or not a MaxMind DB stops the start (exit 2). */
+static struct geo *open_geo(const struct cfg *c)
+{
+	char err[512];
+	struct geo *g = geo_new(c->geo.country_db, c->geo.asn_db, err, sizeof(err));
+
+	if (!g)
+		fprintf(stderr, "proxyfs: geo: %s\n", err);
+	return g;
+}
+
+/* Takes over geo (the engine's from then on). */
+static int run(const struct options *o, const struct cfg *c, struct geo *geo)
 {
 	struct store *store = NULL;
 	struct engine *e = NULL;
@@ -654,8 +668,10 @@ static int run(const struct options *o, const struct cfg *c)
 	int rc, status = 1;
 
 	mountpoint = claim_mountpoint(o->mountpoint, o->nonempty);
-	if (!mountpoint)
+	if (!mountpoint) {
+		geo_free(geo);
 		return 1;
+	}
 	if (!o->foreground && (rc = daemon_fork()) < 0) {
 		fprintf(stderr, "proxyfs: fork: %s\n", strerror(-rc));
 		goto out_mountpoint;
@@ -677,6 +693,8 @@ static int run(const struct options *o, const struct cfg *c)
 	e = engine_new(c, store);
 	if (!e)
 		goto out_snap;
+	engine_set_geo(e, geo);
+	geo = NULL;
 	ctl.arg = e;
 	gw_rep.arg = e;
 	f = make_fuse(o, fs_operations(), o->debug, &ctl);
@@ -735,6 +753,7 @@ out_store:
 		unlink(c->pid_file);
 	store_close(store);
 out_mountpoint:
+	geo_free(geo);
 	free(mountpoint);
 	daemon_ready((unsigned char)status); /* when the start failed: the parent exits too */
 	return status;
@@ -743,6 +762,7 @@ out_mountpoint:
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
+	struct geo *geo;
 	struct cfg c;
 	int rc;
 
@@ -774,10 +794,18 @@ int main(int argc, char **argv)
 		free(o.gateway);
 		return EXIT_USAGE;
 	}
+	geo = open_geo(&c);
+	if (!geo) {
+		cfg_free(&c);
+		free(o.fuse_opts);
+		free(o.http);
+		free(o.gateway);
+		return EXIT_USAGE;
+	}
 	fs_set_access(c.group != NULL, c.gid, cfg_file_mode(&c));
 	signal(SIGPIPE, SIG_IGN);
 	notify_init();
-	rc = run(&o, &c);
+	rc = run(&o, &c, geo);
 	notify_fini();
 	fetch_global_cleanup();
 	cfg_free(&c);

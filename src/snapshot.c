@@ -259,6 +259,15 @@ void snap_builder_set_stats(struct snap_builder *b, const struct snap_stats *st)
 	b->stats.store_error = arena_strdup(b->arena, st->store_error);
 	if (!b->stats.health || !b->stats.store_error)
 		b->failed = true;
+	for (int k = 0; k < 2; k++) {
+		struct snap_geo_db *g = &b->stats.geo[k];
+
+		g->path = st->geo[k].path ? arena_strdup(b->arena, st->geo[k].path) : NULL;
+		g->type = arena_strdup(b->arena, st->geo[k].type ? st->geo[k].type : "");
+		g->error = arena_strdup(b->arena, st->geo[k].error ? st->geo[k].error : "");
+		if ((st->geo[k].path && !g->path) || !g->type || !g->error)
+			b->failed = true;
+	}
 	for (uint32_t i = 0; i < st->nejected && i < SNAP_EJECTED_KEEP; i++) {
 		b->stats.ejected[i].uri = arena_strdup(b->arena, st->ejected[i].uri);
 		b->stats.ejected[i].why = arena_strdup(b->arena, st->ejected[i].why);

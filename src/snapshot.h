@@ -196,7 +196,18 @@ struct snap_stats {
 	const char *health;        /* "ok" or "degraded: <why>" (no newline) */
 	uint64_t snapshots_total;
 	bool hide_credentials;     /* [proxyfs] hide_credentials: readers leave user:pass@ out */
+	/* The [geo] databases (stat.json "geo", the metrics), by enum
+	 * snap_geo_db, and the lookups made so far. */
+	struct snap_geo_db {
+		const char *path;    /* the file in use or wanted; NULL when off */
+		const char *type;    /* its database_type, "" when none is loaded */
+		const char *error;   /* why it is not (or no longer) read, "" when fine */
+		int64_t build_epoch; /* the loaded one's build time (unix seconds), 0 = none */
+	} geo[2];
+	uint64_t geo_lookups_total;
 };
+
+enum snap_geo_db_kind { SNAP_GEO_COUNTRY_DB, SNAP_GEO_ASN_DB };
 
 /* Render slots a snapshot caches (filled by whoever renders). */
 #define SNAP_CACHE_SLOTS 16
