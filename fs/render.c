@@ -76,6 +76,12 @@ void render_uri_json(const struct snapshot *s, const char *uri, struct sbuf *out
 
 uint32_t render_count(const struct snapshot *s, int folder)
 {
+	const struct snap_country *c;
+
+	if (folder >= SNAP_VIEW_COUNTRY) {
+		c = snap_view_country(s, folder);
+		return c ? c->n : 0;
+	}
 	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return s->nlive;
 	return s->nby_folder[folder];
@@ -85,6 +91,12 @@ uint32_t render_count(const struct snapshot *s, int folder)
  * level, which is live[] itself. */
 static const uint32_t *folder_index(const struct snapshot *s, int folder)
 {
+	const struct snap_country *c;
+
+	if (folder >= SNAP_VIEW_COUNTRY) {
+		c = snap_view_country(s, folder);
+		return c ? c->idx : NULL;
+	}
 	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return NULL;
 	return s->by_folder[folder];
@@ -155,6 +167,26 @@ static void json_source_list(struct sbuf *out, const char *joined, struct sbuf *
 	sbuf_addc(out, ']');
 }
 
+void render_geo_json(const struct snap_proxy *p, struct sbuf *out)
+{
+	sbuf_adds(out, ",\"country\":");
+	if (p->country[0]) {
+		sbuf_addc(out, '"');
+		sbuf_add(out, p->country, strnlen(p->country, 2));
+		sbuf_addc(out, '"');
+	} else {
+		sbuf_adds(out, "null");
+	}
+	if (p->asn)
+		sbuf_printf(out, ",\"asn\":%" PRIu32 ",\"as_org\":", p->asn);
+	else
+		sbuf_adds(out, ",\"asn\":null,\"as_org\":");
+	json_str_or_null(out, p->as_org);
+	sbuf_adds(out, p->geo_from == SNAP_GEO_EXIT	   ? ",\"geo_from\":\"exit\""
+		       : p->geo_from == SNAP_GEO_ENTRY ? ",\"geo_from\":\"entry\""
+						       : ",\"geo_from\":null");
+}
+
 static void json_proxy(const struct snapshot *s, struct sbuf *out, const struct snap_proxy *p,
 		       struct sbuf *scratch)
 {
@@ -166,6 +198,7 @@ static void json_proxy(const struct snapshot *s, struct sbuf *out, const struct 
 		    ",\"port\":%u,\"latency_ms\":%" PRIu32 ",\"anonymity\":\"%s\",\"exit_ip\":",
 		    p->port, p->latency_ms, snap_anon_name(p->anonymity));
 	json_str_or_null(out, p->exit_ip);
+	render_geo_json(p, out);
 	if (p->anon_split)
 		sbuf_printf(out, ",\"anonymity_by_protocol\":{\"http\":\"%s\",\"https\":\"%s\"}",
 			    snap_anon_name(p->anon_http), snap_anon_name(p->anon_https));
@@ -231,6 +264,17 @@ static void stat_pool(const struct snap_stats *st, struct sbuf *out)
 		sbuf_printf(out, "%s\"%s\": %" PRIu32, f ? ", " : "", proxy_proto_name(f),
 			    st->alive_by_folder[f]);
 	sbuf_adds(out, "}},\n");
+}
+
+/* Live proxies per country: {"DE": 12, ..., "unknown": 3}. */
+static void stat_countries(const struct snapshot *s, struct sbuf *out)
+{
+	sbuf_adds(out, "  \"countries\": {");
+	for (uint32_t i = 0; i < s->ncountries; i++)
+		sbuf_printf(out, "%s\"%s\": %" PRIu32, i ? ", " : "",
+			    s->countries[i].code[0] ? s->countries[i].code : "unknown",
+			    s->countries[i].n);
+	sbuf_adds(out, "},\n");
 }
 
 static void stat_scan(const struct snap_stats *st, struct sbuf *out)
@@ -494,6 +538,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_printf(out, ",\n  \"started\": %" PRId64 ",\n  \"uptime_seconds\": %" PRId64 ",\n",
 		    st->started, uptime > 0 ? uptime : 0);
 	stat_pool(st, out);
+	stat_countries(s, out);
 	stat_scan(st, out);
 	stat_engine(st, out);
 	stat_ejections(s, out);
@@ -580,6 +625,17 @@ static void metrics_pool(const struct snap_stats *st, struct sbuf *out)
 	       "Proxies kept out of the pool by control/remove.", st->removed);
 	scalar(out, "proxyfs_proxies_dropped", "gauge",
 	       "Proxies dead for too long, kept but no longer checked.", st->dropped);
+}
+
+/* A sample per country some live proxy is in (a bounded label set). */
+static void metrics_countries(const struct snapshot *s, struct sbuf *out)
+{
+	family(out, "proxyfs_live_proxies_by_country", "gauge",
+	       "Live proxies by the country they come out in (unknown: no database or no entry).");
+	for (uint32_t i = 0; i < s->ncountries; i++)
+		labelled(out, "proxyfs_live_proxies_by_country", "country",
+			 s->countries[i].code[0] ? s->countries[i].code : "unknown",
+			 s->countries[i].n);
 }
 
 static void metrics_scan(const struct snap_stats *st, struct sbuf *out)
@@ -879,6 +935,7 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	family(out, "proxyfs_build_info", "gauge", "proxyfs version, always 1.");
 	sbuf_printf(out, "proxyfs_build_info{version=\"%s\"} 1\n", PROXYFS_VERSION);
 	metrics_pool(st, out);
+	metrics_countries(s, out);
 	metrics_scan(st, out);
 	metrics_engine(st, out);
 	metrics_ejections(st, out);

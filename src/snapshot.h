@@ -117,6 +117,13 @@ struct snap_country {
 	const uint32_t *idx;
 };
 
+/* A country's folder (/country/XX/) as a view number that names the same
+ * country in every snapshot, since countries come and go between
+ * snapshots: SNAP_VIEW_COUNTRY + (code[0] << 8 | code[1]) for an
+ * upper-case code, SNAP_VIEW_COUNTRY itself for unknown. It is not in
+ * by_folder; its proxies are those of its countries[] entry. */
+#define SNAP_VIEW_COUNTRY 0x10000
+
 #define SNAP_SAMPLE_INVALID 3
 
 struct snap_source {
@@ -269,6 +276,14 @@ const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn rend
  * snapshot and slot: at most one per cached file and snapshot, however many
  * read it (proxyfs_renderings_total; the benchmark checks it that way). */
 uint64_t snap_renderings(void);
+
+/* The view of code ("DE", "de", or "" for unknown; case-insensitive), or
+ * -1 when code is not two ASCII letters nor "". */
+int snap_country_view(const char *code);
+
+/* The countries[] entry of view (a country view of s), or NULL when view
+ * is no country view or s has no live proxy there. */
+const struct snap_country *snap_view_country(const struct snapshot *s, int view);
 
 /* --- the engine --- */
 
