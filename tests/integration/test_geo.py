@@ -353,11 +353,11 @@ def test_bad_database_at_start(geo, key, what):
     country_db, asn_db = write_dbs(geo.geo_dir, "geolite2")
     bad = os.path.join(geo.geo_dir, "bad-%s.mmdb" % key)
     if what == "corrupt":
-        # The head of a real database without its metadata section.
+        # The first half of a real database: its metadata section cut off.
         with open(country_db, "rb") as f:
-            head = f.read(4096)
+            whole = f.read()
         with open(bad, "wb") as f:
-            f.write(head)
+            f.write(whole[:len(whole) // 2])
     elif what == "empty":
         open(bad, "wb").close()
     paths = {"country_db": country_db, "asn_db": asn_db, key: bad}
