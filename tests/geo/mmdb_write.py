@@ -270,21 +270,45 @@ class _Node:
         self.number = -1
 
 
-def _insert(root, addr, plen, width, data):
-    if plen == 0:
-        root.kids = [data, data]
-        return
-    node = root
-    for depth in range(plen - 1):
-        bit = (addr >> (width - 1 - depth)) & 1
-        kid = node.kids[bit]
-        if not isinstance(kid, _Node):
-            # A wider network (or nothing) covered this range: split it so
-            # the narrower one can be set inside it.
-            kid = _Node(kid)
-            node.kids[bit] = kid
-        node = kid
-    node.kids[(addr >> (width - plen)) & 1] = data
+class _Tree:
+    """The search tree being built. Inserts in address order share most of
+    their path with the one before (all 96 leading zero bits of IPv4
+    networks in an IPv6 tree), so the last path is kept and walked from
+    where the two addresses part."""
+
+    def __init__(self, width):
+        self.root = _Node()
+        self.width = width
+        self.path = [self.root]  # path[d]: the node holding bit d of last_addr
+        self.last_addr = 0
+        self.last_plen = 0
+
+    def insert(self, addr, plen, data):
+        width = self.width
+        if plen == 0:
+            self.root.kids = [data, data]
+            self.path, self.last_plen = [self.root], 0
+            return
+        # path[d] is still the node for bit d when d < the last prefix
+        # length (only kids at that depth were replaced) and the addresses
+        # agree on their first d bits.
+        same = width - (addr ^ self.last_addr).bit_length()
+        start = max(0, min(same, self.last_plen - 1, plen - 1))
+        path = self.path
+        del path[start + 1:]
+        node = path[start]
+        for depth in range(start, plen - 1):
+            bit = (addr >> (width - 1 - depth)) & 1
+            kid = node.kids[bit]
+            if not isinstance(kid, _Node):
+                # A wider network (or nothing) covered this range: split it
+                # so the narrower one can be set inside it.
+                kid = _Node(kid)
+                node.kids[bit] = kid
+            node = kid
+            path.append(node)
+        node.kids[(addr >> (width - plen)) & 1] = data
+        self.last_addr, self.last_plen = addr, plen
 
 
 def _number(root):
@@ -320,10 +344,11 @@ def build(networks, ip_version=6, record_size=28, database_type="proxyfs-test",
         raise ValueError("mmdb_write: record_size must be 24, 28, 32 or None (smallest that fits)")
     width = 32 if ip_version == 4 else 128
     data = _Encoder(dedup=True)
-    root = _Node()
+    builder = _Tree(width)
     for cidr, value in networks:
         addr, plen = _network_bits(cidr, ip_version)
-        _insert(root, addr, plen, width, data.record(value))
+        builder.insert(addr, plen, data.record(value))
+    root = builder.root
 
     nodes = _number(root)
     node_count = len(nodes)
