@@ -196,6 +196,12 @@ def test_records_beyond_24_bits(tmpdir_path, record_size):
     assert lookup(path, "127.0.200.1", "country_code") is None
     with pytest.raises(ValueError):
         mmdb_write.build(networks, ip_version=6, record_size=24)
+    # record_size=None: the smallest that fits, 28 bits here, 24 for a small file.
+    mmdb_write.write(path, networks, ip_version=6, record_size=None)
+    assert metadata(path)["Record size"] == "28 bits"
+    assert lookup(path, "127.0.199.1", "n") == (199, "uint32")
+    mmdb_write.write(path, networks[1:], ip_version=6, record_size=None)
+    assert metadata(path)["Record size"] == "24 bits"
 
 
 @pytest.mark.parametrize("ip_version,record_size", [(4, 24), (6, 28), (6, 32)])
