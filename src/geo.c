@@ -66,6 +66,7 @@ struct geo {
 	struct geo_db db[GEO_KINDS];
 	uint32_t generation;
 	uint64_t lookups;
+	bool starting; /* in geo_new: a configured file's error is the caller's to say */
 	/* Interned organisation names: names[id], names[0] = "". slots is an
 	 * open-addressing table of ids (0 = empty), cap a power of two. */
 	char **names;
@@ -200,11 +201,13 @@ static void db_close(struct geo_db *d)
 
 /* Sets d's error (why "" = none); GEO_CHANGED_STATUS when it changed, and
  * then said in the log. */
-static int db_set_error(struct geo_db *d, const char *why)
+static int db_set_error(const struct geo *g, struct geo_db *d, const char *why)
 {
 	if (strcmp(d->error, why) == 0)
 		return 0;
 	snprintf(d->error, sizeof(d->error), "%s", why);
+	if (*why && g->starting && d->configured)
+		return GEO_CHANGED_STATUS;
 	if (*why)
 		log_warn("geo: %s: %s%s", d->path, why,
 			 d->mmdb ? " (the last good copy stays in use)" : "");
@@ -226,13 +229,13 @@ static int db_refresh(struct geo *g, struct geo_db *d)
 	if (!d->path)
 		return 0;
 	if (stat(d->path, &st) < 0)
-		return db_set_error(d, strerror(errno));
+		return db_set_error(g, d, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return db_set_error(d,
+		return db_set_error(g, d,
 				    S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
 	file_id_of(&st, &id);
 	if (file_id_same(&id, &d->loaded))
-		return db_set_error(d, "");
+		return db_set_error(g, d, "");
 	if (file_id_same(&id, &d->failed))
 		return 0; /* the same bytes that failed: said already */
 	m = db_open(d->path, why, sizeof(why));
@@ -245,7 +248,7 @@ static int db_refresh(struct geo *g, struct geo_db *d)
 	}
 	if (!m) {
 		d->failed = id;
-		return db_set_error(d, why);
+		return db_set_error(g, d, why);
 	}
 	db_close(d);
 	d->mmdb = m;
@@ -256,7 +259,7 @@ static int db_refresh(struct geo *g, struct geo_db *d)
 	g->generation++;
 	log_info("geo: %s: %s, built %s", d->path, d->type,
 		 geo_date(d->build_epoch, date, sizeof(date)));
-	return GEO_CHANGED_DATA | db_set_error(d, "");
+	return GEO_CHANGED_DATA | db_set_error(g, d, "");
 }
 
 /* Points d at path (owned; NULL = off), dropping what it had when that
@@ -349,7 +352,9 @@ struct geo *geo_new(const char *country_db, const char *asn_db, char *err, size_
 		goto out_nomem;
 	g->capnames = 1;
 	g->names[g->nnames++] = NULL; /* id 0: none */
+	g->starting = true;
 	geo_configure(g, country_db, asn_db);
+	g->starting = false;
 	for (int k = 0; k < GEO_KINDS; k++) {
 		const struct geo_db *d = &g->db[k];
 
