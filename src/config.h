@@ -75,6 +75,13 @@ struct cfg_gateway {
 	int idle_timeout_s;      /* a relayed connection with no bytes either way; default 300 */
 };
 
+/* [geo]: the MaxMind DB files (src/geo.h). Each NULL when not given (the
+ * default places are searched), "" when given empty (off). */
+struct cfg_geo {
+	char *country_db;        /* a country per network */
+	char *asn_db;            /* autonomous_system_number / _organization per network */
+};
+
 struct cfg {
 	char *file; /* the file read, or NULL for defaults only */
 
@@ -116,6 +123,7 @@ struct cfg {
 
 	struct cfg_http http;
 	struct cfg_gateway gateway;
+	struct cfg_geo geo;
 
 	struct cfg_source *sources;
 	size_t nsources;
