@@ -491,14 +491,17 @@ static uint32_t view_len(const struct snapshot *s, int view)
 	return view < 0 ? s->nlive : s->nby_folder[view];
 }
 
-/* The turn of a country view. */
+/* The turn of a country view (the shared one for a code that is no
+ * pair of upper-case letters, which a caller's own filter may hold). */
 static int country_turn(int view)
 {
-	int rest = view - SNAP_VIEW_COUNTRY;
+	int rest = view - SNAP_VIEW_COUNTRY, hi = (rest >> 8) - 'A', lo = (rest & 0xff) - 'A';
 
 	if (!rest)
 		return PICK_TURN_COUNTRY + PICK_TURN_COUNTRIES - 1;
-	return PICK_TURN_COUNTRY + ((rest >> 8) - 'A') * 26 + ((rest & 0xff) - 'A');
+	if (hi < 0 || hi >= 26 || lo < 0 || lo >= 26)
+		return PICK_TURN_OTHER;
+	return PICK_TURN_COUNTRY + hi * 26 + lo;
 }
 
 /* count distinct numbers below n, at random, into out (count <= n). Few
