@@ -10,7 +10,6 @@
  */
 #include "pick.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -365,15 +364,23 @@ int pick_filter_and(struct pick_filter *f, const struct pick_filter *g)
 	return 0;
 }
 
+/* An ASCII letter in upper case, or 0 for any other byte. */
+static char ascii_upper(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		return (char)(c - 'a' + 'A');
+	return c >= 'A' && c <= 'Z' ? c : 0;
+}
+
 int pick_filter_add_country(struct pick_filter *f, const char *code, size_t n)
 {
 	char c[3] = {0};
 
 	if (n == 7 && strncasecmp(code, "unknown", 7) == 0) {
 		/* c stays "" */
-	} else if (n == 2 && isalpha((unsigned char)code[0]) && isalpha((unsigned char)code[1])) {
-		c[0] = (char)toupper((unsigned char)code[0]);
-		c[1] = (char)toupper((unsigned char)code[1]);
+	} else if (n == 2 && ascii_upper(code[0]) && ascii_upper(code[1])) {
+		c[0] = ascii_upper(code[0]);
+		c[1] = ascii_upper(code[1]);
 	} else {
 		return -EINVAL;
 	}
