@@ -182,7 +182,7 @@ void render_geo_json(const struct snap_proxy *p, struct sbuf *out)
 	else
 		sbuf_adds(out, ",\"asn\":null,\"as_org\":");
 	json_str_or_null(out, p->as_org);
-	sbuf_adds(out, p->geo_from == SNAP_GEO_EXIT	   ? ",\"geo_from\":\"exit\""
+	sbuf_adds(out, p->geo_from == SNAP_GEO_EXIT    ? ",\"geo_from\":\"exit\""
 		       : p->geo_from == SNAP_GEO_ENTRY ? ",\"geo_from\":\"entry\""
 						       : ",\"geo_from\":null");
 }

@@ -118,7 +118,8 @@ static bool folder_file_node(const char *path, const char *rest, int view, struc
 	} else if (strcmp(rest, "session") == 0) {
 		out->kind = TREE_DIR;
 		out->mode = 0555;
-	} else if (strncmp(rest, "session/", 8) == 0 && session_key_valid(rest + 8, strlen(rest + 8))) {
+	} else if (strncmp(rest, "session/", 8) == 0 &&
+		   session_key_valid(rest + 8, strlen(rest + 8))) {
 		out->kind = TREE_SESSION;
 	} else {
 		return false;

@@ -16,7 +16,6 @@ PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libfuse3-dev fuse3
 	libevent-dev libsqlite3-dev libinih-dev libssl-dev libcurl4-openssl-dev
-	libmaxminddb-dev
 	clang
 	python3-pytest python3-pytest-xdist
 	libmaxminddb-dev mmdb-bin python3-maxminddb

@@ -26,18 +26,21 @@
 #define ORG_MAX 256 /* bytes of an organisation name kept */
 
 static const char *const default_dirs[] = {
-	"/var/lib/proxyfs/geo",
-	"/usr/share/GeoIP",
-	"/var/lib/GeoIP",
+    "/var/lib/proxyfs/geo",
+    "/usr/share/GeoIP",
+    "/var/lib/GeoIP",
 };
 
 static const char *const country_names[] = {
-	"country.mmdb", "GeoLite2-Country.mmdb", "dbip-country-lite.mmdb",
-	"GeoLite2-City.mmdb", "dbip-city-lite.mmdb", NULL,
+    "country.mmdb",	  "GeoLite2-Country.mmdb", "dbip-country-lite.mmdb",
+    "GeoLite2-City.mmdb", "dbip-city-lite.mmdb",   NULL,
 };
 
 static const char *const asn_names[] = {
-	"asn.mmdb", "GeoLite2-ASN.mmdb", "dbip-asn-lite.mmdb", NULL,
+    "asn.mmdb",
+    "GeoLite2-ASN.mmdb",
+    "dbip-asn-lite.mmdb",
+    NULL,
 };
 
 /* Which file a handle was opened from; ino 0 = none. */
@@ -49,12 +52,12 @@ struct file_id {
 };
 
 struct geo_db {
-	bool configured;   /* [geo] names the file (else the default places are searched) */
-	char *path;        /* the file in use or wanted; NULL = off */
-	MMDB_s *mmdb;      /* the last good one, NULL when none */
+	bool configured;       /* [geo] names the file (else the default places are searched) */
+	char *path;	       /* the file in use or wanted; NULL = off */
+	MMDB_s *mmdb;	       /* the last good one, NULL when none */
 	struct file_id loaded; /* ... and its file */
 	struct file_id failed; /* the file as it was when it last failed to open */
-	char *type;        /* mmdb's database_type, owned */
+	char *type;	       /* mmdb's database_type, owned */
 	int64_t build_epoch;
 	char error[GEO_ERR_MAX]; /* "" when fine */
 };
@@ -63,6 +66,7 @@ struct geo {
 	struct geo_db db[GEO_KINDS];
 	uint32_t generation;
 	uint64_t lookups;
+	bool starting; /* in geo_new: a configured file's error is the caller's to say */
 	/* Interned organisation names: names[id], names[0] = "". slots is an
 	 * open-addressing table of ids (0 = empty), cap a power of two. */
 	char **names;
@@ -113,7 +117,8 @@ char *geo_find(enum geo_kind kind, const char *configured)
 	if (configured)
 		return *configured ? strdup(configured) : NULL;
 	if (!env) {
-		for (size_t i = 0; i < sizeof(default_dirs) / sizeof(default_dirs[0]) && !found; i++)
+		for (size_t i = 0; i < sizeof(default_dirs) / sizeof(default_dirs[0]) && !found;
+		     i++)
 			found = find_in(kind, default_dirs[i], strlen(default_dirs[i]));
 		return found;
 	}
@@ -132,7 +137,10 @@ char *geo_find(enum geo_kind kind, const char *configured)
 static void file_id_of(const struct stat *st, struct file_id *id)
 {
 	*id = (struct file_id){
-		.dev = st->st_dev, .ino = st->st_ino, .size = st->st_size, .mtime = st->st_mtim,
+	    .dev = st->st_dev,
+	    .ino = st->st_ino,
+	    .size = st->st_size,
+	    .mtime = st->st_mtim,
 	};
 }
 
@@ -147,7 +155,7 @@ static bool file_id_same(const struct file_id *a, const struct file_id *b)
  * refused too. */
 static MMDB_s *db_open(const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_in probe = { .sin_family = AF_INET };
+	struct sockaddr_in probe = {.sin_family = AF_INET};
 	MMDB_s *m = calloc(1, sizeof(*m));
 	int rc, lerr = MMDB_SUCCESS;
 
@@ -188,16 +196,18 @@ static void db_close(struct geo_db *d)
 	free(d->type);
 	d->type = NULL;
 	d->build_epoch = 0;
-	d->loaded = (struct file_id){ 0 };
+	d->loaded = (struct file_id){0};
 }
 
 /* Sets d's error (why "" = none); GEO_CHANGED_STATUS when it changed, and
  * then said in the log. */
-static int db_set_error(struct geo_db *d, const char *why)
+static int db_set_error(const struct geo *g, struct geo_db *d, const char *why)
 {
 	if (strcmp(d->error, why) == 0)
 		return 0;
 	snprintf(d->error, sizeof(d->error), "%s", why);
+	if (*why && g->starting && d->configured)
+		return GEO_CHANGED_STATUS;
 	if (*why)
 		log_warn("geo: %s: %s%s", d->path, why,
 			 d->mmdb ? " (the last good copy stays in use)" : "");
@@ -219,12 +229,13 @@ static int db_refresh(struct geo *g, struct geo_db *d)
 	if (!d->path)
 		return 0;
 	if (stat(d->path, &st) < 0)
-		return db_set_error(d, strerror(errno));
+		return db_set_error(g, d, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return db_set_error(d, S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+		return db_set_error(g, d,
+				    S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
 	file_id_of(&st, &id);
 	if (file_id_same(&id, &d->loaded))
-		return db_set_error(d, "");
+		return db_set_error(g, d, "");
 	if (file_id_same(&id, &d->failed))
 		return 0; /* the same bytes that failed: said already */
 	m = db_open(d->path, why, sizeof(why));
@@ -237,18 +248,18 @@ static int db_refresh(struct geo *g, struct geo_db *d)
 	}
 	if (!m) {
 		d->failed = id;
-		return db_set_error(d, why);
+		return db_set_error(g, d, why);
 	}
 	db_close(d);
 	d->mmdb = m;
 	d->type = type;
 	d->build_epoch = (int64_t)m->metadata.build_epoch;
 	d->loaded = id;
-	d->failed = (struct file_id){ 0 };
+	d->failed = (struct file_id){0};
 	g->generation++;
 	log_info("geo: %s: %s, built %s", d->path, d->type,
 		 geo_date(d->build_epoch, date, sizeof(date)));
-	return GEO_CHANGED_DATA | db_set_error(d, "");
+	return GEO_CHANGED_DATA | db_set_error(g, d, "");
 }
 
 /* Points d at path (owned; NULL = off), dropping what it had when that
@@ -269,7 +280,7 @@ static int db_set_path(struct geo *g, struct geo_db *d, char *path)
 	if (d->error[0])
 		changed |= GEO_CHANGED_STATUS;
 	d->error[0] = '\0';
-	d->failed = (struct file_id){ 0 };
+	d->failed = (struct file_id){0};
 	free(d->path);
 	d->path = path;
 	return changed;
@@ -278,8 +289,7 @@ static int db_set_path(struct geo *g, struct geo_db *d, char *path)
 /* The file of kind as configured now; when searched and nothing is found,
  * the one in use is kept (its going missing is an error to show, not a
  * reason to turn geo off). 0 with *out set (NULL = off), or -ENOMEM. */
-static int want_path(const struct geo_db *d, enum geo_kind kind, const char *configured,
-		     char **out)
+static int want_path(const struct geo_db *d, enum geo_kind kind, const char *configured, char **out)
 {
 	*out = NULL;
 	if (configured) {
@@ -295,7 +305,7 @@ static int want_path(const struct geo_db *d, enum geo_kind kind, const char *con
 
 int geo_configure(struct geo *g, const char *country_db, const char *asn_db)
 {
-	const char *conf[GEO_KINDS] = { country_db, asn_db };
+	const char *conf[GEO_KINDS] = {country_db, asn_db};
 	int changed = 0;
 
 	for (int k = 0; k < GEO_KINDS; k++) {
@@ -331,7 +341,7 @@ int geo_refresh(struct geo *g)
 
 struct geo *geo_new(const char *country_db, const char *asn_db, char *err, size_t errlen)
 {
-	const char *conf[GEO_KINDS] = { country_db, asn_db };
+	const char *conf[GEO_KINDS] = {country_db, asn_db};
 	struct geo *g = calloc(1, sizeof(*g));
 
 	if (!g)
@@ -342,7 +352,9 @@ struct geo *geo_new(const char *country_db, const char *asn_db, char *err, size_
 		goto out_nomem;
 	g->capnames = 1;
 	g->names[g->nnames++] = NULL; /* id 0: none */
+	g->starting = true;
 	geo_configure(g, country_db, asn_db);
+	g->starting = false;
 	for (int k = 0; k < GEO_KINDS; k++) {
 		const struct geo_db *d = &g->db[k];
 
@@ -396,10 +408,10 @@ void geo_status(const struct geo *g, enum geo_kind kind, struct geo_db_status *o
 	const struct geo_db *d = &g->db[kind];
 
 	*out = (struct geo_db_status){
-		.path = d->path,
-		.build_epoch = d->mmdb ? d->build_epoch : 0,
-		.type = d->type ? d->type : "",
-		.error = d->error,
+	    .path = d->path,
+	    .build_epoch = d->mmdb ? d->build_epoch : 0,
+	    .type = d->type ? d->type : "",
+	    .error = d->error,
 	};
 }
 
@@ -507,8 +519,9 @@ static const char *get_str(MMDB_entry_s *entry, size_t *n, const char *a, const 
 static void read_country(MMDB_entry_s *entry, char out[3])
 {
 	static const char *const paths[][2] = {
-		{ "country", "iso_code" }, { "registered_country", "iso_code" },
-		{ "country_code", NULL },
+	    {"country", "iso_code"},
+	    {"registered_country", "iso_code"},
+	    {"country_code", NULL},
 	};
 	const char *s;
 	size_t n;
@@ -563,8 +576,8 @@ static bool db_find(MMDB_s *m, const struct sockaddr *sa, MMDB_entry_s *entry)
 
 void geo_lookup(struct geo *g, int family, const uint8_t *addr, struct geo_result *out)
 {
-	struct sockaddr_in in = { .sin_family = AF_INET };
-	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in in = {.sin_family = AF_INET};
+	struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
 	const struct sockaddr *sa;
 	MMDB_s *cm = g->db[GEO_COUNTRY].mmdb, *am = g->db[GEO_ASN].mmdb;
 	MMDB_entry_s entry;

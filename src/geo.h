@@ -31,8 +31,8 @@ enum geo_kind { GEO_COUNTRY, GEO_ASN, GEO_KINDS };
 /* What one address is, as far as the databases know. */
 struct geo_result {
 	char country[3]; /* ISO 3166 alpha-2, upper case; "" when unknown */
-	uint32_t asn;    /* 0 when unknown */
-	uint32_t org;    /* the interned organisation name (geo_org), 0 = none */
+	uint32_t asn;	 /* 0 when unknown */
+	uint32_t org;	 /* the interned organisation name (geo_org), 0 = none */
 };
 
 /* One database as stat.json shows it. Strings belong to the struct geo

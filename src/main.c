@@ -104,6 +104,10 @@ static void usage(FILE *out)
 		"  -h, --help          this text\n"
 		"  -V, --version       the version\n"
 		"\n"
+		"Country and network of each proxy's exit: [geo] country_db, asn_db (MaxMind DB\n"
+		"files), else found in /var/lib/proxyfs/geo, /usr/share/GeoIP, /var/lib/GeoIP\n"
+		"(PROXYFS_GEO_DIRS=DIR:... instead).\n"
+		"\n"
 		"Exit status: 0 clean unmount, 1 failure, 2 usage or configuration error.\n"
 		"The manual: man 8 proxyfs.\n",
 		DEFAULT_CONFIG);

@@ -4,8 +4,9 @@
  * A filter is matched without touching the proxies' strings: protocol and
  * anonymity are bits of each record, country and network fields of it,
  * and a source is a view of the snapshot (indexes into live[] in
- * ascending order), so membership is a binary search. What a filter matches is walked over the smallest view it
- * implies, in live[] order, so "fastest first" holds for every list.
+ * ascending order), so membership is a binary search. What a filter
+ * matches is walked over the smallest view it implies, in live[] order,
+ * so "fastest first" holds for every list.
  */
 #include "pick.h"
 
@@ -258,8 +259,8 @@ static uint32_t and_mask(uint32_t a, uint32_t b, bool *none)
 }
 
 /* The countries of a that b lists (keep) or does not (!keep), into out. */
-static uint32_t countries_where(const struct pick_filter *a, const struct pick_filter *b,
-				bool keep, char (*out)[3])
+static uint32_t countries_where(const struct pick_filter *a, const struct pick_filter *b, bool keep,
+				char (*out)[3])
 {
 	uint32_t n = 0;
 
@@ -639,8 +640,7 @@ static int key_geo(const struct pick_filter *f, char *buf, size_t size)
 	qsort(asns, na, sizeof(asns[0]), cmp_u32);
 	for (uint32_t i = 0; i < nc && len >= 0 && (size_t)len < size; i++)
 		len += snprintf(buf + len, size - (size_t)len, "%s%s",
-				i ? "+" : f->countries_out ? ".x" : ".c",
-				codes[i][0] ? codes[i] : "-");
+				i ? "+" : (f->countries_out ? ".x" : ".c"), codes[i][0] ? codes[i] : "-");
 	for (uint32_t i = 0; i < na && len >= 0 && (size_t)len < size; i++)
 		len += snprintf(buf + len, size - (size_t)len, "%s%u", i ? "+" : ".n",
 				(unsigned)asns[i]);

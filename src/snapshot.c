@@ -87,6 +87,8 @@ static void arena_free(struct arena *a)
 
 /* --- builder --- */
 
+#define SNAP_ORG_SLOTS 1024
+
 struct snap_builder {
 	struct arena *arena;
 	/* Every record in one array of cap: the live ones from the front
@@ -95,7 +97,9 @@ struct snap_builder {
 	struct snap_proxy *live;
 	uint32_t nlive, nother, cap;
 	const char *last_sources; /* the last proxy's sources, in the arena: most repeat it */
-	const char *last_as_org;  /* the same for the network's name */
+	/* Network names copied so far, by a hash of their text: a few
+	 * thousand networks hold 100,000 proxies, each name kept once. */
+	const char *orgs[SNAP_ORG_SLOTS];
 	struct snap_source *sources;
 	uint32_t nsources, srccap;
 	struct snap_judge *judges;
@@ -178,6 +182,23 @@ int snap_builder_reserve(struct snap_builder *b, uint32_t n)
 	return -ENOMEM;
 }
 
+/* The arena's copy of a network name, shared by every proxy that has it
+ * (a slot holds the last name that hashed to it). */
+static const char *intern_org(struct snap_builder *b, const char *org)
+{
+	uint32_t h = 2166136261u;
+	const char **slot;
+
+	if (!org || !*org)
+		return "";
+	for (const char *c = org; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	slot = &b->orgs[h % SNAP_ORG_SLOTS];
+	if (!*slot || strcmp(*slot, org) != 0)
+		*slot = arena_strdup(b->arena, org);
+	return *slot;
+}
+
 /* A country code as the snapshot keeps it: two upper-case letters, or ""
  * for anything else (unknown). */
 static void copy_country(char *dst, const char *src)
@@ -207,10 +228,7 @@ int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p)
 		d->sources = b->last_sources;
 	else
 		d->sources = b->last_sources = arena_strdup(b->arena, p->sources);
-	if (b->last_as_org && strcmp(b->last_as_org, p->as_org ? p->as_org : "") == 0)
-		d->as_org = b->last_as_org;
-	else
-		d->as_org = b->last_as_org = arena_strdup(b->arena, p->as_org);
+	d->as_org = intern_org(b, p->as_org);
 	if (!d->uri || !d->host || !d->exit_ip || !d->sources || !d->as_org)
 		goto out_nomem;
 	copy_country(d->country, p->country);

@@ -24,9 +24,9 @@
 #include "testutil.h"
 
 /* meson runs the tests in tests/; by hand they may run from the top. */
-#define WRITER                                                                   \
-	(access("geo/mmdb_write.py", R_OK) == 0 ? "/usr/bin/python3 geo/mmdb_write.py" \
-						 : "/usr/bin/python3 tests/geo/mmdb_write.py")
+#define WRITER                                                                                     \
+	(access("geo/mmdb_write.py", R_OK) == 0 ? "/usr/bin/python3 geo/mmdb_write.py"             \
+						: "/usr/bin/python3 tests/geo/mmdb_write.py")
 
 static char dir[] = "/tmp/test_geo_pool.XXXXXX";
 
@@ -57,27 +57,27 @@ static bool write_db(const char *path, const char *spec)
 }
 
 static const char *country1 =
-	"{\"ip_version\": 6, \"database_type\": \"Test-Country\", \"build_epoch\": 1700000000,"
-	" \"networks\": ["
-	" [\"127.0.1.0/24\", {\"country\": {\"iso_code\": \"DE\"}}],"
-	" [\"127.0.2.0/24\", {\"country\": {\"iso_code\": \"FR\"}}],"
-	" [\"2001:db8::/32\", {\"country\": {\"iso_code\": \"JP\"}}]]}";
+    "{\"ip_version\": 6, \"database_type\": \"Test-Country\", \"build_epoch\": 1700000000,"
+    " \"networks\": ["
+    " [\"127.0.1.0/24\", {\"country\": {\"iso_code\": \"DE\"}}],"
+    " [\"127.0.2.0/24\", {\"country\": {\"iso_code\": \"FR\"}}],"
+    " [\"2001:db8::/32\", {\"country\": {\"iso_code\": \"JP\"}}]]}";
 
 /* The same, but 127.0.2.0/24 moved to the Netherlands. */
 static const char *country2 =
-	"{\"ip_version\": 6, \"database_type\": \"Test-Country-2\", \"build_epoch\": 1710000000,"
-	" \"networks\": ["
-	" [\"127.0.1.0/24\", {\"country\": {\"iso_code\": \"DE\"}}],"
-	" [\"127.0.2.0/24\", {\"country\": {\"iso_code\": \"NL\"}}],"
-	" [\"2001:db8::/32\", {\"country\": {\"iso_code\": \"JP\"}}]]}";
+    "{\"ip_version\": 6, \"database_type\": \"Test-Country-2\", \"build_epoch\": 1710000000,"
+    " \"networks\": ["
+    " [\"127.0.1.0/24\", {\"country\": {\"iso_code\": \"DE\"}}],"
+    " [\"127.0.2.0/24\", {\"country\": {\"iso_code\": \"NL\"}}],"
+    " [\"2001:db8::/32\", {\"country\": {\"iso_code\": \"JP\"}}]]}";
 
 static const char *asn =
-	"{\"ip_version\": 4, \"database_type\": \"Test-ASN\", \"build_epoch\": 1700000000,"
-	" \"networks\": ["
-	" [\"127.0.1.0/24\", {\"autonomous_system_number\": 3320,"
-	"   \"autonomous_system_organization\": \"Deutsche Telekom AG\"}],"
-	" [\"127.0.2.0/24\", {\"autonomous_system_number\": 3215,"
-	"   \"autonomous_system_organization\": \"Orange S.A.\"}]]}";
+    "{\"ip_version\": 4, \"database_type\": \"Test-ASN\", \"build_epoch\": 1700000000,"
+    " \"networks\": ["
+    " [\"127.0.1.0/24\", {\"autonomous_system_number\": 3320,"
+    "   \"autonomous_system_organization\": \"Deutsche Telekom AG\"}],"
+    " [\"127.0.2.0/24\", {\"autonomous_system_number\": 3215,"
+    "   \"autonomous_system_organization\": \"Orange S.A.\"}]]}";
 
 static struct engine *new_engine(struct cfg *c)
 {
@@ -148,10 +148,10 @@ static void test_lookups(void)
 		goto out;
 	event_del(e->tick_ev); /* no scan, no poll: this test says when */
 	entry(e, "http://127.0.1.10:8001", true, "127.0.2.10"); /* listed in DE, exits in FR */
-	entry(e, "socks5://127.0.1.11:8002", true, NULL);       /* no exit known: DE */
-	entry(e, "http://proxy.invalid:8003", true, NULL);       /* by name, no exit: nothing */
-	entry(e, "http://127.0.9.1:8004", false, NULL);          /* in no network */
-	entry(e, "http://[2001:db8::5]:8005", true, NULL);       /* IPv6, listed */
+	entry(e, "socks5://127.0.1.11:8002", true, NULL);	/* no exit known: DE */
+	entry(e, "http://proxy.invalid:8003", true, NULL);	/* by name, no exit: nothing */
+	entry(e, "http://127.0.9.1:8004", false, NULL);		/* in no network */
+	entry(e, "http://[2001:db8::5]:8005", true, NULL);	/* IPv6, listed */
 	entry(e, "socks4://127.0.9.2:8006", true, "::ffff:127.0.1.99"); /* exit mapped IPv4 */
 
 	/* Without databases nothing is said. */
@@ -173,8 +173,7 @@ static void test_lookups(void)
 	check_proxy(s, "http://proxy.invalid:8003", "", 0, "", SNAP_GEO_NONE);
 	check_proxy(s, "http://127.0.9.1:8004", "", 0, "", SNAP_GEO_ENTRY);
 	check_proxy(s, "http://[2001:db8::5]:8005", "JP", 0, "", SNAP_GEO_ENTRY);
-	check_proxy(s, "socks4://127.0.9.2:8006", "DE", 3320, "Deutsche Telekom AG",
-		    SNAP_GEO_EXIT);
+	check_proxy(s, "socks4://127.0.9.2:8006", "DE", 3320, "Deutsche Telekom AG", SNAP_GEO_EXIT);
 	CHECK_INT(s->stats.geo_lookups_total, 5);
 	CHECK_STR(s->stats.geo[SNAP_GEO_COUNTRY_DB].path, at("country.mmdb"));
 	CHECK_STR(s->stats.geo[SNAP_GEO_COUNTRY_DB].type, "Test-Country");

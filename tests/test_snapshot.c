@@ -255,7 +255,7 @@ static void test_all_records(void)
 
 /* The country index: codes sorted, unknown last, each list fastest first
  * and nothing but live proxies; codes in lower case or junk are read as
- * the snapshot keeps them; as_org copied, NULL as "". */
+ * the snapshot keeps them; as_org copied once per name, NULL as "". */
 static void test_countries(void)
 {
 	static const char *const codes[] = {"DE", "fr", "", "DE", "x1", "US", "", "DE"};
@@ -307,6 +307,7 @@ static void test_countries(void)
 	CHECK_INT(s->live[0].asn, 7);
 	CHECK_INT(s->live[0].geo_from, SNAP_GEO_EXIT);
 	CHECK_STR(s->live[1].as_org, "");
+	CHECK(s->live[0].as_org == s->live[2].as_org); /* one copy per name */
 	CHECK_STR(s->all[8].country, "CN");
 
 	CHECK(snap_view_country(s, snap_country_view("de")) == &s->countries[0]);

@@ -23,9 +23,13 @@ static void publish(uint32_t n)
 	struct snap_stats st = {.health = "ok"};
 
 	for (uint32_t i = 0; i < n; i++) {
-		struct snap_proxy p = {.uri = proxies[i].uri, .host = "h", .port = (uint16_t)(i + 1),
-				       .proto = PROXY_HTTP, .folders = 1u << PROXY_HTTP,
-				       .latency_ms = 10 * (i + 1), .sources = ""};
+		struct snap_proxy p = {.uri = proxies[i].uri,
+				       .host = "h",
+				       .port = (uint16_t)(i + 1),
+				       .proto = PROXY_HTTP,
+				       .folders = 1u << PROXY_HTTP,
+				       .latency_ms = 10 * (i + 1),
+				       .sources = ""};
 
 		snprintf(p.country, sizeof(p.country), "%s", proxies[i].country);
 		CHECK_INT(snap_builder_add(b, &p), 0);
@@ -123,7 +127,8 @@ static void test_country_content(void)
 	for (int i = 0; i < 10; i++) {
 		const char *r = read_path("/country/fr/random");
 
-		CHECK(strcmp(r, "http://10.0.0.2:2\n") == 0 || strcmp(r, "http://10.0.0.6:6\n") == 0);
+		CHECK(strcmp(r, "http://10.0.0.2:2\n") == 0 ||
+		      strcmp(r, "http://10.0.0.6:6\n") == 0);
 	}
 	/* next: each in turn */
 	{
