@@ -10,7 +10,6 @@
  */
 #include "pick.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -365,15 +364,23 @@ int pick_filter_and(struct pick_filter *f, const struct pick_filter *g)
 	return 0;
 }
 
+/* An ASCII letter in upper case, or 0 for any other byte. */
+static char ascii_upper(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		return (char)(c - 'a' + 'A');
+	return c >= 'A' && c <= 'Z' ? c : 0;
+}
+
 int pick_filter_add_country(struct pick_filter *f, const char *code, size_t n)
 {
 	char c[3] = {0};
 
 	if (n == 7 && strncasecmp(code, "unknown", 7) == 0) {
 		/* c stays "" */
-	} else if (n == 2 && isalpha((unsigned char)code[0]) && isalpha((unsigned char)code[1])) {
-		c[0] = (char)toupper((unsigned char)code[0]);
-		c[1] = (char)toupper((unsigned char)code[1]);
+	} else if (n == 2 && ascii_upper(code[0]) && ascii_upper(code[1])) {
+		c[0] = ascii_upper(code[0]);
+		c[1] = ascii_upper(code[1]);
 	} else {
 		return -EINVAL;
 	}
@@ -491,14 +498,17 @@ static uint32_t view_len(const struct snapshot *s, int view)
 	return view < 0 ? s->nlive : s->nby_folder[view];
 }
 
-/* The turn of a country view. */
+/* The turn of a country view (the shared one for a code that is no
+ * pair of upper-case letters, which a caller's own filter may hold). */
 static int country_turn(int view)
 {
-	int rest = view - SNAP_VIEW_COUNTRY;
+	int rest = view - SNAP_VIEW_COUNTRY, hi = (rest >> 8) - 'A', lo = (rest & 0xff) - 'A';
 
 	if (!rest)
 		return PICK_TURN_COUNTRY + PICK_TURN_COUNTRIES - 1;
-	return PICK_TURN_COUNTRY + ((rest >> 8) - 'A') * 26 + ((rest & 0xff) - 'A');
+	if (hi < 0 || hi >= 26 || lo < 0 || lo >= 26)
+		return PICK_TURN_OTHER;
+	return PICK_TURN_COUNTRY + hi * 26 + lo;
 }
 
 /* count distinct numbers below n, at random, into out (count <= n). Few

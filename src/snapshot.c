@@ -7,7 +7,6 @@
  */
 #include "snapshot.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,16 +198,25 @@ static const char *intern_org(struct snap_builder *b, const char *org)
 	return *slot;
 }
 
+/* An ASCII letter in upper case, or 0 for any other byte (whatever the
+ * locale: the country table is indexed by it). */
+static char ascii_upper(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		return (char)(c - 'a' + 'A');
+	return c >= 'A' && c <= 'Z' ? c : 0;
+}
+
 /* A country code as the snapshot keeps it: two upper-case letters, or ""
  * for anything else (unknown). */
 static void copy_country(char *dst, const char *src)
 {
-	if (isalpha((unsigned char)src[0]) && isalpha((unsigned char)src[1]) && !src[2]) {
-		dst[0] = (char)toupper((unsigned char)src[0]);
-		dst[1] = (char)toupper((unsigned char)src[1]);
-		dst[2] = '\0';
-	} else {
-		memset(dst, 0, 3);
+	char hi = ascii_upper(src[0]), lo = hi ? ascii_upper(src[1]) : 0;
+
+	memset(dst, 0, 3);
+	if (hi && lo && !src[2]) {
+		dst[0] = hi;
+		dst[1] = lo;
 	}
 }
 

@@ -381,6 +381,15 @@ static void test_geo(const struct snapshot *s)
 		CHECK_INT(pick_random(s, &f, 1, out), 0);
 		CHECK_INT(pick_next(s, &f, 1, out), 0);
 	}
+	/* a code no front makes (a caller's own filter) matches nothing */
+	f = (struct pick_filter){ .ncountries = 1, .countries = { "d1" } };
+	{
+		uint32_t out[2];
+
+		CHECK_INT(pick_next(s, &f, 1, out), 0);
+		CHECK_INT(pick_random(s, &f, 1, out), 0);
+		check_list(s, &f);
+	}
 	f = countries("DE", true);
 	CHECK(!pick_filter_is_view(&f, s, &view));
 	f = countries("DE,FR", false);

@@ -318,6 +318,7 @@ static void test_countries(void)
 	CHECK_INT(snap_country_view("D"), -1);
 	CHECK_INT(snap_country_view("DEU"), -1);
 	CHECK_INT(snap_country_view("d1"), -1);
+	CHECK_INT(snap_country_view("\xc4\xe4"), -1); /* letters of no ISO code */
 	snap_unref(s);
 
 	/* no unknown ones: none listed */
