@@ -75,9 +75,10 @@ int main(int argc, char **argv)
 	}
 	cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	wall = seconds(CLOCK_MONOTONIC) - wall0;
-	printf("lookups %lu cpu_s %.6f wall_s %.6f per_cpu_s %.0f found_country %lu found_asn %lu\n",
-	       count * rounds, cpu, wall, cpu > 0 ? (double)(count * rounds) / cpu : 0.0,
-	       found_country, found_asn);
+	printf(
+	    "lookups %lu cpu_s %.6f wall_s %.6f per_cpu_s %.0f found_country %lu found_asn %lu\n",
+	    count * rounds, cpu, wall, cpu > 0 ? (double)(count * rounds) / cpu : 0.0,
+	    found_country, found_asn);
 	geo_free(g);
 	return 0;
 }
