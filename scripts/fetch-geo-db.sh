@@ -80,6 +80,7 @@ fi
 mkdir -p "$dir"
 tmp=$(mktemp -d)
 staged=()
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	rm -rf "$tmp"
 	if [ "${#staged[@]}" -gt 0 ]; then
