@@ -23,6 +23,7 @@
 
 #include "engine_int.h"
 #include "echo.h"
+#include "geo.h"
 #include "gw_stats.h"
 #include "log.h"
 
@@ -98,6 +99,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	eng_settle_doubt(e);
 	eng_take_due(e);
 	eng_probe_judges(e, false);
+	eng_geo_poll(e, false);
 	if (!e->once)
 		eng_refresh_sources(e, false);
 	if (!e->once && !e->scan.running && (e->scan.pending || t >= e->scan.next_ms))
@@ -210,7 +212,8 @@ static size_t remove_variants(struct engine *e, char **bare, size_t nbare, bool 
 		hit = bsearch(&k, bare, nbare, sizeof(*bare), cmp_str);
 		if (!hit)
 			continue;
-		log_info("remove %s: also %s", *hit, pe->uri);
+		/* Its user, never its password: logs travel further. */
+		log_info("remove %s: also its variant with user %s", *hit, pe->user);
 		remove_entry(e, pe);
 		matched[hit - bare] = true;
 		took++;
@@ -501,6 +504,7 @@ static void do_rescan(struct engine *e, struct waiter *w)
 	/* It waits for the pending scan, or the one requested below. */
 	if (w && eng_scan_add_waiter(e, w) < 0)
 		eng_wake(w, -ENOMEM);
+	eng_geo_poll(e, true); /* a replaced [geo] file shows in this rescan's snapshot */
 	eng_scan_request(e);
 	eng_scan_maybe_finish(e); /* an empty pool finishes at once */
 }
@@ -1138,6 +1142,7 @@ void engine_free(struct engine *e)
 	if (e->sig_pipe[1] >= 0)
 		close(e->sig_pipe[1]);
 	eng_feeds_free(e);
+	geo_free(e->geo);
 	for (size_t i = 0; i < SNAP_EJECTED_KEEP; i++) {
 		free(e->ejected[i].uri);
 		free(e->ejected[i].why);

@@ -38,6 +38,12 @@ int engine_start(struct engine *e);
  * already queued to the store) and frees everything. */
 void engine_free(struct engine *e);
 
+/* Gives the engine the [geo] databases (src/geo.h), which it owns from
+ * then on: lookups, reloads and freeing are the engine's. Before
+ * engine_start only; republishes the pool with its countries. */
+struct geo;
+void engine_set_geo(struct engine *e, struct geo *g);
+
 /* --- one-shot checking (proxyfs check) --- */
 
 struct engine_result {

@@ -70,6 +70,7 @@
  * fewer in a smaller pool (see hold_failure). */
 #define HOLD_AFTER_FAILS 64
 #define CONTROL_SOURCE "@control"
+#define GEO_POLL_MS 5000 /* how often the [geo] files are looked at for a replacement */
 
 /* A caller waiting for a command's end (a rescan published, a reload
  * applied). Two references: the caller's and the engine's; each side drops
@@ -200,6 +201,8 @@ struct engine {
 	uint32_t fd_http;        /* fds the HTTP front may hold (set at start: [http] is read once) */
 	uint32_t fd_gateway;     /* ... and the gateway ([gateway] too) */
 	uint32_t gw_eject_after; /* [gateway] eject_after as started (0: never) */
+	struct geo *geo;         /* [geo] databases, owned; NULL = none (proxyfs check) */
+	uint64_t geo_polled_ms;  /* when their files were last looked at */
 
 	pthread_t thread;
 	bool running;
@@ -304,6 +307,19 @@ void eng_apply_lookup(struct engine *e, size_t i, uint64_t set_id, const struct 
 /* The resolver's callback (owner: the engine), on a lookup's thread. */
 void eng_lookup_done_cb(void *owner, uint64_t tag, const struct resolve_result *r);
 int eng_reload_config(struct engine *e);
+
+/* geo_pool.c: each entry's country and network. */
+/* Looks pe up when its address or the databases changed since it last was. */
+void eng_geo_sync(struct engine *e, struct pool_entry *pe);
+/* Looks at the database files (every GEO_POLL_MS from the tick, or at once
+ * when force): a replaced one is loaded and every entry looked up again. */
+void eng_geo_poll(struct engine *e, bool force);
+/* A reloaded config's [geo], before it is taken: 0, or -EINVAL with why
+ * ("PATH: why") in err when a file it names cannot be read. */
+int eng_geo_check(struct engine *e, const struct cfg *nc, char *err, size_t errlen);
+/* ... and once taken (before e->cfg is replaced by nc): files it changes
+ * are opened, the others looked at again. */
+void eng_geo_apply(struct engine *e, const struct cfg *nc);
 
 /* scan.c: scans, checks and their results. */
 void eng_scan_start(struct engine *e);

@@ -557,12 +557,15 @@ int eng_reload_config(struct engine *e)
 		return rc;
 	cfg_init(nc);
 	if (!e->cfg->file) {
-		rc = 0; /* no file: nothing to re-read but the sources */
+		rc = 0; /* no file: nothing to re-read but the sources (and [geo]'s files) */
+		eng_geo_poll(e, true);
 		goto out_rescan;
 	}
 	rc = cfg_load(e->cfg->file, nc, err, sizeof(err));
 	if (rc == 0)
 		rc = cfg_validate(nc, err, sizeof(err));
+	if (rc == 0)
+		rc = eng_geo_check(e, nc, err, sizeof(err));
 	if (rc == 0 && !same_judges(e->cfg, nc))
 		rc = swap_judges(e, nc, err, sizeof(err));
 	if (rc < 0) {
@@ -584,6 +587,7 @@ int eng_reload_config(struct engine *e)
 	free(e->feeds.sources);
 	e->feeds.sources = ns;
 	apply_limits(e, nc);
+	eng_geo_apply(e, nc);
 	if (e->feeds.cfg_owned) {
 		cfg_free(e->feeds.cfg_owned);
 		free(e->feeds.cfg_owned);

@@ -55,6 +55,14 @@ struct pool_entry {
 	struct snap_result last;   /* the last check's result, kept to say why (8 bytes) */
 	uint8_t exit_family;       /* AF_INET / AF_INET6 of exit_addr; 0 = unknown */
 	uint8_t exit_addr[16];     /* the address the judge saw through the proxy */
+	/* Where it comes out ([geo]): looked up on exit_addr, else on addr, by
+	 * eng_geo_sync when geo_gen is not the databases' generation (0 = the
+	 * address changed). */
+	char country[2];           /* ISO 3166 alpha-2, upper case; "\0\0" = unknown */
+	uint8_t geo_from;          /* enum snap_geo_from */
+	uint32_t asn;              /* 0 = unknown */
+	uint32_t as_org;           /* geo_org() id, 0 = unknown */
+	uint32_t geo_gen;
 	uint16_t port;
 	uint8_t proto;             /* enum proxy_proto: HTTP, SOCKS4 or SOCKS5 */
 	uint8_t state;             /* enum pool_state */

@@ -15,6 +15,7 @@
 
 #include "engine_int.h"
 #include "echo.h"
+#include "geo.h"
 #include "log.h"
 
 /* Whether source i (or control/add, i = SIZE_MAX) lists pe or its twin. */
@@ -93,6 +94,12 @@ static const char *health_text(const struct engine *e, const struct snap_stats *
 		snprintf(buf, size, "degraded: results held while the judges are probed");
 	else if (ss->error[0])
 		snprintf(buf, size, "degraded: store: %s", ss->error);
+	else if (st->geo[SNAP_GEO_COUNTRY_DB].error[0])
+		snprintf(buf, size, "degraded: geo: %s: %s", st->geo[SNAP_GEO_COUNTRY_DB].path,
+			 st->geo[SNAP_GEO_COUNTRY_DB].error);
+	else if (st->geo[SNAP_GEO_ASN_DB].error[0])
+		snprintf(buf, size, "degraded: geo: %s: %s", st->geo[SNAP_GEO_ASN_DB].path,
+			 st->geo[SNAP_GEO_ASN_DB].error);
 	else if (st->total == 0)
 		snprintf(buf, size, "degraded: no proxies (the sources list none)");
 	else if (st->alive == 0 && e->scan.gen == 0)
@@ -150,6 +157,17 @@ static void fill_stats(struct engine *e, struct snap_stats *st, struct store_sta
 	st->store_writes_total = ss->writes_total;
 	st->store_errors_total = ss->errors_total;
 	st->store_error = ss->error;
+	for (int k = 0; k < 2; k++) {
+		struct geo_db_status gs = { .type = "", .error = "" };
+
+		if (e->geo)
+			geo_status(e->geo, k == SNAP_GEO_COUNTRY_DB ? GEO_COUNTRY : GEO_ASN, &gs);
+		st->geo[k] = (struct snap_geo_db){
+			.path = gs.path, .type = gs.type, .error = gs.error,
+			.build_epoch = gs.build_epoch,
+		};
+	}
+	st->geo_lookups_total = e->geo ? geo_lookups(e->geo) : 0;
 }
 
 static const char *exit_ip(const struct pool_entry *pe, char *buf, size_t size)
@@ -277,6 +295,10 @@ static int add_record(struct engine *e, struct snap_builder *b, const struct sho
 	    .ejected = state == SNAP_UNKNOWN ? ejected_by(sh) : SNAP_EJECT_NONE,
 	    .fails_in_row = pe->fails_in_row,
 	    .next_check = next_check(pe, clock0),
+	    .country = { pe->country[0], pe->country[1], '\0' },
+	    .geo_from = pe->geo_from,
+	    .asn = pe->asn,
+	    .as_org = e->geo ? geo_org(e->geo, pe->as_org) : "",
 	};
 	return snap_builder_add(b, &p);
 }
@@ -315,6 +337,9 @@ void eng_publish(struct engine *e)
 		twin = shown_twin(e, pe);
 		if (twin && pe->tunnel)
 			continue; /* shown with its http:// twin */
+		eng_geo_sync(e, pe);
+		if (twin)
+			eng_geo_sync(e, twin);
 		shown_of(pe, twin, &sh);
 		add_record(e, b, &sh, &sources, clock0);
 		if (pe->removed) {

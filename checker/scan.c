@@ -440,17 +440,24 @@ static void learn_anonymity(const struct judge *j, struct pool_entry *pe,
 			    const struct chk_outcome *o)
 {
 	const struct judge_set *js = j->set;
+	uint8_t was_family = pe->exit_family, was[16];
 	struct ja_result r;
 
+	memcpy(was, pe->exit_addr, sizeof(was));
 	pe->exit_family = 0;
 	pe->anonymity = SNAP_ANON_UNKNOWN;
-	if (!o->body || ja_parse(o->body, o->body_len, js->our, js->nour, &r) < 0)
-		return;
-	pe->anonymity = (uint8_t)r.anon;
-	if (inet_pton(AF_INET, r.exit_ip, pe->exit_addr) == 1)
-		pe->exit_family = AF_INET;
-	else if (inet_pton(AF_INET6, r.exit_ip, pe->exit_addr) == 1)
-		pe->exit_family = AF_INET6;
+	if (o->body && ja_parse(o->body, o->body_len, js->our, js->nour, &r) == 0) {
+		pe->anonymity = (uint8_t)r.anon;
+		if (inet_pton(AF_INET, r.exit_ip, pe->exit_addr) == 1)
+			pe->exit_family = AF_INET;
+		else if (inet_pton(AF_INET6, r.exit_ip, pe->exit_addr) == 1)
+			pe->exit_family = AF_INET6;
+	}
+	/* Another exit (or none now): its country is looked up again. */
+	if (pe->exit_family != was_family ||
+	    (pe->exit_family &&
+	     memcmp(was, pe->exit_addr, pe->exit_family == AF_INET ? 4 : 16) != 0))
+		pe->geo_gen = 0;
 }
 
 /* How many live proxies failing in a row put the judges in doubt: most of

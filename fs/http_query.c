@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proxy.h"
 #include "snapshot.h"
@@ -116,6 +117,56 @@ static int one_source(struct http_query *q, const char *item, char *why, size_t 
 	return 0;
 }
 
+/* A country code (either case) or "unknown", "!" before it to leave it
+ * out; a list leaves out all it names or none. */
+static int one_country(struct http_query *q, const char *item, char *why, size_t why_size)
+{
+	bool out = item[0] == '!';
+	const char *code = item + out;
+	int rc;
+
+	if (q->filter.ncountries && out != q->filter.countries_out) {
+		snprintf(why, why_size,
+			 "country: '%.40s' mixes countries allowed and left out (all or none "
+			 "take '!')",
+			 item);
+		return -EINVAL;
+	}
+	rc = pick_filter_add_country(&q->filter, code, strlen(code));
+	if (rc == -E2BIG) {
+		snprintf(why, why_size, "country: more than %d codes", PICK_COUNTRIES_MAX);
+		return -EINVAL;
+	}
+	if (rc < 0) {
+		snprintf(why, why_size,
+			 "country: '%.40s' is not a two-letter country code nor unknown", item);
+		return -EINVAL;
+	}
+	q->filter.countries_out = out;
+	return 0;
+}
+
+static int read_number(const char *key, const char *v, uint32_t max, uint32_t *out, char *why,
+		       size_t why_size);
+
+/* An autonomous system number, "AS" before it or not. */
+static int one_asn(struct http_query *q, const char *item, char *why, size_t why_size)
+{
+	uint32_t asn;
+	int rc;
+
+	if (strncasecmp(item, "as", 2) == 0)
+		item += 2;
+	rc = read_number("asn", item, UINT32_MAX, &asn, why, why_size);
+	if (rc < 0)
+		return rc;
+	if (pick_filter_add_asn(&q->filter, asn) < 0) {
+		snprintf(why, why_size, "asn: more than %d numbers", PICK_ASNS_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* A decimal number in 1..max. */
 static int read_number(const char *key, const char *v, uint32_t max, uint32_t *out, char *why,
 		       size_t why_size)
@@ -163,6 +214,14 @@ static int read_pair(struct http_query *q, const char *key, char *v, uint32_t *s
 		q->filtered = true;
 		return each_item(q, v, key, one_source, why, why_size);
 	}
+	if (strcmp(key, "country") == 0) {
+		q->filtered = true;
+		return each_item(q, v, key, one_country, why, why_size);
+	}
+	if (strcmp(key, "asn") == 0) {
+		q->filtered = true;
+		return each_item(q, v, key, one_asn, why, why_size);
+	}
 	if (strcmp(key, "max_latency_ms") == 0) {
 		q->filtered = true;
 		return read_number(key, v, UINT32_MAX, &q->filter.max_latency_ms, why, why_size);
@@ -182,7 +241,7 @@ static int read_pair(struct http_query *q, const char *key, char *v, uint32_t *s
 		return -EINVAL;
 	}
 	snprintf(why, why_size,
-		 "unknown parameter '%.40s' (protocol, anonymity, source, "
+		 "unknown parameter '%.40s' (protocol, anonymity, source, country, asn, "
 		 "max_latency_ms, count, format)",
 		 key);
 	return -EINVAL;

@@ -1,7 +1,8 @@
 /* http_query: the HTTP front's request path and query string, read into
  * a tree path and a pick filter.
  *
- * protocol=, anonymity=, source= (comma lists, or the key repeated),
+ * protocol=, anonymity=, source=, country= (DE, de, unknown; !CN to
+ * leave out), asn= (3320 or AS3320) (comma lists, or the key repeated),
  * max_latency_ms=, count=, format=txt|json. Anything else, or a bad value,
  * is refused with a one-line reason naming the parameter, which the front
  * answers as a 400. Pure: no snapshot, no I/O; safe from any thread.
@@ -23,7 +24,7 @@ enum http_format { HTTP_FORMAT_DEFAULT, HTTP_FORMAT_TXT, HTTP_FORMAT_JSON };
 
 struct http_query {
 	struct pick_filter filter; /* its source names point into names[] */
-	bool filtered;		   /* protocol, anonymity, source or max_latency_ms given */
+	bool filtered;		   /* a filter key (protocol= ... max_latency_ms=) given */
 	uint32_t count;		   /* 0: not given */
 	enum http_format format;
 	char names[PICK_SOURCES_MAX][SESSION_KEY_MAX + 1];

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check_result.h"
+#include "geo.h"
 #include "gw_stats.h"
 #include "http_stats.h"
 #include "proxy.h"
@@ -75,6 +76,12 @@ void render_uri_json(const struct snapshot *s, const char *uri, struct sbuf *out
 
 uint32_t render_count(const struct snapshot *s, int folder)
 {
+	const struct snap_country *c;
+
+	if (folder >= SNAP_VIEW_COUNTRY) {
+		c = snap_view_country(s, folder);
+		return c ? c->n : 0;
+	}
 	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return s->nlive;
 	return s->nby_folder[folder];
@@ -84,6 +91,12 @@ uint32_t render_count(const struct snapshot *s, int folder)
  * level, which is live[] itself. */
 static const uint32_t *folder_index(const struct snapshot *s, int folder)
 {
+	const struct snap_country *c;
+
+	if (folder >= SNAP_VIEW_COUNTRY) {
+		c = snap_view_country(s, folder);
+		return c ? c->idx : NULL;
+	}
 	if (folder < 0 || (uint32_t)folder >= s->nviews)
 		return NULL;
 	return s->by_folder[folder];
@@ -154,6 +167,26 @@ static void json_source_list(struct sbuf *out, const char *joined, struct sbuf *
 	sbuf_addc(out, ']');
 }
 
+void render_geo_json(const struct snap_proxy *p, struct sbuf *out)
+{
+	sbuf_adds(out, ",\"country\":");
+	if (p->country[0]) {
+		sbuf_addc(out, '"');
+		sbuf_add(out, p->country, strnlen(p->country, 2));
+		sbuf_addc(out, '"');
+	} else {
+		sbuf_adds(out, "null");
+	}
+	if (p->asn)
+		sbuf_printf(out, ",\"asn\":%" PRIu32 ",\"as_org\":", p->asn);
+	else
+		sbuf_adds(out, ",\"asn\":null,\"as_org\":");
+	json_str_or_null(out, p->as_org);
+	sbuf_adds(out, p->geo_from == SNAP_GEO_EXIT    ? ",\"geo_from\":\"exit\""
+		       : p->geo_from == SNAP_GEO_ENTRY ? ",\"geo_from\":\"entry\""
+						       : ",\"geo_from\":null");
+}
+
 static void json_proxy(const struct snapshot *s, struct sbuf *out, const struct snap_proxy *p,
 		       struct sbuf *scratch)
 {
@@ -165,6 +198,7 @@ static void json_proxy(const struct snapshot *s, struct sbuf *out, const struct 
 		    ",\"port\":%u,\"latency_ms\":%" PRIu32 ",\"anonymity\":\"%s\",\"exit_ip\":",
 		    p->port, p->latency_ms, snap_anon_name(p->anonymity));
 	json_str_or_null(out, p->exit_ip);
+	render_geo_json(p, out);
 	if (p->anon_split)
 		sbuf_printf(out, ",\"anonymity_by_protocol\":{\"http\":\"%s\",\"https\":\"%s\"}",
 			    snap_anon_name(p->anon_http), snap_anon_name(p->anon_https));
@@ -230,6 +264,17 @@ static void stat_pool(const struct snap_stats *st, struct sbuf *out)
 		sbuf_printf(out, "%s\"%s\": %" PRIu32, f ? ", " : "", proxy_proto_name(f),
 			    st->alive_by_folder[f]);
 	sbuf_adds(out, "}},\n");
+}
+
+/* Live proxies per country: {"DE": 12, ..., "unknown": 3}. */
+static void stat_countries(const struct snapshot *s, struct sbuf *out)
+{
+	sbuf_adds(out, "  \"countries\": {");
+	for (uint32_t i = 0; i < s->ncountries; i++)
+		sbuf_printf(out, "%s\"%s\": %" PRIu32, i ? ", " : "",
+			    s->countries[i].code[0] ? s->countries[i].code : "unknown",
+			    s->countries[i].n);
+	sbuf_adds(out, "},\n");
 }
 
 static void stat_scan(const struct snap_stats *st, struct sbuf *out)
@@ -456,6 +501,33 @@ static void stat_gateway(const struct snapshot *s, struct sbuf *out)
 	    ss.active, g.handshake_count, finite_or_zero(g.handshake_sum));
 }
 
+static const char *const geo_db_key[2] = { "country_db", "asn_db" };
+static const char *const geo_db_label[2] = { "country", "asn" };
+
+/* The [geo] databases: each one's file, build date, type and error (all
+ * null when off), and the lookups made. */
+static void stat_geo(const struct snap_stats *st, struct sbuf *out)
+{
+	char date[16];
+
+	sbuf_adds(out, "  \"geo\": {");
+	for (int k = 0; k < 2; k++) {
+		const struct snap_geo_db *g = &st->geo[k];
+
+		sbuf_printf(out, "\"%s\": {\"path\": ", geo_db_key[k]);
+		json_str_or_null(out, g->path);
+		sbuf_adds(out, ", \"build_date\": ");
+		json_str_or_null(out, g->build_epoch ? geo_date(g->build_epoch, date, sizeof(date))
+						     : NULL);
+		sbuf_adds(out, ", \"type\": ");
+		json_str_or_null(out, g->build_epoch ? g->type : NULL);
+		sbuf_adds(out, ", \"error\": ");
+		json_str_or_null(out, g->error);
+		sbuf_adds(out, "}, ");
+	}
+	sbuf_printf(out, "\"lookups_total\": %" PRIu64 "},\n", st->geo_lookups_total);
+}
+
 void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 {
 	const struct snap_stats *st = &s->stats;
@@ -467,6 +539,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_printf(out, ",\n  \"started\": %" PRId64 ",\n  \"uptime_seconds\": %" PRId64 ",\n",
 		    st->started, uptime > 0 ? uptime : 0);
 	stat_pool(st, out);
+	stat_countries(s, out);
 	stat_scan(st, out);
 	stat_engine(st, out);
 	stat_ejections(s, out);
@@ -477,6 +550,7 @@ void render_stat_json(const struct snapshot *s, int arg, struct sbuf *out)
 	sbuf_adds(out, "},\n  \"health\": ");
 	sbuf_add_json_str(out, st->health);
 	sbuf_adds(out, ",\n");
+	stat_geo(st, out);
 	stat_http(out);
 	stat_gateway(s, out);
 	stat_sessions(out);
@@ -552,6 +626,17 @@ static void metrics_pool(const struct snap_stats *st, struct sbuf *out)
 	       "Proxies kept out of the pool by control/remove.", st->removed);
 	scalar(out, "proxyfs_proxies_dropped", "gauge",
 	       "Proxies dead for too long, kept but no longer checked.", st->dropped);
+}
+
+/* A sample per country some live proxy is in (a bounded label set). */
+static void metrics_countries(const struct snapshot *s, struct sbuf *out)
+{
+	family(out, "proxyfs_live_proxies_by_country", "gauge",
+	       "Live proxies by the country they come out in (unknown: no database or no entry).");
+	for (uint32_t i = 0; i < s->ncountries; i++)
+		labelled(out, "proxyfs_live_proxies_by_country", "country",
+			 s->countries[i].code[0] ? s->countries[i].code : "unknown",
+			 s->countries[i].n);
 }
 
 static void metrics_scan(const struct snap_stats *st, struct sbuf *out)
@@ -675,6 +760,29 @@ static void metrics_life(const struct snap_stats *st, struct sbuf *out)
 	sbuf_printf(out, "proxyfs_start_time_seconds %" PRId64 "\n", st->started);
 	scalar(out, "proxyfs_healthy", "gauge", "1 when health is ok, else 0.",
 	       strcmp(st->health, "ok") == 0);
+}
+
+/* The [geo] databases loaded (one sample each) and the lookups made. */
+static void metrics_geo(const struct snap_stats *st, struct sbuf *out)
+{
+	char date[16];
+
+	scalar(out, "proxyfs_geo_lookups_total", "counter",
+	       "Country and network lookups of proxy addresses in the [geo] databases.",
+	       st->geo_lookups_total);
+	family(out, "proxyfs_geo_database_info", "gauge",
+	       "The [geo] database in use, by kind, with its file and build date; always 1.");
+	for (int k = 0; k < 2; k++) {
+		const struct snap_geo_db *g = &st->geo[k];
+
+		if (!g->path || !g->build_epoch)
+			continue;
+		sbuf_printf(out, "proxyfs_geo_database_info{db=\"%s\",path=\"", geo_db_label[k]);
+		label_value(out, g->path);
+		sbuf_adds(out, "\",build_date=\"");
+		label_value(out, geo_date(g->build_epoch, date, sizeof(date)));
+		sbuf_adds(out, "\"} 1\n");
+	}
 }
 
 /* One family with a sample per source; field picks the figure. */
@@ -832,10 +940,12 @@ void render_metrics(const struct snapshot *s, int arg, struct sbuf *out)
 	family(out, "proxyfs_build_info", "gauge", "proxyfs version, always 1.");
 	sbuf_printf(out, "proxyfs_build_info{version=\"%s\"} 1\n", PROXYFS_VERSION);
 	metrics_pool(st, out);
+	metrics_countries(s, out);
 	metrics_scan(st, out);
 	metrics_engine(st, out);
 	metrics_ejections(st, out);
 	metrics_life(st, out);
+	metrics_geo(st, out);
 	metrics_sessions(out);
 	metrics_judges(s, out);
 	metrics_sources(s, out);

@@ -18,7 +18,8 @@
 #include "sbuf.h"
 #include "snapshot.h"
 
-/* The folder argument: a enum proxy_proto, or RENDER_ALL for the top level. */
+/* The folder argument: a view of the snapshot (enum snap_view, a country
+ * view), or RENDER_ALL for the top level. */
 #define RENDER_ALL (-1)
 
 /* A proxy URI (or a source or judge URL, or a line from a list) as readers
@@ -47,6 +48,11 @@ void render_live_json(const struct snapshot *s, int folder, struct sbuf *out);
 void render_live_txt_of(const struct snapshot *s, const uint32_t *idx, uint32_t n, struct sbuf *out);
 void render_live_json_of(const struct snapshot *s, const uint32_t *idx, uint32_t n,
 			 struct sbuf *out);
+
+/* A proxy's country and network as JSON members, each led by a comma:
+ * "country" (ISO code), "asn", "as_org", "geo_from" ("exit", "entry"),
+ * each null when not known (live.json, all.json, lookup/). */
+void render_geo_json(const struct snap_proxy *p, struct sbuf *out);
 
 /* /stat.json: pool, scan, engine, store and source figures as one JSON
  * object. uptime_seconds is as of the snapshot (built - started). The
@@ -98,7 +104,8 @@ void render_result(const struct snap_result *r, struct sbuf *out);
  * uri, protocol, state, result (class or null; "reported_bad" for a
  * proxy control/bad took out, until its re-check), detail (render_result),
  * fails_in_row, last_checked, next_check (unix seconds or null),
- * latency_ms (null unless alive), sources. arg unused. */
+ * latency_ms (null unless alive), country, asn, as_org, geo_from
+ * (render_geo_json), sources. arg unused. */
 void render_all_json(const struct snapshot *s, int arg, struct sbuf *out);
 
 /* /dead.txt: "URI DETAIL" a line for each dead proxy, by URI. arg unused. */

@@ -318,6 +318,7 @@ static void json_record(const struct snapshot *s, struct sbuf *out, const struct
 		add_num(out, p->latency_ms);
 	else
 		sbuf_adds(out, "null");
+	render_geo_json(p, out);
 	sbuf_adds(out, ",\"sources\":[");
 	for (name = p->sources; name && *name; name = *sep ? sep + 1 : sep) {
 		sep = name + strcspn(name, ",");

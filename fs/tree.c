@@ -4,12 +4,14 @@
  * renderer and folder, the snapshot cache slot it shares, its mode. A
  * front looks the path up here and acts on the row; nothing else knows
  * path names. /sources/NAME/... and /lookup/NAME are made up at lookup
- * from the current snapshot, FOLDER/session/KEY from its folder's row.
+ * from the current snapshot, /country/XX/... from the code alone,
+ * FOLDER/session/KEY from its folder's row.
  */
 #include "tree.h"
 
 #include <errno.h>
 #include <stdint.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +74,7 @@ static const struct tree_node tree_nodes[] = {
 	FOLDER_NODES("anonymity/anonymous", SNAP_VIEW_ANONYMOUS),
 	FOLDER_NODES("anonymity/transparent", SNAP_VIEW_TRANSPARENT),
 	DIR_NODE("/sources"),
+	DIR_NODE("/country"),
 	DIR_NODE("/formats"),
 	{ .path = "/formats/proxychains.conf", .kind = TREE_CACHED,
 	  .render = render_proxychains_conf, .slot = SLOT_PROXYCHAINS_CONF, .mode = 0444 },
@@ -92,6 +95,37 @@ _Static_assert(SLOT_COUNT <= SNAP_CACHE_SLOTS,
 	       "the snapshot has a cache slot for every cached file");
 
 #define TREE_NNODES (sizeof(tree_nodes) / sizeof(tree_nodes[0]))
+
+/* The files of a folder made up at lookup (a source's, a country's) and
+ * of that folder's session/: the node of rest ("live.txt", "session/KEY",
+ * ...) of the folder of view. */
+static bool folder_file_node(const char *path, const char *rest, int view, struct tree_node *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->path = path;
+	out->arg = view;
+	out->mode = 0444;
+	if (!rest) {
+		out->kind = TREE_DIR;
+		out->mode = 0555;
+	} else if (strcmp(rest, "live.txt") == 0) {
+		out->kind = TREE_RENDERED;
+		out->render = render_live_txt;
+	} else if (strcmp(rest, "random") == 0) {
+		out->kind = TREE_RANDOM;
+	} else if (strcmp(rest, "next") == 0) {
+		out->kind = TREE_NEXT;
+	} else if (strcmp(rest, "session") == 0) {
+		out->kind = TREE_DIR;
+		out->mode = 0555;
+	} else if (strncmp(rest, "session/", 8) == 0 &&
+		   session_key_valid(rest + 8, strlen(rest + 8))) {
+		out->kind = TREE_SESSION;
+	} else {
+		return false;
+	}
+	return true;
+}
 
 /* /sources/NAME/...: one folder per source of the current snapshot, made
  * up at lookup since the sources change with the config. */
@@ -116,32 +150,36 @@ static bool source_node(const char *path, struct tree_node *out)
 	snap_unref(s);
 	if (view < 0)
 		return false;
-	memset(out, 0, sizeof(*out));
-	out->path = path;
-	out->arg = view;
-	if (!slash) {
-		out->kind = TREE_DIR;
-		out->mode = 0555;
-		return true;
-	}
-	out->mode = 0444;
-	if (strcmp(slash + 1, "live.txt") == 0) {
-		out->kind = TREE_RENDERED;
-		out->render = render_live_txt;
-	} else if (strcmp(slash + 1, "random") == 0) {
-		out->kind = TREE_RANDOM;
-	} else if (strcmp(slash + 1, "next") == 0) {
-		out->kind = TREE_NEXT;
-	} else if (strcmp(slash + 1, "session") == 0) {
-		out->kind = TREE_DIR;
-		out->mode = 0555;
-	} else if (strncmp(slash + 1, "session/", 8) == 0 &&
-		   session_key_valid(slash + 9, strlen(slash + 9))) {
-		out->kind = TREE_SESSION;
-	} else {
+	return folder_file_node(path, slash ? slash + 1 : NULL, view, out);
+}
+
+/* The country view of a /country/ folder name: a code in either case, or
+ * "unknown"; -1 for anything else. */
+static int country_name_view(const char *name, size_t len)
+{
+	char code[3];
+
+	if (len == 7 && strncasecmp(name, "unknown", 7) == 0)
+		return snap_country_view("");
+	if (len != 2)
+		return -1;
+	memcpy(code, name, 2);
+	code[2] = '\0';
+	return snap_country_view(code);
+}
+
+/* /country/XX/...: a folder for every code, whether or not the pool has
+ * a proxy there now (`ls country/` lists those it has): a country that
+ * empties behaves as any empty folder, its files 0 bytes, not gone. */
+static bool country_node(const char *path, struct tree_node *out)
+{
+	const char *name = path + strlen("/country/"), *slash = strchr(name, '/');
+	size_t len = slash ? (size_t)(slash - name) : strlen(name);
+	int view = country_name_view(name, len);
+
+	if (view < 0)
 		return false;
-	}
-	return true;
+	return folder_file_node(path, slash ? slash + 1 : NULL, view, out);
 }
 
 /* /lookup/NAME: a file while the current snapshot has a proxy NAME names
@@ -205,6 +243,8 @@ bool tree_lookup(const char *path, struct tree_node *out)
 		return source_node(path, out);
 	if (strncmp(path, "/lookup/", 8) == 0 && path[8])
 		return lookup_node(path, out);
+	if (strncmp(path, "/country/", 9) == 0 && path[9])
+		return country_node(path, out);
 	if (strstr(path, "/session/"))
 		return session_node(path, out);
 	return false;
@@ -246,6 +286,20 @@ static const char *child_name(const char *dir, const char *path)
 	return strchr(name, '/') ? NULL : name;
 }
 
+/* The countries the current snapshot has live proxies in, upper case,
+ * "unknown" last (the order of countries[]). */
+static int list_countries(tree_fill_fn fill, void *arg)
+{
+	struct snapshot *s = snap_current();
+	int rc = 0;
+
+	for (uint32_t i = 0; i < s->ncountries && rc == 0; i++)
+		if (fill(arg, s->countries[i].code[0] ? s->countries[i].code : "unknown"))
+			rc = -ENOMEM;
+	snap_unref(s);
+	return rc;
+}
+
 static int list_sources(tree_fill_fn fill, void *arg)
 {
 	struct snapshot *s = snap_current();
@@ -269,7 +323,10 @@ int tree_list(const struct tree_node *dir, tree_fill_fn fill, void *arg)
 	}
 	if (strcmp(dir->path, "/sources") == 0)
 		return list_sources(fill, arg);
-	if (strncmp(dir->path, "/sources/", 9) == 0 && !strchr(dir->path + 9, '/')) {
+	if (strcmp(dir->path, "/country") == 0)
+		return list_countries(fill, arg);
+	if ((strncmp(dir->path, "/sources/", 9) == 0 && !strchr(dir->path + 9, '/')) ||
+	    (strncmp(dir->path, "/country/", 9) == 0 && !strchr(dir->path + 9, '/'))) {
 		for (size_t i = 0; i < sizeof(source_files) / sizeof(source_files[0]); i++)
 			if (fill(arg, source_files[i]))
 				return -ENOMEM;

@@ -88,6 +88,9 @@ void gw_conn_hs_free(struct gw_conn *c)
 
 	if (!hs)
 		return;
+	if (hs->dns)
+		/* Its callback comes at once, and leaves c alone. */
+		evdns_getaddrinfo_cancel(hs->dns);
 	if (hs->head)
 		evbuffer_free(hs->head);
 	for (int i = 0; i < hs->ntried; i++)
@@ -111,6 +114,10 @@ void gw_conn_free(struct gw_conn *c)
 		c->next->prev = c->prev;
 	if (c->timer)
 		event_free(c->timer);
+	/* Before the bufferevents close the sockets they watch. */
+	for (int i = 0; i < 2; i++)
+		if (c->pump[i])
+			event_free(c->pump[i]);
 	if (c->client)
 		bufferevent_free(c->client);
 	if (c->up)
@@ -394,6 +401,8 @@ void gw_stop(struct gateway *g)
 			free(cc);
 		}
 	}
+	if (g->dns)
+		evdns_base_free(g->dns, 0);
 	if (g->resume)
 		event_free(g->resume);
 	if (g->base)

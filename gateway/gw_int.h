@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <pthread.h>
@@ -33,6 +34,8 @@
 #define GW_HTTP_HEAD_MAX 16384
 /* Relay: stop reading one side while the other's output holds this much. */
 #define GW_RELAY_HIGH (256 * 1024)
+/* Relay: the most one read takes. */
+#define GW_RELAY_READ (128 * 1024)
 #define GW_PER_CLIENT_BUCKETS 1024
 /* A tunnel's first bytes from the client kept for a replay, at most. */
 #define GW_REPLAY_MAX (64 * 1024)
@@ -106,6 +109,8 @@ struct gw_hs {
 	 * answering (the client was told already; gw_replay) */
 	bool again;
 	int first_try; /* tried[] index where this round of attempts began */
+	/* The lookup of an upstream given by host name, while it runs. */
+	struct evdns_getaddrinfo_request *dns;
 };
 
 /* What it takes to make a tunnel again once it is up and the client was
@@ -139,6 +144,9 @@ struct gw_conn {
 	struct gw_client_count *cc;
 	struct gw_hs *hs; /* until the tunnel is up */
 	struct gw_replay *replay; /* from then until the first byte back */
+	/* The relay's read events, [0] the client's, [1] the upstream's
+	 * (gw_relay.c); NULL before the relay. */
+	struct event *pump[2];
 	uint8_t proto;	  /* enum gw_client_proto */
 	uint8_t state;	  /* enum gw_state */
 	bool outcome_said;
@@ -181,6 +189,10 @@ struct gateway {
 	struct event *resume;  /* re-enables the listeners after an accept error */
 	struct gw_client_count *per_client_tab[GW_PER_CLIENT_BUCKETS];
 	struct gw_good good[GW_GOOD_KEEP]; /* newest first */
+	/* Resolves upstreams given by host name (made at the first one; NULL
+	 * before, or when it could not be made: dns_failed). */
+	struct evdns_base *dns;
+	bool dns_failed;
 };
 
 /* gateway.c */

@@ -1,24 +1,34 @@
 /* gw_relay: bytes between a client and its upstream, unparsed.
  *
- * A pair of bufferevents: what one side reads is moved (not copied) into
- * the other's output. A side stops reading while the other's output holds
- * GW_RELAY_HIGH bytes and starts again once that drained to half, so a
- * fast sender never fills our memory. Half-close is kept: EOF from one
- * side becomes shutdown(SHUT_WR) to the other once what it was owed is
- * written; the connection ends when both directions are done, on an error
- * of either side, or after idle_timeout_s with no byte either way.
+ * Each side's bufferevent writes; the reads are the relay's own: an
+ * EV_READ event per side reads what the socket holds (up to GW_RELAY_READ
+ * at a time) straight into the other side's output buffer. libevent 2.1's
+ * own reads take at most 4 KiB a turn of the loop, which for a bulk
+ * download is most of the gateway's CPU. A side stops reading while the
+ * other's output holds GW_RELAY_HIGH bytes and starts again once that
+ * drained to half, so a fast sender never fills our memory. Half-close is
+ * kept: EOF from one side becomes shutdown(SHUT_WR) to the other once what
+ * it was owed is written; the connection ends when both directions are
+ * done, on an error of either side, or after idle_timeout_s with no byte
+ * either way.
  *
  * Until the first byte comes back from the upstream, what the client sends
  * is also kept (c->replay): an upstream that closes or breaks before
  * answering, while the client still talks, has the tunnel made again
  * through another one (gw_upstream_again), which gets those bytes again.
  * An upstream killed between our "tunnel up" and the target's answer is
- * so never seen by the client. The cost: a target that closes without a
- * word is tried through retries + 1 upstreams before the client sees it
- * close, and gets the client's first bytes that many times.
+ * so never seen by the client. A tunnel is made again at most retries
+ * times (each with up to retries + 1 upstreams to try): a target that
+ * closes without a word is reached through retries + 1 tunnels, getting
+ * the client's first bytes that many times, before the client sees it
+ * close. A request that may not be sent twice (POST, PATCH: it may have
+ * been carried out) is not.
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "gw_int.h"
 
@@ -56,13 +66,12 @@ static void maybe_shut(struct gw_conn *c, struct bufferevent *dst)
 
 /* A copy of what the client sends until the first byte comes back, for
  * the tunnel made again; past GW_REPLAY_MAX it cannot be, and is not. */
-static void keep_sent(struct gw_conn *c, struct evbuffer *in, size_t n)
+static void keep_sent(struct gw_conn *c, const void *p, size_t n)
 {
 	struct gw_replay *r = c->replay;
 
 	if ((r->sent ? evbuffer_get_length(r->sent) : 0) + n > GW_REPLAY_MAX ||
-	    (!r->sent && !(r->sent = evbuffer_new())) ||
-	    evbuffer_add(r->sent, evbuffer_pullup(in, (ssize_t)n), n) < 0 ||
+	    (!r->sent && !(r->sent = evbuffer_new())) || evbuffer_add(r->sent, p, n) < 0 ||
 	    !gw_replay_allowed(r->sent))
 		gw_replay_free(c);
 }
@@ -86,30 +95,114 @@ bool gw_replay_allowed(struct evbuffer *sent)
 	return true;
 }
 
-static void relay_read_cb(struct bufferevent *src, void *arg)
+static struct event *pump_of(const struct gw_conn *c, const struct bufferevent *bev)
 {
-	struct gw_conn *c = arg;
-	struct bufferevent *dst = other(c, src);
-	struct evbuffer *in = bufferevent_get_input(src), *out = bufferevent_get_output(dst);
-	size_t n = evbuffer_get_length(in);
+	return c->pump[bev == c->client ? 0 : 1];
+}
 
-	if (n == 0)
-		return;
+/* n bytes came from src: counted, kept for a replay (from the client), or
+ * ending the replay (the first byte back). */
+static void came(struct gw_conn *c, const struct bufferevent *src, const void *p, size_t n)
+{
 	if (src == c->client) {
 		gw_stats_bytes(n, 0);
 		if (c->replay)
-			keep_sent(c, in, n);
+			keep_sent(c, p, n);
 	} else {
 		gw_stats_bytes(0, n);
 		/* The first byte back: the upstream carries the tunnel. */
 		gw_replay_free(c);
 	}
-	evbuffer_add_buffer(out, in);
 	event_base_gettimeofday_cached(c->gw->base, &c->last);
-	if (evbuffer_get_length(out) >= GW_RELAY_HIGH) {
-		bufferevent_disable(src, EV_READ);
-		bufferevent_setwatermark(dst, EV_WRITE, GW_RELAY_HIGH / 2, 0);
+}
+
+/* dst's output is full: src reads no more until it drained to half. */
+static void hold_if_full(struct gw_conn *c, struct bufferevent *src, struct bufferevent *dst)
+{
+	if (evbuffer_get_length(bufferevent_get_output(dst)) < GW_RELAY_HIGH)
+		return;
+	event_del(pump_of(c, src));
+	bufferevent_setwatermark(dst, EV_WRITE, GW_RELAY_HIGH / 2, 0);
+}
+
+/* What src's bufferevent read before the relay took over its reads (bytes
+ * that came with the request, or right after the upstream's reply). */
+static void move_input(struct gw_conn *c, struct bufferevent *src)
+{
+	struct evbuffer *in = bufferevent_get_input(src);
+	struct bufferevent *dst = other(c, src);
+	size_t n = evbuffer_get_length(in);
+
+	if (n == 0)
+		return;
+	came(c, src, evbuffer_pullup(in, (ssize_t)n), n);
+	evbuffer_add_buffer(bufferevent_get_output(dst), in);
+	hold_if_full(c, src, dst);
+}
+
+static void src_eof(struct gw_conn *c, struct bufferevent *src);
+static void src_error(struct gw_conn *c, struct bufferevent *src);
+
+/* src's socket is readable: what it holds, up to what dst may still take,
+ * read straight into dst's output. */
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+	struct bufferevent *src = fd == bufferevent_getfd(c->client) ? c->client : c->up;
+	struct bufferevent *dst = other(c, src);
+	struct evbuffer *out = bufferevent_get_output(dst);
+	size_t held = evbuffer_get_length(out);
+	size_t want = held < GW_RELAY_HIGH ? GW_RELAY_HIGH - held : 0;
+	struct evbuffer_iovec v[2];
+	struct iovec iov[2];
+	int avail = 0, nv;
+	ssize_t got;
+
+	/* What the socket holds, so the space taken fits it; 0 may be an
+	 * EOF, which a read of any size tells. */
+	if (ioctl(fd, FIONREAD, &avail) < 0 || avail <= 0)
+		avail = 512;
+	if ((size_t)avail < want)
+		want = (size_t)avail;
+	if (want > GW_RELAY_READ)
+		want = GW_RELAY_READ;
+	if (want == 0) {
+		hold_if_full(c, src, dst);
+		return;
 	}
+	nv = evbuffer_reserve_space(out, (ev_ssize_t)want, v, 2);
+	if (nv <= 0) {
+		src_error(c, src);
+		return;
+	}
+	for (int i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	got = readv(fd, iov, nv);
+	if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+		evbuffer_commit_space(out, v, 0);
+		return;
+	}
+	if (got <= 0) {
+		evbuffer_commit_space(out, v, 0);
+		if (got == 0)
+			src_eof(c, src);
+		else
+			src_error(c, src);
+		return;
+	}
+	/* The vectors say what is filled: the first fully, the second with
+	 * the rest. */
+	for (int i = 0, left = (int)got; i < nv; i++) {
+		size_t take = (size_t)left < v[i].iov_len ? (size_t)left : v[i].iov_len;
+
+		came(c, src, v[i].iov_base, take);
+		v[i].iov_len = take;
+		left -= (int)take;
+	}
+	evbuffer_commit_space(out, v, nv);
+	hold_if_full(c, src, dst);
 }
 
 /* dst's output drained to its low watermark: its source may read again,
@@ -125,44 +218,72 @@ static void relay_write_cb(struct bufferevent *dst, void *arg)
 		return;
 	}
 	bufferevent_setwatermark(dst, EV_WRITE, 0, 0);
-	bufferevent_enable(src, EV_READ);
+	event_add(pump_of(c, src), NULL);
 }
 
-static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
+/* src said EOF. The upstream before its first byte back is the death the
+ * replay hides (while the client still talks: once it closed its side, a
+ * close is the answer); else dst's write side is shut once written. */
+static void src_eof(struct gw_conn *c, struct bufferevent *src)
 {
-	struct gw_conn *c = arg;
-
-	if (what & BEV_EVENT_EOF)
-		/* What it sent before the EOF is moved on first. */
-		relay_read_cb(bev, c);
-	if (bev == c->up && c->replay && !c->client_eof && c->replay->agains < c->gw->retries) {
-		/* Closed or broken before a byte came back, while the client
-		 * still talks (once it closed its side, a close is the answer). */
+	if (src == c->up && c->replay && !c->client_eof && c->replay->agains < c->gw->retries) {
 		gw_upstream_again(c);
 		return;
 	}
-	if (what & BEV_EVENT_EOF) {
-		*eof_of(c, bev) = true;
-		bufferevent_disable(bev, EV_READ);
-		maybe_shut(c, other(c, bev));
+	*eof_of(c, src) = true;
+	event_del(pump_of(c, src));
+	maybe_shut(c, other(c, src));
+}
+
+/* A read or write of src failed (reset, a write to a closed peer). */
+static void src_error(struct gw_conn *c, struct bufferevent *src)
+{
+	if (src == c->up && c->replay && !c->client_eof && c->replay->agains < c->gw->retries) {
+		gw_upstream_again(c);
 		return;
 	}
-	/* An error (reset, a write to a closed peer): nothing more to do. */
 	gw_conn_free(c);
+}
+
+/* The bufferevents only write now: their events are write errors. */
+static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	src_error(arg, bev);
+}
+
+/* The read event of a side, made once per socket. */
+static bool pump_new(struct gw_conn *c, int i, struct bufferevent *bev)
+{
+	if (c->pump[i])
+		event_free(c->pump[i]);
+	c->pump[i] = event_new(c->gw->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, pump_cb,
+			       c);
+	return c->pump[i] != NULL;
 }
 
 void gw_relay_start(struct gw_conn *c)
 {
 	c->state = GW_ST_RELAY;
 	event_base_gettimeofday_cached(c->gw->base, &c->last);
-	bufferevent_setwatermark(c->client, EV_READ, 0, 0);
-	bufferevent_setcb(c->client, relay_read_cb, relay_write_cb, relay_event_cb, c);
-	bufferevent_setcb(c->up, relay_read_cb, relay_write_cb, relay_event_cb, c);
+	if ((!c->pump[0] && !pump_new(c, 0, c->client)) || !pump_new(c, 1, c->up)) {
+		gw_conn_free(c);
+		return;
+	}
+	bufferevent_disable(c->client, EV_READ);
+	bufferevent_disable(c->up, EV_READ);
+	bufferevent_setcb(c->client, NULL, relay_write_cb, relay_event_cb, c);
+	bufferevent_setcb(c->up, NULL, relay_write_cb, relay_event_cb, c);
+	bufferevent_set_max_single_write(c->client, GW_RELAY_HIGH);
+	bufferevent_set_max_single_write(c->up, GW_RELAY_HIGH);
+	bufferevent_enable(c->client, EV_WRITE);
+	bufferevent_enable(c->up, EV_WRITE);
 	evtimer_add(c->timer, &c->gw->idle_timeout);
-	bufferevent_enable(c->client, EV_READ | EV_WRITE);
-	bufferevent_enable(c->up, EV_READ | EV_WRITE);
-	/* Bytes that came with the request (the client did not wait), and
-	 * any the upstream sent right after its reply. */
-	relay_read_cb(c->client, c);
-	relay_read_cb(c->up, c);
+	if (!c->client_eof)
+		event_add(c->pump[0], NULL);
+	event_add(c->pump[1], NULL);
+	move_input(c, c->client);
+	move_input(c, c->up);
+	if (c->client_eof)
+		/* Closed its side before the tunnel was made again. */
+		maybe_shut(c, c->up);
 }

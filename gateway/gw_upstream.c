@@ -8,8 +8,8 @@
  * credentials) or SOCKS4, with the project's one builder and parser of
  * each (src/socks.h, src/http_answer.h). Target names go to the upstream
  * as names (CONNECT host, SOCKS5 domain); SOCKS4 upstreams, which take
- * only IPv4 addresses, are left out for other targets, so nothing is ever
- * resolved here. Each upstream's outcome is reported (gw_report): failed
+ * only IPv4 addresses, are left out for other targets, so no target is ever
+ * resolved here (an upstream listed by host name is: evdns on the loop). Each upstream's outcome is reported (gw_report): failed
  * when it could not be reached, broke its protocol, refused its
  * credentials or timed out; nothing when it refused only the target (the
  * target may be down); ok when the tunnel is up. A failure before anything
@@ -430,6 +430,11 @@ void gw_upstream_again(struct gw_conn *c)
 
 	gw_stats_replay();
 	r->agains++;
+	/* The old upstream's read event goes with its socket; the client's
+	 * waits (what it sends meanwhile stays in its socket). */
+	event_free(c->pump[1]);
+	c->pump[1] = NULL;
+	event_del(c->pump[0]);
 	bufferevent_free(c->up);
 	c->up = NULL;
 	c->up_eof = c->up_shut = false;
@@ -462,8 +467,6 @@ void gw_upstream_again(struct gw_conn *c)
 	hs->first_try = hs->ntried;
 	snprintf(hs->why, sizeof(hs->why), "closed before answering");
 	clock_gettime(CLOCK_MONOTONIC, &hs->t0);
-	/* What the client sends meanwhile waits in its socket. */
-	bufferevent_disable(c->client, EV_READ);
 	bufferevent_setcb(c->client, NULL, NULL, NULL, c);
 	evtimer_add(c->timer, &c->gw->handshake_timeout);
 	attempt(c);
@@ -625,12 +628,104 @@ static bool next_upstream(struct gw_conn *c)
 	return ok;
 }
 
+/* Reaches upstream address sa for c: the connect, with the upstream's
+ * share of the handshake time. */
+static void up_connect(struct gw_conn *c, const struct sockaddr *sa, socklen_t len)
+{
+	struct gateway *g = c->gw;
+	struct timeval each;
+
+	c->hs->up_socks_code = 0;
+	c->up = bufferevent_socket_new(g->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->up) {
+		up_failed(c, false, ENOMEM, "out of memory");
+		return;
+	}
+	/* Each upstream gets its share of the handshake time, so a silent
+	 * one leaves time for the next. */
+	each.tv_sec = g->handshake_timeout.tv_sec / (g->retries + 1);
+	each.tv_usec = 0;
+	if (each.tv_sec < 1)
+		each.tv_sec = 1;
+	bufferevent_set_timeouts(c->up, &each, &each);
+	bufferevent_setcb(c->up, up_read_cb, NULL, up_event_cb, c);
+	bufferevent_enable(c->up, EV_READ);
+	c->hs->up_step = GW_UP_CONNECT;
+	if (bufferevent_socket_connect(c->up, sa, (int)len) < 0) {
+		int err = EVUTIL_SOCKET_ERROR();
+
+		/* Our side's shortage (no fds, no ports) is not the proxy's. */
+		up_failed(c, err == ECONNREFUSED, err ? err : EIO, strerror(err ? err : EIO));
+	}
+}
+
+/* The address of an upstream given by name: its first IPv4 address (any
+ * protocol reaches it), else its first IPv6 one. A name that does not
+ * resolve here is not the upstream's fault (the checker reached it): the
+ * next upstream is tried, nothing reported. */
+static void up_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	const struct evutil_addrinfo *ai, *v6 = NULL, *v4 = NULL;
+	struct gw_conn *c = arg;
+	struct sockaddr_storage ss;
+
+	if (result == EVUTIL_EAI_CANCEL)
+		goto out; /* c is being freed */
+	c->hs->dns = NULL;
+	for (ai = result == 0 ? res : NULL; ai && !v4; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET)
+			v4 = ai;
+		else if (ai->ai_family == AF_INET6 && !v6)
+			v6 = ai;
+	}
+	ai = v4 ? v4 : v6;
+	if (!ai || ai->ai_addrlen > sizeof(ss)) {
+		up_failed(c, false, EHOSTUNREACH, "its name did not resolve here");
+		goto out;
+	}
+	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons(c->hs->upa.port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->hs->upa.port);
+	up_connect(c, (struct sockaddr *)&ss, (socklen_t)ai->ai_addrlen);
+out:
+	if (res)
+		evutil_freeaddrinfo(res);
+}
+
+/* Looks the current upstream's name up; the connect follows. Nothing of c
+ * may be touched after: the answer can come before this returns. */
+static void up_resolve(struct gw_conn *c)
+{
+	struct gateway *g = c->gw;
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct evdns_getaddrinfo_request *req;
+
+	if (!g->dns && !g->dns_failed) {
+		/* /etc/resolv.conf's servers and /etc/hosts, as the checker. */
+		g->dns = evdns_base_new(g->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+							  EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		g->dns_failed = !g->dns;
+		if (!g->dns)
+			log_warn("gateway: cannot set up a DNS resolver: upstreams given by name "
+				 "are not used");
+	}
+	if (!g->dns) {
+		up_failed(c, false, EHOSTUNREACH, "no resolver for its name");
+		return;
+	}
+	req = evdns_getaddrinfo(g->dns, c->hs->upa.host, NULL, &hints, up_resolved, c);
+	if (req)
+		c->hs->dns = req;
+}
+
 static void attempt(struct gw_conn *c)
 {
 	struct gateway *g = c->gw;
 	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	struct timeval each;
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 
 	for (;;) {
 		if (c->hs->ntried - c->hs->first_try > g->retries ||
@@ -648,46 +743,19 @@ static void attempt(struct gw_conn *c)
 			gw_client_failed(c);
 			return;
 		}
-		if (c->hs->upa.host[0] == '\0')
-			continue;
-		if (inet_pton(AF_INET, c->hs->upa.host, &((struct sockaddr_in *)&ss)->sin_addr) ==
-		    1) {
-			ss.ss_family = AF_INET;
-			((struct sockaddr_in *)&ss)->sin_port = htons(c->hs->upa.port);
-			len = sizeof(struct sockaddr_in);
-		} else if (inet_pton(AF_INET6, c->hs->upa.host,
-				     &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-			ss.ss_family = AF_INET6;
-			((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->hs->upa.port);
-			len = sizeof(struct sockaddr_in6);
-		} else {
-			/* Upstreams named by host name are not resolved here. */
-			snprintf(c->hs->why, sizeof(c->hs->why), "an upstream not an IP address");
-			continue;
-		}
-		break;
+		if (c->hs->upa.host[0] != '\0')
+			break;
 	}
-	c->hs->up_socks_code = 0;
-	c->up = bufferevent_socket_new(g->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->up) {
-		up_failed(c, false, ENOMEM, "out of memory");
-		return;
-	}
-	/* Each upstream gets its share of the handshake time, so a silent
-	 * one leaves time for the next. */
-	each.tv_sec = g->handshake_timeout.tv_sec / (g->retries + 1);
-	each.tv_usec = 0;
-	if (each.tv_sec < 1)
-		each.tv_sec = 1;
-	bufferevent_set_timeouts(c->up, &each, &each);
-	bufferevent_setcb(c->up, up_read_cb, NULL, up_event_cb, c);
-	bufferevent_enable(c->up, EV_READ);
-	c->hs->up_step = GW_UP_CONNECT;
-	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0) {
-		int err = EVUTIL_SOCKET_ERROR();
-
-		/* Our side's shortage (no fds, no ports) is not the proxy's. */
-		up_failed(c, err == ECONNREFUSED, err ? err : EIO, strerror(err ? err : EIO));
+	if (inet_pton(AF_INET, c->hs->upa.host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons(c->hs->upa.port);
+		up_connect(c, (struct sockaddr *)in, sizeof(*in));
+	} else if (inet_pton(AF_INET6, c->hs->upa.host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(c->hs->upa.port);
+		up_connect(c, (struct sockaddr *)in6, sizeof(*in6));
+	} else {
+		up_resolve(c);
 	}
 }
 

@@ -1,7 +1,7 @@
 /* gw_user: the gateway's user-name options and its password check.
  *
  * A user name is cut at each '-' into parts; the parts that are keywords
- * (session, proto, anon, source) start an option whose value is every
+ * (session, proto, anon, source, country) start an option whose value is every
  * part up to the next keyword. What comes before the first keyword is the
  * plain user name. Values are checked with the rules every front uses
  * (session_key_valid, the folder words of proxy.h and snapshot.h, the
@@ -27,9 +27,16 @@
 #define GW_USER_LINE_MAX 1024
 #define GW_DIGEST_LEN 32
 
-enum gw_opt { GW_OPT_SESSION, GW_OPT_PROTO, GW_OPT_ANON, GW_OPT_SOURCE, GW_OPT_NONE };
+enum gw_opt {
+	GW_OPT_SESSION,
+	GW_OPT_PROTO,
+	GW_OPT_ANON,
+	GW_OPT_SOURCE,
+	GW_OPT_COUNTRY,
+	GW_OPT_NONE
+};
 
-static const char *const gw_opt_words[] = {"session", "proto", "anon", "source"};
+static const char *const gw_opt_words[] = {"session", "proto", "anon", "source", "country"};
 
 /* The option a part of the user name starts, or GW_OPT_NONE. */
 static enum gw_opt gw_opt_of(const char *p, size_t n)
@@ -135,6 +142,19 @@ static int gw_one_source(struct gw_user *u, const char *item, size_t n, char *wh
 	return 0;
 }
 
+/* A country code (either case) or "unknown", as country= takes it. */
+static int gw_one_country(struct gw_user *u, const char *item, size_t n, char *why, size_t ws)
+{
+	int rc = pick_filter_add_country(&u->filter, item, n);
+
+	if (rc == -E2BIG)
+		snprintf(why, ws, "country: more than %d codes", PICK_COUNTRIES_MAX);
+	else if (rc < 0)
+		snprintf(why, ws, "country: '%.*s' is not a two-letter country code nor unknown",
+			 (int)(n > 40 ? 40 : n), item);
+	return rc < 0 ? -EINVAL : 0;
+}
+
 typedef int (*gw_item_fn)(struct gw_user *u, const char *item, size_t n, char *why, size_t ws);
 
 /* A comma list of words, each handed to one. */
@@ -194,6 +214,8 @@ static int gw_set_opt(struct gw_user *u, enum gw_opt opt, const char *v, size_t 
 		return gw_each_item(u, v, n, gw_one_anon, why, ws);
 	case GW_OPT_SOURCE:
 		return gw_each_item(u, v, n, gw_one_source, why, ws);
+	case GW_OPT_COUNTRY:
+		return gw_each_item(u, v, n, gw_one_country, why, ws);
 	case GW_OPT_NONE:
 		break;
 	}
@@ -298,7 +320,8 @@ static bool gw_plain_name(const char *user, size_t n)
 	if (!u)
 		return false;
 	ok = gw_user_parse(user, n, u, why, sizeof(why)) == 0 && strlen(u->name) == n &&
-	     !u->session_len && !u->filter.protos && !u->filter.anons && !u->filter.nsources;
+	     !u->session_len && !u->filter.protos && !u->filter.anons && !u->filter.nsources &&
+	     !u->filter.ncountries;
 	free(u);
 	return ok;
 }
@@ -325,7 +348,7 @@ struct gw_auth *gw_auth_new(char *const *pairs, size_t n, char *err, size_t errl
 		if (ulen > GW_USER_MAX || !gw_plain_name(pairs[i], ulen)) {
 			snprintf(err, errlen,
 				 "user '%.*s': not a plain user name (at most %d bytes, printable, "
-				 "no -session-, -proto-, -anon-, -source- part)",
+				 "no -session-, -proto-, -anon-, -source-, -country- part)",
 				 (int)(ulen > 40 ? 40 : ulen), pairs[i], GW_USER_MAX);
 			goto out_free;
 		}

@@ -9,12 +9,14 @@
  *   alice-proto-socks5           protocol: http, https, socks4, socks5
  *   alice-anon-elite             anonymity: elite, anonymous, transparent
  *   alice-source-NAME            a source of the config
+ *   alice-country-de             where it comes out: a country code (any
+ *                                case) or unknown, as the HTTP query's country=
  *   alice-anon-elite-session-x7  combined
  *
  * The plain user name is what comes before the first keyword (it may be
  * empty: "session-x7" is options only). A value runs up to the next
  * keyword, so a session key or source name may hold '-' as long as no
- * part of it is a keyword by itself. proto, anon and source take comma
+ * part of it is a keyword by itself. proto, anon, source and country take comma
  * lists and may be repeated (either way adding to the set, as the HTTP
  * front's query does); session is given once. The words are those of the
  * tree's folders and the HTTP query, case and all.

@@ -18,6 +18,7 @@ PACKAGES=(
 	libevent-dev libsqlite3-dev libinih-dev libssl-dev libcurl4-openssl-dev
 	clang
 	python3-pytest python3-pytest-xdist
+	libmaxminddb-dev mmdb-bin python3-maxminddb
 	tinyproxy microsocks dante-server squid
 	curl sqlite3 openssl ca-certificates
 	groff-base man-db

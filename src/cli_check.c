@@ -35,6 +35,7 @@ struct check_run {
 	bool all;          /* --all: failed proxies are printed too (JSON only) */
 	bool tty;          /* stderr is a terminal: draw a bar */
 	int proto_default; /* enum proxy_proto of lines without a scheme */
+	bool remote_dns;   /* and whether in its remote-DNS form (socks4a, socks5h) */
 	struct sbuf line;  /* reused for JSON output */
 	struct sbuf lists; /* the summary's lines about each list */
 	unsigned lists_failed;
@@ -325,6 +326,7 @@ static int parse_check_args(int argc, char **argv, struct cfg *c, struct check_r
 				rc = -EINVAL;
 			}
 			run->proto_default = p;
+			run->remote_dns = proxy_name_remote_dns(optarg);
 			break;
 		}
 		case O_JSON:
@@ -368,7 +370,8 @@ static int name_by_url(struct cfg *c)
  * command line, else the config's own, else stdin. Stdin that is a
  * terminal is read only when asked for by "-": with nothing typed in, a
  * run would seem to hang. 0, or -errno after a message. */
-static int add_lists(struct cfg *c, int argc, char **argv, int first, enum proxy_proto proto)
+static int add_lists(struct cfg *c, int argc, char **argv, int first, enum proxy_proto proto,
+		     bool remote_dns)
 {
 	if (first >= argc && c->nsources)
 		return name_by_url(c);
@@ -386,7 +389,7 @@ static int add_lists(struct cfg *c, int argc, char **argv, int first, enum proxy
 	c->sources = NULL;
 	c->nsources = 0;
 	if (first >= argc)
-		return cfg_add_list(c, "stdin", "/dev/stdin", proto);
+		return cfg_add_list(c, "stdin", "/dev/stdin", proto, remote_dns);
 	for (int i = first; i < argc; i++) {
 		const char *path = strcmp(argv[i], "-") == 0 ? "/dev/stdin" : argv[i];
 		bool remote = !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
@@ -397,7 +400,7 @@ static int add_lists(struct cfg *c, int argc, char **argv, int first, enum proxy
 			fprintf(stderr, "proxyfs check: %s: %s\n", argv[i], strerror(err));
 			return -err;
 		}
-		if (cfg_add_list(c, path, path, proto) < 0)
+		if (cfg_add_list(c, path, path, proto, remote_dns) < 0)
 			return -ENOMEM;
 		if (path != argv[i] && isatty(STDIN_FILENO))
 			fprintf(stderr, "proxyfs check: reading a list from the terminal: one proxy "
@@ -426,7 +429,8 @@ int check_main(int argc, char **argv)
 		status = rc > 0 ? 0 : EXIT_USAGE;
 		goto out;
 	}
-	if (add_lists(&c, argc, argv, first, (enum proxy_proto)run.proto_default) < 0)
+	if (add_lists(&c, argc, argv, first, (enum proxy_proto)run.proto_default,
+		      run.remote_dns) < 0)
 		goto out;
 	run.tty = isatty(STDERR_FILENO);
 	ops.progress_ms = run.tty ? 200 : 5000;

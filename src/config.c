@@ -36,7 +36,15 @@
 #define SECTION_MAX 80 /* longer than any valid section name */
 #define VALUE_SHOWN 80 /* bytes of a bad value quoted in a message */
 
-enum cfg_section { SECT_NONE, SECT_PROXYFS, SECT_CHECK, SECT_HTTP, SECT_GATEWAY, SECT_SOURCE };
+enum cfg_section {
+	SECT_NONE,
+	SECT_PROXYFS,
+	SECT_CHECK,
+	SECT_HTTP,
+	SECT_GATEWAY,
+	SECT_GEO,
+	SECT_SOURCE
+};
 
 enum cfg_key_type {
 	KEY_INT,
@@ -59,6 +67,7 @@ enum cfg_key_type {
 	KEY_GW_SOURCES,	   /* a comma list of source names */
 	KEY_GW_AUTH,	   /* user:pass */
 	KEY_GW_USERS_FILE, /* a path whose lines are user:pass */
+	KEY_GEO_PATH,	   /* a path, or empty for off */
 };
 
 /* One settable key. off is into struct cfg, or into struct cfg_source for
@@ -127,6 +136,8 @@ static const struct cfg_key cfg_keys[] = {
      offsetof(struct cfg, gateway.handshake_timeout_s), 1, 3600},
     {SECT_GATEWAY, "idle_timeout_s", KEY_INT, offsetof(struct cfg, gateway.idle_timeout_s), 1,
      86400},
+    {SECT_GEO, "country_db", KEY_GEO_PATH, offsetof(struct cfg, geo.country_db), 0, 0},
+    {SECT_GEO, "asn_db", KEY_GEO_PATH, offsetof(struct cfg, geo.asn_db), 0, 0},
     {SECT_SOURCE, "url", KEY_URL, offsetof(struct cfg_source, url), 0, 0},
     {SECT_SOURCE, "protocol", KEY_PROTO, offsetof(struct cfg_source, proto), 0, 0},
     {SECT_SOURCE, "interval_s", KEY_INT, offsetof(struct cfg_source, interval_s), 1, 31536000},
@@ -154,6 +165,7 @@ struct cfg_parse {
 	int proxyfs_line, check_line; /* where those sections began, or 0 */
 	int http_line;
 	int gateway_line;
+	int geo_line;
 	int expect_line;	      /* where expect was given, or 0 */
 	int key_line[64];	      /* [proxyfs], [check], [http], [gateway]: where cfg_keys[i]
 				       * was given, or 0 */
@@ -334,6 +346,20 @@ static int set_path(struct cfg_parse *p, const struct cfg_key *k, char **field, 
 		return -EINVAL;
 	}
 	s = resolve_path(p, v);
+	if (!s)
+		return -ENOMEM;
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+/* [geo] country_db, asn_db: a path, or nothing for off (no search of the
+ * default places). */
+static int set_geo_path(struct cfg_parse *p, const struct cfg_key *k, char **field,
+			const char *v)
+{
+	char *s = *v ? resolve_path(p, v) : strdup("");
+
 	if (!s)
 		return -ENOMEM;
 	free(*field);
@@ -916,6 +942,8 @@ static int set_value(struct cfg_parse *p, const struct cfg_key *k, void *base, c
 		return gw_push_pair(p, k, v, "the value");
 	case KEY_GW_USERS_FILE:
 		return set_gw_users_file(p, k, v);
+	case KEY_GEO_PATH:
+		return set_geo_path(p, k, field, v);
 	case KEY_LOG_LEVEL:
 		if (log_level_parse(v, field) == 0)
 			return 0;
@@ -1078,6 +1106,8 @@ static int enter_section(struct cfg_parse *p, const char *name, size_t len)
 		p->sect = SECT_HTTP;
 	else if (strcmp(p->section, "gateway") == 0)
 		p->sect = SECT_GATEWAY;
+	else if (strcmp(p->section, "geo") == 0)
+		p->sect = SECT_GEO;
 	else if (strncmp(p->section, SOURCE_PREFIX, strlen(SOURCE_PREFIX)) == 0)
 		p->sect = SECT_SOURCE;
 	if (p->sect == SECT_PROXYFS)
@@ -1088,6 +1118,8 @@ static int enter_section(struct cfg_parse *p, const char *name, size_t len)
 		return enter_once(p, &p->http_line);
 	if (p->sect == SECT_GATEWAY)
 		return enter_once(p, &p->gateway_line);
+	if (p->sect == SECT_GEO)
+		return enter_once(p, &p->geo_line);
 	if (p->sect == SECT_NONE) {
 		parse_fail(p, NULL, "unknown section");
 		return -EINVAL;
@@ -1380,10 +1412,13 @@ void cfg_free(struct cfg *c)
 	}
 	free(c->gateway.users);
 	free(c->gateway.users_file);
+	free(c->geo.country_db);
+	free(c->geo.asn_db);
 	memset(c, 0, sizeof(*c));
 }
 
-int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto)
+int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto,
+		 bool remote_dns)
 {
 	struct cfg_source *list, *s;
 
@@ -1399,6 +1434,7 @@ int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_p
 	s->url = strdup(path);
 	s->path = remote ? NULL : strdup(path);
 	s->proto = proto;
+	s->remote_dns = remote_dns;
 	s->interval_s = c->interval_s;
 	c->nsources++;
 	if (!s->name || !s->url || (!remote && !s->path))

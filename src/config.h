@@ -75,6 +75,13 @@ struct cfg_gateway {
 	int idle_timeout_s;      /* a relayed connection with no bytes either way; default 300 */
 };
 
+/* [geo]: the MaxMind DB files (src/geo.h). Each NULL when not given (the
+ * default places are searched), "" when given empty (off). */
+struct cfg_geo {
+	char *country_db;        /* a country per network */
+	char *asn_db;            /* autonomous_system_number / _organization per network */
+};
+
 struct cfg {
 	char *file; /* the file read, or NULL for defaults only */
 
@@ -116,6 +123,7 @@ struct cfg {
 
 	struct cfg_http http;
 	struct cfg_gateway gateway;
+	struct cfg_geo geo;
 
 	struct cfg_source *sources;
 	size_t nsources;
@@ -138,9 +146,11 @@ int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen);
 int cfg_add_judge(struct cfg *c, const char *url);
 
 /* Appends a source reading the local list at path (as given, relative to
- * the current directory) or downloading an http(s) URL, for proxyfs check.
- * 0 or -ENOMEM. */
-int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto);
+ * the current directory) or downloading an http(s) URL, for proxyfs check;
+ * its lines without a scheme are proto (remote_dns: the socks4a/socks5h
+ * form). 0 or -ENOMEM. */
+int cfg_add_list(struct cfg *c, const char *name, const char *path, enum proxy_proto proto,
+		 bool remote_dns);
 
 /* Adds a listen address from the command line (--http ADDR:PORT). 0,
  * -EINVAL with why in err, or -ENOMEM. */

@@ -41,6 +41,7 @@
 #include "fetch.h"
 #include "fs.h"
 #include "gateway.h"
+#include "geo.h"
 #include "http.h"
 #include "judge_set.h"
 #include "log.h"
@@ -83,7 +84,8 @@ static void usage(FILE *out)
 		"formats/{proxychains.conf,curl.txt},\n"
 		"{http,https,socks4,socks5}/{random,next,live.txt,session/KEY},\n"
 		"anonymity/{elite,anonymous,transparent}/{random,next,live.txt,session/KEY},\n"
-		"sources/NAME/{random,next,live.txt,session/KEY}, prometheus/proxyfs.prom,\n"
+		"sources/NAME/{random,next,live.txt,session/KEY},\n"
+		"country/{XX,unknown}/{random,next,live.txt,session/KEY}, prometheus/proxyfs.prom,\n"
 		"control/{reload,add,remove,bad}.\n"
 		"\n"
 		"  -c, --config FILE   settings (INI); default %s if it exists\n"
@@ -101,6 +103,10 @@ static void usage(FILE *out)
 		"                      repeatable; adds to [gateway] listen)\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       the version\n"
+		"\n"
+		"Country and network of each proxy's exit: [geo] country_db, asn_db (MaxMind DB\n"
+		"files), else found in /var/lib/proxyfs/geo, /usr/share/GeoIP, /var/lib/GeoIP\n"
+		"(PROXYFS_GEO_DIRS=DIR:... instead).\n"
 		"\n"
 		"Exit status: 0 clean unmount, 1 failure, 2 usage or configuration error.\n"
 		"The manual: man 8 proxyfs.\n",
@@ -637,7 +643,20 @@ static char *claim_mountpoint(const char *path, bool nonempty)
 	return abs;
 }
 
-static int run(const struct options *o, const struct cfg *c)
+/* The [geo] databases, opened before the daemon forks: a file the config
+ * names that is missing or not a MaxMind DB stops the start (exit 2). */
+static struct geo *open_geo(const struct cfg *c)
+{
+	char err[512];
+	struct geo *g = geo_new(c->geo.country_db, c->geo.asn_db, err, sizeof(err));
+
+	if (!g)
+		fprintf(stderr, "proxyfs: geo: %s\n", err);
+	return g;
+}
+
+/* Takes over geo (the engine's from then on). */
+static int run(const struct options *o, const struct cfg *c, struct geo *geo)
 {
 	struct store *store = NULL;
 	struct engine *e = NULL;
@@ -654,8 +673,10 @@ static int run(const struct options *o, const struct cfg *c)
 	int rc, status = 1;
 
 	mountpoint = claim_mountpoint(o->mountpoint, o->nonempty);
-	if (!mountpoint)
+	if (!mountpoint) {
+		geo_free(geo);
 		return 1;
+	}
 	if (!o->foreground && (rc = daemon_fork()) < 0) {
 		fprintf(stderr, "proxyfs: fork: %s\n", strerror(-rc));
 		goto out_mountpoint;
@@ -677,6 +698,8 @@ static int run(const struct options *o, const struct cfg *c)
 	e = engine_new(c, store);
 	if (!e)
 		goto out_snap;
+	engine_set_geo(e, geo);
+	geo = NULL;
 	ctl.arg = e;
 	gw_rep.arg = e;
 	f = make_fuse(o, fs_operations(), o->debug, &ctl);
@@ -735,6 +758,7 @@ out_store:
 		unlink(c->pid_file);
 	store_close(store);
 out_mountpoint:
+	geo_free(geo);
 	free(mountpoint);
 	daemon_ready((unsigned char)status); /* when the start failed: the parent exits too */
 	return status;
@@ -743,6 +767,7 @@ out_mountpoint:
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
+	struct geo *geo;
 	struct cfg c;
 	int rc;
 
@@ -774,10 +799,18 @@ int main(int argc, char **argv)
 		free(o.gateway);
 		return EXIT_USAGE;
 	}
+	geo = open_geo(&c);
+	if (!geo) {
+		cfg_free(&c);
+		free(o.fuse_opts);
+		free(o.http);
+		free(o.gateway);
+		return EXIT_USAGE;
+	}
 	fs_set_access(c.group != NULL, c.gid, cfg_file_mode(&c));
 	signal(SIGPIPE, SIG_IGN);
 	notify_init();
-	rc = run(&o, &c);
+	rc = run(&o, &c, geo);
 	notify_fini();
 	fetch_global_cleanup();
 	cfg_free(&c);

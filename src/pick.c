@@ -2,10 +2,11 @@
  * pick.h.
  *
  * A filter is matched without touching the proxies' strings: protocol and
- * anonymity are bits of each record, and a source is a view of the
- * snapshot (indexes into live[] in ascending order), so membership is a
- * binary search. What a filter matches is walked over the smallest view it
- * implies, in live[] order, so "fastest first" holds for every list.
+ * anonymity are bits of each record, country and network fields of it,
+ * and a source is a view of the snapshot (indexes into live[] in
+ * ascending order), so membership is a binary search. What a filter
+ * matches is walked over the smallest view it implies, in live[] order,
+ * so "fastest first" holds for every list.
  */
 #include "pick.h"
 
@@ -14,14 +15,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Turns of pick_next: one per fixed view, one per source view up to
- * PICK_TURN_SOURCES, then one for the top level and one shared by every
- * other filter. Atomic: any thread picks. */
+ * PICK_TURN_SOURCES, then one for the top level, one shared by every
+ * other filter, and one per country view (each pair of letters, then
+ * unknown). Atomic: any thread picks. */
 #define PICK_TURN_SOURCES 64
 #define PICK_TURN_ALL (SNAP_VIEW_SOURCES + PICK_TURN_SOURCES)
 #define PICK_TURN_OTHER (PICK_TURN_ALL + 1)
-static atomic_uint_fast64_t pick_turns[PICK_TURN_OTHER + 1];
+#define PICK_TURN_COUNTRY (PICK_TURN_OTHER + 1)
+#define PICK_TURN_COUNTRIES (26 * 26 + 1)
+static atomic_uint_fast64_t pick_turns[PICK_TURN_COUNTRY + PICK_TURN_COUNTRIES];
 
 /* A filter resolved against one snapshot: its source names as views. */
 struct resolved {
@@ -67,15 +72,50 @@ static int anon_view(unsigned g)
 	}
 }
 
-/* Makes v the walked view when it is smaller than the one so far. */
+/* Makes list[0..n) the walked view when it is smaller than the one so far. */
+static void consider_list(struct resolved *r, const uint32_t *list, uint32_t n)
+{
+	if (!r->base || n < r->nbase) {
+		r->base = list;
+		r->nbase = n;
+	}
+}
+
 static void consider_base(struct resolved *r, const struct snapshot *s, int v)
 {
 	if (v < 0 || (uint32_t)v >= s->nviews)
 		return;
-	if (!r->base || s->nby_folder[v] < r->nbase) {
-		r->base = s->by_folder[v];
-		r->nbase = s->nby_folder[v];
+	consider_list(r, s->by_folder[v], s->nby_folder[v]);
+}
+
+/* The view of country code (as a filter keeps it). */
+static int country_view(const char *code)
+{
+	return code[0] ? SNAP_VIEW_COUNTRY + ((unsigned char)code[0] << 8 | (unsigned char)code[1])
+		       : SNAP_VIEW_COUNTRY;
+}
+
+/* A filter allowing one country walks that country's list; one none of
+ * whose countries has a live proxy matches nothing. */
+static void resolve_countries(struct resolved *r, const struct snapshot *s,
+			      const struct pick_filter *f)
+{
+	const struct snap_country *c, *one = NULL;
+	uint32_t present = 0;
+
+	if (!f->ncountries || f->countries_out)
+		return;
+	for (uint32_t i = 0; i < f->ncountries && i < PICK_COUNTRIES_MAX; i++) {
+		c = snap_view_country(s, country_view(f->countries[i]));
+		if (c) {
+			present++;
+			one = c;
+		}
 	}
+	if (!present)
+		r->none = true;
+	else if (present == 1)
+		consider_list(r, one->idx, one->n);
 }
 
 static void resolve(struct resolved *r, const struct snapshot *s, const struct pick_filter *f)
@@ -99,6 +139,7 @@ static void resolve(struct resolved *r, const struct snapshot *s, const struct p
 		consider_base(r, s, anon_view(bit_index(f->anons)));
 	if (r->nsrc == 1)
 		consider_base(r, s, (int)r->src[0]);
+	resolve_countries(r, s, f);
 }
 
 /* Is live index i in view v (ascending indexes)? */
@@ -120,6 +161,22 @@ static bool in_view(const struct snapshot *s, uint32_t v, uint32_t i)
 	return false;
 }
 
+static bool country_listed(const struct pick_filter *f, const char *code)
+{
+	for (uint32_t k = 0; k < f->ncountries && k < PICK_COUNTRIES_MAX; k++)
+		if (strcmp(f->countries[k], code) == 0)
+			return true;
+	return false;
+}
+
+static bool asn_listed(const struct pick_filter *f, uint32_t asn)
+{
+	for (uint32_t k = 0; k < f->nasns && k < PICK_ASNS_MAX; k++)
+		if (f->asns[k] == asn)
+			return true;
+	return false;
+}
+
 static bool match_resolved(const struct snapshot *s, const struct resolved *r, uint32_t i)
 {
 	const struct pick_filter *f = r->f;
@@ -133,6 +190,10 @@ static bool match_resolved(const struct snapshot *s, const struct resolved *r, u
 	if (f->anons && !((1u << p->anonymity) & f->anons))
 		return false;
 	if (f->max_latency_ms && p->latency_ms > f->max_latency_ms)
+		return false;
+	if (f->ncountries && country_listed(f, p->country) == f->countries_out)
+		return false;
+	if (f->nasns && !asn_listed(f, p->asn))
 		return false;
 	if (!r->nsrc)
 		return true;
@@ -159,7 +220,15 @@ void pick_filter_of_view(struct pick_filter *f, const struct snapshot *s, int vi
 	memset(f, 0, sizeof(*f));
 	if (view < 0)
 		return;
-	if (view < PROXY_PROTO_COUNT)
+	if (view >= SNAP_VIEW_COUNTRY) {
+		int rest = view - SNAP_VIEW_COUNTRY;
+
+		f->ncountries = 1;
+		if (rest) {
+			f->countries[0][0] = (char)(rest >> 8);
+			f->countries[0][1] = (char)(rest & 0xff);
+		}
+	} else if (view < PROXY_PROTO_COUNT)
 		f->protos = 1u << view;
 	else if (view == SNAP_VIEW_ELITE)
 		f->anons = 1u << SNAP_ANON_ELITE;
@@ -188,11 +257,87 @@ static uint32_t and_mask(uint32_t a, uint32_t b, bool *none)
 	return m;
 }
 
+/* The countries of a that b lists (keep) or does not (!keep), into out. */
+static uint32_t countries_where(const struct pick_filter *a, const struct pick_filter *b, bool keep,
+				char (*out)[3])
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < a->ncountries; i++)
+		if (country_listed(b, a->countries[i]) == keep)
+			memcpy(out[n++], a->countries[i], 3);
+	return n;
+}
+
+/* r's countries (r starts as f): what both f and g allow. */
+static int and_countries(struct pick_filter *r, const struct pick_filter *f,
+			 const struct pick_filter *g)
+{
+	const struct pick_filter *in = f->countries_out ? g : f, *out = f->countries_out ? f : g;
+
+	if (!g->ncountries)
+		return 0;
+	if (!f->ncountries) {
+		r->ncountries = g->ncountries;
+		r->countries_out = g->countries_out;
+		memcpy(r->countries, g->countries, sizeof(r->countries));
+		return 0;
+	}
+	if (f->countries_out && g->countries_out) {
+		/* left out by either */
+		char extra[PICK_COUNTRIES_MAX][3];
+		uint32_t n = countries_where(g, f, false, extra);
+
+		if (f->ncountries + n > PICK_COUNTRIES_MAX)
+			return -E2BIG;
+		memcpy(r->countries + f->ncountries, extra, n * sizeof(extra[0]));
+		r->ncountries = f->ncountries + n;
+		return 0;
+	}
+	/* allowed by one, not left out (or allowed too) by the other */
+	r->countries_out = false;
+	r->ncountries = countries_where(in, out, !out->countries_out, r->countries);
+	if (!r->ncountries) {
+		r->none = true;
+		r->ncountries = in->ncountries; /* keep it narrowing */
+		memcpy(r->countries, in->countries, sizeof(r->countries));
+	}
+	return 0;
+}
+
+/* r's networks (r starts as f): those both allow. */
+static void and_asns(struct pick_filter *r, const struct pick_filter *f,
+		     const struct pick_filter *g)
+{
+	if (!g->nasns)
+		return;
+	if (!f->nasns) {
+		r->nasns = g->nasns;
+		memcpy(r->asns, g->asns, sizeof(r->asns));
+		return;
+	}
+	r->nasns = 0;
+	for (uint32_t i = 0; i < f->nasns; i++)
+		if (asn_listed(g, f->asns[i]))
+			r->asns[r->nasns++] = f->asns[i];
+	if (!r->nasns) {
+		r->none = true;
+		r->nasns = f->nasns;
+		memcpy(r->asns, f->asns, sizeof(r->asns));
+	}
+}
+
 int pick_filter_and(struct pick_filter *f, const struct pick_filter *g)
 {
 	struct pick_filter r = *f;
 
+	if (f->ncountries > PICK_COUNTRIES_MAX || g->ncountries > PICK_COUNTRIES_MAX ||
+	    f->nasns > PICK_ASNS_MAX || g->nasns > PICK_ASNS_MAX)
+		return -E2BIG;
 	r.none = f->none || g->none;
+	if (and_countries(&r, f, g) < 0)
+		return -E2BIG;
+	and_asns(&r, f, g);
 	r.protos = and_mask(f->protos, g->protos, &r.none);
 	r.anons = and_mask(f->anons, g->anons, &r.none);
 	if (g->max_latency_ms && (!r.max_latency_ms || g->max_latency_ms < r.max_latency_ms))
@@ -219,14 +364,58 @@ int pick_filter_and(struct pick_filter *f, const struct pick_filter *g)
 	return 0;
 }
 
+/* An ASCII letter in upper case, or 0 for any other byte. */
+static char ascii_upper(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		return (char)(c - 'a' + 'A');
+	return c >= 'A' && c <= 'Z' ? c : 0;
+}
+
+int pick_filter_add_country(struct pick_filter *f, const char *code, size_t n)
+{
+	char c[3] = {0};
+
+	if (n == 7 && strncasecmp(code, "unknown", 7) == 0) {
+		/* c stays "" */
+	} else if (n == 2 && ascii_upper(code[0]) && ascii_upper(code[1])) {
+		c[0] = ascii_upper(code[0]);
+		c[1] = ascii_upper(code[1]);
+	} else {
+		return -EINVAL;
+	}
+	if (country_listed(f, c))
+		return 0;
+	if (f->ncountries >= PICK_COUNTRIES_MAX)
+		return -E2BIG;
+	memcpy(f->countries[f->ncountries++], c, 3);
+	return 0;
+}
+
+int pick_filter_add_asn(struct pick_filter *f, uint32_t asn)
+{
+	if (!asn)
+		return -EINVAL;
+	if (asn_listed(f, asn))
+		return 0;
+	if (f->nasns >= PICK_ASNS_MAX)
+		return -E2BIG;
+	f->asns[f->nasns++] = asn;
+	return 0;
+}
+
 bool pick_filter_is_view(const struct pick_filter *f, const struct snapshot *s, int *view)
 {
-	int kinds = (f->protos != 0) + (f->anons != 0) + (f->nsources != 0);
+	int kinds = (f->protos != 0) + (f->anons != 0) + (f->nsources != 0) + (f->ncountries != 0);
 	int v = -1;
 
-	if (f->none || f->max_latency_ms || kinds > 1)
+	if (f->none || f->max_latency_ms || f->nasns || kinds > 1)
 		return false;
-	if (f->protos) {
+	if (f->ncountries) {
+		if (f->countries_out || f->ncountries != 1)
+			return false;
+		v = country_view(f->countries[0]);
+	} else if (f->protos) {
 		if (!one_bit(f->protos))
 			return false;
 		v = (int)bit_index(f->protos);
@@ -293,12 +482,33 @@ int pick_list(const struct snapshot *s, const struct pick_filter *f, uint32_t ma
 /* The view's k-th live index (view -1: live[] itself). */
 static uint32_t view_at(const struct snapshot *s, int view, uint32_t k)
 {
+	if (view >= SNAP_VIEW_COUNTRY)
+		return snap_view_country(s, view)->idx[k];
 	return view < 0 ? k : s->by_folder[view][k];
 }
 
 static uint32_t view_len(const struct snapshot *s, int view)
 {
+	const struct snap_country *c;
+
+	if (view >= SNAP_VIEW_COUNTRY) {
+		c = snap_view_country(s, view);
+		return c ? c->n : 0;
+	}
 	return view < 0 ? s->nlive : s->nby_folder[view];
+}
+
+/* The turn of a country view (the shared one for a code that is no
+ * pair of upper-case letters, which a caller's own filter may hold). */
+static int country_turn(int view)
+{
+	int rest = view - SNAP_VIEW_COUNTRY, hi = (rest >> 8) - 'A', lo = (rest & 0xff) - 'A';
+
+	if (!rest)
+		return PICK_TURN_COUNTRY + PICK_TURN_COUNTRIES - 1;
+	if (hi < 0 || hi >= 26 || lo < 0 || lo >= 26)
+		return PICK_TURN_OTHER;
+	return PICK_TURN_COUNTRY + hi * 26 + lo;
 }
 
 /* count distinct numbers below n, at random, into out (count <= n). Few
@@ -382,6 +592,8 @@ uint32_t pick_next(const struct snapshot *s, const struct pick_filter *f, uint32
 		n = view_len(s, view);
 		if (view < 0)
 			turn = PICK_TURN_ALL;
+		else if (view >= SNAP_VIEW_COUNTRY)
+			turn = country_turn(view);
 		else if (view < SNAP_VIEW_SOURCES + PICK_TURN_SOURCES)
 			turn = view;
 		else
@@ -410,6 +622,41 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static int cmp_code(const void *a, const void *b)
+{
+	return strcmp((const char *)a, (const char *)b);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* ".c" (allowed) or ".x" (left out) and the sorted codes ("-" for
+ * unknown), then ".n" and the sorted networks; nothing for none. */
+static int key_geo(const struct pick_filter *f, char *buf, size_t size)
+{
+	char codes[PICK_COUNTRIES_MAX][3];
+	uint32_t asns[PICK_ASNS_MAX];
+	uint32_t nc = f->ncountries < PICK_COUNTRIES_MAX ? f->ncountries : PICK_COUNTRIES_MAX;
+	uint32_t na = f->nasns < PICK_ASNS_MAX ? f->nasns : PICK_ASNS_MAX;
+	int len = 0;
+
+	memcpy(codes, f->countries, sizeof(codes));
+	qsort(codes, nc, sizeof(codes[0]), cmp_code);
+	memcpy(asns, f->asns, sizeof(asns));
+	qsort(asns, na, sizeof(asns[0]), cmp_u32);
+	for (uint32_t i = 0; i < nc && len >= 0 && (size_t)len < size; i++)
+		len += snprintf(buf + len, size - (size_t)len, "%s%s",
+				i ? "+" : (f->countries_out ? ".x" : ".c"), codes[i][0] ? codes[i] : "-");
+	for (uint32_t i = 0; i < na && len >= 0 && (size_t)len < size; i++)
+		len += snprintf(buf + len, size - (size_t)len, "%s%u", i ? "+" : ".n",
+				(unsigned)asns[i]);
+	return len;
+}
+
 void pick_filter_key(const struct pick_filter *f, char *buf, size_t size)
 {
 	const char *names[PICK_SOURCES_MAX];
@@ -424,6 +671,8 @@ void pick_filter_key(const struct pick_filter *f, char *buf, size_t size)
 	}
 	len = snprintf(buf, size, "p%x.a%x.l%u", (unsigned)f->protos, (unsigned)f->anons,
 		       (unsigned)f->max_latency_ms);
+	if (len >= 0 && (size_t)len < size)
+		len += key_geo(f, buf + len, size - (size_t)len);
 	memcpy(names, f->sources, n * sizeof(*names));
 	qsort(names, n, sizeof(*names), cmp_str);
 	for (uint32_t i = 0; i < n && len >= 0 && (size_t)len < size; i++) {

@@ -1,9 +1,10 @@
 /* pick: which live proxies a reader gets, for every front.
  *
  * Each way of asking for proxies comes down to a struct pick_filter: a
- * folder of the tree (/socks5/, /anonymity/elite/, /sources/NAME/), the
- * HTTP front's query (protocol=, anonymity=, source=, max_latency_ms=), the
- * gateway's user name (-proto-socks5). This file matches a filter against
+ * folder of the tree (/socks5/, /anonymity/elite/, /sources/NAME/,
+ * /country/DE/), the HTTP front's query (protocol=, anonymity=, source=,
+ * country=, asn=, max_latency_ms=), the gateway's user name (-proto-socks5,
+ * -country-de). This file matches a filter against
  * a snapshot and picks from what matches: a random proxy (or N distinct
  * ones), the next in turn, the whole list in order. It reads only the
  * snapshot it is given (and, for "next", its own turn counters); it keeps
@@ -20,6 +21,9 @@
 
 /* Most source names a filter can name. */
 #define PICK_SOURCES_MAX 16
+/* Most countries, and most autonomous systems, a filter can name. */
+#define PICK_COUNTRIES_MAX 16
+#define PICK_ASNS_MAX 16
 
 /* What a reader asks for. Zeroed, it matches every live proxy. Each field
  * narrows: a proxy matches when it passes every one. */
@@ -31,18 +35,37 @@ struct pick_filter {
 	/* Source names allowed (the caller's strings, kept while the filter
 	 * is used). A name the snapshot has no source of matches nothing. */
 	const char *sources[PICK_SOURCES_MAX];
+	/* Countries allowed, or with countries_out the only ones left out:
+	 * upper-case ISO 3166 alpha-2 codes, "" for unknown. 0 = any. */
+	uint32_t ncountries;
+	char countries[PICK_COUNTRIES_MAX][3];
+	bool countries_out;
+	/* Autonomous system numbers allowed; 0 = any. */
+	uint32_t nasns;
+	uint32_t asns[PICK_ASNS_MAX];
 	/* Set when the filter can match nothing at all (two folders that
 	 * exclude each other, say /socks5/ and protocol=http). */
 	bool none;
 };
 
-/* The filter of a tree folder: view is an enum snap_view of s, or -1 for
- * the top level (every live proxy). A source view's name points into s. */
+/* The filter of a tree folder: view is an enum snap_view of s, a country
+ * view (SNAP_VIEW_COUNTRY...), or -1 for the top level (every live
+ * proxy). A source view's name points into s. */
 void pick_filter_of_view(struct pick_filter *f, const struct snapshot *s, int view);
 
-/* Narrows f to what both f and g allow. 0, or -E2BIG when the source
- * names of both do not fit (f is then left as it was). */
+/* Narrows f to what both f and g allow. 0, or -E2BIG when the countries
+ * both leave out do not fit (f is then left as it was). */
 int pick_filter_and(struct pick_filter *f, const struct pick_filter *g);
+
+/* Adds the country code[0..n) to f's list: two letters in either case, or
+ * "unknown" (any case) for proxies of unknown country; a repeat is
+ * ignored. 0, -EINVAL for anything else, -E2BIG past PICK_COUNTRIES_MAX.
+ * Whether the list allows or leaves out is countries_out, the caller's. */
+int pick_filter_add_country(struct pick_filter *f, const char *code, size_t n);
+
+/* Adds autonomous system asn (1..UINT32_MAX) to f's list; a repeat is
+ * ignored. 0, -EINVAL for 0, -E2BIG past PICK_ASNS_MAX. */
+int pick_filter_add_asn(struct pick_filter *f, uint32_t asn);
 
 /* When f is exactly one view of s (or all of it: *view = -1), the view,
  * whose renderings s caches for every reader; false otherwise. */
@@ -78,7 +101,7 @@ uint32_t pick_next(const struct snapshot *s, const struct pick_filter *f, uint32
 
 /* A short text that names f the same way whatever front built it, for
  * tables keyed by filter (the session table): into buf (size bytes, NUL
- * ended; 160 bytes are enough for any filter but a long list of source
+ * ended; 256 bytes are enough for any filter but a long list of source
  * names, which is cut). */
 void pick_filter_key(const struct pick_filter *f, char *buf, size_t size);
 

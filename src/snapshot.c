@@ -86,6 +86,8 @@ static void arena_free(struct arena *a)
 
 /* --- builder --- */
 
+#define SNAP_ORG_SLOTS 1024
+
 struct snap_builder {
 	struct arena *arena;
 	/* Every record in one array of cap: the live ones from the front
@@ -94,6 +96,9 @@ struct snap_builder {
 	struct snap_proxy *live;
 	uint32_t nlive, nother, cap;
 	const char *last_sources; /* the last proxy's sources, in the arena: most repeat it */
+	/* Network names copied so far, by a hash of their text: a few
+	 * thousand networks hold 100,000 proxies, each name kept once. */
+	const char *orgs[SNAP_ORG_SLOTS];
 	struct snap_source *sources;
 	uint32_t nsources, srccap;
 	struct snap_judge *judges;
@@ -176,6 +181,45 @@ int snap_builder_reserve(struct snap_builder *b, uint32_t n)
 	return -ENOMEM;
 }
 
+/* The arena's copy of a network name, shared by every proxy that has it
+ * (a slot holds the last name that hashed to it). */
+static const char *intern_org(struct snap_builder *b, const char *org)
+{
+	uint32_t h = 2166136261u;
+	const char **slot;
+
+	if (!org || !*org)
+		return "";
+	for (const char *c = org; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	slot = &b->orgs[h % SNAP_ORG_SLOTS];
+	if (!*slot || strcmp(*slot, org) != 0)
+		*slot = arena_strdup(b->arena, org);
+	return *slot;
+}
+
+/* An ASCII letter in upper case, or 0 for any other byte (whatever the
+ * locale: the country table is indexed by it). */
+static char ascii_upper(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		return (char)(c - 'a' + 'A');
+	return c >= 'A' && c <= 'Z' ? c : 0;
+}
+
+/* A country code as the snapshot keeps it: two upper-case letters, or ""
+ * for anything else (unknown). */
+static void copy_country(char *dst, const char *src)
+{
+	char hi = ascii_upper(src[0]), lo = hi ? ascii_upper(src[1]) : 0;
+
+	memset(dst, 0, 3);
+	if (hi && lo && !src[2]) {
+		dst[0] = hi;
+		dst[1] = lo;
+	}
+}
+
 int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p)
 {
 	bool alive = p->state == SNAP_ALIVE;
@@ -192,8 +236,10 @@ int snap_builder_add(struct snap_builder *b, const struct snap_proxy *p)
 		d->sources = b->last_sources;
 	else
 		d->sources = b->last_sources = arena_strdup(b->arena, p->sources);
-	if (!d->uri || !d->host || !d->exit_ip || !d->sources)
+	d->as_org = intern_org(b, p->as_org);
+	if (!d->uri || !d->host || !d->exit_ip || !d->sources || !d->as_org)
 		goto out_nomem;
+	copy_country(d->country, p->country);
 	if (alive)
 		b->nlive++;
 	else
@@ -259,6 +305,15 @@ void snap_builder_set_stats(struct snap_builder *b, const struct snap_stats *st)
 	b->stats.store_error = arena_strdup(b->arena, st->store_error);
 	if (!b->stats.health || !b->stats.store_error)
 		b->failed = true;
+	for (int k = 0; k < 2; k++) {
+		struct snap_geo_db *g = &b->stats.geo[k];
+
+		g->path = st->geo[k].path ? arena_strdup(b->arena, st->geo[k].path) : NULL;
+		g->type = arena_strdup(b->arena, st->geo[k].type ? st->geo[k].type : "");
+		g->error = arena_strdup(b->arena, st->geo[k].error ? st->geo[k].error : "");
+		if ((st->geo[k].path && !g->path) || !g->type || !g->error)
+			b->failed = true;
+	}
 	for (uint32_t i = 0; i < st->nejected && i < SNAP_EJECTED_KEEP; i++) {
 		b->stats.ejected[i].uri = arena_strdup(b->arena, st->ejected[i].uri);
 		b->stats.ejected[i].why = arena_strdup(b->arena, st->ejected[i].why);
@@ -422,6 +477,68 @@ static int build_folders(struct snapshot *s, struct arena *a)
 	return 0;
 }
 
+/* Slots of the country table: one per pair of letters, "AA" first, then
+ * unknown; in slot order they are the order countries[] keeps. */
+#define COUNTRY_SLOTS (26 * 26 + 1)
+#define COUNTRY_UNKNOWN (26 * 26)
+
+static unsigned country_slot(const char *code)
+{
+	if (!code[0])
+		return COUNTRY_UNKNOWN;
+	return (unsigned)(code[0] - 'A') * 26 + (unsigned)(code[1] - 'A');
+}
+
+/* countries[]: counted per slot, then each present slot's share of one
+ * array of indexes filled in live[] order (so fastest first). */
+static int build_countries(struct snapshot *s, struct arena *a)
+{
+	uint32_t *count = calloc(COUNTRY_SLOTS, sizeof(*count));
+	uint32_t *at = calloc(COUNTRY_SLOTS, sizeof(*at));
+	struct snap_country *c = NULL;
+	uint32_t *idx, n = 0, off = 0;
+	int rc = -ENOMEM;
+
+	if (!count || !at)
+		goto out;
+	for (uint32_t i = 0; i < s->nlive; i++)
+		count[country_slot(s->live[i].country)]++;
+	for (unsigned k = 0; k < COUNTRY_SLOTS; k++)
+		n += count[k] != 0;
+	rc = 0;
+	if (!n)
+		goto out;
+	rc = -ENOMEM;
+	c = arena_alloc(a, n * sizeof(*c));
+	idx = arena_alloc(a, (size_t)s->nlive * sizeof(*idx));
+	if (!c || !idx)
+		goto out;
+	n = 0;
+	for (unsigned k = 0; k < COUNTRY_SLOTS; k++) {
+		if (!count[k])
+			continue;
+		memset(c[n].code, 0, sizeof(c[n].code));
+		if (k != COUNTRY_UNKNOWN) {
+			c[n].code[0] = (char)('A' + k / 26);
+			c[n].code[1] = (char)('A' + k % 26);
+		}
+		c[n].n = count[k];
+		c[n].idx = idx + off;
+		at[k] = off;
+		off += count[k];
+		n++;
+	}
+	for (uint32_t i = 0; i < s->nlive; i++)
+		idx[at[country_slot(s->live[i].country)]++] = i;
+	s->countries = c;
+	s->ncountries = n;
+	rc = 0;
+out:
+	free(count);
+	free(at);
+	return rc;
+}
+
 struct snapshot *snap_builder_finish(struct snap_builder *b)
 {
 	struct snapshot *s = NULL;
@@ -458,7 +575,7 @@ struct snapshot *snap_builder_finish(struct snap_builder *b)
 	s->njudges = b->njudges;
 	s->nlive = b->nlive;
 	s->nsources = b->nsources;
-	if (build_folders(s, b->arena) < 0)
+	if (build_folders(s, b->arena) < 0 || build_countries(s, b->arena) < 0)
 		goto out_free_snap;
 	s->stats = b->stats;
 	atomic_init(&s->refs, 1);
@@ -523,6 +640,49 @@ const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn rend
 		out = &s->cache[slot];
 	pthread_mutex_unlock(&s->cache_lock);
 	return out;
+}
+
+int snap_country_view(const char *code)
+{
+	char c[3];
+
+	if (!code[0])
+		return SNAP_VIEW_COUNTRY;
+	copy_country(c, code);
+	if (!c[0])
+		return -1;
+	return SNAP_VIEW_COUNTRY + ((unsigned char)c[0] << 8 | (unsigned char)c[1]);
+}
+
+const struct snap_country *snap_view_country(const struct snapshot *s, int view)
+{
+	char code[3] = {0};
+	uint32_t lo = 0, hi = s->ncountries;
+	int rest = view - SNAP_VIEW_COUNTRY;
+
+	if (view < SNAP_VIEW_COUNTRY || rest > 0xffff)
+		return NULL;
+	if (rest) {
+		code[0] = (char)(rest >> 8);
+		code[1] = (char)(rest & 0xff);
+		if (code[0] < 'A' || code[0] > 'Z' || code[1] < 'A' || code[1] > 'Z')
+			return NULL;
+	}
+	/* sorted by code with "" last: unknown is the last entry or none */
+	if (!rest)
+		return hi && !s->countries[hi - 1].code[0] ? &s->countries[hi - 1] : NULL;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int cmp = s->countries[mid].code[0] ? strcmp(s->countries[mid].code, code) : 1;
+
+		if (cmp == 0)
+			return &s->countries[mid];
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 /* --- the published snapshot --- */

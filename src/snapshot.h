@@ -117,6 +117,13 @@ struct snap_country {
 	const uint32_t *idx;
 };
 
+/* A country's folder (/country/XX/) as a view number that names the same
+ * country in every snapshot, since countries come and go between
+ * snapshots: SNAP_VIEW_COUNTRY + (code[0] << 8 | code[1]) for an
+ * upper-case code, SNAP_VIEW_COUNTRY itself for unknown. It is not in
+ * by_folder; its proxies are those of its countries[] entry. */
+#define SNAP_VIEW_COUNTRY 0x10000
+
 #define SNAP_SAMPLE_INVALID 3
 
 struct snap_source {
@@ -196,7 +203,18 @@ struct snap_stats {
 	const char *health;        /* "ok" or "degraded: <why>" (no newline) */
 	uint64_t snapshots_total;
 	bool hide_credentials;     /* [proxyfs] hide_credentials: readers leave user:pass@ out */
+	/* The [geo] databases (stat.json "geo", the metrics), by enum
+	 * snap_geo_db, and the lookups made so far. */
+	struct snap_geo_db {
+		const char *path;    /* the file in use or wanted; NULL when off */
+		const char *type;    /* its database_type, "" when none is loaded */
+		const char *error;   /* why it is not (or no longer) read, "" when fine */
+		int64_t build_epoch; /* the loaded one's build time (unix seconds), 0 = none */
+	} geo[2];
+	uint64_t geo_lookups_total;
 };
+
+enum snap_geo_db_kind { SNAP_GEO_COUNTRY_DB, SNAP_GEO_ASN_DB };
 
 /* Render slots a snapshot caches (filled by whoever renders). */
 #define SNAP_CACHE_SLOTS 16
@@ -258,6 +276,14 @@ const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn rend
  * snapshot and slot: at most one per cached file and snapshot, however many
  * read it (proxyfs_renderings_total; the benchmark checks it that way). */
 uint64_t snap_renderings(void);
+
+/* The view of code ("DE", "de", or "" for unknown; case-insensitive), or
+ * -1 when code is not two ASCII letters nor "". */
+int snap_country_view(const char *code);
+
+/* The countries[] entry of view (a country view of s), or NULL when view
+ * is no country view or s has no live proxy there. */
+const struct snap_country *snap_view_country(const struct snapshot *s, int view);
 
 /* --- the engine --- */
 

@@ -776,6 +776,39 @@ static void test_validate(void)
 	cfg_free(&c);
 }
 
+/* [geo]: a path (relative to the file), empty for off, absent for the
+ * default places; once per file, each key once. */
+static void test_geo_keys(void)
+{
+	char dir[] = "/tmp/proxyfs-cfgdir-XXXXXX";
+	char real[PATH_MAX], want[PATH_MAX + 32], path[PATH_MAX], err[512];
+	struct cfg c;
+
+	cfg_init(&c);
+	CHECK(c.geo.country_db == NULL && c.geo.asn_db == NULL);
+	cfg_free(&c);
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(realpath(dir, real) != NULL);
+	write_file(dir, "[geo]\ncountry_db = geo/c.mmdb\nasn_db =\n", path, sizeof(path));
+	cfg_init(&c);
+	CHECK_INT(cfg_load(path, &c, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "%s/geo/c.mmdb", real);
+	CHECK_STR(c.geo.country_db, want);
+	CHECK_STR(c.geo.asn_db, "");
+	cfg_free(&c);
+	unlink(path);
+	rmdir(dir);
+	cfg_init(&c);
+	CHECK_INT(load_text("[geo]\nasn_db = /srv/a.mmdb\n", &c, err, sizeof(err), path), 0);
+	CHECK(c.geo.country_db == NULL);
+	CHECK_STR(c.geo.asn_db, "/srv/a.mmdb");
+	cfg_free(&c);
+	expect_error("[geo]\nasn_db = /a\nasn_db = /b\n", -EINVAL, ":3: [geo] asn_db",
+		     "given twice");
+	expect_error("[geo]\n[geo]\n", -EINVAL, ":2: [geo]", "section given twice");
+	expect_error("[geo]\ncity_db = /a\n", -EINVAL, "[geo] city_db", "unknown key");
+}
+
 int main(void)
 {
 	test_defaults();
@@ -793,5 +826,6 @@ int main(void)
 	test_paths();
 	test_unreadable();
 	test_validate();
+	test_geo_keys();
 	return test_exit_code();
 }

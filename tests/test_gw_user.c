@@ -102,6 +102,28 @@ static void test_options(void)
 	CHECK_INT(u.session_len, SESSION_KEY_MAX);
 }
 
+/* -country-de: the same as the HTTP query's country=DE. */
+static void test_country(void)
+{
+	CHECK_INT(parse("alice-country-de"), 0);
+	CHECK_STR(u.name, "alice");
+	CHECK_INT(u.filter.ncountries, 1);
+	CHECK_STR(u.filter.countries[0], "DE");
+	CHECK(!u.filter.countries_out);
+
+	CHECK_INT(parse("alice-country-DE,fr-session-s1-country-unknown-proto-socks5"), 0);
+	CHECK_STR(u.session, "s1");
+	CHECK_INT(u.filter.protos, BIT(PROXY_SOCKS5));
+	CHECK_INT(u.filter.ncountries, 3);
+	CHECK_STR(u.filter.countries[0], "DE");
+	CHECK_STR(u.filter.countries[1], "FR");
+	CHECK_STR(u.filter.countries[2], "");
+
+	CHECK_INT(parse("country-us"), 0);
+	CHECK_STR(u.name, "");
+	CHECK_STR(u.filter.countries[0], "US");
+}
+
 /* A refused user name: -EINVAL, a reason, and no filter left behind. */
 static void refused(const char *s, const char *reason)
 {
@@ -111,7 +133,7 @@ static void refused(const char *s, const char *reason)
 		test_failures++;
 		fprintf(stderr, "'%s': why '%s' lacks '%s'\n", s, why, reason);
 	}
-	CHECK_INT(u.filter.protos | u.filter.anons | u.filter.nsources, 0);
+	CHECK_INT(u.filter.protos | u.filter.anons | u.filter.nsources | u.filter.ncountries, 0);
 }
 
 static void test_refused(void)
@@ -134,6 +156,11 @@ static void test_refused(void)
 	refused("al\x01ice", "control byte");
 	/* Filters from before the bad option are not kept either. */
 	refused("alice-proto-http-anon-x", "anon: 'x'");
+	refused("alice-country-deu", "country: 'deu'");
+	refused("alice-country-!cn", "country: '!cn'");
+	refused("alice-country-de-x", "country: 'de-x'");
+	refused("alice-country", "country: no value");
+	refused("alice-country-de,,fr", "empty item");
 
 	char key[80];
 	memset(key, 'k', SESSION_KEY_MAX + 1);
@@ -219,6 +246,9 @@ static void test_auth(void)
 	char *bad3[] = {"team-session-x:pw"};
 	CHECK(gw_auth_new(bad3, 1, err, sizeof(err)) == NULL);
 	CHECK(strstr(err, "team-session-x") != NULL);
+	char *bad4[] = {"eu-country-de:pw"};
+	CHECK(gw_auth_new(bad4, 1, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "-country-") != NULL);
 	char *ok4[] = {"team-a:pw"};
 	a = gw_auth_new(ok4, 1, err, sizeof(err));
 	CHECK(a != NULL);
@@ -231,6 +261,7 @@ int main(void)
 {
 	test_plain();
 	test_options();
+	test_country();
 	test_refused();
 	test_auth();
 	return test_exit_code();

@@ -53,6 +53,38 @@ static void test_filters(void)
 	CHECK_INT(q.filter.protos, 1u << PROXY_SOCKS5);
 }
 
+/* country= and asn=: codes in any case, unknown, the exclusion, lists
+ * and repeats; the numbers with or without AS. */
+static void test_geo(void)
+{
+	struct http_query q;
+	char why[200];
+
+	CHECK_INT(parse("country=DE,fr", &q, why), 0);
+	CHECK(q.filtered);
+	CHECK_INT(q.filter.ncountries, 2);
+	CHECK_STR(q.filter.countries[0], "DE");
+	CHECK_STR(q.filter.countries[1], "FR");
+	CHECK(!q.filter.countries_out);
+	CHECK_INT(parse("country=!cn", &q, why), 0);
+	CHECK_INT(q.filter.ncountries, 1);
+	CHECK_STR(q.filter.countries[0], "CN");
+	CHECK(q.filter.countries_out);
+	CHECK_INT(parse("country=%21CN,!RU&country=!ru", &q, why), 0);
+	CHECK_INT(q.filter.ncountries, 2);
+	CHECK(q.filter.countries_out);
+	CHECK_INT(parse("country=Unknown&country=de", &q, why), 0);
+	CHECK_INT(q.filter.ncountries, 2);
+	CHECK_STR(q.filter.countries[0], "");
+	CHECK_STR(q.filter.countries[1], "DE");
+	CHECK_INT(parse("asn=3320,AS1234&asn=as3320", &q, why), 0);
+	CHECK(q.filtered);
+	CHECK_INT(q.filter.nasns, 2);
+	CHECK_INT(q.filter.asns[0], 3320);
+	CHECK_INT(q.filter.asns[1], 1234);
+	CHECK_INT(q.filter.ncountries, 0);
+}
+
 /* Each refusal is -EINVAL and names the parameter. */
 static void refused(const char *query, const char *word)
 {
@@ -92,6 +124,29 @@ static void test_refusals(void)
 		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%ss%d", i ? "," : "",
 			 i);
 	refused(many, "source");
+	refused("country=DEU", "country");
+	refused("country=D", "country");
+	refused("country=", "country");
+	refused("country=!", "country");
+	refused("country=1A", "country");
+	refused("country=!CN,RU", "RU");
+	refused("country=DE,!CN", "!CN");
+	refused("country=!CN&country=RU", "RU");
+	strcpy(many, "country=");
+	for (int i = 0; i < PICK_COUNTRIES_MAX + 1; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sA%c", i ? "," : "",
+			 'A' + i);
+	refused(many, "country");
+	refused("asn=0", "asn");
+	refused("asn=x", "asn");
+	refused("asn=AS", "asn");
+	refused("asn=-5", "asn");
+	refused("asn=99999999999", "asn");
+	strcpy(many, "asn=");
+	for (int i = 0; i < PICK_ASNS_MAX + 1; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%d", i ? "," : "",
+			 i + 1);
+	refused(many, "asn");
 }
 
 static void test_ratelimit(void)
@@ -163,6 +218,7 @@ int main(void)
 	test_paths();
 	test_empty();
 	test_filters();
+	test_geo();
 	test_refusals();
 	test_ratelimit();
 	return test_exit_code();

@@ -5,6 +5,7 @@
 #include "pick.h"
 #include "testutil.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,8 +15,11 @@ static char uris[NPROXIES][48];
 static char hosts[NPROXIES][24];
 static const char *const source_names[] = { "a", "b", "c" };
 
-/* Proxy i: protocol i % 4, grade by i % 3, sources by i % 5, latency
- * falling with i so live[] order is not insertion order. */
+static const char *const country_of[] = { "DE", "FR", "", "US", "DE", "FR", "" };
+
+/* Proxy i: protocol i % 4, grade by i % 3, sources by i % 5, country by
+ * i % 7 (DE, FR, US, unknown), network 100 + i % 3, latency falling with
+ * i so live[] order is not insertion order. */
 static struct snapshot *make(void)
 {
 	struct snap_builder *b = snap_builder_new();
@@ -42,6 +46,8 @@ static struct snapshot *make(void)
 		p.latency_ms = (uint32_t)(1000 - i * 10);
 		p.exit_ip = "";
 		p.sources = src_of[i % 5];
+		snprintf(p.country, sizeof(p.country), "%s", country_of[i % 7]);
+		p.asn = (uint32_t)(100 + i % 3);
 		CHECK_INT(snap_builder_add(b, &p), 0);
 	}
 	for (size_t i = 0; i < 3; i++) {
@@ -81,6 +87,22 @@ static bool brute(const struct snap_proxy *p, const struct pick_filter *f)
 		return false;
 	if (f->max_latency_ms && p->latency_ms > f->max_latency_ms)
 		return false;
+	if (f->ncountries) {
+		bool listed = false;
+
+		for (uint32_t i = 0; i < f->ncountries; i++)
+			listed = listed || strcmp(f->countries[i], p->country) == 0;
+		if (listed == f->countries_out)
+			return false;
+	}
+	if (f->nasns) {
+		bool listed = false;
+
+		for (uint32_t i = 0; i < f->nasns; i++)
+			listed = listed || f->asns[i] == p->asn;
+		if (!listed)
+			return false;
+	}
 	for (uint32_t i = 0; i < f->nsources; i++)
 		src = src || has_source(p, f->sources[i]);
 	return src;
@@ -242,6 +264,178 @@ static void test_next(const struct snapshot *s)
 	CHECK(brute(&s->live[out[0]], &f));
 }
 
+/* A filter of countries from a list like "DE,,CN" ("" = unknown). */
+static struct pick_filter countries(const char *list, bool out)
+{
+	struct pick_filter f = { .countries_out = out };
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *c = buf, *e;; c = e + 1) {
+		e = strchr(c, ',');
+		if (e)
+			*e = '\0';
+		if (*c)
+			CHECK_INT(pick_filter_add_country(&f, c, strlen(c)), 0);
+		else
+			CHECK_INT(pick_filter_add_country(&f, "unknown", 7), 0);
+		if (!e)
+			break;
+	}
+	return f;
+}
+
+/* Country and network filters, alone and with the others, and what two
+ * of them together allow, against the records. */
+static void test_geo(const struct snapshot *s)
+{
+	static const char *const lists[] = { "DE", "de", "FR,US", "", "CN", "CN,DE", ",DE" };
+	struct pick_filter f, g, h;
+	int view;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (int out = 0; out < 2; out++) {
+			f = countries(lists[i], out);
+			check_list(s, &f);
+			f.protos = 1u << PROXY_SOCKS5;
+			check_list(s, &f);
+			f.protos = 0;
+			f.nsources = 1;
+			f.sources[0] = "a";
+			check_list(s, &f);
+			f.nsources = 0;
+			CHECK_INT(pick_filter_add_asn(&f, 101), 0);
+			check_list(s, &f);
+			/* and: every pair of lists, both ways round */
+			for (size_t j = 0; j < sizeof(lists) / sizeof(lists[0]); j++) {
+				for (int out2 = 0; out2 < 2; out2++) {
+					g = countries(lists[i], out);
+					h = countries(lists[j], out2);
+					CHECK_INT(pick_filter_and(&g, &h), 0);
+					for (uint32_t k = 0; k < s->nlive; k++) {
+						f = countries(lists[i], out);
+						bool want = brute(&s->live[k], &f);
+
+						f = countries(lists[j], out2);
+						want = want && brute(&s->live[k], &f);
+						CHECK(pick_match(s, &g, k) == want);
+					}
+					check_list(s, &g);
+				}
+			}
+		}
+	}
+	f = (struct pick_filter){ 0 };
+	CHECK_INT(pick_filter_add_asn(&f, 100), 0);
+	CHECK_INT(pick_filter_add_asn(&f, 102), 0);
+	CHECK_INT(pick_filter_add_asn(&f, 102), 0);
+	CHECK_INT(f.nasns, 2);
+	check_list(s, &f);
+	g = (struct pick_filter){ 0 };
+	CHECK_INT(pick_filter_add_asn(&g, 101), 0);
+	CHECK_INT(pick_filter_and(&f, &g), 0);
+	CHECK(f.none);
+	CHECK_INT(pick_filter_add_asn(&g, 0), -EINVAL);
+	/* bad codes, too many */
+	CHECK_INT(pick_filter_add_country(&f, "D", 1), -EINVAL);
+	CHECK_INT(pick_filter_add_country(&f, "DEU", 3), -EINVAL);
+	CHECK_INT(pick_filter_add_country(&f, "D1", 2), -EINVAL);
+	CHECK_INT(pick_filter_add_country(&f, "unknowN", 7), 0);
+	f = (struct pick_filter){ 0 };
+	for (int i = 0; i < PICK_COUNTRIES_MAX; i++) {
+		char c[2] = { 'A', (char)('A' + i) };
+
+		CHECK_INT(pick_filter_add_country(&f, c, 2), 0);
+	}
+	CHECK_INT(pick_filter_add_country(&f, "ZZ", 2), -E2BIG);
+	f.countries_out = true;
+	g = f;
+	g.countries[0][1] = 'Z';
+	CHECK_INT(pick_filter_and(&f, &g), -E2BIG);
+	CHECK_INT(f.ncountries, PICK_COUNTRIES_MAX);
+
+	/* a country's folder is a view, with the country's own list */
+	for (uint32_t c = 0; c < s->ncountries; c++) {
+		uint32_t *idx, n;
+		int v = snap_country_view(s->countries[c].code);
+
+		pick_filter_of_view(&f, s, v);
+		CHECK_INT(f.ncountries, 1);
+		CHECK_STR(f.countries[0], s->countries[c].code);
+		CHECK(pick_filter_is_view(&f, s, &view));
+		CHECK_INT(view, v);
+		CHECK_INT(pick_list(s, &f, 0, &idx, &n), 0);
+		CHECK_INT(n, s->countries[c].n);
+		for (uint32_t i = 0; i < n; i++)
+			CHECK_INT(idx[i], s->countries[c].idx[i]);
+		free(idx);
+		check_list(s, &f);
+	}
+	CHECK_INT(s->ncountries, 4);
+	/* absent from the pool: the view is empty */
+	pick_filter_of_view(&f, s, snap_country_view("CN"));
+	CHECK(pick_filter_is_view(&f, s, &view));
+	{
+		uint32_t out[4];
+
+		CHECK_INT(pick_random(s, &f, 1, out), 0);
+		CHECK_INT(pick_next(s, &f, 1, out), 0);
+	}
+	/* a code no front makes (a caller's own filter) matches nothing */
+	f = (struct pick_filter){ .ncountries = 1, .countries = { "d1" } };
+	{
+		uint32_t out[2];
+
+		CHECK_INT(pick_next(s, &f, 1, out), 0);
+		CHECK_INT(pick_random(s, &f, 1, out), 0);
+		check_list(s, &f);
+	}
+	f = countries("DE", true);
+	CHECK(!pick_filter_is_view(&f, s, &view));
+	f = countries("DE,FR", false);
+	CHECK(!pick_filter_is_view(&f, s, &view));
+	/* /country/DE/ + country=!CN: DE's own list, one view */
+	pick_filter_of_view(&f, s, snap_country_view("DE"));
+	g = countries("CN", true);
+	CHECK_INT(pick_filter_and(&f, &g), 0);
+	CHECK(pick_filter_is_view(&f, s, &view));
+	CHECK_INT(view, snap_country_view("DE"));
+	/* /country/DE/ + country=!DE: nothing */
+	pick_filter_of_view(&f, s, snap_country_view("DE"));
+	g = countries("DE", true);
+	CHECK_INT(pick_filter_and(&f, &g), 0);
+	CHECK(f.none);
+}
+
+/* Random and next picks over a country: members only, next covers it. */
+static void test_geo_picks(const struct snapshot *s)
+{
+	struct pick_filter f;
+	uint32_t out[NPROXIES], seen[NPROXIES] = { 0 }, want = 0;
+
+	pick_filter_of_view(&f, s, snap_country_view("FR"));
+	for (uint32_t i = 0; i < s->nlive; i++)
+		want += brute(&s->live[i], &f);
+	CHECK(want > 2);
+	for (uint32_t k = 0; k < want; k++) {
+		CHECK_INT(pick_next(s, &f, 1, out), 1);
+		seen[out[0]]++;
+	}
+	for (uint32_t i = 0; i < s->nlive; i++)
+		CHECK_INT(seen[i], brute(&s->live[i], &f) ? 1 : 0);
+	for (int r = 0; r < 20; r++) {
+		CHECK_INT(pick_random(s, &f, 2, out), 2);
+		CHECK(brute(&s->live[out[0]], &f) && brute(&s->live[out[1]], &f));
+	}
+	f = countries("FR,", true);
+	for (int r = 0; r < 20; r++) {
+		CHECK_INT(pick_random(s, &f, 1, out), 1);
+		CHECK(brute(&s->live[out[0]], &f));
+		CHECK_INT(pick_next(s, &f, 1, out), 1);
+		CHECK(brute(&s->live[out[0]], &f));
+	}
+}
+
 static void test_key(void)
 {
 	struct pick_filter f = { .protos = 8, .nsources = 2, .sources = { "b", "a" } };
@@ -259,6 +453,34 @@ static void test_key(void)
 	g = (struct pick_filter){ .max_latency_ms = 1 };
 	pick_filter_key(&g, kg, sizeof(kg));
 	CHECK(strcmp(kf, kg) != 0);
+
+	/* each country, in or out, and each network its own key; order not */
+	{
+		static const char *const lists[] = { "DE", "FR", "", "DE,FR" };
+		char keys[2 * 4 + 2][256];
+		int nk = 0;
+
+		for (int out = 0; out < 2; out++)
+			for (int i = 0; i < 4; i++) {
+				f = countries(lists[i], out);
+				pick_filter_key(&f, keys[nk++], sizeof(keys[0]));
+			}
+		f = (struct pick_filter){ 0 };
+		pick_filter_add_asn(&f, 3320);
+		pick_filter_key(&f, keys[nk++], sizeof(keys[0]));
+		pick_filter_add_asn(&f, 1234);
+		pick_filter_key(&f, keys[nk++], sizeof(keys[0]));
+		for (int i = 0; i < nk; i++)
+			for (int j = 0; j < i; j++)
+				CHECK(strcmp(keys[i], keys[j]) != 0);
+		f = countries("FR,DE", false);
+		pick_filter_key(&f, kf, sizeof(kf));
+		CHECK_STR(kf, keys[3]);
+		f = (struct pick_filter){ 0 };
+		pick_filter_key(&f, kf, sizeof(kf));
+		for (int i = 0; i < nk; i++)
+			CHECK(strcmp(keys[i], kf) != 0);
+	}
 }
 
 int main(void)
@@ -273,6 +495,8 @@ int main(void)
 	test_random(s);
 	test_next(s);
 	test_key();
+	test_geo(s);
+	test_geo_picks(s);
 	snap_unref(s);
 	return test_exit_code();
 }

@@ -67,6 +67,10 @@ static const struct snap_proxy three[] = {
      .latency_ms = 300,
      .last_checked = 1700000090,
      .exit_ip = "2001:db8::99",
+     .country = "DE",
+     .asn = 3320,
+     .as_org = "Deutsche \"Telekom\" AG",
+     .geo_from = SNAP_GEO_EXIT,
      .sources = "list-a,list-b"},
     {.uri = "http://10.0.0.1:8080",
      .host = "10.0.0.1",
@@ -80,6 +84,8 @@ static const struct snap_proxy three[] = {
      .latency_ms = 20,
      .last_checked = 1700000080,
      .exit_ip = "",
+     .country = "US",
+     .geo_from = SNAP_GEO_ENTRY,
      .sources = "list-a"},
     {.uri = "socks4://10.0.0.2:1081",
      .host = "10.0.0.2",
@@ -367,6 +373,8 @@ static void test_one(void)
 		     "{\"uri\":\"socks5h://user:pw@[2001:db8::1]:1080\",\"protocol\":\"socks5\","
 		     "\"host\":\"2001:db8::1\",\"port\":1080,\"latency_ms\":300,"
 		     "\"anonymity\":\"elite\",\"exit_ip\":\"2001:db8::99\","
+		     "\"country\":\"DE\",\"asn\":3320,\"as_org\":\"Deutsche \\\"Telekom\\\" AG\","
+		     "\"geo_from\":\"exit\","
 		     "\"last_checked\":1700000090,\"sources\":[\"list-a\",\"list-b\"]}\n"
 		     "]\n");
 	CHECK(json_valid(t));
@@ -399,6 +407,23 @@ static void test_lists(void)
 	t = render(render_live_txt, s, PROXY_SOCKS5);
 	CHECK_STR(t, "socks5h://user:pw@[2001:db8::1]:1080\n");
 	free(t);
+	/* a country's folder; one absent is empty, not the whole pool */
+	t = render(render_live_txt, s, snap_country_view("de"));
+	CHECK_STR(t, "socks5h://user:pw@[2001:db8::1]:1080\n");
+	free(t);
+	t = render(render_live_txt, s, snap_country_view(""));
+	CHECK_STR(t, "socks4://10.0.0.2:1081\n");
+	free(t);
+	t = render(render_live_txt, s, snap_country_view("CN"));
+	CHECK_STR(t, "");
+	free(t);
+	CHECK_INT(render_count(s, snap_country_view("US")), 1);
+	CHECK_INT(render_count(s, snap_country_view("CN")), 0);
+	t = render(render_live_json, s, snap_country_view("US"));
+	CHECK(json_valid(t));
+	CHECK(strstr(t, "\"uri\":\"http://10.0.0.1:8080\"") != NULL);
+	CHECK(strstr(t, "socks") == NULL);
+	free(t);
 	/* round-robin order is the list order, wrapping */
 	t = pick(s, RENDER_ALL, 4);
 	CHECK_STR(t, "socks4://10.0.0.2:1081\n");
@@ -411,11 +436,13 @@ static void test_lists(void)
 	check_contains(t, "[\n{\"uri\":\"http://10.0.0.1:8080\",\"protocol\":\"http\","
 			  "\"host\":\"10.0.0.1\",\"port\":8080,\"latency_ms\":20,"
 			  "\"anonymity\":\"anonymous\",\"exit_ip\":null,"
+			  "\"country\":\"US\",\"asn\":null,\"as_org\":null,\"geo_from\":\"entry\","
 			  "\"anonymity_by_protocol\":{\"http\":\"anonymous\",\"https\":\"elite\"},"
 			  "\"last_checked\":1700000080,\"sources\":[\"list-a\"]},\n");
 	check_contains(t, "\n{\"uri\":\"socks4://10.0.0.2:1081\",\"protocol\":\"socks4\","
 			  "\"host\":\"10.0.0.2\",\"port\":1081,\"latency_ms\":150,"
 			  "\"anonymity\":\"unknown\",\"exit_ip\":null,"
+			  "\"country\":null,\"asn\":null,\"as_org\":null,\"geo_from\":null,"
 			  "\"last_checked\":1700000070,\"sources\":[]},\n");
 	check_contains(t, "\"sources\":[\"list-a\",\"list-b\"]}\n]\n");
 	free(t);
@@ -441,7 +468,8 @@ static void test_stat_json(void)
 			  "  \"uptime_seconds\": 100,\n");
 	check_contains(t, "\"pool\": {\"total\": 10, \"alive\": 3, \"dead\": 5, \"unknown\": 2, "
 			  "\"removed\": 1, \"dropped\": 0, \"alive_by_protocol\": {\"http\": 1, \"https\": 1, "
-			  "\"socks4\": 1, \"socks5\": 1}}");
+			  "\"socks4\": 1, \"socks5\": 1}},\n"
+			  "  \"countries\": {\"DE\": 1, \"US\": 1, \"unknown\": 1},\n");
 	check_contains(t, "\"scan\": {\"generation\": 3, \"running\": true, \"checked\": 9, "
 			  "\"total\": 11, \"started\": 1700000050, \"finished\": 1700000040, "
 			  "\"last_duration_seconds\": 12.500}");
@@ -497,6 +525,10 @@ static void test_metrics(void)
 			  "proxyfs_proxies_alive{protocol=\"https\"} 1\n"
 			  "proxyfs_proxies_alive{protocol=\"socks4\"} 1\n"
 			  "proxyfs_proxies_alive{protocol=\"socks5\"} 1\n");
+	check_contains(t, "# TYPE proxyfs_live_proxies_by_country gauge\n"
+			  "proxyfs_live_proxies_by_country{country=\"DE\"} 1\n"
+			  "proxyfs_live_proxies_by_country{country=\"US\"} 1\n"
+			  "proxyfs_live_proxies_by_country{country=\"unknown\"} 1\n");
 	check_contains(t, "# TYPE proxyfs_scans_total counter\nproxyfs_scans_total 3\n");
 	check_contains(t, "\nproxyfs_scan_last_duration_seconds 12.500\n");
 	check_contains(t, "# TYPE proxyfs_checks_total counter\n"
@@ -802,13 +834,16 @@ static void test_all_json(void)
 	    t, "[\n{\"uri\":\"socks5h://user:pw@[2001:db8::1]:1080\",\"protocol\":"
 	       "\"socks5\",\"state\":\"alive\",\"result\":null,\"detail\":\"not checked "
 	       "since start\",\"fails_in_row\":0,\"last_checked\":1700000090,"
-	       "\"next_check\":null,\"latency_ms\":300,\"sources\":[\"list-a\",\"list-b\"]},\n"
+	       "\"next_check\":null,\"latency_ms\":300,\"country\":\"DE\",\"asn\":3320,"
+	       "\"as_org\":\"Deutsche \\\"Telekom\\\" AG\",\"geo_from\":\"exit\","
+	       "\"sources\":[\"list-a\",\"list-b\"]},\n"
 	       "{\"uri\":\"http://10.0.1.1:8080\",");
 	check_contains(
 	    t, "{\"uri\":\"http://10.0.1.1:8080\",\"protocol\":\"http\",\"state\":\"dead\","
 	       "\"result\":\"timeout\",\"detail\":\"timeout after connect, waiting for "
 	       "the judge's answer\",\"fails_in_row\":3,\"last_checked\":1700000060,"
-	       "\"next_check\":1700000300,\"latency_ms\":null,\"sources\":[\"list-a\"]},\n");
+	       "\"next_check\":1700000300,\"latency_ms\":null,\"country\":null,\"asn\":null,"
+	       "\"as_org\":null,\"geo_from\":null,\"sources\":[\"list-a\"]},\n");
 	check_contains(t, "\"uri\":\"http://u:wrong@10.0.1.7:3128\",\"protocol\":\"http\","
 			  "\"state\":\"dead\",\"result\":\"auth\",\"detail\":\"auth: 407\"");
 	check_contains(t, "{\"uri\":\"http://10.0.1.9:3128\",");
@@ -816,6 +851,7 @@ static void test_all_json(void)
 	    t, "\"state\":\"dead\",\"result\":\"protocol_error\",\"detail\":\"protocol_error: "
 	       "the proxy sent data before our request\",\"fails_in_row\":1,"
 	       "\"last_checked\":1700000068,\"next_check\":null,\"latency_ms\":null,"
+	       "\"country\":null,\"asn\":null,\"as_org\":null,\"geo_from\":null,"
 	       "\"sources\":[\"list-a\"]},\n");
 	check_contains(t, "\"sources\":[\"list-a\"]},\n{\"uri\":\"http://10.0.2.1:3128\","
 			  "\"protocol\":\"http\",\"state\":\"unknown\",\"result\":null,");

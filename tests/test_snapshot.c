@@ -253,8 +253,88 @@ static void test_all_records(void)
 	}
 }
 
+/* The country index: codes sorted, unknown last, each list fastest first
+ * and nothing but live proxies; codes in lower case or junk are read as
+ * the snapshot keeps them; as_org copied once per name, NULL as "". */
+static void test_countries(void)
+{
+	static const char *const codes[] = {"DE", "fr", "", "DE", "x1", "US", "", "DE"};
+	struct snap_builder *b = snap_builder_new();
+	struct snap_stats st = {.health = "ok"};
+	struct snapshot *s;
+	char uri[64];
+
+	for (uint32_t i = 0; i < 8; i++) {
+		struct snap_proxy p = {
+		    .uri = uri, .host = "h", .sources = "", .port = (uint16_t)(1000 + i),
+		    .latency_ms = 100 - i, .asn = i, .as_org = i % 2 ? "Org" : NULL,
+		    .geo_from = SNAP_GEO_EXIT,
+		};
+
+		snprintf(p.country, sizeof(p.country), "%s", codes[i]);
+		snprintf(uri, sizeof(uri), "http://h:%u", 1000 + i);
+		CHECK_INT(snap_builder_add(b, &p), 0);
+	}
+	/* a dead one counts nowhere */
+	struct snap_proxy dead = {.uri = "http://d:1", .host = "d", .state = SNAP_DEAD,
+				  .country = "CN"};
+	CHECK_INT(snap_builder_add(b, &dead), 0);
+	snap_builder_set_stats(b, &st);
+	s = snap_builder_finish(b);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK_INT(s->ncountries, 4);
+	CHECK_STR(s->countries[0].code, "DE");
+	CHECK_STR(s->countries[1].code, "FR");
+	CHECK_STR(s->countries[2].code, "US");
+	CHECK_STR(s->countries[3].code, "");
+	CHECK_INT(s->countries[0].n, 3);
+	CHECK_INT(s->countries[3].n, 3); /* "", "", "x1" */
+	for (uint32_t k = 0; k < s->ncountries; k++)
+		for (uint32_t j = 0; j < s->countries[k].n; j++) {
+			uint32_t i = s->countries[k].idx[j];
+
+			CHECK(i < s->nlive);
+			CHECK_STR(s->live[i].country, s->countries[k].code);
+			if (j)
+				CHECK(s->countries[k].idx[j - 1] < i);
+		}
+	/* live[0] is the fastest: port 1007, "DE" */
+	CHECK_INT(s->countries[0].idx[0], 0);
+	CHECK_STR(s->live[0].country, "DE");
+	CHECK_STR(s->live[0].as_org, "Org");
+	CHECK_INT(s->live[0].asn, 7);
+	CHECK_INT(s->live[0].geo_from, SNAP_GEO_EXIT);
+	CHECK_STR(s->live[1].as_org, "");
+	CHECK(s->live[0].as_org == s->live[2].as_org); /* one copy per name */
+	CHECK_STR(s->all[8].country, "CN");
+
+	CHECK(snap_view_country(s, snap_country_view("de")) == &s->countries[0]);
+	CHECK(snap_view_country(s, snap_country_view("US")) == &s->countries[2]);
+	CHECK(snap_view_country(s, snap_country_view("")) == &s->countries[3]);
+	CHECK(snap_view_country(s, snap_country_view("CN")) == NULL);
+	CHECK(snap_view_country(s, PROXY_SOCKS5) == NULL);
+	CHECK_INT(snap_country_view("D"), -1);
+	CHECK_INT(snap_country_view("DEU"), -1);
+	CHECK_INT(snap_country_view("d1"), -1);
+	CHECK_INT(snap_country_view("\xc4\xe4"), -1); /* letters of no ISO code */
+	snap_unref(s);
+
+	/* no unknown ones: none listed */
+	s = make(3);
+	CHECK_INT(s->ncountries, 1);
+	CHECK(snap_view_country(s, snap_country_view("")) != NULL);
+	snap_unref(s);
+	s = make(0);
+	CHECK_INT(s->ncountries, 0);
+	CHECK(snap_view_country(s, snap_country_view("")) == NULL);
+	snap_unref(s);
+}
+
 int main(void)
 {
+	test_countries();
 	test_all_records();
 	test_source_views();
 	test_build();

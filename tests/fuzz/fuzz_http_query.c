@@ -4,7 +4,8 @@
  * path (http_path_decode, then http_path_alias), each into buffers sized
  * exactly so that ASan sees a write past them. A query that parses must
  * give a filter within its bounds (known protocol and grade bits, at most
- * PICK_SOURCES_MAX source names, each a valid name, a count within
+ * PICK_SOURCES_MAX source names, each a valid name, country codes in
+ * upper case or "" and networks not 0, within their bounds, a count within
  * HTTP_COUNT_MAX); one refused must say why. A decoded path starts with
  * '/', holds no control byte and never ends with '/' (but the root).
  */
@@ -34,6 +35,16 @@ static void check_query(const char *q, size_t size)
 	FUZZ_CHECK((out->filter.anons & ~((1u << SNAP_ANON_ELITE) | (1u << SNAP_ANON_ANONYMOUS) |
 					  (1u << SNAP_ANON_TRANSPARENT))) == 0);
 	FUZZ_CHECK(out->filter.nsources <= PICK_SOURCES_MAX);
+	FUZZ_CHECK(out->filter.ncountries <= PICK_COUNTRIES_MAX);
+	for (uint32_t i = 0; i < out->filter.ncountries; i++) {
+		const char *c = out->filter.countries[i];
+
+		FUZZ_CHECK(c[0] == '\0' || (c[0] >= 'A' && c[0] <= 'Z' && c[1] >= 'A' &&
+					    c[1] <= 'Z' && c[2] == '\0'));
+	}
+	FUZZ_CHECK(out->filter.nasns <= PICK_ASNS_MAX);
+	for (uint32_t i = 0; i < out->filter.nasns; i++)
+		FUZZ_CHECK(out->filter.asns[i] != 0);
 	FUZZ_CHECK(out->count <= HTTP_COUNT_MAX);
 	FUZZ_CHECK(out->format <= HTTP_FORMAT_JSON);
 	for (uint32_t i = 0; i < out->filter.nsources; i++) {

@@ -29,6 +29,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # An ASan build of the daemon reports leaks at exit; libfuse's own (see the
 # file) are not ours to fail on.
 os.environ.setdefault("LSAN_OPTIONS", "suppressions=%s" % os.path.join(REPO, "tests", "lsan.supp"))
+# Geo databases on the machine (/usr/share/GeoIP, what fetch-geo-db.sh
+# installed) must not leak into any test: the daemons search no default
+# place unless a test names its own (tests/integration/test_geo.py).
+os.environ.setdefault("PROXYFS_GEO_DIRS", "")
 FS_TIMEOUT = 30.0   # one filesystem call (a sync rescan included)
 MOUNT_TIMEOUT = 15.0
 EXIT_TIMEOUT = 15.0

@@ -236,3 +236,16 @@ def test_dash_reads_a_terminal_and_says_so(binary, peer_set):
     assert proc.returncode == 0, err
     assert "reading a list from the terminal" in err, err
     assert out.split() == [peer_set.tinyproxy.uri], err
+
+
+def test_protocol_socks5h_keeps_remote_dns(binary, peer_set, tmp_path):
+    """--protocol socks5h: lines without a scheme are socks5h:// (the judge's
+    name goes to the proxy), as a source's protocol = socks5h is; the
+    proxy is checked that way and reported under that URI."""
+    s5 = peer_set.socks5
+    path = write(tmp_path, "list.txt", "%s:%d\n" % (s5.host, s5.port))
+    p = run_check(check_argv(binary, peer_set, "--protocol", "socks5h", "--json", path))
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(ln) for ln in p.stdout.splitlines()]
+    assert [r["uri"] for r in recs] == ["socks5h://%s:%d" % (s5.host, s5.port)], recs
+    assert recs[0]["alive"] is True, recs

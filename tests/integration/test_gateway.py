@@ -14,6 +14,7 @@ handshake) cost only their own connection.
 import os
 import re
 import resource
+import signal
 import socket
 import subprocess
 import threading
@@ -910,3 +911,73 @@ def test_slow_reader_does_not_fill_memory(mounts, tmp_path, peer_set, ups):
         assert grown < 32 * 1024, "daemon grew by %d kB with a stalled reader" % grown
     finally:
         target.stop()
+
+
+def test_upstream_given_by_name(mounts, tmp_path, peer_set):
+    """An upstream listed by host name (localhost) carries connections: the
+    gateway resolves the upstream's name (never the target's)."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        p = u._keep(start_microsocks_out(tmp, "127.0.0.1", S5_OUT))
+        p.line = p.uri = p.uri.replace("127.0.0.1", "localhost")
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u)
+        for scheme in ("socks5h", "http"):
+            rc, out, err = curl("-x", "%s://%s" % (scheme, addr), peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+    finally:
+        u.stop()
+
+
+def test_ejected_by_traffic_then_back_by_its_recheck(mounts, tmp_path, peer_set):
+    """An upstream that stops answering (SIGSTOP: it still accepts, says
+    nothing) fails real traffic and is ejected at once (eject_after = 1)
+    while every client gets its answer through the other; its re-check,
+    queued at the ejection, finds it answering again once it is resumed,
+    and it is back in the live set and carrying connections: the checker
+    alone decided both ways."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    stopped = None
+    try:
+        u._keep(start_microsocks_out(tmp, "127.0.0.57", S5_OUT))
+        flaky = u._keep(start_microsocks_out(tmp, "127.0.0.58", S5_AUTH_OUT))
+        port = peers.free_port("127.0.0.1")
+        conf = write_config(tmp, peer_set.judge, write_list(tmp, u.lines()),
+                            extra="\n[gateway]\nlisten = 127.0.0.1:%d\npolicy = round_robin\n"
+                                  "eject_after = 1\nretries = 1\nhandshake_timeout_s = 4\n"
+                                  % port)
+        with open(conf) as f:
+            text = f.read()
+        # The re-check must outlast the pause between the ejection and
+        # the resume.
+        with open(conf, "w") as f:
+            f.write(text.replace("timeout_ms = 2000", "timeout_ms = 15000"))
+        d = mounts.new(conf).start()
+        d.sync()
+        addr = "127.0.0.1:%d" % port
+        os.kill(flaky.proc.pid, signal.SIGSTOP)
+        stopped = flaky
+        for _ in range(4):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert remote_addr(out) == S5_OUT
+        wait_until(lambda: flaky.uri not in d.live(), 10, "the silent upstream ejected")
+        ej = d.read_json("stat.json")["ejections"]
+        assert ej["by"]["gateway"] == 1 and ej["last"][0]["uri"] == flaky.uri, ej
+        os.kill(flaky.proc.pid, signal.SIGCONT)
+        stopped = None
+        wait_until(lambda: flaky.uri in d.live(), 30, "the upstream back after its re-check")
+        exits = set()
+        for _ in range(4):
+            rc, out, err = curl("-x", "socks5h://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            exits.add(remote_addr(out))
+        assert exits == {S5_OUT, S5_AUTH_OUT}
+    finally:
+        if stopped:
+            os.kill(stopped.proc.pid, signal.SIGCONT)
+        u.stop()

@@ -51,6 +51,10 @@ def test_remove_bare_line_takes_credential_variants(binary, peer_set, tmp_path):
         d.sync()  # the list still names them all: they stay out
         assert d.live() == {s5.uri}
         assert d.read_json("stat.json")["pool"]["removed"] == 4  # 3 variants + the bare line
+        # The variants are named in the log by their user, never with the
+        # password.
+        assert "also its variant with user alice" in d.log()
+        assert "s3cret" not in d.log() and ":pw@" not in d.log()
         d.stop()
 
         d = mounts.new(conf).start()
