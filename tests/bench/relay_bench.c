@@ -57,11 +57,11 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#define RB_HIGH (256 * 1024)     /* queued bytes that pause reading (GW_RELAY_HIGH) */
+#define RB_HIGH (256 * 1024)	 /* queued bytes that pause reading (GW_RELAY_HIGH) */
 #define RB_READ_MAX (256 * 1024) /* most one ownread read takes */
-#define RB_PIPE_SZ (256 * 1024)  /* the splice pipe asked for */
-#define RB_MSG 1024              /* a ping-pong message */
-#define RB_CHUNK (1024 * 1024)   /* the sender's and receiver's buffer */
+#define RB_PIPE_SZ (256 * 1024)	 /* the splice pipe asked for */
+#define RB_MSG 1024		 /* a ping-pong message */
+#define RB_CHUNK (1024 * 1024)	 /* the sender's and receiver's buffer */
 
 enum rb_way {
 	RB_BEV,
@@ -74,9 +74,8 @@ enum rb_way {
 	RB_NWAYS
 };
 
-static const char *const rb_way_name[RB_NWAYS] = {"bev",	   "bev-1m", "bev-bigrw",
-						  "ownread",   "ownread-w", "splice",
-						  "splice-64k"};
+static const char *const rb_way_name[RB_NWAYS] = {"bev",       "bev-1m", "bev-bigrw", "ownread",
+						  "ownread-w", "splice", "splice-64k"};
 
 struct rb_relay;
 
@@ -85,13 +84,13 @@ struct rb_side {
 	struct rb_relay *r;
 	int fd;
 	struct bufferevent *bev; /* bev, bev-1m, ownread */
-	struct event *rd;        /* ownread: our read; splice: splice in */
-	struct event *wr;        /* splice: the other side's pipe out to fd */
+	struct event *rd;	 /* ownread: our read; splice: splice in */
+	struct event *wr;	 /* splice: the other side's pipe out to fd */
 	bool rd_on, wr_on;
-	int pipe[2];             /* splice: bytes read from fd, not yet written */
+	int pipe[2]; /* splice: bytes read from fd, not yet written */
 	size_t piped, pipe_sz;
-	bool eof;                /* fd read to its end */
-	bool shut;               /* fd's write side shut */
+	bool eof;  /* fd read to its end */
+	bool shut; /* fd's write side shut */
 };
 
 struct rb_relay {
@@ -400,7 +399,8 @@ static struct rb_relay *rb_relay_new(struct event_base *base, enum rb_way way, i
 				goto out_free;
 			bufferevent_setcb(s->bev, NULL, rb_bev_write_cb, rb_bev_event_cb, s);
 		} else {
-			bufferevent_setcb(s->bev, rb_bev_read_cb, rb_bev_write_cb, rb_bev_event_cb, s);
+			bufferevent_setcb(s->bev, rb_bev_read_cb, rb_bev_write_cb, rb_bev_event_cb,
+					  s);
 		}
 	}
 	for (int i = 0; i < 2; i++) {
@@ -536,9 +536,9 @@ static bool rb_read_exact(int fd, char *p, size_t n)
 
 struct rb_end {
 	int fd;
-	uint64_t bytes;   /* sender: to send; pingpong client: round trips */
-	int64_t got;      /* receiver: bytes read */
-	double t_end;     /* receiver, client: when done */
+	uint64_t bytes; /* sender: to send; pingpong client: round trips */
+	int64_t got;	/* receiver: bytes read */
+	double t_end;	/* receiver, client: when done */
 	bool ok;
 };
 
@@ -720,7 +720,7 @@ static int rb_idle(enum rb_way way, unsigned count, double *bytes_each, double *
 {
 	struct event_base *base = event_base_new();
 	struct rb_relay **rs = calloc(count, sizeof(*rs));
-	int (*pairs)[2][2] = calloc(count, sizeof(*pairs));
+	int(*pairs)[2][2] = calloc(count, sizeof(*pairs));
 	char msg[RB_MSG];
 	size_t h0, h1;
 	long f0, f1;
@@ -810,8 +810,10 @@ static int rb_parse_ways(const char *arg, bool ways[RB_NWAYS])
 		for (k = 0; k < RB_NWAYS && strcmp(w, rb_way_name[k]) != 0; k++)
 			;
 		if (k == RB_NWAYS) {
-			fprintf(stderr, "relay_bench: unknown way '%s' (bev, bev-1m, bev-bigrw, ownread, "
-				"ownread-w, splice, splice-64k)\n", w);
+			fprintf(stderr,
+				"relay_bench: unknown way '%s' (bev, bev-1m, bev-bigrw, ownread, "
+				"ownread-w, splice, splice-64k)\n",
+				w);
 			err = -EINVAL;
 			break;
 		}
@@ -837,19 +839,20 @@ static bool rb_parse_u64(const char *s, uint64_t *out)
 static void rb_usage(void)
 {
 	fprintf(stderr, "usage: relay_bench [--bytes N] [--pingpong N] [--rounds N] [--idle N]\n"
-			"                   [--way bev,bev-1m,bev-bigrw,ownread,ownread-w,splice,splice-64k]\n");
+			"                   [--way "
+			"bev,bev-1m,bev-bigrw,ownread,ownread-w,splice,splice-64k]\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"bytes", required_argument, NULL, 'b'},
-		{"pingpong", required_argument, NULL, 'p'},
-		{"rounds", required_argument, NULL, 'r'},
-		{"idle", required_argument, NULL, 'i'},
-		{"way", required_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"bytes", required_argument, NULL, 'b'},
+	    {"pingpong", required_argument, NULL, 'p'},
+	    {"rounds", required_argument, NULL, 'r'},
+	    {"idle", required_argument, NULL, 'i'},
+	    {"way", required_argument, NULL, 'w'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	uint64_t bytes = 1ULL << 30, pingpong = 20000, rounds = 3, idle = 1000;
 	bool ways[RB_NWAYS] = {true, true, true, true, true, true, true};
@@ -859,17 +862,33 @@ int main(int argc, char **argv)
 		bool ok = true;
 
 		switch (opt) {
-		case 'b': ok = rb_parse_u64(optarg, &bytes); break;
-		case 'p': ok = rb_parse_u64(optarg, &pingpong); break;
-		case 'r': ok = rb_parse_u64(optarg, &rounds) && rounds > 0; break;
-		case 'i': ok = rb_parse_u64(optarg, &idle) && idle <= 4000; break;
-		case 'w': ok = rb_parse_ways(optarg, ways) == 0; break;
-		case 'h': rb_usage(); return 0;
-		default: rb_usage(); return 2;
+		case 'b':
+			ok = rb_parse_u64(optarg, &bytes);
+			break;
+		case 'p':
+			ok = rb_parse_u64(optarg, &pingpong);
+			break;
+		case 'r':
+			ok = rb_parse_u64(optarg, &rounds) && rounds > 0;
+			break;
+		case 'i':
+			ok = rb_parse_u64(optarg, &idle) && idle <= 4000;
+			break;
+		case 'w':
+			ok = rb_parse_ways(optarg, ways) == 0;
+			break;
+		case 'h':
+			rb_usage();
+			return 0;
+		default:
+			rb_usage();
+			return 2;
 		}
 		if (!ok) {
-			fprintf(stderr, "relay_bench: bad value '%s' (counts are whole numbers, "
-				"--rounds at least 1, --idle at most 4000)\n", optarg);
+			fprintf(stderr,
+				"relay_bench: bad value '%s' (counts are whole numbers, "
+				"--rounds at least 1, --idle at most 4000)\n",
+				optarg);
 			rb_usage();
 			return 2;
 		}
@@ -893,7 +912,8 @@ int main(int argc, char **argv)
 		if (!ways[w])
 			continue;
 		for (uint64_t i = 0; bytes > 0 && i < rounds; i++) {
-			struct rb_result res = rb_run_one(w, rb_sender_main, rb_receiver_main, bytes);
+			struct rb_result res =
+			    rb_run_one(w, rb_sender_main, rb_receiver_main, bytes);
 
 			if (!res.ok) {
 				failed = 1;
@@ -915,8 +935,7 @@ int main(int argc, char **argv)
 		}
 		load_p = rb_load();
 		if (idle > 0)
-			err = rb_idle(w, (unsigned)idle, &bytes_each, &fds_each,
-				     &slab_each);
+			err = rb_idle(w, (unsigned)idle, &bytes_each, &fds_each, &slab_each);
 		if (err < 0) {
 			fprintf(stderr, "relay_bench: %s: idle relays: %s\n", rb_way_name[w],
 				strerror(-err));
@@ -925,13 +944,18 @@ int main(int argc, char **argv)
 		printf("way %-10s stream %s %.0f MB/s cpu %.3f s/GiB (load %.2f) | "
 		       "pingpong %s %.0f rt/s cpu %.1f us/rt (load %.2f) | "
 		       "idle %.0f bytes %.1f fds %.0f slab each\n",
-		       rb_way_name[w], !bytes ? "skipped" : best.ok ? "ok" : "FAILED",
+		       rb_way_name[w],
+		       !bytes	 ? "skipped"
+		       : best.ok ? "ok"
+				 : "FAILED",
 		       best.ok ? (double)bytes / best.secs / 1e6 : 0.0,
 		       best.ok ? best.cpu / ((double)bytes / (1 << 30)) : 0.0, load_s,
-		       !pingpong ? "skipped" : bestp.ok ? "ok" : "FAILED",
+		       !pingpong  ? "skipped"
+		       : bestp.ok ? "ok"
+				  : "FAILED",
 		       bestp.ok ? (double)pingpong / bestp.secs : 0.0,
-		       bestp.ok ? bestp.cpu / (double)pingpong * 1e6 : 0.0, load_p,
-		       bytes_each, fds_each, slab_each);
+		       bestp.ok ? bestp.cpu / (double)pingpong * 1e6 : 0.0, load_p, bytes_each,
+		       fds_each, slab_each);
 		fflush(stdout);
 	}
 	if (rb_pipe_sz_failed)
