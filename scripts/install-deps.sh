@@ -17,7 +17,7 @@ PACKAGES=(
 	libfuse3-dev fuse3
 	libevent-dev libsqlite3-dev libinih-dev libssl-dev libcurl4-openssl-dev
 	clang
-	python3-pytest python3-pytest-xdist
+	python3-pytest python3-pytest-xdist python3-requests
 	libmaxminddb-dev mmdb-bin python3-maxminddb
 	tinyproxy microsocks dante-server squid
 	curl sqlite3 openssl ca-certificates

@@ -679,6 +679,41 @@ def test_https_target_verified_end_to_end(mounts, tmp_path, peer_set, ups):
         judge.stop()
 
 
+def test_python_requests_session_http_and_https(mounts, tmp_path, peer_set, ups):
+    """Python's requests, pointed at the gateway by http_proxy and
+    https_proxy, in one Session (it keeps connections for reuse): plain
+    http:// requests and an https:// one verified against the test CA all
+    get their answers."""
+    tmp = str(tmp_path)
+    ca = certs.CA(tmp, "gwreq")
+    ctx = test_https._server_ctx(*ca.issue("judge", ["IP:127.0.0.1", "DNS:localhost"]))
+    judge = test_https._Served(test_https._bind_retry(
+        lambda port: test_https._TLSJudge(("127.0.0.1", port), ctx), "127.0.0.1"))
+    try:
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, ups)
+        env = dict(os.environ, http_proxy="http://" + addr, https_proxy="http://" + addr,
+                   no_proxy="", REQUESTS_CA_BUNDLE=ca.cert)
+        script = (
+            "import sys, requests\n"
+            "s = requests.Session()\n"
+            "for _ in range(3):\n"
+            "    r = s.get(sys.argv[1], timeout=10)\n"
+            "    r.raise_for_status()\n"
+            "    print(r.text)\n"
+            "r = s.get(sys.argv[2], timeout=10)\n"
+            "r.raise_for_status()\n"
+            "print(r.text)\n")
+        p = subprocess.run(["/usr/bin/python3", "-c", script, peer_set.judge_url,
+                            "https://127.0.0.1:%d/judge" % judge.port],
+                           env=env, capture_output=True, timeout=60)
+        out = p.stdout.decode(errors="replace")
+        assert p.returncode == 0, p.stderr.decode(errors="replace")
+        assert out.count(peers.JUDGE_TOKEN) == 3, out
+        assert test_https.TOKEN in out
+    finally:
+        judge.stop()
+
+
 # --- limits and the relay ---
 
 class Target:
