@@ -7,10 +7,21 @@
  * the same identity and not tried again until it changes. Does not decide
  * when to look at the files; its caller does (the engine, every few
  * seconds and on reload).
+ *
+ * The files are mapped (libmaxminddb has no other mode). One written over
+ * in place (cp onto it, a program truncating and writing it) instead of
+ * renamed over shrinks or changes under its mapping, and a read of it
+ * faults (SIGBUS) before the next look at the file notices. Every read of
+ * a mapping runs guarded: the fault ends that read, not the daemon; the
+ * file is dropped (its error says why and how to replace it) and opened
+ * again once it is whole.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <maxminddb.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,12 +161,86 @@ static bool file_id_same(const struct file_id *a, const struct file_id *b)
 	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
+/* --- reads of a mapping, guarded --- */
+
+/* The guard of the thread reading a mapping now, NULL when it reads none:
+ * where the SIGBUS handler returns to. */
+static __thread sigjmp_buf *guard_at;
+/* Whether this thread lets SIGBUS through: the daemon's threads start
+ * with every signal blocked, and a fault while SIGBUS is blocked kills
+ * the process whatever the handler. */
+static __thread bool guard_unblocked;
+/* What SIGBUS did before the guard's handler (set once, never changed). */
+static struct sigaction guard_prev;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_handler(int sig, siginfo_t *si, void *ctx)
+{
+	sigjmp_buf *at = guard_at;
+
+	(void)sig;
+	(void)si;
+	(void)ctx;
+	if (at) {
+		guard_at = NULL;
+		siglongjmp(*at, 1);
+	}
+	/* Not a guarded read: as it was without the guard (returning runs
+	 * the faulting instruction again, which faults under it). */
+	sigaction(SIGBUS, &guard_prev, NULL);
+}
+
+static void guard_install(void)
+{
+	/* SA_NODEFER: the jump out leaves SIGBUS unblocked, with no mask
+	 * to save and restore per read. */
+	struct sigaction sa = {.sa_sigaction = guard_handler, .sa_flags = SA_SIGINFO | SA_NODEFER};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &guard_prev);
+}
+
+#define GEO_FAULTED (-1000)
+
+/* The calling thread ready for a guarded read. */
+static void guard_thread(void)
+{
+	sigset_t bus;
+
+	if (guard_unblocked)
+		return;
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+	guard_unblocked = true;
+}
+
+/* MMDB_open of path into m and a probe lookup (its error in *lerr), the
+ * file's pages read under the guard: GEO_FAULTED when one faulted. */
+static int db_open_guarded(const char *path, MMDB_s *m, int *lerr)
+{
+	struct sockaddr_in probe = {.sin_family = AF_INET};
+	sigjmp_buf at;
+	int rc;
+
+	guard_thread();
+	if (sigsetjmp(at, 0))
+		return GEO_FAULTED;
+	guard_at = &at;
+	rc = MMDB_open(path, MMDB_MODE_MMAP, m);
+	if (rc == MMDB_SUCCESS) {
+		probe.sin_addr.s_addr = htonl(0x01010101);
+		MMDB_lookup_sockaddr(m, (const struct sockaddr *)&probe, lerr);
+	}
+	guard_at = NULL;
+	return rc;
+}
+
 /* Opens path into a new handle, or NULL with why in err. A file whose
  * metadata reads but whose search tree does not (a lookup fails) is
  * refused too. */
 static MMDB_s *db_open(const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_in probe = {.sin_family = AF_INET};
 	MMDB_s *m = calloc(1, sizeof(*m));
 	int rc, lerr = MMDB_SUCCESS;
 
@@ -163,8 +248,15 @@ static MMDB_s *db_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	pthread_once(&guard_once, guard_install);
 	errno = 0;
-	rc = MMDB_open(path, MMDB_MODE_MMAP, m);
+	rc = db_open_guarded(path, m, &lerr);
+	if (rc == GEO_FAULTED) {
+		/* Its memory is lost with the jump: rare, and better than the
+		 * daemon. */
+		snprintf(err, errlen, "changed while being read");
+		return NULL;
+	}
 	if (rc == MMDB_IO_ERROR || rc == MMDB_FILE_OPEN_ERROR) {
 		snprintf(err, errlen, "%s", errno ? strerror(errno) : MMDB_strerror(rc));
 		goto out_free;
@@ -173,8 +265,6 @@ static MMDB_s *db_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "not a MaxMind DB file (%s)", MMDB_strerror(rc));
 		goto out_free;
 	}
-	probe.sin_addr.s_addr = htonl(0x01010101);
-	MMDB_lookup_sockaddr(m, (const struct sockaddr *)&probe, &lerr);
 	if (lerr != MMDB_SUCCESS) {
 		snprintf(err, errlen, "corrupt MaxMind DB file (%s)", MMDB_strerror(lerr));
 		MMDB_close(m);
@@ -560,6 +650,21 @@ static void read_asn(struct geo *g, MMDB_entry_s *entry, struct geo_result *out)
 		out->org = org_intern(g, s, n);
 }
 
+/* d's mapping faulted: its file was written over in place. Dropped, so
+ * nothing reads it again; the next look at the file opens it afresh once
+ * it is a whole database again. */
+static void db_faulted(struct geo *g, struct geo_db *d)
+{
+	char why[GEO_ERR_MAX];
+
+	db_close(d);
+	d->failed = (struct file_id){0};
+	g->generation++;
+	snprintf(why, sizeof(why),
+		 "written over while in use (replace it by renaming a new file over it)");
+	db_set_error(g, d, why);
+}
+
 /* The record of sa in m, or false when none (not in the database, an IPv6
  * address asked of an IPv4-only one, or a corrupt tree). */
 static bool db_find(MMDB_s *m, const struct sockaddr *sa, MMDB_entry_s *entry)
@@ -574,13 +679,41 @@ static bool db_find(MMDB_s *m, const struct sockaddr *sa, MMDB_entry_s *entry)
 	return true;
 }
 
+/* The lookups of sa in cm and am (either NULL) into out, under the guard:
+ * -1, or the kind whose mapping faulted. */
+static int find_guarded(struct geo *g, MMDB_s *const cm, MMDB_s *const am,
+			const struct sockaddr *const sa, struct geo_result *const out)
+{
+	MMDB_entry_s entry;
+	sigjmp_buf at;
+	volatile int reading = GEO_COUNTRY;
+
+	guard_thread();
+	if (sigsetjmp(at, 0))
+		return reading;
+	guard_at = &at;
+	if (cm && db_find(cm, sa, &entry)) {
+		read_country(&entry, out->country);
+		if (!am)
+			read_asn(g, &entry, out);
+	}
+	reading = GEO_ASN;
+	if (am && db_find(am, sa, &entry)) {
+		read_asn(g, &entry, out);
+		if (!cm)
+			read_country(&entry, out->country);
+	}
+	guard_at = NULL;
+	return -1;
+}
+
 void geo_lookup(struct geo *g, int family, const uint8_t *addr, struct geo_result *out)
 {
 	struct sockaddr_in in = {.sin_family = AF_INET};
 	struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
 	const struct sockaddr *sa;
 	MMDB_s *cm = g->db[GEO_COUNTRY].mmdb, *am = g->db[GEO_ASN].mmdb;
-	MMDB_entry_s entry;
+	int faulted;
 
 	memset(out, 0, sizeof(*out));
 	if (!cm && !am)
@@ -603,14 +736,10 @@ void geo_lookup(struct geo *g, int family, const uint8_t *addr, struct geo_resul
 	 * is not loaded (a single file holding both). */
 	if (cm && am && file_id_same(&g->db[GEO_COUNTRY].loaded, &g->db[GEO_ASN].loaded))
 		am = NULL; /* one file for both: one lookup */
-	if (cm && db_find(cm, sa, &entry)) {
-		read_country(&entry, out->country);
-		if (!am)
-			read_asn(g, &entry, out);
-	}
-	if (am && db_find(am, sa, &entry)) {
-		read_asn(g, &entry, out);
-		if (!cm)
-			read_country(&entry, out->country);
+	faulted = find_guarded(g, cm, am, sa, out);
+	if (faulted >= 0) {
+		/* That kind's file was written over in place. */
+		db_faulted(g, &g->db[faulted]);
+		memset(out, 0, sizeof(*out));
 	}
 }

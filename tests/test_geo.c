@@ -366,6 +366,66 @@ static void test_swap(void)
 	geo_free(g);
 }
 
+/* bytes of src written over dst in place (truncated, then written: what
+ * cp does), not renamed over it. */
+static void overwrite_in_place(const char *src, const char *dst)
+{
+	static char buf[1 << 20];
+	FILE *f = fopen(src, "rb");
+	size_t n;
+	int fd;
+
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	fd = open(dst, O_WRONLY | O_TRUNC);
+	CHECK(fd >= 0);
+	CHECK(write(fd, buf, n) == (ssize_t)n);
+	close(fd);
+}
+
+/* A database written over in place while mapped: a lookup of it faults
+ * (SIGBUS), which ends that lookup only, not the process; the file is
+ * dropped with its error saying why, and opened again once whole. */
+static void test_written_over_in_place(void)
+{
+	char err[256] = "";
+	const char *live = at("inplace.mmdb");
+	struct geo_db_status st;
+	struct geo_result r;
+	struct geo *g;
+	uint32_t gen;
+
+	copy_file(at("c4.mmdb"), live);
+	g = geo_new(live, "", err, sizeof(err));
+	CHECK(g != NULL);
+	if (!g)
+		return;
+	look(g, "127.0.1.1", &r);
+	CHECK_STR(r.country, "DE");
+	gen = geo_generation(g);
+
+	CHECK(truncate(live, 0) == 0); /* the first step of cp onto it */
+	look(g, "127.0.1.1", &r);
+	CHECK_STR(r.country, "");
+	CHECK(geo_generation(g) != gen);
+	CHECK(!geo_active(g));
+	geo_status(g, GEO_COUNTRY, &st);
+	CHECK(strstr(st.error, "written over while in use") != NULL);
+	look(g, "127.0.1.1", &r); /* nothing mapped is read again */
+	CHECK_STR(r.country, "");
+
+	overwrite_in_place(at("c6.mmdb"), live);
+	CHECK(geo_refresh(g) & GEO_CHANGED_DATA);
+	geo_status(g, GEO_COUNTRY, &st);
+	CHECK_STR(st.error, "");
+	look(g, "127.0.1.1", &r);
+	CHECK_STR(r.country, "FR");
+	geo_free(g);
+}
+
 /* The default places: PROXYFS_GEO_DIRS in order, the usual names in order
  * within each; empty = nowhere; a configured value is never searched. */
 static void test_default_places(void)
@@ -531,6 +591,7 @@ int main(void)
 	test_interning();
 	test_bad_files();
 	test_swap();
+	test_written_over_in_place();
 	test_default_places();
 	bench();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

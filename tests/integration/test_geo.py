@@ -307,6 +307,38 @@ def test_database_swapped_while_mounted(geo):
     d.stop()
 
 
+def test_database_written_over_in_place(geo, tmp_path):
+    """A database written over in place (truncated, then written: what cp
+    does), not renamed over, while the daemon reads it: the read of the
+    truncated file faults, which costs the daemon nothing; health names
+    the file until it is whole again, then the new data is used."""
+    country_db, asn_db = write_dbs(geo.geo_dir, "geolite2", epoch=EPOCHS["v1"])
+    d = geo.mounts.new(geo.conf(["country_db = " + country_db, "asn_db = " + asn_db])).start()
+    all_live(geo, d)
+    uri = geo.tp_de_fr.uri
+    assert country_of(d, uri) == "FR"
+    staged = str(tmp_path / "staged")
+    os.makedirs(staged)
+    new_country, _ = write_dbs(staged, "geolite2", fr_net_as=("IT",) + SWAPS["IT"],
+                               epoch=EPOCHS["v2"])
+
+    os.truncate(country_db, 0)
+    # A proxy new to the pool is looked up at the next publish, in the
+    # truncated file.
+    d.write("control/add", "socks5://127.0.0.9:1\n")
+    d.sync()
+    assert d.proc.poll() is None, "the daemon died reading the truncated database"
+    wait_until(lambda: d.read_text("health").startswith("degraded: geo: %s" % country_db),
+               HEALTH_TIMEOUT, "health to name %s" % country_db)
+    with open(new_country, "rb") as src, open(country_db, "r+b") as dst:
+        dst.write(src.read())  # in place: the same inode
+    wait_until(lambda: country_of(d, uri) == "IT", SWAP_TIMEOUT,
+               "the rewritten database's country for %s" % uri)
+    wait_until(lambda: d.read_text("health").strip() == "ok", HEALTH_TIMEOUT, "health ok")
+    assert d.proc.poll() is None
+    d.stop()
+
+
 def test_database_deleted_or_corrupted_later(geo):
     """A database that goes missing, or is replaced by a corrupt file,
     makes health degraded naming it while the pool keeps serving with the
