@@ -109,6 +109,11 @@ struct gw_hs {
 	 * answering (the client was told already; gw_replay) */
 	bool again;
 	int first_try; /* tried[] index where this round of attempts began */
+	/* The client's request is absolute-form (kept when head is gone, for
+	 * a tunnel made again), and the current upstream, an HTTP proxy
+	 * proven to forward, takes it as it is rather than through a tunnel. */
+	bool absolute;
+	bool forward;
 	/* The lookup of an upstream given by host name, while it runs. */
 	struct evdns_getaddrinfo_request *dns;
 };
@@ -127,6 +132,7 @@ struct gw_replay {
 	struct pick_filter filter; /* its source names point into names */
 	char *names;		   /* the filter's source names, NUL-separated */
 	char *session;		   /* the session key, NULL for none */
+	bool absolute;		   /* an absolute-form request (gw_hs.absolute) */
 	char **tried;		   /* the upstreams tried so far (owned) */
 	int ntried;
 	int agains; /* times the tunnel was made again: at most [gateway] retries */

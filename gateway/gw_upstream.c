@@ -37,29 +37,45 @@ static bool tried(const struct gw_conn *c, const char *uri)
 	return false;
 }
 
-/* c's filter narrowed to the upstreams that can carry a tunnel to its
- * target: HTTP proxies that CONNECT, SOCKS5, and SOCKS4 for an IPv4
- * target only. Asking for http means the HTTP proxies that CONNECT. */
-static void tunnel_filter(const struct gw_conn *c, struct pick_filter *f)
+/* Is c's request an absolute-form one (GET http://...), which an HTTP
+ * proxy can forward without a tunnel? */
+static bool absolute_form(const struct gw_conn *c)
+{
+	return c->hs->head || c->hs->absolute;
+}
+
+/* c's filter narrowed to the upstreams that can carry its connection:
+ * HTTP proxies that CONNECT, SOCKS5, SOCKS4 for an IPv4 target only, and
+ * for an absolute-form request the HTTP proxies proven to forward it.
+ * Asking for http means HTTP proxies either way. The fallback, when none
+ * of those is left: the HTTP proxies only proven to forward, asked to
+ * CONNECT (unproven; one that refuses is not blamed). */
+static void tunnel_filter(const struct gw_conn *c, struct pick_filter *f, bool fallback)
 {
 	uint32_t can = TUNNEL_PROTOS;
 
 	*f = c->hs->filter;
 	if (c->hs->target.family != AF_INET)
 		can &= ~(1u << PROXY_SOCKS4);
+	if (absolute_form(c))
+		can |= 1u << PROXY_HTTP;
+	if (fallback)
+		can = absolute_form(c) ? 0 : 1u << PROXY_HTTP;
 	if (f->protos & (1u << PROXY_HTTP))
 		f->protos |= 1u << PROXY_HTTPS;
+	if (f->protos & (1u << PROXY_HTTPS))
+		f->protos |= 1u << PROXY_HTTP;
 	f->protos = f->protos ? f->protos & can : can;
 	if (!f->protos)
 		f->none = true;
 }
 
-/* Can live proxy i of s carry c's tunnel? */
+/* Can live proxy i of s carry c's connection? */
 static bool can_carry(const struct gw_conn *c, const struct snapshot *s, uint32_t i)
 {
 	struct pick_filter f;
 
-	tunnel_filter(c, &f);
+	tunnel_filter(c, &f, false);
 	return !f.none && pick_match(s, &f, i);
 }
 
@@ -142,40 +158,14 @@ static int64_t choose_good(const struct gw_conn *c, const struct snapshot *s)
 	return -1;
 }
 
-/* The index into s->live of the upstream to try next, or -1. */
-static int64_t choose(struct gw_conn *c, const struct snapshot *s)
+/* By the policy, an upstream f matches that c has not tried, or -1. */
+static int64_t choose_in(struct gw_conn *c, const struct snapshot *s, const struct pick_filter *f)
 {
 	uint32_t idx[GW_TRIES_MAX + 2], n, want = (uint32_t)c->hs->ntried + 2, best = UINT32_MAX;
-	struct pick_filter f;
 
-	/* The session's proxy, as the tree's session/KEY gives it, while it
-	 * can carry this tunnel and was not tried; else a session of the
-	 * tunnel filter, so the key still sticks. */
-	if (c->hs->opts.session_len) {
-		const char *key = c->hs->opts.session;
-		size_t len = c->hs->opts.session_len;
-		uint32_t i;
-
-		if (session_pick(s, &c->hs->filter, key, len, &i) == 0 && can_carry(c, s, i) &&
-		    !tried(c, s->live[i].uri))
-			return i;
-		tunnel_filter(c, &f);
-		if (!f.none && session_pick(s, &f, key, len, &i) == 0 && !tried(c, s->live[i].uri))
-			return i;
-	}
-	/* A retry: what worked a moment ago before the unknown. */
-	if (c->hs->ntried > 0) {
-		int64_t k = choose_good(c, s);
-
-		if (k >= 0)
-			return k;
-	}
-	tunnel_filter(c, &f);
-	if (f.none)
-		return -1;
 	if (c->gw->policy == GW_POLICY_ROUND_ROBIN) {
 		for (int k = 0; k <= c->hs->ntried; k++) {
-			if (pick_next(s, &f, 1, idx) == 0)
+			if (pick_next(s, f, 1, idx) == 0)
 				return -1;
 			if (!tried(c, s->live[idx[0]].uri))
 				return idx[0];
@@ -184,7 +174,7 @@ static int64_t choose(struct gw_conn *c, const struct snapshot *s)
 	}
 	if (want > GW_TRIES_MAX + 2)
 		want = GW_TRIES_MAX + 2;
-	n = pick_random(s, &f, want, idx);
+	n = pick_random(s, f, want, idx);
 	for (uint32_t k = 0; k < n; k++) {
 		if (tried(c, s->live[idx[k]].uri))
 			continue;
@@ -201,6 +191,41 @@ static int64_t choose(struct gw_conn *c, const struct snapshot *s)
 		break;
 	}
 	return best == UINT32_MAX ? -1 : (int64_t)best;
+}
+
+/* The index into s->live of the upstream to try next, or -1. */
+static int64_t choose(struct gw_conn *c, const struct snapshot *s)
+{
+	struct pick_filter f;
+	int64_t k;
+
+	/* The session's proxy, as the tree's session/KEY gives it, while it
+	 * can carry this tunnel and was not tried; else a session of the
+	 * tunnel filter, so the key still sticks. */
+	if (c->hs->opts.session_len) {
+		const char *key = c->hs->opts.session;
+		size_t len = c->hs->opts.session_len;
+		uint32_t i;
+
+		if (session_pick(s, &c->hs->filter, key, len, &i) == 0 && can_carry(c, s, i) &&
+		    !tried(c, s->live[i].uri))
+			return i;
+		tunnel_filter(c, &f, false);
+		if (!f.none && session_pick(s, &f, key, len, &i) == 0 && !tried(c, s->live[i].uri))
+			return i;
+	}
+	/* A retry: what worked a moment ago before the unknown. */
+	if (c->hs->ntried > 0) {
+		k = choose_good(c, s);
+		if (k >= 0)
+			return k;
+	}
+	tunnel_filter(c, &f, false);
+	k = f.none ? -1 : choose_in(c, s, &f);
+	if (k >= 0)
+		return k;
+	tunnel_filter(c, &f, true);
+	return f.none ? -1 : choose_in(c, s, &f);
 }
 
 /* --- failures --- */
@@ -247,6 +272,21 @@ static void up_send(struct gw_conn *c, const void *p, int n)
 	bufferevent_write(c->up, p, (size_t)n);
 }
 
+/* The upstream's credentials as a Proxy-Authorization line, when it has
+ * some. */
+static void add_proxy_auth(const struct gw_conn *c, struct evbuffer *out)
+{
+	char cred[2 * (PROXY_CRED_MAX + 1)];
+	unsigned char b64[4 * sizeof(cred) / 3 + 8];
+	int n;
+
+	if (!c->hs->upa.user[0])
+		return;
+	n = snprintf(cred, sizeof(cred), "%s:%s", c->hs->upa.user, c->hs->upa.pass);
+	EVP_EncodeBlock(b64, (const unsigned char *)cred, n);
+	evbuffer_add_printf(out, "Proxy-Authorization: Basic %s\r\n", b64);
+}
+
 static void send_http_connect(struct gw_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->up);
@@ -256,14 +296,7 @@ static void send_http_connect(struct gw_conn *c)
 	evbuffer_add_printf(out, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n", lb,
 			    c->hs->target.host, rb, c->hs->target.port, lb, c->hs->target.host, rb,
 			    c->hs->target.port);
-	if (c->hs->upa.user[0]) {
-		char cred[2 * (PROXY_CRED_MAX + 1)];
-		unsigned char b64[4 * sizeof(cred) / 3 + 8];
-		int n = snprintf(cred, sizeof(cred), "%s:%s", c->hs->upa.user, c->hs->upa.pass);
-
-		EVP_EncodeBlock(b64, (const unsigned char *)cred, n);
-		evbuffer_add_printf(out, "Proxy-Authorization: Basic %s\r\n", b64);
-	}
+	add_proxy_auth(c, out);
 	evbuffer_add(out, "\r\n", 2);
 	chk_answer_init(&c->hs->ans, NULL, 0, NULL, 0, true);
 	c->hs->up_step = GW_UP_HTTP;
@@ -295,6 +328,8 @@ static void send_socks5_request(struct gw_conn *c)
 				   c->hs->target.port));
 }
 
+static void tunnel_up(struct gw_conn *c);
+
 static void connected(struct gw_conn *c)
 {
 	uint8_t msg[CHK_SOCKS_MSG_MAX];
@@ -315,7 +350,10 @@ static void connected(struct gw_conn *c)
 					   c->hs->upa.user[0] ? c->hs->upa.user : NULL));
 		break;
 	default:
-		send_http_connect(c);
+		if (c->hs->forward)
+			tunnel_up(c);
+		else
+			send_http_connect(c);
 		break;
 	}
 }
@@ -338,6 +376,7 @@ static bool replay_keep(struct gw_conn *c)
 		r->family = (uint8_t)hs->target.family;
 		memcpy(r->ip, hs->target.ip, sizeof(r->ip));
 		r->filter = hs->filter;
+		r->absolute = absolute_form(c);
 		for (uint32_t i = 0; i < r->filter.nsources; i++)
 			names += strlen(r->filter.sources[i]) + 1;
 		r->names = names ? malloc(names) : NULL;
@@ -382,6 +421,32 @@ void gw_replay_free(struct gw_conn *c)
 	c->replay = NULL;
 }
 
+/* What the client sent first (head: an absolute-form request rewritten to
+ * origin form, or the bytes kept for a replay) to the upstream, left in
+ * head. Through a tunnel as it is; to an HTTP proxy that forwards, with
+ * the request line in absolute form again and the upstream's own
+ * credentials. */
+static void send_head(struct gw_conn *c, struct evbuffer *head)
+{
+	struct evbuffer *out = bufferevent_get_output(c->up);
+	size_t n = evbuffer_get_length(head);
+	const char *p = (const char *)evbuffer_pullup(head, (ssize_t)n);
+	const char *sp = memchr(p, ' ', n), *eol = memmem(p, n, "\r\n", 2);
+	const struct gw_target *t = &c->hs->target;
+	bool v6 = t->family == AF_INET6;
+
+	if (!c->hs->forward || !sp || !eol || sp > eol || sp[1] != '/') {
+		evbuffer_add(out, p, n);
+		return;
+	}
+	evbuffer_add(out, p, (size_t)(sp - p) + 1);
+	evbuffer_add_printf(out, "http://%s%s%s:%u", v6 ? "[" : "", t->host, v6 ? "]" : "",
+			    t->port);
+	evbuffer_add(out, sp + 1, (size_t)(eol - sp - 1) + 2);
+	add_proxy_auth(c, out);
+	evbuffer_add(out, eol + 2, n - (size_t)(eol + 2 - p));
+}
+
 /* The tunnel is up: the upstream worked, the client is told (once: not
  * when the tunnel is made again), the relay takes over. */
 static void tunnel_up(struct gw_conn *c)
@@ -409,11 +474,9 @@ static void tunnel_up(struct gw_conn *c)
 		       evbuffer_add(c->replay->sent, evbuffer_pullup(c->hs->head, -1),
 				    evbuffer_get_length(c->hs->head)) == 0 &&
 		       gw_replay_allowed(c->replay->sent);
-		bufferevent_write_buffer(c->up, c->hs->head);
+		send_head(c, c->hs->head);
 	} else if (again && c->replay->sent) {
-		size_t n = evbuffer_get_length(c->replay->sent);
-
-		bufferevent_write(c->up, evbuffer_pullup(c->replay->sent, (ssize_t)n), n);
+		send_head(c, c->replay->sent);
 	}
 	/* Without memory for it the tunnel just is not made again. */
 	if (!keep || !replay_keep(c))
@@ -445,6 +508,7 @@ void gw_upstream_again(struct gw_conn *c)
 	c->hs = hs;
 	c->state = GW_ST_UPSTREAM;
 	hs->again = true;
+	hs->absolute = r->absolute;
 	snprintf(hs->target.host, sizeof(hs->target.host), "%s", r->host);
 	hs->target.port = r->port;
 	hs->target.family = r->family;
@@ -623,6 +687,10 @@ static bool next_upstream(struct gw_conn *c)
 			snprintf(c->hs->why, sizeof(c->hs->why), "an upstream not a proxy URI");
 			c->hs->upa.host[0] = '\0';
 		}
+		/* An HTTP proxy proven to forward takes an absolute-form
+		 * request as it is: no tunnel, one round trip less. */
+		c->hs->forward = absolute_form(c) && c->hs->upa.proto == PROXY_HTTP &&
+				 (s->live[i].folders & (1u << PROXY_HTTP));
 	}
 	snap_unref(s);
 	return ok;

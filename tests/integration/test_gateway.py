@@ -78,6 +78,24 @@ def start_tinyproxy_out(tmp, host, out):
     return peers._start_with_retry(make)
 
 
+def start_tinyproxy_plain(tmp, host, out, user=None, password=None):
+    """tinyproxy going out from out, listed http:// (checked by plain
+    forwarding only: in http/, not https/), with BasicAuth when given."""
+    def make():
+        port = peers.free_port(host)
+        conf = os.path.join(tmp, "tinyproxy-%d.conf" % port)
+        with open(conf, "w") as f:
+            f.write("Port %d\nListen %s\nBind %s\nTimeout 30\nLogLevel Info\n"
+                    "MaxClients 100\nAllow 127.0.0.0/8\n" % (port, host, out))
+            if user:
+                f.write("BasicAuth %s %s\n" % (user, password))
+        cred = "%s:%s@" % (user, password) if user else ""
+        uri = "http://%s%s:%d" % (cred, host, port)
+        return peers.Peer("tinyproxy", host, port, ["tinyproxy", "-d", "-c", conf],
+                          os.path.join(tmp, "tinyproxy-%d.log" % port), line=uri, uri=uri)
+    return peers._start_with_retry(make)
+
+
 def start_danted_out(tmp, host, out):
     def make():
         port = peers.free_port(host)
@@ -1015,4 +1033,48 @@ def test_ejected_by_traffic_then_back_by_its_recheck(mounts, tmp_path, peer_set)
     finally:
         if stopped:
             os.kill(stopped.proc.pid, signal.SIGCONT)
+        u.stop()
+
+
+@pytest.mark.parametrize("auth", [False, True])
+def test_plain_http_upstream_forwards_absolute_form(mounts, tmp_path, peer_set, auth):
+    """An HTTP proxy listed http:// (proven to forward, not to CONNECT) is
+    an upstream for absolute-form requests: the gateway hands it the
+    request in absolute form, with the proxy's own credentials (tinyproxy
+    BasicAuth), and the answer comes back through it (its Via header at
+    the judge says it forwarded, no tunnel)."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        p = u._keep(start_tinyproxy_plain(tmp, "127.0.0.86", HTTPS_OUT,
+                                          *(("dora", "pw7") if auth else ())))
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u)
+        assert d.live("http/live.txt") == {p.uri} and d.live("https/live.txt") == set()
+        for _ in range(3):
+            rc, out, err = curl("-x", "http://" + addr, peer_set.judge_url)
+            assert rc == 0, err
+            assert peers.JUDGE_TOKEN in out, out
+            assert remote_addr(out) == HTTPS_OUT
+            assert judge_header(out, "VIA"), out
+    finally:
+        u.stop()
+
+
+def test_tunnel_falls_back_to_an_http_proxy_not_proven_to_connect(mounts, tmp_path, peer_set):
+    """A pool whose only HTTP proxy was listed http:// (forwarding proven,
+    CONNECT never tried) still carries SOCKS5 and CONNECT clients: with no
+    upstream proven to tunnel, the gateway asks that one to CONNECT."""
+    tmp = str(tmp_path)
+    u = Upstreams.__new__(Upstreams)
+    u.all = []
+    try:
+        u._keep(start_tinyproxy_plain(tmp, "127.0.0.87", HTTPS_OUT))
+        d, addr = gateway_daemon(mounts, tmp, peer_set.judge, u)
+        for scheme, extra in (("socks5h", ()), ("http", ("--proxytunnel",))):
+            rc, out, err = curl("-x", "%s://%s" % (scheme, addr), *extra, peer_set.judge_url)
+            assert rc == 0, (scheme, err)
+            assert remote_addr(out) == HTTPS_OUT
+            assert judge_header(out, "VIA") is None, out  # a tunnel: nothing added
+    finally:
         u.stop()

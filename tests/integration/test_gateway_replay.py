@@ -21,7 +21,7 @@ import pytest
 
 from conftest import wait_until
 from test_gateway import (Target, Upstreams, gateway_daemon, socks5_open,
-                          start_microsocks_out, start_tinyproxy_out)
+                          start_microsocks_out, start_tinyproxy_out, start_tinyproxy_plain)
 
 A_OUT = "127.0.0.71"
 B_OUT = "127.0.0.72"
@@ -62,7 +62,8 @@ class HeldTarget:
 def two_upstreams(tmp, kind):
     u = Upstreams.__new__(Upstreams)
     u.all = []
-    start = start_microsocks_out if kind == "socks5" else start_tinyproxy_out
+    start = {"socks5": start_microsocks_out, "https": start_tinyproxy_out,
+             "http": start_tinyproxy_plain}[kind]
     try:
         u.a = u._keep(start(tmp, "127.0.0.73", A_OUT))
         u.b = u._keep(start(tmp, "127.0.0.74", B_OUT))
@@ -120,7 +121,7 @@ def open_tunnel(how, addr, target, user):
 
 
 @pytest.mark.parametrize("how,kind", [("socks5", "socks5"), ("connect", "https"),
-                                      ("absolute", "https")])
+                                      ("absolute", "https"), ("absolute", "http")])
 def test_upstream_killed_before_the_answer_is_not_seen(mounts, tmp_path, peer_set, how, kind):
     tmp = str(tmp_path)
     u = two_upstreams(tmp, kind)
