@@ -64,23 +64,10 @@ def start_microsocks_out(tmp, host, out, user=None, password=None):
     return peers._start_with_retry(make)
 
 
-def start_tinyproxy_out(tmp, host, out):
-    """tinyproxy going out from out, listed https:// (checked through CONNECT)."""
-    def make():
-        port = peers.free_port(host)
-        conf = os.path.join(tmp, "tinyproxy-%d.conf" % port)
-        with open(conf, "w") as f:
-            f.write("Port %d\nListen %s\nBind %s\nTimeout 30\nLogLevel Info\n"
-                    "MaxClients 100\nAllow 127.0.0.0/8\n" % (port, host, out))
-        return peers.Peer("tinyproxy", host, port, ["tinyproxy", "-d", "-c", conf],
-                          os.path.join(tmp, "tinyproxy-%d.log" % port),
-                          line="https://%s:%d" % (host, port), uri="http://%s:%d" % (host, port))
-    return peers._start_with_retry(make)
-
-
-def start_tinyproxy_plain(tmp, host, out, user=None, password=None):
-    """tinyproxy going out from out, listed http:// (checked by plain
-    forwarding only: in http/, not https/), with BasicAuth when given."""
+def start_tinyproxy_out(tmp, host, out, listed="https", user=None, password=None):
+    """tinyproxy going out from out, with BasicAuth when given. Listed
+    https:// it is checked through CONNECT (in https/); listed http://, by
+    plain forwarding only (in http/, not https/)."""
     def make():
         port = peers.free_port(host)
         conf = os.path.join(tmp, "tinyproxy-%d.conf" % port)
@@ -90,10 +77,16 @@ def start_tinyproxy_plain(tmp, host, out, user=None, password=None):
             if user:
                 f.write("BasicAuth %s %s\n" % (user, password))
         cred = "%s:%s@" % (user, password) if user else ""
-        uri = "http://%s%s:%d" % (cred, host, port)
         return peers.Peer("tinyproxy", host, port, ["tinyproxy", "-d", "-c", conf],
-                          os.path.join(tmp, "tinyproxy-%d.log" % port), line=uri, uri=uri)
+                          os.path.join(tmp, "tinyproxy-%d.log" % port),
+                          line="%s://%s%s:%d" % (listed, cred, host, port),
+                          uri="http://%s%s:%d" % (cred, host, port))
     return peers._start_with_retry(make)
+
+
+def start_tinyproxy_plain(tmp, host, out, user=None, password=None):
+    """tinyproxy listed http://: proven to forward, never asked to CONNECT."""
+    return start_tinyproxy_out(tmp, host, out, "http", user, password)
 
 
 def start_danted_out(tmp, host, out):
