@@ -66,30 +66,28 @@ static int each_item(struct http_query *q, char *v, const char *key,
 
 static int one_protocol(struct http_query *q, const char *item, char *why, size_t why_size)
 {
-	for (int p = 0; p < PROXY_PROTO_COUNT; p++) {
-		if (strcmp(item, proxy_proto_name((enum proxy_proto)p)) == 0) {
-			q->filter.protos |= UINT32_C(1) << p;
-			return 0;
-		}
+	uint32_t bit = pick_proto_bit(item, strlen(item));
+
+	if (!bit) {
+		snprintf(why, why_size,
+			 "protocol: '%.40s' is not one of http, https, socks4, socks5", item);
+		return -EINVAL;
 	}
-	snprintf(why, why_size, "protocol: '%.40s' is not one of http, https, socks4, socks5",
-		 item);
-	return -EINVAL;
+	q->filter.protos |= bit;
+	return 0;
 }
 
 static int one_anonymity(struct http_query *q, const char *item, char *why, size_t why_size)
 {
-	static const int grades[] = {SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT};
+	uint32_t bit = pick_anon_bit(item, strlen(item));
 
-	for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++) {
-		if (strcmp(item, snap_anon_name(grades[i])) == 0) {
-			q->filter.anons |= UINT32_C(1) << grades[i];
-			return 0;
-		}
+	if (!bit) {
+		snprintf(why, why_size,
+			 "anonymity: '%.40s' is not one of elite, anonymous, transparent", item);
+		return -EINVAL;
 	}
-	snprintf(why, why_size, "anonymity: '%.40s' is not one of elite, anonymous, transparent",
-		 item);
-	return -EINVAL;
+	q->filter.anons |= bit;
+	return 0;
 }
 
 /* A source name as the config takes it: 1..64 of [A-Za-z0-9._-]. */
@@ -98,9 +96,7 @@ static int one_source(struct http_query *q, const char *item, char *why, size_t 
 	size_t n = strlen(item);
 	uint32_t k = q->filter.nsources;
 
-	if (n == 0 || n > SESSION_KEY_MAX ||
-	    strspn(item, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-		n) {
+	if (!pick_source_name_valid(item, n)) {
 		snprintf(why, why_size, "source: '%.40s' is not a source name", item);
 		return -EINVAL;
 	}
@@ -192,6 +188,14 @@ static int read_pair(struct http_query *q, const char *key, char *v, uint32_t *s
 		     size_t why_size)
 {
 	static const char *const once[] = {"max_latency_ms", "count", "format"};
+	/* The comma lists, each item narrowing the filter. */
+	static const struct {
+		const char *key;
+		int (*one)(struct http_query *q, const char *item, char *why, size_t ws);
+	} lists[] = {
+	    {"protocol", one_protocol}, {"anonymity", one_anonymity}, {"source", one_source},
+	    {"country", one_country},	{"asn", one_asn},
+	};
 
 	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
 		if (strcmp(key, once[i]) != 0)
@@ -202,25 +206,11 @@ static int read_pair(struct http_query *q, const char *key, char *v, uint32_t *s
 		}
 		*seen |= 1u << i;
 	}
-	if (strcmp(key, "protocol") == 0) {
-		q->filtered = true;
-		return each_item(q, v, key, one_protocol, why, why_size);
-	}
-	if (strcmp(key, "anonymity") == 0) {
-		q->filtered = true;
-		return each_item(q, v, key, one_anonymity, why, why_size);
-	}
-	if (strcmp(key, "source") == 0) {
-		q->filtered = true;
-		return each_item(q, v, key, one_source, why, why_size);
-	}
-	if (strcmp(key, "country") == 0) {
-		q->filtered = true;
-		return each_item(q, v, key, one_country, why, why_size);
-	}
-	if (strcmp(key, "asn") == 0) {
-		q->filtered = true;
-		return each_item(q, v, key, one_asn, why, why_size);
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		if (strcmp(key, lists[i].key) == 0) {
+			q->filtered = true;
+			return each_item(q, v, key, lists[i].one, why, why_size);
+		}
 	}
 	if (strcmp(key, "max_latency_ms") == 0) {
 		q->filtered = true;

@@ -77,53 +77,38 @@ static const char *gw_next_opt(const char *p, const char *end, enum gw_opt *opt,
 	return end;
 }
 
-static bool gw_name_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == '-';
-}
-
 static int gw_one_proto(struct gw_user *u, const char *item, size_t n, char *why, size_t ws)
 {
-	for (int p = 0; p < PROXY_PROTO_COUNT; p++) {
-		const char *name = proxy_proto_name((enum proxy_proto)p);
+	uint32_t bit = pick_proto_bit(item, n);
 
-		if (strlen(name) == n && memcmp(name, item, n) == 0) {
-			u->filter.protos |= UINT32_C(1) << p;
-			return 0;
-		}
+	if (!bit) {
+		snprintf(why, ws, "proto: '%.*s' is not one of http, https, socks4, socks5",
+			 (int)(n > 40 ? 40 : n), item);
+		return -EINVAL;
 	}
-	snprintf(why, ws, "proto: '%.*s' is not one of http, https, socks4, socks5",
-		 (int)(n > 40 ? 40 : n), item);
-	return -EINVAL;
+	u->filter.protos |= bit;
+	return 0;
 }
 
 static int gw_one_anon(struct gw_user *u, const char *item, size_t n, char *why, size_t ws)
 {
-	static const int grades[] = {SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT};
+	uint32_t bit = pick_anon_bit(item, n);
 
-	for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++) {
-		const char *name = snap_anon_name(grades[i]);
-
-		if (strlen(name) == n && memcmp(name, item, n) == 0) {
-			u->filter.anons |= UINT32_C(1) << grades[i];
-			return 0;
-		}
+	if (!bit) {
+		snprintf(why, ws, "anon: '%.*s' is not one of elite, anonymous, transparent",
+			 (int)(n > 40 ? 40 : n), item);
+		return -EINVAL;
 	}
-	snprintf(why, ws, "anon: '%.*s' is not one of elite, anonymous, transparent",
-		 (int)(n > 40 ? 40 : n), item);
-	return -EINVAL;
+	u->filter.anons |= bit;
+	return 0;
 }
 
 /* A source name as the config takes it: 1..64 of [A-Za-z0-9._-]. */
 static int gw_one_source(struct gw_user *u, const char *item, size_t n, char *why, size_t ws)
 {
 	uint32_t k = u->filter.nsources;
-	size_t i;
 
-	for (i = 0; i < n && gw_name_char((unsigned char)item[i]); i++)
-		;
-	if (n > GW_USER_SOURCE_MAX || i != n) {
+	if (!pick_source_name_valid(item, n)) {
 		snprintf(why, ws, "source: '%.*s' is not a source name", (int)(n > 40 ? 40 : n),
 			 item);
 		return -EINVAL;

@@ -37,7 +37,7 @@
 /* Longest user name taken (the SOCKS5 limit, RFC 1929). */
 #define GW_USER_MAX 255
 /* Longest source name (as the config takes them). */
-#define GW_USER_SOURCE_MAX 64
+#define GW_USER_SOURCE_MAX PICK_SOURCE_NAME_MAX
 
 /* What one user name asks for. */
 struct gw_user {

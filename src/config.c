@@ -32,7 +32,7 @@
 #define CFG_DEFAULT_JUDGE "http://azenv.net/"
 #define CFG_DEFAULT_EXPECT "REMOTE_ADDR" /* CHK_EXPECT_DEFAULT: the checker knows it too */
 #define SOURCE_PREFIX "source:"
-#define SOURCE_NAME_MAX 64
+#define SOURCE_NAME_MAX PICK_SOURCE_NAME_MAX
 #define SECTION_MAX 80 /* longer than any valid section name */
 #define VALUE_SHOWN 80 /* bytes of a bad value quoted in a message */
 
@@ -223,11 +223,6 @@ static void parse_oom(struct cfg_parse *p, const char *key)
 static bool is_blank(char c)
 {
 	return c == ' ' || c == '\t' || c == '\v' || c == '\f';
-}
-
-static bool is_alnum(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
 /* --- values --- */
@@ -670,29 +665,27 @@ static int set_gw_policy(struct cfg_parse *p, const struct cfg_key *k, int *fiel
 static int gw_list_item(struct cfg_parse *p, const struct cfg_key *k, const char *item)
 {
 	struct cfg_gateway *g = &p->c->gateway;
-	static const int grades[] = {SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT};
+	uint32_t bit;
 
 	if (k->type == KEY_GW_PROTOS) {
-		for (int i = 0; i < PROXY_PROTO_COUNT; i++) {
-			if (strcmp(item, proxy_proto_name((enum proxy_proto)i)) == 0) {
-				g->protos |= 1u << i;
-				return 0;
-			}
+		bit = pick_proto_bit(item, strlen(item));
+		if (!bit) {
+			parse_fail(p, k->name, "'%.*s' is not one of http, https, socks4, socks5",
+				   VALUE_SHOWN, item);
+			return -EINVAL;
 		}
-		parse_fail(p, k->name, "'%.*s' is not one of http, https, socks4, socks5",
-			   VALUE_SHOWN, item);
-		return -EINVAL;
+		g->protos |= bit;
+		return 0;
 	}
 	if (k->type == KEY_GW_ANONS) {
-		for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++) {
-			if (strcmp(item, snap_anon_name(grades[i])) == 0) {
-				g->anons |= 1u << grades[i];
-				return 0;
-			}
+		bit = pick_anon_bit(item, strlen(item));
+		if (!bit) {
+			parse_fail(p, k->name, "'%.*s' is not one of elite, anonymous, transparent",
+				   VALUE_SHOWN, item);
+			return -EINVAL;
 		}
-		parse_fail(p, k->name, "'%.*s' is not one of elite, anonymous, transparent",
-			   VALUE_SHOWN, item);
-		return -EINVAL;
+		g->anons |= bit;
+		return 0;
 	}
 	if (!valid_source_name(item)) {
 		parse_fail(p, k->name, "'%.*s' is not a source name (1..%d of A-Z a-z 0-9 . _ -)",
@@ -1025,15 +1018,7 @@ static int cfg_key_cb(void *user, const char *section, const char *name, const c
 
 static bool valid_source_name(const char *name)
 {
-	size_t n = strlen(name);
-
-	if (n == 0 || n > SOURCE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!is_alnum(name[i]) && !strchr("._-", name[i]))
-			return false;
-	}
-	return true;
+	return pick_source_name_valid(name, strlen(name));
 }
 
 /* The checks that need the whole section: a source needs a url. */

@@ -392,6 +392,44 @@ int pick_filter_add_country(struct pick_filter *f, const char *code, size_t n)
 	return 0;
 }
 
+uint32_t pick_proto_bit(const char *name, size_t n)
+{
+	for (int p = 0; p < PROXY_PROTO_COUNT; p++) {
+		const char *w = proxy_proto_name((enum proxy_proto)p);
+
+		if (strlen(w) == n && memcmp(w, name, n) == 0)
+			return UINT32_C(1) << p;
+	}
+	return 0;
+}
+
+uint32_t pick_anon_bit(const char *name, size_t n)
+{
+	static const int grades[] = {SNAP_ANON_ELITE, SNAP_ANON_ANONYMOUS, SNAP_ANON_TRANSPARENT};
+
+	for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++) {
+		const char *w = snap_anon_name(grades[i]);
+
+		if (strlen(w) == n && memcmp(w, name, n) == 0)
+			return UINT32_C(1) << grades[i];
+	}
+	return 0;
+}
+
+bool pick_source_name_valid(const char *name, size_t n)
+{
+	if (n == 0 || n > PICK_SOURCE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
 int pick_filter_add_asn(struct pick_filter *f, uint32_t asn)
 {
 	if (!asn)

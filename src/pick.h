@@ -63,6 +63,21 @@ int pick_filter_and(struct pick_filter *f, const struct pick_filter *g);
  * Whether the list allows or leaves out is countries_out, the caller's. */
 int pick_filter_add_country(struct pick_filter *f, const char *code, size_t n);
 
+/* The words every front takes for a filter (the HTTP query's protocol=
+ * and anonymity=, the gateway's -proto- and -anon- and its config lists),
+ * n bytes, not NUL-ended: the bit a protocol folder name (http, https,
+ * socks4, socks5) sets in protos, the bit a grade (elite, anonymous,
+ * transparent) sets in anons; 0 for any other word. */
+uint32_t pick_proto_bit(const char *name, size_t n);
+uint32_t pick_anon_bit(const char *name, size_t n);
+
+/* Longest source name. */
+#define PICK_SOURCE_NAME_MAX 64
+
+/* Is name (n bytes) a source name: 1..PICK_SOURCE_NAME_MAX of
+ * [A-Za-z0-9._-], as the config's [source:NAME] and every filter take it? */
+bool pick_source_name_valid(const char *name, size_t n);
+
 /* Adds autonomous system asn (1..UINT32_MAX) to f's list; a repeat is
  * ignored. 0, -EINVAL for 0, -E2BIG past PICK_ASNS_MAX. */
 int pick_filter_add_asn(struct pick_filter *f, uint32_t asn);
