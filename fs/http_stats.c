@@ -1,5 +1,6 @@
 /* http_stats: counters of the HTTP front; see http_stats.h. */
 #include "http_stats.h"
+#include "lat_hist.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -22,8 +23,8 @@ static const char *const class_names[HTTP_CLASS_COUNT] = {
 static atomic_bool st_enabled;
 static atomic_uint_fast64_t st_requests[HTTP_CLASS_COUNT][HTTP_STATS_CODES];
 static atomic_uint_fast64_t st_rate_limited;
-static atomic_uint_fast64_t st_latency[HTTP_STATS_BUCKETS + 1]; /* per bucket, +Inf last */
-static atomic_uint_fast64_t st_latency_us;
+_Static_assert(HTTP_STATS_BUCKETS <= LAT_HIST_MAX, "lat_hist holds the buckets");
+static struct lat_hist st_latency = LAT_HIST_INIT(bound_us, bounds, HTTP_STATS_BUCKETS);
 static atomic_int_fast64_t st_connections;
 static atomic_uint_fast64_t st_connections_total;
 static atomic_uint_fast64_t st_refused;
@@ -40,7 +41,7 @@ int http_stats_code(int i)
 
 const char *http_stats_bound(int i)
 {
-	return i >= 0 && i < HTTP_STATS_BUCKETS ? bounds[i] : "+Inf";
+	return lat_hist_bound(&st_latency, i);
 }
 
 void http_stats_set_enabled(bool on)
@@ -50,17 +51,14 @@ void http_stats_set_enabled(bool on)
 
 void http_stats_request(enum http_class c, int code, uint64_t micros)
 {
-	int i, b;
+	int i;
 
 	if ((unsigned)c >= HTTP_CLASS_COUNT)
 		c = HTTP_CLASS_OTHER;
 	for (i = 0; i < HTTP_STATS_CODES - 1 && codes[i] != code; i++)
 		;
 	atomic_fetch_add_explicit(&st_requests[c][i], 1, memory_order_relaxed);
-	for (b = 0; b < HTTP_STATS_BUCKETS && micros > bound_us[b]; b++)
-		;
-	atomic_fetch_add_explicit(&st_latency[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st_latency_us, micros, memory_order_relaxed);
+	lat_hist_add(&st_latency, micros);
 }
 
 void http_stats_rate_limited(void)
@@ -82,7 +80,6 @@ void http_stats_refused(void)
 
 void http_stats_get(struct http_stats *out)
 {
-	uint64_t cum = 0;
 	int64_t conns;
 
 	memset(out, 0, sizeof(*out));
@@ -92,13 +89,7 @@ void http_stats_get(struct http_stats *out)
 			out->requests[c][i] =
 			    atomic_load_explicit(&st_requests[c][i], memory_order_relaxed);
 	out->rate_limited = atomic_load_explicit(&st_rate_limited, memory_order_relaxed);
-	for (int b = 0; b <= HTTP_STATS_BUCKETS; b++) {
-		cum += atomic_load_explicit(&st_latency[b], memory_order_relaxed);
-		if (b < HTTP_STATS_BUCKETS)
-			out->latency[b] = cum;
-	}
-	out->latency_count = cum;
-	out->latency_sum = (double)atomic_load_explicit(&st_latency_us, memory_order_relaxed) / 1e6;
+	lat_hist_read(&st_latency, out->latency, &out->latency_count, &out->latency_sum);
 	conns = atomic_load_explicit(&st_connections, memory_order_relaxed);
 	out->connections = conns > 0 ? (uint64_t)conns : 0;
 	out->connections_total = atomic_load_explicit(&st_connections_total, memory_order_relaxed);

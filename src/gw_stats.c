@@ -1,5 +1,6 @@
 /* gw_stats: counters of the gateway; see gw_stats.h. */
 #include "gw_stats.h"
+#include "lat_hist.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -24,8 +25,8 @@ static atomic_uint_fast64_t st_bytes_in;
 static atomic_uint_fast64_t st_bytes_out;
 static atomic_uint_fast64_t st_retries;
 static atomic_uint_fast64_t st_replays;
-static atomic_uint_fast64_t st_handshake[GW_STATS_BUCKETS + 1]; /* per bucket, +Inf last */
-static atomic_uint_fast64_t st_handshake_us;
+_Static_assert(GW_STATS_BUCKETS <= LAT_HIST_MAX, "lat_hist holds the buckets");
+static struct lat_hist st_handshake = LAT_HIST_INIT(bound_us, bounds, GW_STATS_BUCKETS);
 
 const char *gw_outcome_name(enum gw_outcome o)
 {
@@ -34,7 +35,7 @@ const char *gw_outcome_name(enum gw_outcome o)
 
 const char *gw_stats_bound(int i)
 {
-	return i >= 0 && i < GW_STATS_BUCKETS ? bounds[i] : "+Inf";
+	return lat_hist_bound(&st_handshake, i);
 }
 
 void gw_stats_set_enabled(bool on, uint64_t max_connections)
@@ -75,17 +76,11 @@ void gw_stats_replay(void)
 
 void gw_stats_handshake(uint64_t micros)
 {
-	int b;
-
-	for (b = 0; b < GW_STATS_BUCKETS && micros > bound_us[b]; b++)
-		;
-	atomic_fetch_add_explicit(&st_handshake[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st_handshake_us, micros, memory_order_relaxed);
+	lat_hist_add(&st_handshake, micros);
 }
 
 void gw_stats_get(struct gw_stats *out)
 {
-	uint64_t cum = 0;
 	int64_t conns;
 
 	memset(out, 0, sizeof(*out));
@@ -100,14 +95,7 @@ void gw_stats_get(struct gw_stats *out)
 	out->bytes_out = atomic_load_explicit(&st_bytes_out, memory_order_relaxed);
 	out->retries = atomic_load_explicit(&st_retries, memory_order_relaxed);
 	out->replays = atomic_load_explicit(&st_replays, memory_order_relaxed);
-	for (int b = 0; b <= GW_STATS_BUCKETS; b++) {
-		cum += atomic_load_explicit(&st_handshake[b], memory_order_relaxed);
-		if (b < GW_STATS_BUCKETS)
-			out->handshake[b] = cum;
-	}
-	out->handshake_count = cum;
-	out->handshake_sum =
-	    (double)atomic_load_explicit(&st_handshake_us, memory_order_relaxed) / 1e6;
+	lat_hist_read(&st_handshake, out->handshake, &out->handshake_count, &out->handshake_sum);
 }
 
 uint32_t gw_fd_share(uint32_t max_connections)
