@@ -96,9 +96,14 @@ struct snap_builder {
 	struct snap_proxy *live;
 	uint32_t nlive, nother, cap;
 	const char *last_sources; /* the last proxy's sources, in the arena: most repeat it */
-	/* Network names copied so far, by a hash of their text: a few
-	 * thousand networks hold 100,000 proxies, each name kept once. */
-	const char *orgs[SNAP_ORG_SLOTS];
+	/* Network names copied so far, by the caller's pointer: the engine
+	 * hands every proxy of a network the same interned name (src/geo.c),
+	 * so a few thousand networks hold 100,000 proxies with each name
+	 * copied once and no name hashed (only compared). A slot holds the last name that
+	 * came to it. */
+	struct {
+		const char *from, *copy;
+	} orgs[SNAP_ORG_SLOTS];
 	struct snap_source *sources;
 	uint32_t nsources, srccap;
 	struct snap_judge *judges;
@@ -181,21 +186,22 @@ int snap_builder_reserve(struct snap_builder *b, uint32_t n)
 	return -ENOMEM;
 }
 
-/* The arena's copy of a network name, shared by every proxy that has it
- * (a slot holds the last name that hashed to it). */
+/* The arena's copy of a network name, shared by every proxy whose caller
+ * gave the same pointer for it. */
 static const char *intern_org(struct snap_builder *b, const char *org)
 {
-	uint32_t h = 2166136261u;
-	const char **slot;
+	uintptr_t h = (uintptr_t)org;
 
 	if (!org || !*org)
 		return "";
-	for (const char *c = org; *c; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
-	slot = &b->orgs[h % SNAP_ORG_SLOTS];
-	if (!*slot || strcmp(*slot, org) != 0)
-		*slot = arena_strdup(b->arena, org);
-	return *slot;
+	h = (h >> 4) ^ (h >> 14);
+	h %= SNAP_ORG_SLOTS;
+	/* The text is compared too: a caller may reuse one buffer. */
+	if (b->orgs[h].from != org || !b->orgs[h].copy || strcmp(b->orgs[h].copy, org) != 0) {
+		b->orgs[h].from = org;
+		b->orgs[h].copy = arena_strdup(b->arena, org);
+	}
+	return b->orgs[h].copy;
 }
 
 /* An ASCII letter in upper case, or 0 for any other byte (whatever the
