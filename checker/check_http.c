@@ -8,65 +8,17 @@
 #include <netinet/in.h>
 
 #include "check_int.h"
-
-static size_t chk_b64_len(size_t n)
-{
-	return (n + 2) / 3 * 4;
-}
-
-static size_t chk_b64(char *dst, const uint8_t *src, size_t n)
-{
-	static const char abc[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)src[i] << 16;
-
-		if (i + 1 < n)
-			v |= (uint32_t)src[i + 1] << 8;
-		if (i + 2 < n)
-			v |= src[i + 2];
-		dst[o++] = abc[v >> 18 & 63];
-		dst[o++] = abc[v >> 12 & 63];
-		dst[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
-		dst[o++] = i + 2 < n ? abc[v & 63] : '=';
-	}
-	return o;
-}
-
-static const char chk_auth_name[] = "Proxy-Authorization: Basic ";
+#include "http_proxy.h"
 
 size_t chk_auth_size(const struct chk_target *t)
 {
-	if (!chk_has_user(t))
-		return 0;
-	return sizeof(chk_auth_name) - 1 + chk_b64_len(strlen(t->user) + 1 + strlen(chk_pass(t))) +
-	       2;
+	return chk_has_user(t) ? http_proxy_auth_size(t->user, chk_pass(t)) : 0;
 }
 
 /* Writes the Proxy-Authorization line (with CRLF), when there is a user. */
 size_t chk_auth_write(char *dst, const struct chk_target *t)
 {
-	size_t ulen, plen, o;
-	uint8_t *cred;
-
-	if (!chk_has_user(t))
-		return 0;
-	ulen = strlen(t->user);
-	plen = strlen(chk_pass(t));
-	cred = malloc(ulen + 1 + plen);
-	if (!cred)
-		return 0;
-	memcpy(cred, t->user, ulen);
-	cred[ulen] = ':';
-	memcpy(cred + ulen + 1, chk_pass(t), plen);
-	o = sizeof(chk_auth_name) - 1;
-	memcpy(dst, chk_auth_name, o);
-	o += chk_b64(dst + o, cred, ulen + 1 + plen);
-	memcpy(dst + o, "\r\n", 2);
-	free(cred);
-	return o + 2;
+	return chk_has_user(t) ? http_proxy_auth_write(dst, t->user, chk_pass(t)) : 0;
 }
 
 static size_t http_plain_size(const struct chk_target *t, const struct chk_judge *j)
@@ -90,16 +42,12 @@ static size_t http_plain_feed(struct chk *c, const uint8_t *p, size_t n)
 	return n; /* no handshake: never called */
 }
 
-static const char chk_connect_fmt[] = "CONNECT %s HTTP/1.1\r\nHost: %s\r\n";
-
 static size_t http_connect_msg_size(const struct chk_target *t, const struct chk_judge *j)
 {
-	size_t authority = strlen(j->host) + 2 + 6;
-
-	return sizeof(chk_connect_fmt) + 2 * authority + chk_auth_size(t) + 2;
+	return http_connect_size(j->host, chk_has_user(t) ? t->user : NULL, chk_pass(t));
 }
 
-static size_t http_connect_size(const struct chk_target *t, const struct chk_judge *j)
+static size_t http_connect_size_all(const struct chk_target *t, const struct chk_judge *j)
 {
 	return http_connect_msg_size(t, j) + chk_req_size(t, j, false);
 }
@@ -107,21 +55,10 @@ static size_t http_connect_size(const struct chk_target *t, const struct chk_jud
 static int http_connect_build(struct chk *c, const struct chk_target *t)
 {
 	const struct chk_judge *j = c->judge;
-	bool v6 = strchr(j->host, ':') != NULL;
-	char authority[sizeof(j->host) + 8];
-	char *dst = (char *)c->tail;
-	size_t len, auth;
 
-	snprintf(authority, sizeof(authority), "%s%s%s:%u", v6 ? "[" : "", j->host, v6 ? "]" : "",
-		 j->port);
-	len = (size_t)snprintf(dst, http_connect_msg_size(t, j), chk_connect_fmt, authority,
-			       authority);
-	auth = chk_auth_write(dst + len, t);
-	if (chk_has_user(t) && auth == 0)
-		return -ENOMEM;
-	c->with_auth = auth > 0;
-	memcpy(dst + len + auth, "\r\n", 2);
-	c->msg_len[0] = (uint32_t)(len + auth + 2);
+	c->msg_len[0] = (uint32_t)http_connect_write((char *)c->tail, j->host, j->port,
+						     chk_has_user(t) ? t->user : NULL, chk_pass(t));
+	c->with_auth = chk_has_user(t);
 	return chk_req_build(c, t, false);
 }
 
@@ -161,7 +98,7 @@ const struct chk_proto chk_http_plain = {
 };
 
 const struct chk_proto chk_http_connect = {
-    .msg_size = http_connect_size,
+    .msg_size = http_connect_size_all,
     .build = http_connect_build,
     .connected = http_connect_connected,
     .feed = http_connect_feed,

@@ -17,12 +17,12 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gw_int.h"
+#include "http_proxy.h"
 #include "log.h"
 
 #define TUNNEL_PROTOS ((1u << PROXY_HTTPS) | (1u << PROXY_SOCKS4) | (1u << PROXY_SOCKS5))
@@ -273,31 +273,30 @@ static void up_send(struct gw_conn *c, const void *p, int n)
 }
 
 /* The upstream's credentials as a Proxy-Authorization line, when it has
- * some. */
+ * some (src/http_proxy.h: as the checker writes it). */
 static void add_proxy_auth(const struct gw_conn *c, struct evbuffer *out)
 {
-	char cred[2 * (PROXY_CRED_MAX + 1)];
-	unsigned char b64[4 * sizeof(cred) / 3 + 8];
-	int n;
+	const char *u = c->hs->upa.user, *p = c->hs->upa.pass;
+	size_t n = http_proxy_auth_size(u, p);
+	struct evbuffer_iovec v;
 
-	if (!c->hs->upa.user[0])
-		return;
-	n = snprintf(cred, sizeof(cred), "%s:%s", c->hs->upa.user, c->hs->upa.pass);
-	EVP_EncodeBlock(b64, (const unsigned char *)cred, n);
-	evbuffer_add_printf(out, "Proxy-Authorization: Basic %s\r\n", b64);
+	if (n && evbuffer_reserve_space(out, (ev_ssize_t)n, &v, 1) == 1) {
+		v.iov_len = http_proxy_auth_write(v.iov_base, u, p);
+		evbuffer_commit_space(out, &v, 1);
+	}
 }
 
+/* The CONNECT to the client's target, as the checker's (src/http_proxy.h). */
 static void send_http_connect(struct gw_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->up);
-	const char *lb = c->hs->target.family == AF_INET6 ? "[" : "";
-	const char *rb = c->hs->target.family == AF_INET6 ? "]" : "";
+	const char *h = c->hs->target.host, *u = c->hs->upa.user, *p = c->hs->upa.pass;
+	struct evbuffer_iovec v;
 
-	evbuffer_add_printf(out, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n", lb,
-			    c->hs->target.host, rb, c->hs->target.port, lb, c->hs->target.host, rb,
-			    c->hs->target.port);
-	add_proxy_auth(c, out);
-	evbuffer_add(out, "\r\n", 2);
+	if (evbuffer_reserve_space(out, (ev_ssize_t)http_connect_size(h, u, p), &v, 1) == 1) {
+		v.iov_len = http_connect_write(v.iov_base, h, c->hs->target.port, u, p);
+		evbuffer_commit_space(out, &v, 1);
+	}
 	chk_answer_init(&c->hs->ans, NULL, 0, NULL, 0, true);
 	c->hs->up_step = GW_UP_HTTP;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "http_answer.h"
+#include "http_proxy.h"
 #include "testutil.h"
 
 #define EXPECT "proxyfs-judge-ok"
@@ -299,6 +300,38 @@ static void test_echo(void)
 	expect_len(__LINE__, other, strlen(other), EXPECT, 0, false, CHK_OK, 200);
 }
 
+/* What an HTTP proxy is told (src/http_proxy.c): RFC 7617's example
+ * credentials, padding of each length, no line without a user, and the
+ * CONNECT head with an IPv6 literal bracketed; each within its _size. */
+static void test_proxy_requests(void)
+{
+	char buf[512];
+	size_t n;
+
+	n = http_proxy_auth_write(buf, "Aladdin", "open sesame");
+	CHECK_INT(n, http_proxy_auth_size("Aladdin", "open sesame"));
+	buf[n] = '\0';
+	CHECK_STR(buf, "Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n");
+	n = http_proxy_auth_write(buf, "ab", "");
+	buf[n] = '\0';
+	CHECK_STR(buf, "Proxy-Authorization: Basic YWI6\r\n");
+	n = http_proxy_auth_write(buf, "a", "bcd");
+	buf[n] = '\0';
+	CHECK_STR(buf, "Proxy-Authorization: Basic YTpiY2Q=\r\n");
+	CHECK_INT(http_proxy_auth_size("", "x"), 0);
+	CHECK_INT(http_proxy_auth_write(buf, NULL, NULL), 0);
+
+	n = http_connect_write(buf, "::1", 8080, NULL, NULL);
+	CHECK(n <= http_connect_size("::1", NULL, NULL));
+	buf[n] = '\0';
+	CHECK_STR(buf, "CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
+	n = http_connect_write(buf, "example.org", 443, "u", "p");
+	CHECK(n <= http_connect_size("example.org", "u", "p"));
+	buf[n] = '\0';
+	CHECK_STR(buf, "CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n"
+		       "Proxy-Authorization: Basic dTpw\r\n\r\n");
+}
+
 int main(void)
 {
 	test_content_length();
@@ -312,5 +345,6 @@ int main(void)
 	test_kmp();
 	test_head_only();
 	test_echo();
+	test_proxy_requests();
 	return test_exit_code();
 }
