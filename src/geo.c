@@ -68,8 +68,6 @@ struct geo_db {
 	MMDB_s *mmdb;	       /* the last good one, NULL when none */
 	struct file_id loaded; /* ... and its file */
 	struct file_id failed; /* the file as it was when it last failed to open */
-	char *type;	       /* mmdb's database_type, owned */
-	int64_t build_epoch;
 	char error[GEO_ERR_MAX]; /* "" when fine */
 };
 
@@ -276,6 +274,12 @@ out_free:
 	return NULL;
 }
 
+/* The loaded file's database_type, "" when none. */
+static const char *db_type(const struct geo_db *d)
+{
+	return d->mmdb && d->mmdb->metadata.database_type ? d->mmdb->metadata.database_type : "";
+}
+
 static void db_close(struct geo_db *d)
 {
 	if (d->mmdb) {
@@ -283,9 +287,6 @@ static void db_close(struct geo_db *d)
 		free(d->mmdb);
 		d->mmdb = NULL;
 	}
-	free(d->type);
-	d->type = NULL;
-	d->build_epoch = 0;
 	d->loaded = (struct file_id){0};
 }
 
@@ -314,7 +315,6 @@ static int db_refresh(struct geo *g, struct geo_db *d)
 	struct file_id id;
 	struct stat st;
 	MMDB_s *m;
-	char *type;
 
 	if (!d->path)
 		return 0;
@@ -329,26 +329,17 @@ static int db_refresh(struct geo *g, struct geo_db *d)
 	if (file_id_same(&id, &d->failed))
 		return 0; /* the same bytes that failed: said already */
 	m = db_open(d->path, why, sizeof(why));
-	type = m ? strdup(m->metadata.database_type ? m->metadata.database_type : "") : NULL;
-	if (m && !type) {
-		MMDB_close(m);
-		free(m);
-		m = NULL;
-		snprintf(why, sizeof(why), "out of memory");
-	}
 	if (!m) {
 		d->failed = id;
 		return db_set_error(g, d, why);
 	}
 	db_close(d);
 	d->mmdb = m;
-	d->type = type;
-	d->build_epoch = (int64_t)m->metadata.build_epoch;
 	d->loaded = id;
 	d->failed = (struct file_id){0};
 	g->generation++;
-	log_info("geo: %s: %s, built %s", d->path, d->type,
-		 geo_date(d->build_epoch, date, sizeof(date)));
+	log_info("geo: %s: %s, built %s", d->path, db_type(d),
+		 geo_date((int64_t)m->metadata.build_epoch, date, sizeof(date)));
 	return GEO_CHANGED_DATA | db_set_error(g, d, "");
 }
 
@@ -499,8 +490,8 @@ void geo_status(const struct geo *g, enum geo_kind kind, struct geo_db_status *o
 
 	*out = (struct geo_db_status){
 	    .path = d->path,
-	    .build_epoch = d->mmdb ? d->build_epoch : 0,
-	    .type = d->type ? d->type : "",
+	    .build_epoch = d->mmdb ? (int64_t)d->mmdb->metadata.build_epoch : 0,
+	    .type = db_type(d),
 	    .error = d->error,
 	};
 }

@@ -36,7 +36,8 @@ struct geo_result {
 };
 
 /* One database as stat.json shows it. Strings belong to the struct geo
- * and stay valid until its next geo_refresh() / geo_configure(). */
+ * and stay valid until its next geo_refresh(), geo_configure() or
+ * geo_lookup() (which drops a file found written over): copy them at once. */
 struct geo_db_status {
 	const char *path;    /* the file in use or wanted; NULL when off */
 	int64_t build_epoch; /* the metadata's build time (unix seconds), 0 = none loaded */
