@@ -109,8 +109,10 @@ static bool folder_file_node(const char *path, const char *rest, int view, struc
 		out->kind = TREE_DIR;
 		out->mode = 0555;
 	} else if (strcmp(rest, "live.txt") == 0) {
-		out->kind = TREE_RENDERED;
+		/* Rendered once per snapshot, like the fixed folders'. */
+		out->kind = TREE_CACHED;
 		out->render = render_live_txt;
+		out->slot = -1;
 	} else if (strcmp(rest, "random") == 0) {
 		out->kind = TREE_RANDOM;
 	} else if (strcmp(rest, "next") == 0) {

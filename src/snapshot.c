@@ -84,6 +84,15 @@ static void arena_free(struct arena *a)
 	free(a);
 }
 
+/* A rendering of slot -1 (see snap_cached), one of the snapshot's list. */
+struct snap_keyed {
+	struct snap_keyed *next;
+	snap_render_fn render;
+	int arg;
+	bool ready;
+	struct sbuf buf;
+};
+
 /* --- builder --- */
 
 #define SNAP_ORG_SLOTS 1024
@@ -614,6 +623,13 @@ void snap_unref(struct snapshot *s)
 		return;
 	for (int i = 0; i < SNAP_CACHE_SLOTS; i++)
 		sbuf_free(&s->cache[i]);
+	while (s->keyed) {
+		struct snap_keyed *k = s->keyed;
+
+		s->keyed = k->next;
+		sbuf_free(&k->buf);
+		free(k);
+	}
 	pthread_mutex_destroy(&s->cache_lock);
 	arena_free(s->arena);
 	free(s->records);
@@ -629,21 +645,49 @@ uint64_t snap_renderings(void)
 	return atomic_load_explicit(&renderings, memory_order_relaxed);
 }
 
+/* The keyed rendering of (render, arg) in s, made (not rendered yet) when
+ * new; NULL when out of memory. cache_lock held. */
+static struct snap_keyed *keyed_get(struct snapshot *s, snap_render_fn render, int arg)
+{
+	struct snap_keyed *k;
+
+	for (k = s->keyed; k; k = k->next)
+		if (k->render == render && k->arg == arg)
+			return k;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->render = render;
+	k->arg = arg;
+	sbuf_init(&k->buf);
+	k->next = s->keyed;
+	s->keyed = k;
+	return k;
+}
+
 const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn render, int arg)
 {
 	const struct sbuf *out = NULL;
+	struct snap_keyed *k = NULL;
+	struct sbuf *buf;
+	bool *ready;
 
-	if (slot < 0 || slot >= SNAP_CACHE_SLOTS)
+	if (slot < -1 || slot >= SNAP_CACHE_SLOTS)
 		return NULL;
 	pthread_mutex_lock(&s->cache_lock);
-	if (!s->ready[slot]) {
-		sbuf_reset(&s->cache[slot]);
-		render(s, arg, &s->cache[slot]);
-		s->ready[slot] = !sbuf_failed(&s->cache[slot]);
+	if (slot == -1 && !(k = keyed_get(s, render, arg)))
+		goto out;
+	buf = k ? &k->buf : &s->cache[slot];
+	ready = k ? &k->ready : &s->ready[slot];
+	if (!*ready) {
+		sbuf_reset(buf);
+		render(s, arg, buf);
+		*ready = !sbuf_failed(buf);
 		atomic_fetch_add_explicit(&renderings, 1, memory_order_relaxed);
 	}
-	if (s->ready[slot])
-		out = &s->cache[slot];
+	if (*ready)
+		out = buf;
+out:
 	pthread_mutex_unlock(&s->cache_lock);
 	return out;
 }

@@ -216,6 +216,8 @@ struct snap_stats {
 
 enum snap_geo_db_kind { SNAP_GEO_COUNTRY_DB, SNAP_GEO_ASN_DB };
 
+struct snap_keyed;
+
 /* Render slots a snapshot caches (filled by whoever renders). */
 #define SNAP_CACHE_SLOTS 16
 
@@ -247,10 +249,12 @@ struct snapshot {
 	const struct snap_country *countries;
 	uint32_t ncountries;
 
-	/* Lazily rendered files; cache_lock guards cache[] and ready[]. */
+	/* Lazily rendered files; cache_lock guards cache[], ready[] and
+	 * keyed (the renderings of slot -1, see snap_cached). */
 	pthread_mutex_t cache_lock;
 	struct sbuf cache[SNAP_CACHE_SLOTS];
 	bool ready[SNAP_CACHE_SLOTS];
+	struct snap_keyed *keyed;
 
 	void *arena;   /* owns every string and array above but all[] */
 	void *records; /* owns all[] (and so live[]) */
@@ -267,8 +271,10 @@ void snap_unref(struct snapshot *s);
 typedef void (*snap_render_fn)(const struct snapshot *s, int arg, struct sbuf *out);
 
 /* The rendering in slot (0..SNAP_CACHE_SLOTS-1), made by render(s, arg, ...)
- * on first use and kept for the snapshot's life. The caller keeps its
- * snapshot reference while it uses the result. Returns NULL if the
+ * on first use and kept for the snapshot's life. Slot -1: a rendering of
+ * a folder made up at lookup (a source's, a country's), kept the same way
+ * in a list of the snapshot's, found by render and arg. The caller keeps
+ * its snapshot reference while it uses the result. Returns NULL if the
  * rendering failed for lack of memory. */
 const struct sbuf *snap_cached(struct snapshot *s, int slot, snap_render_fn render, int arg);
 

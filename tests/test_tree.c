@@ -155,12 +155,32 @@ static void test_country_content(void)
 	CHECK_STR(read_path("/country/unknown/session/k1"), "http://10.0.0.3:3\n");
 }
 
+/* A country folder's live.txt is rendered once per snapshot however many
+ * read it (the mount's opens and stats, the HTTP front), as the fixed
+ * folders' are; a new snapshot renders it anew. */
+static void test_country_rendered_once(void)
+{
+	uint64_t r0;
+
+	publish(NPROXIES);
+	r0 = snap_renderings();
+	for (int i = 0; i < 5; i++)
+		CHECK_STR(read_path("/country/FR/live.txt"), "http://10.0.0.2:2\nhttp://10.0.0.6:6\n");
+	CHECK_STR(read_path("/country/DE/live.txt"),
+		  "http://10.0.0.1:1\nhttp://10.0.0.4:4\nhttp://10.0.0.5:5\n");
+	CHECK_INT(snap_renderings() - r0, 2);
+	publish(NPROXIES);
+	read_path("/country/FR/live.txt");
+	CHECK_INT(snap_renderings() - r0, 3);
+}
+
 int main(void)
 {
 	CHECK_INT(snap_system_init(), 0);
 	session_configure(600, 1000);
 	test_country_listing();
 	test_country_content();
+	test_country_rendered_once();
 	snap_system_fini();
 	session_clear();
 	return test_exit_code();
