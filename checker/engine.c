@@ -6,6 +6,7 @@
  * render files (fs/) nor write to disk itself (store).
  */
 #include "engine.h"
+#include "thread.h"
 
 #include <event2/thread.h>
 #include <fcntl.h>
@@ -1033,7 +1034,6 @@ static void *engine_main(void *arg)
 
 int engine_start(struct engine *e)
 {
-	sigset_t all, old;
 	int rc;
 
 	/* The daemon may have forked since engine_new: renew the backend,
@@ -1044,12 +1044,7 @@ int engine_start(struct engine *e)
 	if (!e->fetcher)
 		return -ENOMEM;
 	eng_probe_judges(e, true);
-	/* Signals are the main thread's (FUSE's handlers): the engine thread
-	 * inherits a mask that blocks them all. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&e->thread, NULL, engine_main, e);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = thread_start(&e->thread, NULL, engine_main, e);
 	if (rc)
 		return -rc;
 	e->running = true;

@@ -5,11 +5,11 @@
  * callback, so a lookup that ends after resolver_free() drops its result.
  */
 #include "resolve.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +110,6 @@ int resolver_lookup(struct resolver *r, const char *host, uint64_t tag)
 	struct lookup *l = calloc(1, sizeof(*l));
 	pthread_attr_t attr;
 	pthread_t t;
-	sigset_t all, old;
 	int rc;
 
 	if (!l)
@@ -126,11 +125,7 @@ int resolver_lookup(struct resolver *r, const char *host, uint64_t tag)
 	pthread_mutex_lock(&r->lock);
 	r->threads++;
 	pthread_mutex_unlock(&r->lock);
-	/* Signals are for the daemon's other threads; the lookup inherits this mask. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&t, &attr, lookup_main, l);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = thread_start(&t, &attr, lookup_main, l);
 	pthread_attr_destroy(&attr);
 	if (rc) {
 		pthread_mutex_lock(&r->lock);

@@ -19,12 +19,12 @@
  * paths (http_serve.c) or the control worker (http_control.c).
  */
 #include "http.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,16 +430,12 @@ static int thread_setup(struct http_front *h, struct http_thread *t, const struc
 
 static int threads_start(struct http_front *h)
 {
-	sigset_t all, old;
 	int rc = 0;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (int i = 0; i < h->nthreads && rc == 0; i++) {
-		rc = -pthread_create(&h->threads[i].tid, NULL, thread_main, &h->threads[i]);
+		rc = -thread_start(&h->threads[i].tid, NULL, thread_main, &h->threads[i]);
 		h->threads[i].running = rc == 0;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;
 }
 

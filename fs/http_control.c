@@ -9,7 +9,6 @@
  * front stops or the client goes away (its socket reads as closed).
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <event2/http.h>
 
 #include "http_int.h"
+#include "thread.h"
 #include "log.h"
 
 struct http_job {
@@ -134,13 +134,9 @@ static void *worker_main(void *arg)
 
 int http_control_start(struct http_front *h)
 {
-	sigset_t all, old;
 	int rc;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = -pthread_create(&h->worker, NULL, worker_main, h);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = -thread_start(&h->worker, NULL, worker_main, h);
 	h->worker_running = rc == 0;
 	return rc;
 }

@@ -9,13 +9,13 @@
 #include <errno.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "thread.h"
 #include "gw_int.h"
 #include "listen.h"
 #include "log.h"
@@ -321,7 +321,6 @@ struct gateway *gw_start(const struct gw_conf *conf, const struct gw_report *rep
 			 size_t errlen)
 {
 	struct gateway *g = calloc(1, sizeof(*g));
-	sigset_t all, old;
 	int rc;
 
 	if (!g || evthread_use_pthreads() < 0) {
@@ -363,10 +362,7 @@ struct gateway *gw_start(const struct gw_conf *conf, const struct gw_report *rep
 	for (size_t i = 0; i < conf->nlisten; i++)
 		if (listen_on(g, conf->listen[i], err, errlen) < 0)
 			goto out_stop;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&g->tid, NULL, thread_main, g);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = thread_start(&g->tid, NULL, thread_main, g);
 	if (rc) {
 		snprintf(err, errlen, "[gateway]: cannot start its thread: %s", strerror(rc));
 		goto out_stop;

@@ -10,6 +10,7 @@
  * logs a failed download: the caller does, once, naming the source.
  */
 #include "fetch.h"
+#include "thread.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -431,7 +432,6 @@ static void *fetcher_main(void *arg)
 struct fetcher *fetcher_new(void)
 {
 	struct fetcher *f;
-	sigset_t all, old;
 	int rc;
 
 	pthread_once(&curl_once, curl_init_once);
@@ -447,11 +447,7 @@ struct fetcher *fetcher_new(void)
 	if (!f->multi)
 		goto out_free;
 	pthread_mutex_init(&f->lock, NULL);
-	/* Signals are for the other threads; the fetcher inherits this mask. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&f->thread, NULL, fetcher_main, f);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = thread_start(&f->thread, NULL, fetcher_main, f);
 	if (rc) {
 		log_err("fetch: cannot start the fetcher thread: %s", strerror(rc));
 		goto out_destroy;

@@ -10,11 +10,11 @@
  * does), nor keep removed proxies out of the pool.
  */
 #include "store.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -850,7 +850,6 @@ static void *store_writer_main(void *arg)
 
 int store_start(struct store *s)
 {
-	sigset_t all, old;
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
@@ -858,11 +857,7 @@ int store_start(struct store *s)
 		rc = -EALREADY;
 		goto out_unlock;
 	}
-	/* Signals are for the other threads; the writer inherits this mask. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = -pthread_create(&s->thread, NULL, store_writer_main, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = -thread_start(&s->thread, NULL, store_writer_main, s);
 	s->running = rc == 0;
 	if (rc)
 		log_err("store: cannot start the writer thread: %s", strerror(-rc));
