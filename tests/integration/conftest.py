@@ -327,29 +327,49 @@ class Daemon:
         return set(self.read_lines(rel))
 
 
-def write_config(tmp, judge, list_path, name="proxyfs.ini", extra=""):
-    """The config every test starts from; extra is appended as is."""
+def write_config(tmp, judge, list_path, name="proxyfs.ini", extra="", edits=()):
+    """The config every test starts from; extra is appended as is, and each
+    (old, new) of edits replaces a line of the usual text."""
     conf = os.path.join(tmp, name)
+    text = _usual_config(tmp, judge, list_path)
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
     with open(conf, "w") as f:
-        f.write("[proxyfs]\n"
-                "db = %s\n"
-                "log_level = debug\n"
-                "\n"
-                "[check]\n"
-                "judge = http://%s:%d/\n"
-                "expect = %s\n"
-                "timeout_ms = 2000\n"
-                "connect_timeout_ms = 1000\n"
-                "concurrency = 100\n"
-                "interval_s = 3600\n"
-                "\n"
-                "[source:local]\n"
-                "url = %s\n"
-                "protocol = http\n"
-                % (os.path.join(tmp, "proxyfs.db"), judge.host, judge.port, peers.JUDGE_TOKEN,
-                   list_path))
+        f.write(text)
         f.write(extra)
     return conf
+
+
+def concurrency_max_with(mounts, tmp, judge, extra):
+    """The checks' concurrency_max of a daemon asked for as many as can be,
+    with extra (config text) appended: what the open-file clamp leaves."""
+    conf = write_config(tmp, judge, write_list(tmp, ""), extra=extra,
+                        edits=[("concurrency = 100\n", "concurrency = 1000000\n")])
+    d = mounts.new(conf).start()
+    got = d.read_json("stat.json")["engine"]["concurrency_max"]
+    d.stop()
+    return got
+
+
+def _usual_config(tmp, judge, list_path):
+    return ("[proxyfs]\n"
+            "db = %s\n"
+            "log_level = debug\n"
+            "\n"
+            "[check]\n"
+            "judge = http://%s:%d/\n"
+            "expect = %s\n"
+            "timeout_ms = 2000\n"
+            "connect_timeout_ms = 1000\n"
+            "concurrency = 100\n"
+            "interval_s = 3600\n"
+            "\n"
+            "[source:local]\n"
+            "url = %s\n"
+            "protocol = http\n"
+            % (os.path.join(tmp, "proxyfs.db"), judge.host, judge.port, peers.JUDGE_TOKEN,
+               list_path))
 
 
 # --- the peers ---

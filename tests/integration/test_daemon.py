@@ -36,12 +36,8 @@ def slow_conf(peer_set, tmp_path):
     check timeout, beside a good proxy."""
     tmp = str(tmp_path)
     lst = write_list(tmp, "%s\n%s\n" % (peer_set.blackhole.line, peer_set.tinyproxy.line))
-    conf = write_config(tmp, peer_set.judge, lst)
-    with open(conf) as f:
-        text = f.read().replace("timeout_ms = 2000", "timeout_ms = 60000")
-    with open(conf, "w") as f:
-        f.write(text)
-    return conf
+    return write_config(tmp, peer_set.judge, lst,
+                        edits=[("\ntimeout_ms = 2000", "\ntimeout_ms = 60000")])
 
 
 def in_write(pid):

@@ -25,7 +25,7 @@ import pytest
 import certs
 import peers
 import test_https
-from conftest import wait_until, write_config, write_list
+from conftest import concurrency_max_with, wait_until, write_config, write_list
 
 # Outgoing address of each upstream: the judge shows it as REMOTE_ADDR.
 S5_OUT = "127.0.0.61"
@@ -843,18 +843,9 @@ def test_per_client_limit(mounts, tmp_path, peer_set, ups):
 
 def test_checks_leave_two_descriptors_per_gateway_connection(mounts, tmp_path, peer_set):
     tmp = str(tmp_path)
-    lst = write_list(tmp, "")
-    maxes = []
-    for extra in ("", "\n[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = 3000\n"
-                  % peers.free_port("127.0.0.1")):
-        conf = write_config(tmp, peer_set.judge, lst, extra=extra)
-        with open(conf) as f:
-            text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
-        with open(conf, "w") as f:
-            f.write(text)
-        d = mounts.new(conf).start()
-        maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
-        d.stop()
+    maxes = [concurrency_max_with(mounts, tmp, peer_set.judge, extra)
+             for extra in ("", "\n[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = 3000\n"
+                           % peers.free_port("127.0.0.1"))]
     assert maxes[0] - maxes[1] >= 6000, maxes
 
 
@@ -865,11 +856,8 @@ def test_gateway_takes_at_most_half_the_spare_descriptors(mounts, tmp_path, peer
     tmp = str(tmp_path)
     conf = write_config(tmp, peer_set.judge, write_list(tmp, ""),
                         extra="\n[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = 1000000\n"
-                        % peers.free_port("127.0.0.1"))
-    with open(conf) as f:
-        text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
-    with open(conf, "w") as f:
-        f.write(text)
+                        % peers.free_port("127.0.0.1"),
+                        edits=[("concurrency = 100\n", "concurrency = 1000000\n")])
     d = mounts.new(conf).start()
     st = d.read_json("stat.json")
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -992,16 +980,13 @@ def test_ejected_by_traffic_then_back_by_its_recheck(mounts, tmp_path, peer_set)
         u._keep(start_microsocks_out(tmp, "127.0.0.57", S5_OUT))
         flaky = u._keep(start_microsocks_out(tmp, "127.0.0.58", S5_AUTH_OUT))
         port = peers.free_port("127.0.0.1")
+        # The re-check must outlast the pause between the ejection and
+        # the resume.
         conf = write_config(tmp, peer_set.judge, write_list(tmp, u.lines()),
                             extra="\n[gateway]\nlisten = 127.0.0.1:%d\npolicy = round_robin\n"
                                   "eject_after = 1\nretries = 1\nhandshake_timeout_s = 4\n"
-                                  % port)
-        with open(conf) as f:
-            text = f.read()
-        # The re-check must outlast the pause between the ejection and
-        # the resume.
-        with open(conf, "w") as f:
-            f.write(text.replace("timeout_ms = 2000", "timeout_ms = 15000"))
+                                  % port,
+                            edits=[("timeout_ms = 2000\n", "timeout_ms = 15000\n")])
         d = mounts.new(conf).start()
         d.sync()
         addr = "127.0.0.1:%d" % port

@@ -17,7 +17,8 @@ import time
 import pytest
 
 import peers
-from conftest import Mounts, call_with_deadline, wait_until, write_config, write_list
+from conftest import (Mounts, call_with_deadline, concurrency_max_with, wait_until,
+                      write_config, write_list)
 
 TOKEN = "s3cret-token"
 APPEAR_TIMEOUT = 10.0
@@ -611,18 +612,9 @@ def test_checks_leave_descriptors_for_the_connections(mounts, tmp_path, peer_set
     """The open-file clamp on concurrent checks leaves max_connections
     descriptors to the HTTP front."""
     tmp = str(tmp_path)
-    lst = write_list(tmp, "")
-    maxes = []
-    for extra in ("", "\n[http]\nlisten = 127.0.0.1:%d\nmax_connections = 5000\n"
-                  % peers.free_port("127.0.0.1")):
-        conf = write_config(tmp, peer_set.judge, lst, extra=extra)
-        with open(conf) as f:
-            text = f.read().replace("concurrency = 100\n", "concurrency = 1000000\n")
-        with open(conf, "w") as f:
-            f.write(text)
-        d = mounts.new(conf).start()
-        maxes.append(d.read_json("stat.json")["engine"]["concurrency_max"])
-        d.stop()
+    maxes = [concurrency_max_with(mounts, tmp, peer_set.judge, extra)
+             for extra in ("", "\n[http]\nlisten = 127.0.0.1:%d\nmax_connections = 5000\n"
+                           % peers.free_port("127.0.0.1"))]
     assert maxes[0] - maxes[1] >= 5000, maxes
 
 
